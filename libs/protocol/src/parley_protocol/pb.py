@@ -1,0 +1,8 @@
+"""Short names for the generated protobuf modules of parley/v1."""
+
+from parley.v1 import auth_pb2 as auth
+from parley.v1 import client_pb2 as client
+from parley.v1 import common_pb2 as common
+from parley.v1 import presence_pb2 as presence
+
+__all__ = ["auth", "client", "common", "presence"]

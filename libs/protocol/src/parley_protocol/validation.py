@@ -1,0 +1,108 @@
+"""Validation rules of the guide, each failing with a specific `ParleyError`."""
+
+from __future__ import annotations
+
+import re
+
+from parley_protocol.errors import ErrorCode, ParleyError
+
+MAX_USER_ID_LENGTH = 40
+MAX_CONFERENCE_ID_LENGTH = 64
+MAX_PUSH_DATA_BYTES = 1024
+
+_APP_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_E164 = re.compile(r"\+[0-9]{8,15}")
+_SIP_IDENTITY = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def validate_user_id(user_id: str, field: str = "user_id") -> str:
+    """Printable ASCII (0x20-0x7e), 1 to 40 characters."""
+    if not user_id:
+        raise ParleyError(ErrorCode.ERROR_CODE_INVALID_USER_ID, "user ID is empty", field)
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_USER_ID,
+            f"user ID is {len(user_id)} characters long; the limit is {MAX_USER_ID_LENGTH}",
+            field,
+        )
+    for index, char in enumerate(user_id):
+        if not " " <= char <= "~":
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_USER_ID,
+                f"user ID has a character that is not printable ASCII ({char!r} at "
+                f"position {index})",
+                field,
+            )
+    return user_id
+
+
+def validate_application_key(key: str, field: str = "application_key") -> str:
+    """A lowercase GUID such as 196087a1-e815-4bc4-8984-60d8d8a43f1d."""
+    if not _APP_KEY.fullmatch(key):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_APPLICATION_KEY,
+            f"application key {key[:64]!r} is not a lowercase GUID "
+            "(like 196087a1-e815-4bc4-8984-60d8d8a43f1d)",
+            field,
+        )
+    return key
+
+
+def validate_phone_number(number: str, field: str = "phone_number") -> str:
+    """E.164: a '+' then 8 to 15 digits, e.g. +14155550101."""
+    if not _E164.fullmatch(number):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_PHONE_NUMBER,
+            f"phone number {number[:32]!r} is not E.164: '+' then 8 to 15 digits, "
+            "e.g. +14155550101",
+            field,
+        )
+    return number
+
+
+def validate_conference_id(conference_id: str, field: str = "conference_id") -> str:
+    if not conference_id:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_CONFERENCE_ID, "conference ID is empty", field
+        )
+    if len(conference_id) > MAX_CONFERENCE_ID_LENGTH:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_CONFERENCE_ID,
+            f"conference ID is {len(conference_id)} characters long; the limit is "
+            f"{MAX_CONFERENCE_ID_LENGTH}",
+            field,
+        )
+    return conference_id
+
+
+def validate_push_data(data: bytes, field: str = "push_data") -> bytes:
+    if len(data) > MAX_PUSH_DATA_BYTES:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+            f"push data is {len(data)} bytes; the limit is {MAX_PUSH_DATA_BYTES}",
+            field,
+        )
+    return data
+
+
+def validate_sip_identity(identity: str, field: str = "sip_identity") -> str:
+    """A SIP identity in the form user@server."""
+    if not _SIP_IDENTITY.fullmatch(identity):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"SIP identity {identity[:64]!r} is not of the form user@server",
+            field,
+        )
+    return identity
+
+
+def validate_sip_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
+    """Custom SIP headers must be prefixed 'x-' (case-insensitive)."""
+    for name in headers:
+        if not name.lower().startswith("x-") or len(name) <= 2:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_HEADER,
+                f"SIP header {name!r} must be prefixed 'x-'",
+                field,
+            )
+    return headers

@@ -1,0 +1,190 @@
+"""Request/reply over NATS with typed protobuf messages and typed errors.
+
+A reply carries the response message; an error reply carries a `parley.v1.Error` with the
+`Parley-Error` header set. Trace context travels in the `traceparent` header. Endpoints are
+declared with `Bus.endpoint` and served in a queue group so replicas share the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import nats.errors
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from opentelemetry import trace
+from parley.v1 import common_pb2
+from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
+from prometheus_client import Counter, Histogram
+
+from parley_service import tracing
+from parley_service.logs import get_logger
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+log = get_logger("parley.bus")
+
+BUS_REQUESTS = Counter(
+    "parley_bus_requests_total",
+    "Bus requests served, by endpoint and outcome (ok or an error code name).",
+    ["service", "subject", "outcome"],
+)
+BUS_SECONDS = Histogram(
+    "parley_bus_request_seconds",
+    "Time to serve a bus request.",
+    ["service", "subject"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+@dataclass
+class Endpoint(Generic[Req, Resp]):
+    subject: str
+    request_type: type[Req]
+    handler: Callable[[Req], Awaitable[Resp]]
+    queue: str
+
+
+class InFlight:
+    """Counts work under way so a draining service can wait for it."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self._count += 1
+        self._idle.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self._idle.set()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+class Bus:
+    def __init__(self, nc: NATS, service: str, in_flight: InFlight | None = None) -> None:
+        self.nc = nc
+        self.service = service
+        self.in_flight = in_flight or InFlight()
+        self._endpoints: list[Endpoint[Any, Any]] = []
+        self._subs: list[Subscription] = []
+        self._tracer = tracing.tracer(f"parley.{service}")
+
+    def endpoint(
+        self,
+        subject: str,
+        request_type: type[Req],
+        handler: Callable[[Req], Awaitable[Resp]],
+        queue: str,
+    ) -> None:
+        """Declare a request/reply endpoint; served once `serve()` is called."""
+        self._endpoints.append(Endpoint(subject, request_type, handler, queue))
+
+    async def serve(self) -> None:
+        for ep in self._endpoints:
+            self._subs.append(await self.nc.subscribe(ep.subject, queue=ep.queue, cb=self._cb(ep)))
+
+    async def stop_serving(self) -> None:
+        """Stop taking new requests (requests already taken still finish)."""
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+        self._subs.clear()
+
+    def _cb(self, ep: Endpoint[Req, Resp]) -> Callable[[Msg], Awaitable[None]]:
+        async def on_request(msg: Msg) -> None:
+            with self.in_flight:
+                await self._handle(ep, msg)
+
+        return on_request
+
+    async def _handle(self, ep: Endpoint[Req, Resp], msg: Msg) -> None:
+        started = time.perf_counter()
+        ctx = tracing.extract(msg.headers)
+        outcome = "ok"
+        with self._tracer.start_as_current_span(
+            ep.subject, context=ctx, kind=trace.SpanKind.SERVER
+        ) as span:
+            try:
+                request = ep.request_type()
+                try:
+                    request.ParseFromString(msg.data)
+                except DecodeError as exc:
+                    raise ParleyError(
+                        ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                        f"request is not a {ep.request_type.DESCRIPTOR.full_name}",
+                    ) from exc
+                response = await ep.handler(request)
+                payload, headers = response.SerializeToString(), None
+            except ParleyError as err:
+                outcome = err.code_name
+                span.set_attribute("parley.error", outcome)
+                payload, headers = err.to_proto().SerializeToString(), {ERROR_HEADER: outcome}
+            except Exception:
+                outcome = "INTERNAL"
+                log.exception("bus_handler_failed", subject=ep.subject)
+                internal = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error")
+                payload = internal.to_proto().SerializeToString()
+                headers = {ERROR_HEADER: outcome}
+        BUS_REQUESTS.labels(self.service, ep.subject, outcome).inc()
+        BUS_SECONDS.labels(self.service, ep.subject).observe(time.perf_counter() - started)
+        if msg.reply:
+            try:
+                await self.nc.publish(msg.reply, payload, headers=headers)
+            except nats.errors.Error as exc:
+                log.warning("bus_reply_failed", subject=ep.subject, error=str(exc))
+
+    async def request(
+        self, subject: str, message: Message, response_type: type[Resp], timeout: float = 5.0
+    ) -> Resp:
+        """Send a request and return the typed reply, or raise the typed error it carried."""
+        return await request(self.nc, subject, message, response_type, timeout)
+
+
+async def request(
+    nc: NATS, subject: str, message: Message, response_type: type[Resp], timeout: float = 5.0
+) -> Resp:
+    headers = tracing.inject({})
+    try:
+        reply = await nc.request(
+            subject, message.SerializeToString(), timeout=timeout, headers=headers
+        )
+    except nats.errors.NoRespondersError as exc:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE, f"no service answers {subject}"
+        ) from exc
+    except nats.errors.TimeoutError as exc:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_TIMEOUT, f"{subject} did not answer within {timeout:g} s"
+        ) from exc
+    except nats.errors.ConnectionClosedError as exc:
+        raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "bus connection closed") from exc
+    if reply.headers and ERROR_HEADER in reply.headers:
+        err = common_pb2.Error()
+        err.ParseFromString(reply.data)
+        raise ParleyError.from_proto(err)
+    response = response_type()
+    response.ParseFromString(reply.data)
+    return response

@@ -1,0 +1,58 @@
+"""OpenTelemetry tracing, with W3C trace context carried in NATS headers and client frames."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def configure_tracing(
+    service: str, instance_id: str, exporter: str = "", extra: SpanExporter | None = None
+) -> TracerProvider:
+    """Install a tracer provider for this process; `exporter="console"` prints spans."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "service.instance.id": instance_id})
+    )
+    if exporter == "console":
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if extra is not None:
+        provider.add_span_processor(SimpleSpanProcessor(extra))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject(headers: dict[str, str]) -> dict[str, str]:
+    """Add the current span's `traceparent` (and `tracestate`) to headers."""
+    _propagator.inject(headers)
+    return headers
+
+
+def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The context a remote caller sent, to parent a server span on."""
+    return _propagator.extract(dict(headers or {}))
+
+
+def context_from_traceparent(traceparent: str) -> otel_context.Context:
+    return extract({"traceparent": traceparent} if traceparent else {})
+
+
+def current_traceparent() -> str:
+    headers: dict[str, str] = {}
+    _propagator.inject(headers)
+    return headers.get("traceparent", "")
