@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Envelope(_message.Message):
-    __slots__ = ("seq", "reply_to", "traceparent", "hello", "ping", "refresh_token", "presence_query", "goodbye", "welcome", "pong", "error", "presence_result", "token_accepted")
+    __slots__ = ("seq", "reply_to", "traceparent", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
@@ -17,11 +17,13 @@ class Envelope(_message.Message):
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PRESENCE_QUERY_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PRESENCE_RESULT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     reply_to: int
     traceparent: str
@@ -30,12 +32,14 @@ class Envelope(_message.Message):
     refresh_token: RefreshToken
     presence_query: PresenceQuery
     goodbye: Goodbye
+    listen: Listen
     welcome: Welcome
     pong: Pong
     error: _common_pb2.Error
     presence_result: PresenceResult
     token_accepted: TokenAccepted
-    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ...) -> None: ...
+    listen_accepted: ListenAccepted
+    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version")
@@ -108,6 +112,18 @@ class Goodbye(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class Listen(_message.Message):
+    __slots__ = ("listening",)
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    listening: bool
+    def __init__(self, listening: _Optional[bool] = ...) -> None: ...
+
+class ListenAccepted(_message.Message):
+    __slots__ = ("listening",)
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    listening: bool
+    def __init__(self, listening: _Optional[bool] = ...) -> None: ...
 
 class PresenceQuery(_message.Message):
     __slots__ = ("user_ids",)

@@ -5,20 +5,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PresenceEntry(_message.Message):
-    __slots__ = ("gateway_id", "connection_id", "instance_id", "connected_at_ms", "calling", "messaging")
+    __slots__ = ("gateway_id", "connection_id", "instance_id", "connected_at_ms", "calling", "messaging", "listening", "user_id")
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     CALLING_FIELD_NUMBER: _ClassVar[int]
     MESSAGING_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     gateway_id: str
     connection_id: str
     instance_id: str
     connected_at_ms: int
     calling: bool
     messaging: bool
-    def __init__(self, gateway_id: _Optional[str] = ..., connection_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., connected_at_ms: _Optional[int] = ..., calling: _Optional[bool] = ..., messaging: _Optional[bool] = ...) -> None: ...
+    listening: bool
+    user_id: str
+    def __init__(self, gateway_id: _Optional[str] = ..., connection_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., connected_at_ms: _Optional[int] = ..., calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., listening: _Optional[bool] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class DeviceEvent(_message.Message):
     __slots__ = ("envelope", "except_connection_id")
