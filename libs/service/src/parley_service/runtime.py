@@ -97,14 +97,13 @@ async def connect_nats(settings: ServiceSettings, attempts: int = 60) -> NATS:
     raise AssertionError("unreachable")
 
 
-async def run(
+async def start(
     settings: ServiceSettings,
     setup: Callable[[Runtime], Awaitable[None]],
     migrations: Migrations | None = None,
     clock: Clock | None = None,
-) -> None:
-    configure_logging(settings.service_name, settings.log_level, settings.log_format)
-    tracing.configure_tracing(settings.service_name, settings.instance_id, settings.otel_exporter)
+) -> Runtime:
+    """Build the shared parts, let the service declare itself, and start serving."""
     health = HealthServer(settings.health_host, settings.health_port)
     await health.start()
     nc = await connect_nats(settings)
@@ -142,13 +141,16 @@ async def run(
     await runtime.bus.serve()
     health.started = True
     log.info("service_started", instance=settings.instance_id, health_port=health.port)
+    return runtime
 
-    stop_signal = await _wait_for_signal()
-    if stop_signal == signal.SIGTERM:
+
+async def stop(runtime: Runtime, drain: bool = True) -> None:
+    """Drain (stop taking work, finish what is in flight) or stop at once, then close."""
+    if drain:
         await _drain(runtime)
     else:
-        log.info("service_stopping", reason="SIGINT")
-        health.draining = True
+        log.info("service_stopping", reason="immediate")
+        runtime.health.draining = True
         await runtime.bus.stop_serving()
     for hook in runtime.stop_hooks:
         try:
@@ -156,13 +158,30 @@ async def run(
         except Exception:
             log.exception("stop_hook_failed")
     try:
-        await nc.drain() if stop_signal == signal.SIGTERM else await nc.close()
+        if drain:
+            await runtime.nc.drain()
+        else:
+            await runtime.nc.close()
     except Exception as exc:
         log.warning("nats_close_failed", error=str(exc))
     if runtime.pool is not None:
         await runtime.pool.close()
-    await health.stop()
+    await runtime.health.stop()
     log.info("service_stopped")
+
+
+async def run(
+    settings: ServiceSettings,
+    setup: Callable[[Runtime], Awaitable[None]],
+    migrations: Migrations | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Start, serve until SIGTERM (drain) or SIGINT (stop at once), then stop."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    tracing.configure_tracing(settings.service_name, settings.instance_id, settings.otel_exporter)
+    runtime = await start(settings, setup, migrations, clock)
+    stop_signal = await _wait_for_signal()
+    await stop(runtime, drain=stop_signal == signal.SIGTERM)
 
 
 async def _drain(runtime: Runtime) -> None:
