@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from google.protobuf.message import DecodeError
-from parley.v1 import client_pb2
 
+from parley.v1 import client_pb2
 from parley_protocol.errors import ErrorCode, ParleyError
 
 # Largest frame either side may send. Messages and push data are far smaller.
 MAX_FRAME_BYTES = 64 * 1024
 
 # Bodies a client may send; everything else in the oneof is server -> client.
-CLIENT_BODIES = frozenset({"hello", "ping", "refresh_token", "presence_query", "goodbye"})
-SERVER_BODIES = frozenset({"welcome", "pong", "error", "presence_result", "token_accepted"})
+CLIENT_BODIES = frozenset({"hello", "ping", "refresh_token", "presence_query", "goodbye", "listen"})
+SERVER_BODIES = frozenset(
+    {"welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted"}
+)
+
+# WebSocket close codes the gateway uses (4xxx: application-defined, after HTTP statuses).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_LARGE = 1009
+CLOSE_SERVICE_RESTART = 1012  # the gateway is draining: reconnect, to another replica
+CLOSE_BAD_FRAME = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TIMEOUT = 4408
 
 
 def encode(envelope: client_pb2.Envelope) -> bytes:

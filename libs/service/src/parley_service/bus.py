@@ -19,10 +19,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry import trace
-from parley.v1 import common_pb2
-from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
 from prometheus_client import Counter, Histogram
 
+from parley.v1 import common_pb2
+from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
 from parley_service import tracing
 from parley_service.logs import get_logger
 

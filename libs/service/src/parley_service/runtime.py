@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import asyncpg
 import nats
 from nats.aio.client import Client as NATS
-from parley_protocol.clock import Clock, SystemClock
 
+from parley_protocol.clock import Clock, SystemClock
 from parley_service import tracing
 from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool
