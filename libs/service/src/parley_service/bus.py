@@ -88,6 +88,7 @@ class Bus:
         self.in_flight = in_flight or InFlight()
         self._endpoints: list[Endpoint[Any, Any]] = []
         self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._tracer = tracing.tracer(f"parley.{service}")
 
     def endpoint(
@@ -114,11 +115,19 @@ class Bus:
         self._subs.clear()
 
     def _cb(self, ep: Endpoint[Req, Resp]) -> Callable[[Msg], Awaitable[None]]:
+        # Each request runs in its own task: requests are served concurrently, and
+        # unsubscribing (which cancels the subscription's task) never cancels one mid-way.
         async def on_request(msg: Msg) -> None:
-            with self.in_flight:
-                await self._handle(ep, msg)
+            self.in_flight.__enter__()
+            task = asyncio.create_task(self._handle(ep, msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
 
         return on_request
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.in_flight.__exit__()
 
     async def _handle(self, ep: Endpoint[Req, Resp], msg: Msg) -> None:
         started = time.perf_counter()

@@ -1,0 +1,39 @@
+"""The services that ``make run`` supervises: the one place to add a service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """A service run as ``python -m <module>``.
+
+    ``health_port`` is its internal port for /healthz, /readyz and /metrics (env
+    PARLEY_HEALTH_PORT). A service with a public port gets it in env ``public_port_env``;
+    the same variable in our own environment overrides ``public_port``.
+    """
+
+    name: str
+    module: str
+    health_port: int
+    public_port: int | None = None
+    public_port_env: str | None = None
+
+
+SERVICES: tuple[ServiceDef, ...] = (
+    ServiceDef(name="auth", module="parley_auth", health_port=9101),
+    ServiceDef(
+        name="gateway",
+        module="parley_gateway",
+        health_port=9102,
+        public_port=8080,
+        public_port_env="PARLEY_GATEWAY_PORT",
+    ),
+)
+
+GATEWAY = "gateway"
+"""The service whose public port is the client endpoint."""
+
+ADMIN_MODULE = "parley_auth.admin"
+"""``python -m ADMIN_MODULE migrate | create-account | create-app`` (see stack.py)."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: one embedded NATS and one embedded PostgreSQL per test session, and a
+fresh database per test (``database_url``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from parley_devstack.nats import EmbeddedNats
+from parley_devstack.postgres import EmbeddedPostgres
+
+
+@pytest_asyncio.fixture(scope="session")
+async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
+    """NATS with JetStream on a free port; ``nats_server.url`` to connect."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[EmbeddedPostgres]:
+    """PostgreSQL 16 on 127.0.0.1 and a free port."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture
+async def database_url(postgres_server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """DSN of a new, empty database for this test (dropped afterwards)."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    dsn = await postgres_server.create_database(name)
+    yield dsn
+    if postgres_server.running:
+        await postgres_server.drop_database(name)
