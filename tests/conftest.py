@@ -45,3 +45,24 @@ async def database_url(postgres_server: EmbeddedPostgres) -> AsyncIterator[str]:
     yield dsn
     if postgres_server.running:
         await postgres_server.drop_database(name)
+
+
+# A test module that collects nothing (a misspelt test function, a bad import guard) is an
+# error, not a silent pass: every tests/**/test_*.py file must yield at least one test.
+_modules_seen: set[str] = set()
+_modules_with_tests: set[str] = set()
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.nodeid.endswith(".py") and "/test_" in "/" + report.nodeid:
+        _modules_seen.add(report.nodeid)
+        if any(isinstance(item, pytest.Item) for item in report.result):
+            _modules_with_tests.add(report.nodeid)
+        elif any(isinstance(c, pytest.Class) for c in report.result):
+            _modules_with_tests.add(report.nodeid)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    empty = sorted(_modules_seen - _modules_with_tests)
+    if empty and not session.config.option.keyword and not session.config.option.markexpr:
+        raise pytest.UsageError(f"test modules that collect no test: {', '.join(empty)}")
