@@ -104,13 +104,13 @@ async def test_admin_cli_end_to_end(nats_server: Any, database_url: str) -> None
         while True:
             try:
                 await client.register(client.self_signed("alice", secret=old_secret))
-            except ParleyError as err:
-                assert err.code == ErrorCode.ERROR_CODE_INVALID_SIGNATURE
+            except ParleyError as refused:
+                assert refused.code == ErrorCode.ERROR_CODE_INVALID_SIGNATURE
                 break
             assert time.monotonic() < deadline, "old secret still accepted after rotation"
             await asyncio.sleep(0.02)
-        err = await client.register_refused(client.server_signed("alice", 1, secret=old_secret))
-        assert err.code == ErrorCode.ERROR_CODE_INVALID_SIGNATURE
+        old = await client.register_refused(client.server_signed("alice", 1, secret=old_secret))
+        assert old.code == ErrorCode.ERROR_CODE_INVALID_SIGNATURE
         await client.register(client.self_signed("alice", secret=new_secret))
         await client.register(client.server_signed("alice", 1, secret=new_secret))
 
@@ -132,9 +132,9 @@ async def test_admin_cli_end_to_end(nats_server: Any, database_url: str) -> None
         await client.nc.close()
         await rt.stop(runtime, drain=False)
 
-    code, _, err = await cli("create-app", "--account", str(uuid.uuid4()), "--name", "X",
-                             "--environment", "production", env=env)  # fmt: skip
-    assert code == 2 and "no account has the id" in err
+    code, _, stderr = await cli("create-app", "--account", str(uuid.uuid4()), "--name", "X",
+                                "--environment", "production", env=env)  # fmt: skip
+    assert code == 2 and "no account has the id" in stderr
 
 
 async def test_admin_cli_process_exits_2_with_a_message_on_bad_arguments() -> None:

@@ -249,7 +249,7 @@ async def test_bad_user_ids_are_refused_with_a_reason_naming_the_problem(env: Au
             assert problem in err.reason and err.field == "user_id"
 
 
-async def test_unknown_application_wrong_environment_and_bad_key_are_refused(
+async def test_unknown_app_wrong_environment_bad_key_and_malformed_requests_are_refused(
     env: AuthEnv,
 ) -> None:
     box = SecretBox(bytes(range(100, 132)))
@@ -280,6 +280,12 @@ async def test_unknown_application_wrong_environment_and_bad_key_are_refused(
     no_scheme.scheme = auth.REGISTRATION_SCHEME_UNSPECIFIED
     err = await env.register_refused(no_scheme)
     assert err.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT and err.field == "scheme"
+    for device_name, problem in (("a\x00b", "control character"), ("d" * 201, "limit is 200")):
+        err = await env.register_refused(env.self_signed("gina", device_name=device_name))
+        assert err.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT and problem in err.reason
+    # Bytes that are not a RegisterRequest at all.
+    raw = await env.nc.request(subjects.AUTH_REGISTER, b"\xff\xff\xff", timeout=5)
+    assert raw.headers and raw.headers.get("Parley-Error") == "INVALID_ARGUMENT"
 
 
 async def test_app_lookup(env: AuthEnv) -> None:

@@ -1,0 +1,42 @@
+"""Composition root of the auth service: settings, stores, caches, keys and endpoints."""
+
+from __future__ import annotations
+
+from parley_auth.apps import AppDirectory
+from parley_auth.changes import ChangeWatcher
+from parley_auth.handlers import AuthHandlers, declare_endpoints
+from parley_auth.keys import KeyRing
+from parley_auth.secrets_box import SecretBox
+from parley_auth.settings import AuthSettings
+from parley_service.logs import get_logger
+from parley_service.runtime import Migrations, Runtime
+
+SETTINGS = AuthSettings  # the settings type; build it with AuthSettings.from_env()
+MIGRATIONS = Migrations("auth", "parley_auth.migrations")
+
+log = get_logger("parley.auth")
+
+
+async def setup(runtime: Runtime) -> None:
+    """Open the secrets box, make sure a signing key is active, and declare the endpoints."""
+    settings = runtime.settings
+    if not isinstance(settings, AuthSettings):
+        raise TypeError(f"the auth service needs AuthSettings, not {type(settings).__name__}")
+    if not settings.database_url:
+        raise ValueError("the auth service needs PARLEY_DATABASE_URL")
+    box = SecretBox(settings.master_key)
+    keys = KeyRing(box, runtime.clock, settings.auth_token_ttl_seconds)
+    await keys.load(runtime.db)
+    apps = AppDirectory(runtime.db, box, runtime.clock, settings.auth_app_cache_seconds)
+    watcher = ChangeWatcher(
+        settings.database_url, runtime.db, keys, apps, settings.auth_key_reload_seconds
+    )
+    await watcher.start()
+    runtime.on_stop(watcher.stop)
+    declare_endpoints(runtime.bus, AuthHandlers(settings, runtime.db, apps, keys, runtime.clock))
+    log.info(
+        "auth_ready",
+        environment=settings.environment,
+        kid=keys.active_kid,
+        token_ttl_seconds=settings.auth_token_ttl_seconds,
+    )

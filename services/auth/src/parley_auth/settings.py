@@ -1,0 +1,68 @@
+"""Settings of the auth service: the shared ones plus the master key and token lifetimes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+
+from parley_service.settings import ServiceSettings, SettingsError
+
+MASTER_KEY_ENV = "PARLEY_AUTH_MASTER_KEY"
+MASTER_KEY_BYTES = 32
+_GENERATE_HINT = "generate one with `parley-admin generate-master-key`"
+
+
+def parse_master_key(value: str) -> bytes:
+    """The 32-byte AES-256 key from its base64 text; a clear error naming the variable."""
+    if not value.strip():
+        raise SettingsError(
+            f"{MASTER_KEY_ENV} is not set: it must be the base64 of 32 random bytes "
+            f"(the key that encrypts secrets at rest); {_GENERATE_HINT}"
+        )
+    try:
+        key = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SettingsError(
+            f"{MASTER_KEY_ENV} is not valid base64 ({exc}); it must be the base64 of 32 "
+            f"random bytes; {_GENERATE_HINT}"
+        ) from exc
+    if len(key) != MASTER_KEY_BYTES:
+        raise SettingsError(
+            f"{MASTER_KEY_ENV} decodes to {len(key)} bytes; it must be the base64 of exactly "
+            f"{MASTER_KEY_BYTES} bytes; {_GENERATE_HINT}"
+        )
+    return key
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthSettings(ServiceSettings):
+    service_name: str = "auth"
+    # Base64 of 32 bytes; encrypts application secrets and signing keys (AES-256-GCM).
+    auth_master_key: str = dataclasses.field(default="", repr=False)
+    auth_token_ttl_seconds: int = 900
+    # Self-signed registrations must be signed within this many seconds of server time.
+    auth_self_signed_window_seconds: int = 300
+    # How long a decrypted application secret is kept in memory.
+    auth_app_cache_seconds: float = 30.0
+    # Signing keys are re-read this often (and at once when a rotation is announced).
+    auth_key_reload_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        parse_master_key(self.auth_master_key)
+        _positive("PARLEY_AUTH_TOKEN_TTL_SECONDS", self.auth_token_ttl_seconds)
+        _positive("PARLEY_AUTH_SELF_SIGNED_WINDOW_SECONDS", self.auth_self_signed_window_seconds)
+        _positive("PARLEY_AUTH_KEY_RELOAD_SECONDS", self.auth_key_reload_seconds)
+        if self.auth_app_cache_seconds < 0:
+            raise SettingsError(
+                f"PARLEY_AUTH_APP_CACHE_SECONDS must be 0 or more, not {self.auth_app_cache_seconds}"
+            )
+
+    @property
+    def master_key(self) -> bytes:
+        return parse_master_key(self.auth_master_key)
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than 0, not {value}")
