@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -11,7 +12,8 @@ class ServiceDef:
 
     ``health_port`` is its internal port for /healthz, /readyz and /metrics (env
     PARLEY_HEALTH_PORT). A service with a public port gets it in env ``public_port_env``;
-    the same variable in our own environment overrides ``public_port``.
+    the same variable in our own environment overrides ``public_port``. A port of 0 means
+    any free port. ``env`` adds variables of this service alone (e.g. a second gateway's id).
     """
 
     name: str
@@ -19,6 +21,8 @@ class ServiceDef:
     health_port: int
     public_port: int | None = None
     public_port_env: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    restart: bool = True
 
 
 SERVICES: tuple[ServiceDef, ...] = (

@@ -277,12 +277,13 @@ class DevStack:
 
     def _port_for(self, what: str, wanted: int) -> int:
         taken = {p for ports in self.ports.values() for p in (ports.health, ports.public)}
-        if wanted not in taken and port_is_free(wanted):
+        if wanted and wanted not in taken and port_is_free(wanted):
             return wanted
         port = free_port()
         while port in taken:
             port = free_port()
-        self.say(f"port {wanted} ({what}) is busy; using {port} instead")
+        if wanted:
+            self.say(f"port {wanted} ({what}) is busy; using {port} instead")
         return port
 
     def _spec(self, service: ServiceDef) -> ServiceSpec:
@@ -291,10 +292,16 @@ class DevStack:
             **self._base_env(),
             "PARLEY_SERVICE_NAME": service.name,
             "PARLEY_HEALTH_PORT": str(ports.health),
+            **service.env,
         }
         if service.public_port_env and ports.public is not None:
             env[service.public_port_env] = str(ports.public)
-        return ServiceSpec(name=service.name, argv=[sys.executable, "-m", service.module], env=env)
+        return ServiceSpec(
+            name=service.name,
+            argv=[sys.executable, "-m", service.module],
+            env=env,
+            restart=service.restart,
+        )
 
     async def _wait_ready(self) -> None:
         pending = {s.name: self.ports[s.name].health for s in self.services}

@@ -1,7 +1,5 @@
-"""Parley service runtime: settings, NATS, Postgres, health, metrics, tracing, shutdown."""
+"""Parley service runtime: settings, NATS, Postgres, health, metrics, tracing, shutdown.
 
-from parley_service.bus import Bus
-from parley_service.runtime import Migrations, Runtime, main, run, start, stop
-from parley_service.settings import ServiceSettings
-
-__all__ = ["Bus", "Migrations", "Runtime", "ServiceSettings", "main", "run", "start", "stop"]
+Import the submodule you need (`parley_service.runtime`, `.bus`, `.settings`, `.db`, ...):
+this package imports nothing itself, so a CLI that needs only settings starts fast.
+"""

@@ -1,0 +1,97 @@
+"""Services as separate processes for end-to-end tests: the same DevStack as `make run`,
+on free ports, against the session's NATS (or one of its own) and a fresh database."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parley_devstack.services import ServiceDef
+from parley_devstack.stack import DevStack, StackSettings
+
+
+def gateway_def(name: str) -> ServiceDef:
+    return ServiceDef(
+        name=name,
+        module="parley_gateway",
+        health_port=0,
+        public_port=0,
+        public_port_env="PARLEY_GATEWAY_PORT",
+        env={"PARLEY_GATEWAY_ID": name},
+        restart=False,
+    )
+
+
+@dataclass
+class E2EStack:
+    devstack: DevStack
+    log: io.StringIO
+
+    @property
+    def app(self) -> dict[str, Any]:
+        return self.devstack.sandbox_app
+
+    @property
+    def app_key(self) -> str:
+        return str(self.app["application_key"])
+
+    @property
+    def app_secret(self) -> str:
+        return str(self.app["application_secret"])
+
+    def host(self, gateway: str) -> str:
+        port = self.devstack.ports[gateway].public
+        return f"127.0.0.1:{port}"
+
+    def http(self, gateway: str) -> str:
+        return f"http://{self.host(gateway)}"
+
+    def ws(self, gateway: str) -> str:
+        return f"ws://{self.host(gateway)}/v1/connect"
+
+    @property
+    def gateways(self) -> list[str]:
+        return [s.name for s in self.devstack.services if s.module == "parley_gateway"]
+
+    def kill(self, name: str) -> None:
+        """Crash a service's process (SIGKILL); it is not restarted."""
+        assert self.devstack.supervisor.kill(name), f"{name} was not running"
+
+    async def admin(self, *args: str) -> dict[str, Any] | None:
+        return await self.devstack._admin(*args)
+
+    def output(self) -> str:
+        return self.log.getvalue()
+
+
+async def start_stack(
+    home: Path,
+    nats_url: str,
+    database_url: str,
+    gateways: Sequence[str] = ("gateway-a", "gateway-b"),
+    auth_env: Mapping[str, str] | None = None,
+) -> E2EStack:
+    services = [
+        ServiceDef(name="auth", module="parley_auth", health_port=0, env=dict(auth_env or {})),
+        *(gateway_def(g) for g in gateways),
+    ]
+    settings = StackSettings(
+        home=home,
+        nats_url=nats_url,
+        database_url=database_url,
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+    )
+    log = io.StringIO()
+    devstack = DevStack(settings, services=services, out=log)
+    try:
+        await devstack.start()
+    except BaseException:
+        await devstack.stop()
+        print(log.getvalue())
+        raise
+    return E2EStack(devstack, log)
