@@ -3,8 +3,12 @@ fresh database per test (``database_url``)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -28,13 +32,20 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
 async def postgres_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[EmbeddedPostgres]:
-    """PostgreSQL 16 on 127.0.0.1 and a free port."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+    """PostgreSQL 16 on 127.0.0.1 and a free port.
+
+    Its data lives outside pytest's temp root: each pytest session tightens that root to
+    0700, which would lock out the `pgserver` user of a concurrently running session.
+    """
+    base = Path(tempfile.mkdtemp(prefix="parley-test-pg-"))
+    os.chmod(base, 0o755)  # noqa: ASYNC240 (start-up, once)
+    server = EmbeddedPostgres(base)
     await server.start()
     try:
         yield server
     finally:
         await server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest_asyncio.fixture
