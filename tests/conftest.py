@@ -38,7 +38,7 @@ async def postgres_server(
     0700, which would lock out the `pgserver` user of a concurrently running session.
     """
     base = Path(tempfile.mkdtemp(prefix="parley-test-pg-"))
-    os.chmod(base, 0o755)  # noqa: ASYNC240 (start-up, once)
+    os.chmod(base, 0o755)
     server = EmbeddedPostgres(base)
     await server.start()
     try:
