@@ -1,0 +1,548 @@
+"""`ParleyClient`: the SDK's entry point (the guide's SinchClient)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import platform
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from google.protobuf.message import Message
+
+from parley_client.builder import ParleyClientBuilder
+from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
+from parley_client.credentials import CredentialKey, CredentialStore
+from parley_client.errors import ErrorType, ParleyError
+from parley_client.http import AuthApi
+from parley_client.listeners import ClientListener, ListenerSet
+from parley_client.logs import ClientLog
+from parley_client.presence import UserPresence
+from parley_client.registration import ClientRegistration
+from parley_client.session import BODY_NAMES, ConnectedHook, FrameHandler, Session
+from parley_client.tokens import Authenticator, Identity
+from parley_protocol import validation
+from parley_protocol.clock import Clock, SystemClock
+from parley_protocol.errors import ErrorCode
+from parley_protocol.errors import ParleyError as ProtocolError
+from parley_protocol.pb import client as pb
+
+DEFAULT_PRESENCE_TIMEOUT = 10.0
+DEFAULT_GRACEFUL_TIMEOUT = 5.0
+
+ENV_APPLICATION_KEY = "PARLEY_APPLICATION_KEY"
+ENV_APPLICATION_SECRET = "PARLEY_APPLICATION_SECRET"
+ENV_USER_ID = "PARLEY_USER_ID"
+ENV_ENVIRONMENT_HOST = "PARLEY_ENVIRONMENT_HOST"
+ENV_PERSISTENCE_DIR = "PARLEY_PERSISTENCE_DIR"
+
+
+def _client_version() -> str:
+    try:
+        version = metadata.version("parley-client")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    return f"parley-client-python/{version}"
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    STARTED = "started"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+_RUNNING = frozenset({_State.STARTING, _State.STARTED, _State.RECONNECTING})
+
+
+class ParleyClient:
+    """A user on a device: registers once, then keeps a signaling connection to a gateway.
+
+    Build one with `ParleyClient.builder()` (or `ParleyClient.from_env()`), enable
+    capabilities, add listeners, `await start()`, and `await terminate()` when done.
+    """
+
+    def __init__(self, config: ClientConfig, *, clock: Clock | None = None) -> None:
+        self._config = config
+        self._clock: Clock = clock or SystemClock()
+        self._capabilities = Capabilities()
+        self._log = ClientLog(lambda: self._listeners)
+        self._listeners: ListenerSet[ClientListener] = ListenerSet(self._log, "client")
+        self._state = _State.NEW
+        self._changed = asyncio.Event()
+        self._session: Session | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._opening: asyncio.Future[pb.Welcome] | None = None
+        self._stopping: asyncio.Future[None] | None = None
+        self._frame_handlers: list[tuple[str, FrameHandler]] = []
+        self._connected_hooks: list[ConnectedHook] = []
+        self._listening: bool | None = None
+        self._early_listen: list[asyncio.Future[None]] = []
+        self._failure: ParleyError | None = None
+
+    # -- construction -----------------------------------------------------------------------
+
+    @staticmethod
+    def builder() -> ParleyClientBuilder:
+        return ParleyClientBuilder()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ParleyClient:
+        """A client configured from PARLEY_APPLICATION_KEY, PARLEY_APPLICATION_SECRET,
+        PARLEY_USER_ID, PARLEY_ENVIRONMENT_HOST and PARLEY_PERSISTENCE_DIR."""
+        env = os.environ if environ is None else environ
+        builder = cls.builder()
+        if ENV_APPLICATION_KEY in env:
+            builder.application_key(env[ENV_APPLICATION_KEY])
+        if env.get(ENV_APPLICATION_SECRET):
+            builder.application_secret(env[ENV_APPLICATION_SECRET])
+        if ENV_USER_ID in env:
+            builder.user_id(env[ENV_USER_ID])
+        if ENV_ENVIRONMENT_HOST in env:
+            builder.environment_host(env[ENV_ENVIRONMENT_HOST])
+        if env.get(ENV_PERSISTENCE_DIR):
+            builder.persistence_dir(env[ENV_PERSISTENCE_DIR])
+        return builder.build()
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    @property
+    def user_id(self) -> str | None:
+        return self._config.user_id
+
+    @property
+    def application_key(self) -> str | None:
+        return self._config.application_key
+
+    @property
+    def media(self) -> bool:
+        """False in signaling-only mode (`builder.media(False)`)."""
+        return self._config.media
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """A copy of the capability switches (sent in every Hello)."""
+        c = self._capabilities
+        return Capabilities(
+            c.calling, c.messaging, c.active_connection_in_background, c.managed_push
+        )
+
+    def set_support_calling(self, enabled: bool) -> None:
+        self._capabilities.calling = _flag("calling", enabled)
+
+    def set_support_messaging(self, enabled: bool) -> None:
+        self._capabilities.messaging = _flag("messaging", enabled)
+
+    def set_support_active_connection_in_background(self, enabled: bool) -> None:
+        self._capabilities.active_connection_in_background = _flag(
+            "active_connection_in_background", enabled
+        )
+
+    def set_support_managed_push(self, enabled: bool) -> None:
+        self._capabilities.managed_push = _flag("managed_push", enabled)
+
+    def check_configuration(self) -> None:
+        """Raise ConfigurationError naming every setting that would keep the client from
+        starting (the guide's checkManifest). `start()` runs the same checks."""
+        check_configuration(self._config, self._capabilities)
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def add_client_listener(self, listener: ClientListener) -> None:
+        self._listeners.add(listener)
+
+    def remove_client_listener(self, listener: ClientListener) -> None:
+        self._listeners.remove(listener)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def _terminated(self) -> bool:
+        return self._state is _State.STOPPED
+
+    @property
+    def is_started(self) -> bool:
+        """Connected and welcomed by a gateway (False while reconnecting)."""
+        return self._state is _State.STARTED
+
+    @property
+    def gateway_id(self) -> str | None:
+        """The gateway replica serving this client (from Welcome)."""
+        welcome = self._session.welcome if self._session else None
+        return welcome.gateway_id if welcome is not None else None
+
+    @property
+    def session_id(self) -> str | None:
+        welcome = self._session.welcome if self._session else None
+        return welcome.session_id if welcome is not None else None
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The gateway host of the current (or last) connection."""
+        return self._session.endpoint if self._session else None
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Return once the client is started (again, after a reconnect). Raises ParleyError:
+        TIMEOUT if it is not within `timeout` seconds, the failure if the client failed,
+        WRONG_STATE if it was terminated."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._state is not _State.STARTED:
+            if self._state is _State.FAILED and self._failure is not None:
+                raise self._failure
+            if self._state in (_State.STOPPED, _State.FAILED):
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_WRONG_STATE,
+                    f"the client is {self._state.value}",
+                    ErrorType.OTHER,
+                )
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_TIMEOUT,
+                    f"the client was not connected within {timeout:g} s "
+                    f"(it is {self._state.value})",
+                    ErrorType.NETWORK,
+                ) from None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register (once per user and device), connect, and wait for the gateway's Welcome.
+
+        Returns once `on_client_started` has been called. Raises ParleyError (after
+        `on_client_failed`) if the client cannot start.
+        """
+        if self._state in _RUNNING:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE,
+                f"the client is already {self._state.value}",
+                ErrorType.OTHER,
+            )
+        if self._state is _State.STOPPED:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE,
+                "the client was terminated; build a new one",
+                ErrorType.OTHER,
+            )
+        try:
+            endpoints = check_configuration(self._config, self._capabilities)
+        except ParleyError as exc:
+            await self._fail(exc)
+            raise
+        self._failure = None
+        self._set_state(_State.STARTING)
+        session = self._new_session(endpoints)
+        self._log.info(
+            "client",
+            f"starting user {self._config.user_id!r} of application "
+            f"{self._config.application_key} on {', '.join(map(str, endpoints))}",
+        )
+        opening = self._opening = asyncio.ensure_future(session.open())
+        try:
+            await opening
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._terminated and task is not None and not task.cancelling():
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_WRONG_STATE,
+                    "the client was terminated while starting",
+                    ErrorType.OTHER,
+                ) from None
+            await self._release(goodbye=False)
+            self._set_state(_State.FAILED)
+            raise
+        except ParleyError as exc:
+            await self._fail(exc)
+            raise
+        except Exception as exc:
+            error = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, f"start failed: {exc!r}")
+            await self._fail(error)
+            raise error from exc
+        finally:
+            self._opening = None
+        self._set_state(_State.STARTED)
+        await self._listeners.emit("on_client_started", self)
+
+    async def terminate(self) -> None:
+        """Say Goodbye, close the connection, stop every task, then `on_client_stopped`.
+        Calling it again (or concurrently) is harmless."""
+        if self._stopping is not None:
+            await asyncio.shield(self._stopping)
+            return
+        self._stopping = asyncio.get_running_loop().create_future()
+        try:
+            was_running = self._state in _RUNNING
+            self._set_state(_State.STOPPED)
+            if self._opening is not None:
+                self._opening.cancel()
+            await self._release(goodbye=True)
+            for waiter in self._early_listen:
+                if not waiter.done():
+                    waiter.set_exception(_terminated())
+            self._early_listen = []
+            if was_running:
+                self._log.info("client", "stopped")
+                await self._listeners.emit("on_client_stopped", self)
+            await self._log.flush()
+        finally:
+            self._stopping.set_result(None)
+
+    async def terminate_gracefully(self, timeout: float = DEFAULT_GRACEFUL_TIMEOUT) -> None:
+        """Like `terminate()`, after the requests still waiting for replies (at most `timeout`)."""
+        if self._session is not None and self._stopping is None:
+            await self._session.wait_idle(timeout)
+        await self.terminate()
+
+    # -- active connection -------------------------------------------------------------------
+
+    def start_listening_on_active_connection(self) -> asyncio.Future[None]:
+        """Receive incoming calls and messages on this connection (re-applied after a
+        reconnect). The returned future settles when the gateway took it; awaiting it is
+        optional."""
+        return self._set_listening(True)
+
+    def stop_listening_on_active_connection(self) -> asyncio.Future[None]:
+        return self._set_listening(False)
+
+    @property
+    def is_listening(self) -> bool:
+        return bool(self._listening)
+
+    # -- presence ----------------------------------------------------------------------------
+
+    async def presence(
+        self, user_ids: Iterable[str], timeout: float | None = None
+    ) -> dict[str, UserPresence]:
+        """Whether each user (of this application) has a listening device."""
+        ids = [user_ids] if isinstance(user_ids, str) else list(dict.fromkeys(user_ids))
+        for user_id in ids:
+            try:
+                validation.validate_user_id(user_id, "user_ids")
+            except ProtocolError as exc:
+                raise ParleyError.from_protocol(exc) from None
+        if not ids:
+            return {}
+        reply = await self._request(
+            "presence_query",
+            pb.PresenceQuery(user_ids=ids),
+            timeout or DEFAULT_PRESENCE_TIMEOUT,
+        )
+        body = reply.WhichOneof("body")
+        if body != "presence_result":
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INTERNAL, f"the gateway answered PresenceQuery with {body}"
+            )
+        result = {user_id: UserPresence(user_id, False, 0) for user_id in ids}
+        for user in reply.presence_result.users:
+            if user.user_id in result:
+                result[user.user_id] = UserPresence(user.user_id, user.online, user.devices)
+        return result
+
+    # -- hooks for feature modules (calling, messaging, push) -------------------------------
+
+    def _on_frame(self, body: str, handler: FrameHandler) -> None:
+        """Route incoming `body` frames that are not replies to `handler(envelope)`."""
+        if body not in BODY_NAMES:
+            raise ValueError(f"{body!r} is not a body of parley.v1.Envelope")
+        self._frame_handlers.append((body, handler))
+        if self._session is not None:
+            self._session.on_frame(body, handler)
+
+    def _on_connected(self, hook: ConnectedHook) -> None:
+        """Call `hook(reconnected)` after every Welcome."""
+        self._connected_hooks.append(hook)
+        if self._session is not None:
+            self._session.on_connected(hook)
+
+    async def _send(self, body: str, message: Message) -> int:
+        return await self._live_session(body).send(body, message)
+
+    async def _request(
+        self, body: str, message: Message, timeout: float | None = None
+    ) -> pb.Envelope:
+        return await self._live_session(body).request(body, message, timeout)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _new_session(self, endpoints: tuple[Endpoint, ...]) -> Session:
+        config = self._config
+        assert config.application_key and config.user_id
+        self._http = aiohttp.ClientSession()
+        key = CredentialKey.of(
+            [str(endpoint) for endpoint in endpoints], config.application_key, config.user_id
+        )
+        authenticator = Authenticator(
+            identity=Identity(
+                application_key=config.application_key,
+                application_secret=config.application_secret,
+                user_id=config.user_id,
+                device_name=config.device_name or f"python on {platform.node() or 'unknown'}",
+            ),
+            key=key,
+            store=CredentialStore(Path(config.storage_dir), self._log),
+            api=AuthApi(self._http, config.request_timeout, self._log),
+            clock=self._clock,
+            log=self._log,
+            can_ask_app=self._can_ask_app,
+            ask_app=self._ask_app,
+            registration_timeout=config.registration_timeout,
+        )
+        session = Session(
+            http=self._http,
+            endpoints=endpoints,
+            authenticator=authenticator,
+            events=_Events(self),
+            clock=self._clock,
+            log=self._log,
+            request_timeout=config.request_timeout,
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        for body, handler in self._frame_handlers:
+            session.on_frame(body, handler)
+        for hook in self._connected_hooks:
+            session.on_connected(hook)
+        if self._listening is not None:
+            applied = session.set_listening(self._listening)
+            early, self._early_listen = self._early_listen, []
+            applied.add_done_callback(lambda done: _settle_all(early, done))
+        self._session = session
+        return session
+
+    def _set_listening(self, listening: bool) -> asyncio.Future[None]:
+        self._listening = listening
+        if self._session is not None and self._state in _RUNNING:
+            return self._session.set_listening(listening)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(_consume)
+        if self._state is _State.STOPPED:
+            waiter.set_exception(_terminated())
+        else:
+            self._early_listen.append(waiter)
+        return waiter
+
+    def _can_ask_app(self) -> bool:
+        return bool(
+            self._listeners.implementing("on_registration_credentials_required", ClientListener)
+        )
+
+    async def _ask_app(self, registration: ClientRegistration) -> None:
+        def listener_failed(exc: Exception) -> None:
+            registration._fail(
+                ParleyError(
+                    ErrorCode.ERROR_CODE_INTERNAL,
+                    f"on_registration_credentials_required raised {exc!r}",
+                    ErrorType.OTHER,
+                )
+            )
+
+        await self._listeners.emit(
+            "on_registration_credentials_required", self, registration, on_error=listener_failed
+        )
+
+    def _live_session(self, body: str) -> Session:
+        if self._session is None or self._state not in _RUNNING:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE,
+                f"cannot send {body}: the client is {self._state.value}",
+                ErrorType.OTHER,
+            )
+        return self._session
+
+    def _set_state(self, state: _State) -> None:
+        self._state = state
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _release(self, goodbye: bool) -> None:
+        session = self._session
+        if session is not None:
+            await session.close(goodbye)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _fail(self, error: ParleyError) -> None:
+        self._log.error("client", f"failed: {error}")
+        self._failure = error
+        await self._release(goodbye=False)
+        self._set_state(_State.FAILED)
+        await self._listeners.emit("on_client_failed", self, error)
+
+
+class _Events:
+    """The session's view of its client."""
+
+    def __init__(self, client: ParleyClient) -> None:
+        self._client = client
+
+    def hello(self, access_token: str) -> pb.Hello:
+        client = self._client
+        c = client._capabilities
+        return pb.Hello(
+            access_token=access_token,
+            application_key=client._config.application_key or "",
+            user_id=client._config.user_id or "",
+            capabilities=pb.Capabilities(
+                calling=c.calling,
+                messaging=c.messaging,
+                active_connection=c.active_connection_in_background,
+                managed_push=c.managed_push,
+            ),
+            client_version=_client_version(),
+        )
+
+    async def session_down(self, reason: ParleyError) -> None:
+        if self._client._state is _State.STARTED:
+            self._client._set_state(_State.RECONNECTING)
+
+    async def session_up(self) -> None:
+        if self._client._state is _State.RECONNECTING:
+            self._client._set_state(_State.STARTED)
+            self._client._log.info("client", "reconnected")
+
+    async def session_failed(self, error: ParleyError) -> None:
+        if self._client._state in _RUNNING:
+            await self._client._fail(error)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"set_support_{name} takes True or False, not {value!r}")
+    return value
+
+
+def _terminated() -> ParleyError:
+    return ParleyError(
+        ErrorCode.ERROR_CODE_WRONG_STATE, "the client was terminated", ErrorType.OTHER
+    )
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle_all(waiters: list[asyncio.Future[None]], done: asyncio.Future[None]) -> None:
+    error = None if done.cancelled() else done.exception()
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if done.cancelled():
+            waiter.cancel()
+        elif error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(None)

@@ -1,0 +1,337 @@
+"""One WebSocket session with a gateway: Hello/Welcome, framing, replies, heartbeats.
+
+Every frame is one `parley.v1.Envelope`. The client numbers its frames 1, 2, 3, ...; a
+server frame with `reply_to` answers the client frame with that `seq` (an `Error` body
+fails the request). Every other frame goes to `dispatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import aiohttp
+from google.protobuf.message import Message
+
+from parley_client.config import Endpoint
+from parley_client.errors import ErrorType, ParleyError
+from parley_client.logs import ClientLog
+from parley_protocol import framing
+from parley_protocol.clock import Clock, now_ms
+from parley_protocol.errors import ErrorCode
+from parley_protocol.errors import ParleyError as ProtocolError
+from parley_protocol.pb import client as pb
+
+# A Pong may take this long at least, however short the heartbeat interval.
+MIN_PONG_TIMEOUT = 1.0
+# How long a closing handshake may take before the socket is dropped.
+CLOSE_TIMEOUT = 2.0
+
+
+# What a close code means when the gateway sent no Error frame before closing. Any other
+# code (1000, 1001, 1012 drain ...) means: reconnect.
+_CLOSE_CODES: dict[int, int] = {
+    framing.CLOSE_TOO_LARGE: ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
+    framing.CLOSE_BAD_FRAME: ErrorCode.ERROR_CODE_BAD_FRAME,
+    framing.CLOSE_UNAUTHENTICATED: ErrorCode.ERROR_CODE_UNAUTHENTICATED,
+    framing.CLOSE_FORBIDDEN: ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+    framing.CLOSE_TIMEOUT: ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
+}
+
+
+def _frame_error(envelope: pb.Envelope) -> ParleyError:
+    return ParleyError.from_protocol(ProtocolError.from_proto(envelope.error))
+
+
+class Connection:
+    """A live, welcomed WebSocket to one gateway replica. Build it with `Connection.open`."""
+
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        endpoint: Endpoint,
+        clock: Clock,
+        log: ClientLog,
+        dispatch: Callable[[pb.Envelope], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self._ws = ws
+        self._clock = clock
+        self._log = log
+        self._dispatch = dispatch
+        self._seq = 0
+        self._send_lock = asyncio.Lock()
+        self._pending: dict[int, asyncio.Future[pb.Envelope]] = {}
+        self._closed: asyncio.Future[ParleyError] = asyncio.get_running_loop().create_future()
+        self._close_reason: ParleyError | None = None  # why we closed it, when we did
+        self._last_error: ParleyError | None = None  # last unsolicited Error frame
+        self._reader: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        http: aiohttp.ClientSession,
+        endpoint: Endpoint,
+        hello: pb.Hello,
+        *,
+        timeout: float,
+        clock: Clock,
+        log: ClientLog,
+        dispatch: Callable[[pb.Envelope], None],
+    ) -> tuple[Connection, pb.Welcome]:
+        """Connect, send Hello and wait for Welcome; ParleyError if any step fails."""
+        url = endpoint.connect_url
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await http.ws_connect(
+                    url,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    autoping=True,
+                    max_msg_size=framing.MAX_FRAME_BYTES,
+                )
+        except TimeoutError as exc:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_TIMEOUT,
+                f"connecting to {url} took over {timeout:g} s",
+                ErrorType.NETWORK,
+            ) from exc
+        except aiohttp.WSServerHandshakeError as exc:
+            code = (
+                ErrorCode.ERROR_CODE_UNAVAILABLE
+                if exc.status in (502, 503, 504)
+                else ErrorCode.ERROR_CODE_NOT_FOUND
+                if exc.status == 404
+                else ErrorCode.ERROR_CODE_INTERNAL
+            )
+            raise ParleyError(
+                code,
+                f"{url} refused the WebSocket upgrade: HTTP {exc.status} {exc.message}",
+                ErrorType.NETWORK if code == ErrorCode.ERROR_CODE_UNAVAILABLE else None,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ParleyError.network(f"cannot connect to {url}: {exc}") from exc
+
+        connection = cls(ws, endpoint, clock, log, dispatch)
+        try:
+            await connection._send("hello", hello)
+            welcome = await connection._await_welcome(timeout)
+        except BaseException:
+            await connection._drop()
+            raise
+        connection._reader = asyncio.create_task(connection._read())
+        return connection, welcome
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    async def wait_closed(self) -> ParleyError:
+        """Wait until the socket is closed; the error says why."""
+        return await asyncio.shield(self._closed)
+
+    async def send(self, body: str, message: Message) -> int:
+        """Send one frame; its seq."""
+        seq, _ = await self._send(body, message)
+        return seq
+
+    async def request(self, body: str, message: Message, timeout: float) -> pb.Envelope:
+        """Send one frame and wait for the frame that replies to it."""
+        seq, reply = await self._send(body, message, expect_reply=True)
+        assert reply is not None
+        try:
+            return await asyncio.wait_for(reply, timeout)
+        except TimeoutError:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_TIMEOUT,
+                f"no reply to {body} (seq {seq}) from {self.endpoint} within {timeout:g} s",
+                ErrorType.NETWORK,
+            ) from None
+        finally:
+            self._pending.pop(seq, None)
+
+    def start_heartbeat(self, interval: float) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(interval))
+
+    async def close(self, goodbye: str | None = None) -> None:
+        """Close on purpose; with `goodbye`, say Goodbye first and let the gateway close."""
+        if self.is_closed:
+            return
+        self._close_reason = self._close_reason or ParleyError.network(
+            "the client closed the connection"
+        )
+        if goodbye is not None and not self._ws.closed:
+            try:
+                await self._send("goodbye", pb.Goodbye(reason=goodbye))
+                await asyncio.wait_for(asyncio.shield(self._closed), CLOSE_TIMEOUT)
+            except (ParleyError, TimeoutError) as exc:
+                self._log.debug("connection", f"no clean close after Goodbye: {exc}")
+        await self._drop()
+
+    async def abort(self, reason: ParleyError) -> None:
+        """Close because something is wrong with the connection; `reason` is reported."""
+        if self.is_closed:
+            return
+        self._close_reason = reason
+        await self._drop()
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _send(
+        self, body: str, message: Message, expect_reply: bool = False
+    ) -> tuple[int, asyncio.Future[pb.Envelope] | None]:
+        async with self._send_lock:
+            if self.is_closed or self._ws.closed:
+                raise ParleyError.network(f"the connection to {self.endpoint} is closed")
+            self._seq += 1
+            envelope = pb.Envelope(seq=self._seq)
+            getattr(envelope, body).CopyFrom(message)
+            reply: asyncio.Future[pb.Envelope] | None = None
+            if expect_reply:
+                reply = asyncio.get_running_loop().create_future()
+                self._pending[self._seq] = reply
+            try:
+                await self._ws.send_bytes(framing.encode(envelope))
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+                self._pending.pop(self._seq, None)
+                raise ParleyError.network(f"cannot send to {self.endpoint}: {exc}") from exc
+            return self._seq, reply
+
+    async def _await_welcome(self, timeout: float) -> pb.Welcome:
+        try:
+            message = await self._ws.receive(timeout=timeout)
+        except TimeoutError:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_TIMEOUT,
+                f"{self.endpoint} sent no Welcome within {timeout:g} s",
+                ErrorType.NETWORK,
+            ) from None
+        if message.type != aiohttp.WSMsgType.BINARY:
+            code = self._ws.close_code
+            raise ParleyError.network(
+                f"{self.endpoint} closed the connection before Welcome"
+                + (f" (close code {code})" if code is not None else f" ({message.type.name})")
+            )
+        try:
+            envelope = framing.decode(message.data)
+        except ProtocolError as exc:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_BAD_FRAME,
+                f"{self.endpoint} answered Hello with a bad frame: {exc.reason}",
+            ) from exc
+        body = framing.body_name(envelope)
+        if body == "error":
+            raise _frame_error(envelope)
+        if body != "welcome":
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE,
+                f"{self.endpoint} answered Hello with {body} instead of Welcome",
+            )
+        return envelope.welcome
+
+    async def _read(self) -> None:
+        failure: ParleyError | None = None
+        try:
+            async for message in self._ws:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    self._on_frame(message.data)
+                elif message.type == aiohttp.WSMsgType.ERROR:
+                    failure = ParleyError.network(
+                        f"connection to {self.endpoint} failed: {self._ws.exception()}"
+                    )
+                    break
+                else:
+                    self._log.warning(
+                        "connection", f"ignoring a {message.type.name} frame from {self.endpoint}"
+                    )
+        except Exception as exc:  # the socket broke under us
+            failure = ParleyError.network(f"connection to {self.endpoint} failed: {exc!r}")
+        finally:
+            await self._finish(failure)
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            envelope = framing.decode(data)
+        except ProtocolError as exc:
+            self._log.warning("connection", f"bad frame from {self.endpoint}: {exc.reason}")
+            return
+        body = framing.body_name(envelope)
+        self._last_error = None  # an Error explains a close only if it was the last frame
+        if envelope.reply_to:
+            reply = self._pending.pop(envelope.reply_to, None)
+            if reply is not None:
+                if not reply.done():
+                    if body == "error":
+                        reply.set_exception(_frame_error(envelope))
+                    else:
+                        reply.set_result(envelope)
+                return
+        if body == "error":
+            self._last_error = _frame_error(envelope)
+        self._dispatch(envelope)
+
+    async def _beat(self, interval: float) -> None:
+        pong_timeout = max(interval, MIN_PONG_TIMEOUT)
+        while not self.is_closed:
+            await asyncio.sleep(interval)
+            try:
+                await self.request(
+                    "ping", pb.Ping(client_time_ms=now_ms(self._clock)), pong_timeout
+                )
+            except ParleyError as exc:
+                if self.is_closed:
+                    return
+                if exc.error_code == ErrorCode.ERROR_CODE_TIMEOUT:
+                    self._log.warning(
+                        "connection", f"no Pong from {self.endpoint} within {pong_timeout:g} s"
+                    )
+                    await self.abort(
+                        ParleyError(
+                            ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
+                            f"{self.endpoint} stopped answering heartbeats",
+                            ErrorType.NETWORK,
+                        )
+                    )
+                    return
+                self._log.warning("connection", f"Ping refused by {self.endpoint}: {exc}")
+
+    async def _drop(self) -> None:
+        """Close the socket (bounded by CLOSE_TIMEOUT) and wait for the reader to finish."""
+        current = asyncio.current_task()
+        if self._heartbeat is not None and self._heartbeat is not current:
+            self._heartbeat.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT + 1)
+        if self._reader is not None and self._reader is not current:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._reader), CLOSE_TIMEOUT)
+            if not self._reader.done():
+                self._reader.cancel()
+        await self._finish(None)
+
+    def _closed_by_peer(self) -> ParleyError:
+        """Why the gateway closed, from its close code (when no Error frame said it)."""
+        code = self._ws.close_code
+        text = f"{self.endpoint} closed the connection" + (
+            f" (close code {code})" if code is not None else ""
+        )
+        error_code = _CLOSE_CODES.get(code or 0, ErrorCode.ERROR_CODE_UNAVAILABLE)
+        return ParleyError(error_code, text)
+
+    async def _finish(self, failure: ParleyError | None) -> None:
+        if self._closed.done():
+            return
+        reason = self._close_reason or self._last_error or failure or self._closed_by_peer()
+        pending, self._pending = self._pending, {}
+        for reply in pending.values():
+            if not reply.done():
+                reply.set_exception(
+                    ParleyError.network(
+                        f"the connection to {self.endpoint} closed before the reply came"
+                    )
+                )
+        self._closed.set_result(reason)
+        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
+            self._heartbeat.cancel()

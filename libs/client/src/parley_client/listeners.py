@@ -1,0 +1,104 @@
+"""Listener interfaces and the set that calls them (plain functions or coroutines)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from parley_client.logs import ClientLog
+
+if TYPE_CHECKING:
+    from parley_client.client import ParleyClient
+    from parley_client.errors import ParleyError
+    from parley_client.registration import ClientRegistration
+
+
+class ClientListener:
+    """Events of a `ParleyClient` (the guide's SinchClientListener). Every method is a no-op
+    here; override the ones you need, as plain methods or as coroutines (the client awaits them).
+    """
+
+    def on_client_started(self, client: ParleyClient) -> Awaitable[None] | None:
+        """The client is registered and connected; calls and messages can be made."""
+        return None
+
+    def on_client_stopped(self, client: ParleyClient) -> Awaitable[None] | None:
+        """`terminate()` finished."""
+        return None
+
+    def on_client_failed(self, client: ParleyClient, error: ParleyError) -> Awaitable[None] | None:
+        """The client could not start, or stopped on an error it cannot recover from."""
+        return None
+
+    def on_registration_credentials_required(
+        self, client: ParleyClient, registration: ClientRegistration
+    ) -> Awaitable[None] | None:
+        """No application secret is configured: have the app server sign this user's
+        registration, then call `registration.register(signature, sequence)` (or
+        `registration.register_failed()`)."""
+        return None
+
+    def on_log_message(self, level: int, area: str, message: str) -> Awaitable[None] | None:
+        """A log line of the SDK; `level` is a `logging` level (logging.INFO ...)."""
+        return None
+
+
+L = TypeVar("L")
+
+
+class ListenerSet(Generic[L]):
+    """Listeners of one kind, called in the order they were added.
+
+    A listener that raises is logged and does not stop the others; `on_error` (if given) is
+    told as well, so a caller waiting on the listener can give up.
+    """
+
+    def __init__(self, log: ClientLog, area: str) -> None:
+        self._listeners: list[L] = []
+        self._log = log
+        self._area = area
+
+    def add(self, listener: L) -> None:
+        if not any(existing is listener for existing in self._listeners):
+            self._listeners.append(listener)
+
+    def remove(self, listener: L) -> None:
+        self._listeners = [existing for existing in self._listeners if existing is not listener]
+
+    def __iter__(self) -> Iterator[L]:
+        return iter(list(self._listeners))
+
+    def __len__(self) -> int:
+        return len(self._listeners)
+
+    def implementing(self, method: str, base: type) -> list[L]:
+        """Listeners whose `method` is really implemented (not `base`'s no-op default)."""
+        default = getattr(base, method, None)
+        found = []
+        for listener in self._listeners:
+            implementation = getattr(type(listener), method, None)
+            if implementation is None and callable(getattr(listener, method, None)):
+                found.append(listener)  # set on the instance
+            elif implementation is not None and implementation is not default:
+                found.append(listener)
+        return found
+
+    async def emit(
+        self,
+        method: str,
+        *args: object,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        for listener in list(self._listeners):
+            function = getattr(listener, method, None)
+            if function is None:
+                continue
+            try:
+                result = function(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self._log.error(self._area, f"{type(listener).__name__}.{method} raised {exc!r}")
+                if on_error is not None:
+                    on_error(exc)

@@ -1,0 +1,439 @@
+"""The client's life on the gateways: connect, stay connected, reconnect, refresh tokens.
+
+A `Session` owns at most one `Connection` at a time. When the socket drops without
+`close()`, it reconnects with backoff and jitter, trying the replicas in turn starting
+with the next one, with a valid token, and re-applies what the app asked for (listening).
+Incoming frames that are not replies go, in order, to the handlers registered by body
+name, so feature modules (calling, messaging) plug in without touching this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+from google.protobuf.message import Message
+
+from parley_client.backoff import backoff_delay
+from parley_client.config import Endpoint
+from parley_client.connection import Connection
+from parley_client.errors import ErrorType, ParleyError
+from parley_client.logs import ClientLog
+from parley_client.tokens import Authenticator
+from parley_protocol.clock import Clock
+from parley_protocol.errors import ErrorCode
+from parley_protocol.pb import client as pb
+
+FrameHandler = Callable[[pb.Envelope], Awaitable[None] | None]
+ConnectedHook = Callable[[bool], Awaitable[None] | None]
+
+DEFAULT_HEARTBEAT_INTERVAL = 25.0
+BODY_NAMES = frozenset(field.name for field in pb.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields)
+
+# Errors that retrying cannot fix: the client fails instead of reconnecting.
+_FATAL = frozenset(
+    {
+        ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+        ErrorCode.ERROR_CODE_UNAUTHENTICATED,
+        ErrorCode.ERROR_CODE_UNKNOWN_APPLICATION,
+        ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT,
+        ErrorCode.ERROR_CODE_INVALID_SIGNATURE,
+        ErrorCode.ERROR_CODE_SEQUENCE_REUSED,
+        ErrorCode.ERROR_CODE_STALE_TIMESTAMP,
+        ErrorCode.ERROR_CODE_INVALID_USER_ID,
+        ErrorCode.ERROR_CODE_INVALID_APPLICATION_KEY,
+        ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+    }
+)
+# A connection closed for one of these is worth a reconnect (which gets a new token).
+_TOKEN_REFUSED = frozenset(
+    {ErrorCode.ERROR_CODE_UNAUTHENTICATED, ErrorCode.ERROR_CODE_TOKEN_EXPIRED}
+)
+
+
+def is_fatal(error: ParleyError) -> bool:
+    return error.error_code in _FATAL
+
+
+class SessionEvents(Protocol):
+    """What the session tells its client."""
+
+    def hello(self, access_token: str) -> pb.Hello: ...
+
+    async def session_down(self, reason: ParleyError) -> None: ...
+
+    async def session_up(self) -> None: ...
+
+    async def session_failed(self, error: ParleyError) -> None: ...
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        http: aiohttp.ClientSession,
+        endpoints: Sequence[Endpoint],
+        authenticator: Authenticator,
+        events: SessionEvents,
+        clock: Clock,
+        log: ClientLog,
+        request_timeout: float,
+        heartbeat_interval: float | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("a session needs at least one endpoint")
+        self._http = http
+        self._endpoints = tuple(endpoints)
+        self._auth = authenticator
+        self._events = events
+        self._clock = clock
+        self._log = log
+        self._request_timeout = request_timeout
+        self._heartbeat_override = heartbeat_interval
+        self._rng = rng or random.Random()
+        self._index = 0
+        self.connection: Connection | None = None
+        self.welcome: pb.Welcome | None = None
+        self._up = False
+        self._closing = False
+        self._fatal: ParleyError | None = None
+        self._handlers: dict[str, list[FrameHandler]] = {}
+        self._connected_hooks: list[ConnectedHook] = []
+        self._frames: asyncio.Queue[pb.Envelope] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._listening: bool | None = None
+        self._listen_waiters: list[asyncio.Future[None]] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- what the client uses ------------------------------------------------------------
+
+    @property
+    def is_up(self) -> bool:
+        return self._up and self.connection is not None and not self.connection.is_closed
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoints[self._index]
+
+    def on_frame(self, body: str, handler: FrameHandler) -> None:
+        """Call `handler(envelope)` for every incoming frame with this body that is not a reply."""
+        if body not in BODY_NAMES:
+            raise ValueError(f"{body!r} is not a body of parley.v1.Envelope")
+        self._handlers.setdefault(body, []).append(handler)
+
+    def on_connected(self, hook: ConnectedHook) -> None:
+        """Call `hook(reconnected)` after every Welcome (before the client reports it)."""
+        self._connected_hooks.append(hook)
+
+    async def open(self) -> pb.Welcome:
+        """First connection: a token, then each replica once in order."""
+        self._tasks["dispatch"] = asyncio.create_task(self._dispatch())
+        await self._auth.valid_token(self._endpoints)
+        last: ParleyError | None = None
+        for index in range(len(self._endpoints)):
+            try:
+                await self._connect(index, reconnected=False)
+                break
+            except ParleyError as exc:
+                if is_fatal(exc):
+                    raise
+                last = exc
+                self._log.warning("session", f"cannot connect to {self._endpoints[index]}: {exc}")
+        else:
+            assert last is not None
+            raise last
+        self._tasks["supervise"] = asyncio.create_task(self._supervise())
+        assert self.welcome is not None
+        return self.welcome
+
+    async def send(self, body: str, message: Message) -> int:
+        return await self._live_connection(body).send(body, message)
+
+    async def request(
+        self, body: str, message: Message, timeout: float | None = None
+    ) -> pb.Envelope:
+        connection = self._live_connection(body)
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await connection.request(body, message, timeout or self._request_timeout)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def set_listening(self, listening: bool) -> asyncio.Future[None]:
+        """Listen (or stop) now if connected, else at the next connection; re-applied after
+        every reconnect. The future settles when the gateway accepted it."""
+        self._listening = listening
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_consume)
+        self._listen_waiters.append(done)
+        connection = self.connection
+        if self.is_up and connection is not None:
+            task = asyncio.create_task(self._apply_listening(connection))
+            self._keep(task)
+        return done
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until no request is waiting for its reply."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def close(self, goodbye: bool) -> None:
+        """Stop for good: Goodbye (if asked), close the socket, stop every task."""
+        self._closing = True
+        self._up = False
+        current = asyncio.current_task()
+        refresh = self._tasks.pop("refresh", None)
+        if refresh is not None and refresh is not current:
+            refresh.cancel()
+        connection = self.connection
+        if connection is not None:
+            await connection.close("terminate" if goodbye else None)
+        for name, task in list(self._tasks.items()):
+            if task is not current:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._tasks.pop(name, None)
+        terminated = ParleyError(
+            ErrorCode.ERROR_CODE_WRONG_STATE, "the client was terminated", ErrorType.OTHER
+        )
+        for waiter in self._take_listen_waiters():
+            waiter.set_exception(terminated)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _rotation(self, start: int) -> list[Endpoint]:
+        n = len(self._endpoints)
+        return [self._endpoints[(start + k) % n] for k in range(n)]
+
+    async def _connect(self, index: int, reconnected: bool) -> None:
+        endpoint = self._endpoints[index]
+        endpoints = self._rotation(index)
+        token = await self._auth.valid_token(endpoints)
+        try:
+            connection, welcome = await self._open(endpoint, token.token)
+        except ParleyError as exc:
+            if exc.error_code not in _TOKEN_REFUSED:
+                raise
+            self._log.info(
+                "session", f"{endpoint} refused the access token ({exc.code}); renewing it"
+            )
+            token = await self._auth.new_token(endpoints)
+            connection, welcome = await self._open(endpoint, token.token)
+        if self._closing:
+            await connection.close()
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE, "the client was terminated", ErrorType.OTHER
+            )
+        self._index = index
+        self.connection = connection
+        self.welcome = welcome
+        self._auth.learn_server_time(welcome.server_time_ms)
+        self._auth.confirm_expiry(welcome.token_expires_at_ms)
+        interval = self._heartbeat_override or (
+            welcome.heartbeat_interval_ms / 1000 or DEFAULT_HEARTBEAT_INTERVAL
+        )
+        connection.start_heartbeat(interval)
+        self._tasks["refresh"] = asyncio.create_task(self._refresh(connection))
+        self._log.info(
+            "session",
+            f"connected to {endpoint} (gateway {welcome.gateway_id}, session "
+            f"{welcome.session_id}, heartbeat {interval:g} s)",
+        )
+        await self._apply_listening(connection)
+        self._up = not connection.is_closed
+        for hook in list(self._connected_hooks):
+            await self._call(hook, reconnected)
+
+    async def _open(self, endpoint: Endpoint, token: str) -> tuple[Connection, pb.Welcome]:
+        return await Connection.open(
+            self._http,
+            endpoint,
+            self._events.hello(token),
+            timeout=self._request_timeout,
+            clock=self._clock,
+            log=self._log,
+            dispatch=self._frames.put_nowait,
+        )
+
+    async def _supervise(self) -> None:
+        """Wait for the connection to drop; reconnect unless closing or the error is fatal."""
+        while True:
+            connection = self.connection
+            assert connection is not None
+            reason = await connection.wait_closed()
+            self._up = False
+            refresh = self._tasks.pop("refresh", None)
+            if refresh is not None:
+                refresh.cancel()
+            if self._closing:
+                return
+            fatal = self._fatal or (
+                reason if is_fatal(reason) and (reason.error_code not in _TOKEN_REFUSED) else None
+            )
+            if fatal is not None:
+                self._log.error("session", f"connection to {connection.endpoint} ended: {fatal}")
+                await self._events.session_failed(fatal)
+                return
+            self._log.warning(
+                "session", f"connection to {connection.endpoint} lost ({reason}); reconnecting"
+            )
+            await self._events.session_down(reason)
+            if not await self._reconnect():
+                return
+            self._log.info("session", f"reconnected to {self.endpoint}")
+            await self._events.session_up()
+
+    async def _reconnect(self) -> bool:
+        attempt = 0
+        while not self._closing:
+            delay = backoff_delay(attempt, self._rng)
+            await asyncio.sleep(delay)
+            if self._closing:
+                return False
+            index = (self._index + 1 + attempt) % len(self._endpoints)
+            try:
+                await self._connect(index, reconnected=True)
+                return True
+            except ParleyError as exc:
+                if self._closing:
+                    return False
+                if is_fatal(exc):
+                    self._log.error("session", f"cannot reconnect: {exc}")
+                    await self._events.session_failed(exc)
+                    return False
+                attempt += 1
+                self._log.info(
+                    "session",
+                    f"reconnect attempt {attempt} to {self._endpoints[index]} failed ({exc})",
+                )
+            except Exception as exc:  # a bug or a local fault: keep trying, loudly
+                attempt += 1
+                self._log.error(
+                    "session", f"reconnect attempt {attempt} failed unexpectedly: {exc!r}"
+                )
+        return False
+
+    # -- while connected -------------------------------------------------------------------
+
+    async def _refresh(self, connection: Connection) -> None:
+        """Renew the access token at ~80% of its lifetime and hand it to the gateway."""
+        try:
+            await self._refresh_loop(connection)
+        except Exception as exc:  # the gateway closes on expiry; reconnecting renews then
+            self._log.error("session", f"token renewal stopped: {exc!r}")
+
+    async def _refresh_loop(self, connection: Connection) -> None:
+        retry_in: float | None = None
+        while not connection.is_closed:
+            await asyncio.sleep(retry_in if retry_in is not None else self._auth.refresh_delay())
+            retry_in = None
+            try:
+                token = await self._auth.new_token(self._rotation(self._index))
+            except ParleyError as exc:
+                if is_fatal(exc):
+                    self._fatal = exc
+                    await asyncio.shield(connection.close())
+                    return
+                retry_in = 1.0
+                self._log.warning("session", f"cannot renew the access token yet: {exc}")
+                continue
+            try:
+                reply = await connection.request(
+                    "refresh_token",
+                    pb.RefreshToken(access_token=token.token),
+                    self._request_timeout,
+                )
+            except ParleyError as exc:
+                if connection.is_closed:
+                    return
+                retry_in = 1.0
+                self._log.warning("session", f"the gateway did not take the renewed token: {exc}")
+                continue
+            if reply.WhichOneof("body") == "token_accepted":
+                self._auth.confirm_expiry(reply.token_accepted.token_expires_at_ms)
+            self._log.debug("session", "access token renewed")
+
+    async def _apply_listening(self, connection: Connection) -> None:
+        """Send Listen until the gateway holds the state the app last asked for."""
+        applied: bool | None = None
+        while self._listening is not None and (
+            applied is not self._listening or self._listen_waiters
+        ):
+            wanted = self._listening
+            waiters = self._take_listen_waiters()
+            try:
+                reply = await connection.request(
+                    "listen", pb.Listen(listening=wanted), self._request_timeout
+                )
+            except ParleyError as exc:
+                self._log.warning("session", f"Listen({wanted}) failed: {exc}")
+                for waiter in waiters:
+                    waiter.set_exception(exc)
+                return
+            applied = wanted
+            if reply.WhichOneof("body") != "listen_accepted":
+                self._log.warning("session", f"Listen answered with {reply.WhichOneof('body')}")
+            for waiter in waiters:
+                waiter.set_result(None)
+
+    def _take_listen_waiters(self) -> list[asyncio.Future[None]]:
+        waiters, self._listen_waiters = self._listen_waiters, []
+        return [waiter for waiter in waiters if not waiter.done()]
+
+    async def _dispatch(self) -> None:
+        """Hand unsolicited frames, in arrival order, to the handlers of their body."""
+        while True:
+            envelope = await self._frames.get()
+            body = envelope.WhichOneof("body") or ""
+            handlers = self._handlers.get(body)
+            if not handlers:
+                if body == "error":
+                    self._log.warning(
+                        "session",
+                        f"gateway error: {envelope.error.reason} (code {envelope.error.code}, "
+                        f"reply_to {envelope.reply_to})",
+                    )
+                else:
+                    self._log.debug("session", f"no handler for an incoming {body} frame")
+                continue
+            for handler in list(handlers):
+                await self._call(handler, envelope)
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = function(*args)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._log.error("session", f"handler {function!r} raised {exc!r}")
+
+    def _live_connection(self, body: str) -> Connection:
+        connection = self.connection
+        if not self.is_up or connection is None:
+            raise ParleyError.network(f"cannot send {body}: the client is not connected")
+        return connection
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        name = f"task-{id(task)}"
+        self._tasks[name] = task
+        task.add_done_callback(lambda _: self._tasks.pop(name, None))
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """Mark a future's exception as seen: apps may ignore the futures we hand out."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,455 @@
+"""An in-process stand-in for the gateway's public contract, for the client's unit tests.
+
+It speaks the real wire protocol: POST /v1/register and /v1/token in the proto3 JSON
+mapping with problem+json errors, and /v1/connect with one protobuf Envelope per binary
+frame. Registration rules follow the auth contract (signatures, sequences, timestamps).
+Several `FakeGateway`s share one `FakeBackend`, like replicas share auth and presence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from google.protobuf import json_format
+
+from parley_client import ClientListener, ParleyClient, ParleyClientBuilder
+from parley_client import ParleyError as ClientParleyError
+from parley_protocol import framing, http, signatures, validation
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_protocol.pb import auth, client
+
+APP_KEY = "196087a1-e815-4bc4-8984-60d8d8a43f1d"
+APP_SECRET = "oYdgGRXoxEuJhGDY2KQ/HQ=="
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Device:
+    instance_id: str
+    instance_secret: str
+    user_id: str
+    revoked: bool = False
+
+
+@dataclass
+class FakeBackend:
+    """What auth and presence hold, shared by every fake gateway replica."""
+
+    application_key: str = APP_KEY
+    application_secret: str = APP_SECRET
+    token_ttl_ms: int = 900_000
+    last_sequence: dict[str, int] = field(default_factory=dict)
+    devices: dict[str, Device] = field(default_factory=dict)
+    tokens: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # token: user, iid, exp
+    register_requests: list[auth.RegisterRequest] = field(default_factory=list)
+    token_requests: list[auth.TokenRequest] = field(default_factory=list)
+    listening: dict[str, set[str]] = field(default_factory=dict)  # user: session ids
+
+    def register(self, request: auth.RegisterRequest) -> auth.RegisterResponse:
+        self.register_requests.append(request)
+        validation.validate_application_key(request.application_key)
+        validation.validate_user_id(request.user_id)
+        if request.application_key != self.application_key:
+            raise ParleyError(ErrorCode.ERROR_CODE_UNKNOWN_APPLICATION, "no such application")
+        user = request.user_id
+        if request.scheme == auth.REGISTRATION_SCHEME_APPLICATION_SECRET:
+            if abs(request.timestamp_ms - now_ms()) > 300_000:
+                raise ParleyError(ErrorCode.ERROR_CODE_STALE_TIMESTAMP, "timestamp is stale")
+            expected = signatures.self_signed_registration(
+                user, request.application_key, request.timestamp_ms, self.application_secret
+            )
+        elif request.scheme == auth.REGISTRATION_SCHEME_APPLICATION_SERVER:
+            expected = signatures.registration_signature(
+                user, request.application_key, request.sequence, self.application_secret
+            )
+        else:
+            raise ParleyError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "scheme missing", "scheme")
+        if not signatures.signatures_equal(expected, request.signature):
+            raise ParleyError(ErrorCode.ERROR_CODE_INVALID_SIGNATURE, "signature does not match")
+        if request.scheme == auth.REGISTRATION_SCHEME_APPLICATION_SERVER:
+            last = self.last_sequence.get(user, 0)
+            if request.sequence <= last:
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_SEQUENCE_REUSED,
+                    f"sequence {request.sequence} is not greater than {last}",
+                    "sequence",
+                )
+            self.last_sequence[user] = request.sequence
+        device = Device(str(uuid.uuid4()), secrets.token_urlsafe(24), user)
+        self.devices[device.instance_id] = device
+        return auth.RegisterResponse(
+            credential=auth.DeviceCredential(
+                instance_id=device.instance_id, instance_secret=device.instance_secret
+            ),
+            token=self.issue(device),
+        )
+
+    def token(self, request: auth.TokenRequest) -> auth.TokenResponse:
+        self.token_requests.append(request)
+        device = self.devices.get(request.credential.instance_id)
+        if (
+            device is None
+            or device.revoked
+            or device.user_id != request.user_id
+            or not signatures.signatures_equal(
+                device.instance_secret, request.credential.instance_secret
+            )
+        ):
+            raise ParleyError(ErrorCode.ERROR_CODE_UNAUTHENTICATED, "unknown device credential")
+        return auth.TokenResponse(token=self.issue(device))
+
+    def issue(self, device: Device) -> auth.AccessToken:
+        token = base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
+        expires = now_ms() + self.token_ttl_ms
+        self.tokens[token] = (device.user_id, device.instance_id, expires)
+        return auth.AccessToken(token=token, expires_at_ms=expires)
+
+    def check_token(self, token: str, user_id: str) -> int:
+        entry = self.tokens.get(token)
+        if entry is None or entry[0] != user_id:
+            raise ParleyError(ErrorCode.ERROR_CODE_UNAUTHENTICATED, "unknown access token")
+        if entry[2] <= now_ms():
+            raise ParleyError(ErrorCode.ERROR_CODE_TOKEN_EXPIRED, "access token expired")
+        return entry[2]
+
+    def revoke_all(self) -> None:
+        for device in self.devices.values():
+            device.revoked = True
+
+
+@dataclass
+class FakeSession:
+    session_id: str
+    ws: web.WebSocketResponse
+    hello: client.Hello | None = None
+    frames: list[client.Envelope] = field(default_factory=list)
+    seq_problems: list[str] = field(default_factory=list)
+    server_seq: int = 0
+
+    def bodies(self) -> list[str]:
+        return [framing.body_name(envelope) for envelope in self.frames]
+
+
+class FakeGateway:
+    """One gateway replica on 127.0.0.1 (a port the kernel picks)."""
+
+    def __init__(self, backend: FakeBackend, gateway_id: str, heartbeat_ms: int = 20_000) -> None:
+        self.backend = backend
+        self.gateway_id = gateway_id
+        self.heartbeat_ms = heartbeat_ms
+        self.sessions: list[FakeSession] = []
+        self.http_requests: list[str] = []
+        self.presence_error: ParleyError | None = None
+        self.hello_error: ParleyError | None = None
+        self.answer_pings = True
+        self.presence_delay = 0.0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        app = web.Application()
+        app.router.add_post("/v1/register", self._register)
+        app.router.add_post("/v1/token", self._token)
+        app.router.add_get("/v1/connect", self._connect)
+        self._app = app
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> FakeGateway:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))  # the kernel picks the port: no race with other tests
+        self.port = sock.getsockname()[1]
+        self._runner = web.AppRunner(self._app, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        return self
+
+    async def stop(self) -> None:
+        """Close every socket (going away) and stop listening."""
+        for session in list(self.sessions):
+            if not session.ws.closed:
+                await session.ws.close(code=1001, message=b"gateway stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def drop_all(self, code: int = 1001) -> None:
+        for session in list(self.sessions):
+            if not session.ws.closed:
+                await session.ws.close(code=code)
+
+    async def send_to_all(self, envelope: client.Envelope) -> None:
+        for session in self.sessions:
+            if not session.ws.closed:
+                await self._send(session, envelope)
+
+    def live_sessions(self) -> list[FakeSession]:
+        return [session for session in self.sessions if not session.ws.closed]
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _register(self, request: web.Request) -> web.Response:
+        self.http_requests.append("register")
+        return await self._json_call(request, auth.RegisterRequest, self.backend.register)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.http_requests.append("token")
+        return await self._json_call(request, auth.TokenRequest, self.backend.token)
+
+    async def _json_call(
+        self, request: web.Request, request_type: Any, handler: Any
+    ) -> web.Response:
+        try:
+            try:
+                body = json.loads(await request.text())
+            except ValueError as exc:
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_INVALID_ARGUMENT, f"not JSON: {exc}"
+                ) from exc
+            try:
+                message = json_format.ParseDict(body, request_type())
+            except json_format.ParseError as exc:
+                raise ParleyError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, str(exc)) from exc
+            response = handler(message)
+        except ParleyError as err:
+            return web.json_response(
+                http.problem_body(err),
+                status=http.status_for(err.code),
+                content_type=http.PROBLEM_CONTENT_TYPE,
+            )
+        return web.json_response(
+            json_format.MessageToDict(response, preserving_proto_field_name=True)
+        )
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    async def _send(self, session: FakeSession, envelope: client.Envelope) -> None:
+        session.server_seq += 1
+        envelope.seq = session.server_seq
+        await session.ws.send_bytes(framing.encode(envelope))
+
+    async def _connect(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=framing.MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        session = FakeSession(str(uuid.uuid4()), ws)
+        self.sessions.append(session)
+        try:
+            await self._serve(session)
+        finally:
+            for sessions in self.backend.listening.values():
+                sessions.discard(session.session_id)
+        return ws
+
+    async def _serve(self, session: FakeSession) -> None:
+        ws = session.ws
+        first = await ws.receive(timeout=5)
+        if first.type != WSMsgType.BINARY:
+            return
+        hello_env = framing.decode(first.data)
+        session.frames.append(hello_env)
+        if framing.body_name(hello_env) != "hello" or hello_env.seq != 1:
+            await self._send(
+                session,
+                framing.error_envelope(
+                    ParleyError(
+                        ErrorCode.ERROR_CODE_WRONG_STATE, "first frame must be Hello seq 1"
+                    ),
+                    hello_env.seq,
+                ),
+            )
+            await ws.close(code=1008)
+            return
+        hello = hello_env.hello
+        session.hello = hello
+        try:
+            if self.hello_error is not None:
+                raise self.hello_error
+            expires = self.backend.check_token(hello.access_token, hello.user_id)
+        except ParleyError as err:
+            await self._send(session, framing.error_envelope(err, hello_env.seq))
+            await ws.close(code=1008)
+            return
+        await self._send(
+            session,
+            client.Envelope(
+                reply_to=hello_env.seq,
+                welcome=client.Welcome(
+                    session_id=session.session_id,
+                    gateway_id=self.gateway_id,
+                    heartbeat_interval_ms=self.heartbeat_ms,
+                    server_time_ms=now_ms(),
+                    token_expires_at_ms=expires,
+                ),
+            ),
+        )
+        last_seq = hello_env.seq
+        async for message in ws:
+            if message.type != WSMsgType.BINARY:
+                continue
+            envelope = framing.decode(message.data)
+            session.frames.append(envelope)
+            if envelope.seq <= last_seq:
+                session.seq_problems.append(f"seq {envelope.seq} after {last_seq}")
+            last_seq = envelope.seq
+            await self._handle(session, envelope)
+
+    async def _handle(self, session: FakeSession, envelope: client.Envelope) -> None:
+        body = framing.body_name(envelope)
+        reply = client.Envelope(reply_to=envelope.seq)
+        if body == "ping":
+            if not self.answer_pings:
+                return
+            reply.pong.CopyFrom(
+                client.Pong(client_time_ms=envelope.ping.client_time_ms, server_time_ms=now_ms())
+            )
+        elif body == "refresh_token":
+            assert session.hello is not None
+            try:
+                expires = self.backend.check_token(
+                    envelope.refresh_token.access_token, session.hello.user_id
+                )
+            except ParleyError as err:
+                reply = framing.error_envelope(err, envelope.seq)
+            else:
+                reply.token_accepted.token_expires_at_ms = expires
+        elif body == "listen":
+            assert session.hello is not None
+            users = self.backend.listening.setdefault(session.hello.user_id, set())
+            if envelope.listen.listening:
+                users.add(session.session_id)
+            else:
+                users.discard(session.session_id)
+            reply.listen_accepted.listening = envelope.listen.listening
+        elif body == "presence_query":
+            await asyncio.sleep(self.presence_delay)
+            if self.presence_error is not None:
+                reply = framing.error_envelope(self.presence_error, envelope.seq)
+            else:
+                for user_id in envelope.presence_query.user_ids:
+                    devices = len(self.backend.listening.get(user_id, ()))
+                    reply.presence_result.users.add(
+                        user_id=user_id, online=devices > 0, devices=devices
+                    )
+        elif body == "goodbye":
+            await session.ws.close(code=1000)
+            return
+        else:
+            reply = framing.error_envelope(
+                ParleyError(ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE, f"{body} is not for a gateway"),
+                envelope.seq,
+            )
+        await self._send(session, reply)
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
+    """Poll `predicate()` until true; fail the test after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+# -- the client side of the tests ----------------------------------------------------------
+
+
+class Recorder(ClientListener):
+    """Records a client's events; its started/failed handlers are coroutines on purpose."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.stopped = 0
+        self.failed: list[ClientParleyError] = []
+        self.logs: list[tuple[int, str, str]] = []
+
+    async def on_client_started(self, client: ParleyClient) -> None:
+        await asyncio.sleep(0.01)  # only counted if the client awaits the coroutine
+        self.started += 1
+
+    def on_client_stopped(self, client: ParleyClient) -> None:
+        self.stopped += 1
+
+    async def on_client_failed(self, client: ParleyClient, error: ClientParleyError) -> None:
+        await asyncio.sleep(0)
+        self.failed.append(error)
+
+    def on_log_message(self, level: int, area: str, message: str) -> None:
+        self.logs.append((level, area, message))
+
+    def logged(self, text: str) -> bool:
+        return any(text in message for _, _, message in self.logs)
+
+
+class Harness:
+    """Fake gateways sharing one backend, and the clients a test made (terminated at the end)."""
+
+    def __init__(self, backend: FakeBackend, gateways: list[FakeGateway], data_dir: Path) -> None:
+        self.backend = backend
+        self.gateways = gateways
+        self.data_dir = data_dir
+        self.clients: list[ParleyClient] = []
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(gateway.host for gateway in self.gateways)
+
+    def builder(
+        self, user_id: str = "alice", secret: str | None = APP_SECRET
+    ) -> ParleyClientBuilder:
+        builder = (
+            ParleyClient.builder()
+            .application_key(self.backend.application_key)
+            .user_id(user_id)
+            .environment_host(self.hosts)
+            .persistence_dir(self.data_dir)
+            .request_timeout(2.0)
+        )
+        if secret is not None:
+            builder.application_secret(secret)
+        return builder
+
+    def client(
+        self,
+        builder: ParleyClientBuilder | None = None,
+        listener: ClientListener | None = None,
+    ) -> tuple[ParleyClient, Recorder]:
+        client = (builder or self.builder()).build()
+        client.set_support_messaging(True)
+        recorder = Recorder()
+        client.add_client_listener(recorder)
+        if listener is not None:
+            client.add_client_listener(listener)
+        self.clients.append(client)
+        return client, recorder
+
+
+@contextlib.asynccontextmanager
+async def harness(data_dir: Path, gateways: int = 1, **options: Any) -> AsyncIterator[Harness]:
+    backend = FakeBackend()
+    started = [
+        await FakeGateway(backend, f"gw-{index + 1}", **options).start()
+        for index in range(gateways)
+    ]
+    h = Harness(backend, started, data_dir)
+    try:
+        yield h
+    finally:
+        for client_ in h.clients:
+            await client_.terminate()
+        for gateway in started:
+            await gateway.stop()
