@@ -9,6 +9,7 @@ requests are taken, work in flight finishes, then exit); SIGINT stops at once.
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,14 @@ class Runtime:
         return self.pool
 
 
+def raise_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: a gateway holds a socket per client."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 async def connect_nats(settings: ServiceSettings, attempts: int = 60) -> NATS:
     """Connect, retrying the first connection; once up, reconnect forever."""
 
@@ -104,6 +113,7 @@ async def start(
     clock: Clock | None = None,
 ) -> Runtime:
     """Build the shared parts, let the service declare itself, and start serving."""
+    raise_file_limit()
     health = HealthServer(settings.health_host, settings.health_port)
     await health.start()
     nc = await connect_nats(settings)

@@ -1,0 +1,206 @@
+"""Idle signed-in connections on one gateway process: connect rate and memory per connection.
+
+Starts NATS, PostgreSQL, auth and ONE gateway process (the same DevStack as `make run`, on
+free ports, data in a temp dir), then N simulated reference clients (signaling only,
+`.media(False)`), spread over worker processes, register (self-signed) and hold idle
+connections (heartbeats on). Prints registrations/s, connections/s, start latency
+percentiles, and the gateway's resident memory per idle connection, then one JSON line.
+
+    .venv/bin/python bench/connect.py [--clients N] [--workers W] [--hold SECONDS]
+
+Every connection goes to 127.0.0.1. One process here may hold at most `ulimit -Hn` file
+descriptors (20,000 on this machine), so the default N leaves the gateway room for its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from parley_client import ParleyClient
+from parley_devstack.services import ServiceDef
+from parley_devstack.stack import DevStack, StackSettings
+
+GATEWAY_FD_RESERVE = 100  # listening sockets, NATS, health port, epoll, logs ...
+
+
+def default_clients() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(100, min(20_000, hard - GATEWAY_FD_RESERVE))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+# -- worker processes: simulated clients ------------------------------------------------------
+
+
+def worker(index: int, count: int, config: dict[str, Any], conn: Any) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(_worker(index, count, config, conn))
+
+
+async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> None:
+    sem = asyncio.Semaphore(config["concurrency"])
+    clients: list[ParleyClient] = []
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def one(n: int) -> None:
+        client = (
+            ParleyClient.builder()
+            .application_key(config["app_key"])
+            .application_secret(config["app_secret"])
+            .user_id(f"bench-{index}-{n}")
+            .environment_host(config["host"])
+            .persistence_dir(config["state"])
+            .media(False)
+            .build()
+        )
+        client.set_support_messaging(True)
+        async with sem:
+            started = time.perf_counter()
+            try:
+                await client.start()
+                client.start_listening_on_active_connection()
+                latencies.append(time.perf_counter() - started)
+                clients.append(client)
+            except Exception as exc:  # counted and reported, never hidden
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    conn.send({"connected": len(clients), "latencies": latencies,
+               "failures": failures[:5], "failed": len(failures),
+               "seconds": time.perf_counter() - began})
+    # Hold until told to stop (the parent measures the gateway meanwhile).
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    still = sum(1 for c in clients if c.is_started)
+    await asyncio.gather(*(c.terminate() for c in clients), return_exceptions=True)
+    conn.send({"still_connected": still})
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="parley-bench-"))
+    os.chmod(home, 0o755)
+    services = [
+        ServiceDef(name="auth", module="parley_auth", health_port=0),
+        ServiceDef(name="gateway", module="parley_gateway", health_port=0, public_port=0,
+                   public_port_env="PARLEY_GATEWAY_PORT",
+                   env={"PARLEY_LOG_LEVEL": "WARNING"}),
+    ]
+    settings = StackSettings(home=home, master_key=base64.b64encode(os.urandom(32)).decode())
+    log = open(home / "stack.log", "w")  # noqa: SIM115 (closed below)
+    stack = DevStack(settings, services=services, out=log)
+    try:
+        await stack.start()
+        gateway_pid = stack.supervisor.status("gateway").pid
+        assert gateway_pid is not None
+        host = f"127.0.0.1:{stack.ports['gateway'].public}"
+        config = {"app_key": stack.sandbox_app["application_key"],
+                  "app_secret": stack.sandbox_app["application_secret"],
+                  "host": host, "state": str(home / "clients"),
+                  "concurrency": max(1, concurrency // workers)}
+        await asyncio.sleep(1.0)
+        baseline = rss_kib(gateway_pid)
+        print(f"gateway pid {gateway_pid} at {host}; RSS before clients {baseline} KiB",
+              flush=True)
+
+        ctx = mp.get_context("spawn")
+        pipes, procs = [], []
+        share = [clients // workers + (1 if i < clients % workers else 0) for i in range(workers)]
+        began = time.perf_counter()
+        for i, n in enumerate(share):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker, args=(i, n, config, child), daemon=True)
+            proc.start()
+            pipes.append(parent)
+            procs.append(proc)
+        loop = asyncio.get_running_loop()
+        reports = await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in pipes))
+        connect_seconds = time.perf_counter() - began
+        connected = sum(r["connected"] for r in reports)
+        failed = sum(r["failed"] for r in reports)
+        latencies = [x for r in reports for x in r["latencies"]]
+        print(f"{connected} clients registered and connected in {connect_seconds:.1f} s "
+              f"({failed} failed{': ' + str(reports[0]['failures']) if failed else ''})",
+              flush=True)
+
+        await asyncio.sleep(hold)  # idle: only heartbeats and presence refreshes
+        loaded = rss_kib(gateway_pid)
+        per_conn = (loaded - baseline) / connected if connected else float("nan")
+        for p in pipes:
+            p.send("stop")
+        finals = await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in pipes))
+        for proc in procs:
+            proc.join(timeout=30)
+        still = sum(f["still_connected"] for f in finals)
+        figures = {
+            "benchmark": "connect",
+            "clients": clients,
+            "connected": connected,
+            "failed": failed,
+            "still_connected_after_hold": still,
+            "hold_seconds": hold,
+            "connect_seconds": round(connect_seconds, 2),
+            "connections_per_second": round(connected / connect_seconds, 1),
+            "start_latency_ms": {
+                "p50": round(percentile(latencies, 50) * 1000, 1),
+                "p90": round(percentile(latencies, 90) * 1000, 1),
+                "p99": round(percentile(latencies, 99) * 1000, 1),
+                "mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+            },
+            "gateway_rss_kib": {"before": baseline, "with_clients": loaded},
+            "gateway_kib_per_idle_connection": round(per_conn, 2),
+        }
+        return figures
+    finally:
+        await stack.stop()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=default_clients())
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds to hold idle")
+    parser.add_argument("--concurrency", type=int, default=400, help="starts in flight")
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.clients, args.workers, args.hold, args.concurrency))
+    print(f"registrations+connections per second: {figures['connections_per_second']}")
+    print(f"start latency p50/p90/p99 ms: {figures['start_latency_ms']}")
+    print(f"gateway RSS per idle connection: {figures['gateway_kib_per_idle_connection']} KiB")
+    print(json.dumps(figures))
+    sys.exit(0 if figures["failed"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
