@@ -1,1 +1,1 @@
-"""Parley."""
+"""Parley gateway: the public edge (client HTTP endpoints and the WebSocket session)."""

@@ -1,0 +1,65 @@
+"""Composition root of the gateway: settings, token verifier, presence, routing, HTTP."""
+
+from __future__ import annotations
+
+from parley.v1 import auth_pb2
+from parley_gateway.gateway import Gateway
+from parley_gateway.http_api import HttpApi
+from parley_gateway.presence import PresenceStore
+from parley_gateway.routing import Router
+from parley_gateway.settings import GatewaySettings
+from parley_gateway.tokens import TokenVerifier
+from parley_protocol import subjects
+from parley_service.runtime import Migrations, Runtime
+
+SETTINGS = GatewaySettings
+MIGRATIONS: Migrations | None = None  # the gateway keeps no tables
+
+JWKS_TIMEOUT_SECONDS = 2.0
+
+# The Gateway of each runtime started with `setup` (keyed by id: Runtime is unhashable).
+_GATEWAYS: dict[int, Gateway] = {}
+
+
+def gateway_of(runtime: Runtime) -> Gateway:
+    """The Gateway that `setup` built on `runtime` (its `port`, `sessions`, ...)."""
+    return _GATEWAYS[id(runtime)]
+
+
+async def setup(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if not isinstance(settings, GatewaySettings):
+        raise TypeError(f"the gateway needs GatewaySettings, not {type(settings).__name__}")
+
+    async def fetch_jwks() -> str:
+        reply = await runtime.bus.request(
+            subjects.AUTH_JWKS, auth_pb2.JwksRequest(), auth_pb2.JwksResponse, JWKS_TIMEOUT_SECONDS
+        )
+        text: str = reply.jwks_json
+        return text
+
+    verifier = TokenVerifier(
+        fetch_jwks,
+        runtime.clock,
+        settings.environment,
+        settings.jwks_refetch_seconds,
+        settings.jwks_max_age_seconds,
+    )
+    gateway = Gateway(
+        settings,
+        runtime.clock,
+        verifier,
+        PresenceStore(runtime.nc, settings.gateway_id, settings.presence_ttl_seconds),
+        Router(runtime.nc, settings.gateway_id),
+    )
+    await gateway.start(HttpApi(gateway, runtime.bus).application())
+    _GATEWAYS[id(runtime)] = gateway
+
+    async def stop() -> None:
+        try:
+            await gateway.stop()
+        finally:
+            _GATEWAYS.pop(id(runtime), None)
+
+    runtime.on_drain(gateway.drain)
+    runtime.on_stop(stop)

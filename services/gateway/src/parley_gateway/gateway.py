@@ -1,0 +1,225 @@
+"""The gateway's live state and lifecycle: sessions, the sweep, presence refresh, drain.
+
+Per-connection work that depends on time (Hello timeout, heartbeat timeout, token expiry)
+is checked by ONE sweep over all sessions, and presence entries are refreshed by ONE loop,
+so an idle connection costs no task beyond aiohttp's own handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from parley_gateway.metrics import CONNECTIONS
+from parley_gateway.presence import PresenceStore
+from parley_gateway.routing import Router
+from parley_gateway.session import ACTIVE, AWAITING_HELLO, CLOSING, Session
+from parley_gateway.settings import GatewaySettings
+from parley_gateway.tokens import TokenVerifier
+from parley_protocol import framing
+from parley_protocol.clock import Clock, now_ms
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway")
+
+# Sessions closed at once while draining.
+CLOSE_CONCURRENCY = 1000
+# How long a closing handshake may take before the socket is dropped.
+WS_CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clock: Clock,
+        verifier: TokenVerifier,
+        presence: PresenceStore,
+        router: Router,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.verifier = verifier
+        self.presence = presence
+        self.router = router
+        self.gateway_id = settings.gateway_id
+        self.sessions: dict[str, Session] = {}
+        self.draining = False
+        self.port = 0  # the bound public port, known after start()
+        self._runner: web.AppRunner | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[None]] = set()  # closes started by the sweep
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.port}"
+
+    async def start(self, app: web.Application) -> None:
+        """Open presence and routing, fetch the JWKS, then listen and start the loops."""
+        await self.presence.open()
+        try:
+            await self.verifier.refresh()
+        except ParleyError as err:
+            # Auth may start after us; the first Hello fetches the JWKS again.
+            log.warning("jwks_unavailable_at_start", error=str(err))
+        await self.router.start(self.sessions.get)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.gateway_host, self.settings.gateway_port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        self._loops = [
+            asyncio.create_task(self._sweep_loop(), name="gateway-sweep"),
+            asyncio.create_task(self._presence_loop(), name="gateway-presence"),
+        ]
+        log.info(
+            "gateway_listening",
+            gateway_id=self.gateway_id,
+            host=self.settings.gateway_host,
+            port=self.port,
+        )
+
+    # Sessions ---------------------------------------------------------------------------
+
+    def opened(self, ws: web.WebSocketResponse) -> Session:
+        session = Session(ws, self.clock.monotonic())
+        self.sessions[session.connection_id] = session
+        self._empty.clear()
+        CONNECTIONS.inc()
+        return session
+
+    async def sign_in(self, session: Session) -> None:
+        """Route the user's device events here and publish its presence."""
+        session.state = ACTIVE
+        session.signed_in = True
+        await self.router.add(session)
+        await self.presence.put(session)
+
+    async def closed(self, session: Session) -> None:
+        """Undo everything a session set up (called once, when its handler ends)."""
+        session.state = CLOSING
+        try:
+            if session.signed_in:
+                session.signed_in = False
+                await self.router.remove(session)
+                try:
+                    await self.presence.delete(session)
+                except Exception as exc:  # the entry expires by itself
+                    log.warning("presence_delete_failed", error=str(exc))
+        finally:
+            # Listed until cleaned up, so a drain waits for the clean-up too.
+            if self.sessions.pop(session.connection_id, None) is not None:
+                CONNECTIONS.dec()
+            if not self.sessions:
+                self._empty.set()
+
+    def close_soon(self, session: Session, err: ParleyError, close_code: int) -> None:
+        """Send `err` and close, from outside the session's handler (no waiting here)."""
+        if session.state == CLOSING:
+            return
+        session.state = CLOSING
+        task = asyncio.create_task(session.fail(err, 0, close_code))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # Loops ------------------------------------------------------------------------------
+
+    def _sweep_interval(self) -> float:
+        s = self.settings
+        return max(0.05, min(1.0, s.hello_timeout_seconds / 4, s.heartbeat_timeout_seconds / 4))
+
+    async def _sweep_loop(self) -> None:
+        interval = self._sweep_interval()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep()
+                await self.verifier.refresh_if_stale()
+            except Exception:
+                log.exception("sweep_failed")
+
+    def sweep(self) -> None:
+        """Close sessions that sent no Hello in time, went silent, or whose token expired."""
+        s = self.settings
+        mono, wall_ms = self.clock.monotonic(), now_ms(self.clock)
+        for session in list(self.sessions.values()):
+            if session.state == AWAITING_HELLO:
+                if mono - session.opened_at >= s.hello_timeout_seconds:
+                    err = ParleyError(
+                        ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
+                        f"no Hello within {s.hello_timeout_seconds:g} s of connecting",
+                    )
+                    self.close_soon(session, err, framing.CLOSE_TIMEOUT)
+            elif session.state == ACTIVE:
+                if mono - session.last_heard >= s.heartbeat_timeout_seconds:
+                    err = ParleyError(
+                        ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
+                        f"nothing heard for {s.heartbeat_timeout_seconds:g} s; ping every "
+                        f"{s.heartbeat_interval_ms} ms",
+                    )
+                    self.close_soon(session, err, framing.CLOSE_TIMEOUT)
+                elif session.token_expires_at_ms <= wall_ms:
+                    err = ParleyError(
+                        ErrorCode.ERROR_CODE_TOKEN_EXPIRED,
+                        "the session's access token expired; send RefreshToken before it does",
+                        "access_token",
+                    )
+                    self.close_soon(session, err, framing.CLOSE_UNAUTHENTICATED)
+
+    async def _presence_loop(self) -> None:
+        interval = self.settings.presence_ttl_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                devices = [s for s in self.sessions.values() if s.signed_in and s.active]
+                failed = await self.presence.refresh(devices)
+                if failed:
+                    log.warning("presence_refresh_failed", failed=failed, total=len(devices))
+            except Exception:
+                log.exception("presence_refresh_failed")
+
+    # Drain and stop ---------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Refuse new sessions, close live ones with 1012 so clients go to another replica."""
+        self.draining = True
+        count = len(self.sessions)
+        await self._close_all("gateway is restarting; reconnect")
+        if not await self._wait_empty(self.settings.drain_timeout_seconds):
+            log.warning("drain_sessions_left", sessions=len(self.sessions))
+        log.info("gateway_drained", sessions_closed=count)
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self.sessions:
+            await self._close_all("gateway is stopping; reconnect")
+            await self._wait_empty(WS_CLOSE_TIMEOUT_SECONDS + 1)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._closing, return_exceptions=True)
+        self._loops.clear()
+        await self.router.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("gateway_stopped", gateway_id=self.gateway_id)
+
+    async def _close_all(self, reason: str) -> None:
+        live = [s for s in self.sessions.values() if s.state != CLOSING]
+        for start in range(0, len(live), CLOSE_CONCURRENCY):
+            chunk = live[start : start + CLOSE_CONCURRENCY]
+            await asyncio.gather(
+                *(s.close(framing.CLOSE_SERVICE_RESTART, reason) for s in chunk),
+                return_exceptions=True,
+            )
+
+    async def _wait_empty(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False

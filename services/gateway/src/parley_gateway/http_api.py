@@ -1,0 +1,135 @@
+"""The public HTTP API: registration and tokens (forwarded to auth), the JWKS, /v1/connect.
+
+Bodies are JSON in the proto3 JSON mapping of the auth messages (original field names);
+errors are `application/problem+json` with a Parley code. A body that is too large, not
+JSON, not an object, has an unknown field or a field of the wrong type gets a 4xx naming
+the problem; it never reaches auth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from parley.v1 import auth_pb2
+from parley_gateway.gateway import Gateway
+from parley_gateway.metrics import ERRORS
+from parley_gateway.ws import handle_connect
+from parley_protocol import subjects
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_protocol.http import PROBLEM_CONTENT_TYPE, problem_body, status_for
+from parley_service.bus import Bus
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway.http")
+
+MAX_BODY_BYTES = 16 * 1024
+AUTH_TIMEOUT_SECONDS = 5.0
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(err: ParleyError) -> web.Response:
+    ERRORS.labels(err.code_name).inc()
+    return web.json_response(
+        problem_body(err), status=status_for(err.code), content_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+def _invalid(reason: str) -> ParleyError:
+    return ParleyError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, reason)
+
+
+async def read_message(request: web.Request, message_type: type[M]) -> M:
+    """The request body as `message_type`, or a ParleyError saying what is wrong with it."""
+    too_large = ParleyError(
+        ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+        f"request body is over the limit of {MAX_BODY_BYTES} bytes",
+    )
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise too_large from exc
+    if not raw.strip():
+        raise _invalid("request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise _invalid(f"request body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _invalid(f"request body must be a JSON object, not {type(data).__name__}")
+    message = message_type()
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        raise _invalid(f"request body does not fit {message_type.__name__}: {exc}") from exc
+    return message
+
+
+def message_response(message: Message) -> web.Response:
+    return web.json_response(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ParleyError -> its problem response; anything unexpected -> 500 INTERNAL."""
+    try:
+        return await handler(request)
+    except ParleyError as err:
+        return problem_response(err)
+    except web.HTTPNotFound:
+        return problem_response(
+            ParleyError(ErrorCode.ERROR_CODE_NOT_FOUND, f"no endpoint at {request.path[:200]}")
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("http_handler_failed", path=request.path[:200])
+        return problem_response(ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error"))
+
+
+class HttpApi:
+    def __init__(self, gateway: Gateway, bus: Bus) -> None:
+        self.gateway = gateway
+        self.bus = bus
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[problems])
+        app.router.add_post("/v1/register", self.register)
+        app.router.add_post("/v1/token", self.token)
+        app.router.add_get("/v1/jwks", self.jwks)
+        app.router.add_get("/v1/connect", self.connect)
+        return app
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await read_message(request, auth_pb2.RegisterRequest)
+        reply = await self.bus.request(
+            subjects.AUTH_REGISTER, body, auth_pb2.RegisterResponse, AUTH_TIMEOUT_SECONDS
+        )
+        return message_response(reply)
+
+    async def token(self, request: web.Request) -> web.Response:
+        body = await read_message(request, auth_pb2.TokenRequest)
+        reply = await self.bus.request(
+            subjects.AUTH_TOKEN, body, auth_pb2.TokenResponse, AUTH_TIMEOUT_SECONDS
+        )
+        return message_response(reply)
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        text = await self.gateway.verifier.jwks_json()
+        return web.Response(
+            text=text,
+            content_type="application/json",
+            headers={"Cache-Control": "public, max-age=60"},
+        )
+
+    async def connect(self, request: web.Request) -> web.StreamResponse:
+        return await handle_connect(self.gateway, request)

@@ -1,0 +1,183 @@
+"""What the gateway does with each client message of a session (after frame checks).
+
+Each handler returns False when it closed the session, True to keep reading.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+
+from parley.v1 import client_pb2
+from parley_gateway.gateway import Gateway
+from parley_gateway.presence import MAX_QUERY_USERS
+from parley_gateway.session import CLOSING, Session
+from parley_gateway.tokens import Claims
+from parley_protocol import framing
+from parley_protocol.clock import now_ms
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_protocol.validation import validate_application_key, validate_user_id
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway.session")
+
+Handler = Callable[[Gateway, Session, client_pb2.Envelope], Awaitable[bool]]
+
+# Errors that say "try again later", not "you may not": the client should reconnect.
+_TRANSIENT = frozenset(
+    {
+        ErrorCode.ERROR_CODE_UNAVAILABLE,
+        ErrorCode.ERROR_CODE_TIMEOUT,
+        ErrorCode.ERROR_CODE_INTERNAL,
+    }
+)
+
+
+def _close_code_for(err: ParleyError) -> int:
+    if err.code in _TRANSIENT:
+        return framing.CLOSE_SERVICE_RESTART
+    if err.code in (
+        ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+        ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT,
+    ):
+        return framing.CLOSE_FORBIDDEN
+    return framing.CLOSE_UNAUTHENTICATED
+
+
+def _not_yours(what: str) -> ParleyError:
+    return ParleyError(
+        ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+        f"the access token is for another {what} than this session's",
+        "access_token",
+    )
+
+
+async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    msg = env.hello
+    try:
+        validate_application_key(msg.application_key)
+        validate_user_id(msg.user_id)
+        claims = await gw.verifier.verify(msg.access_token)
+        if claims.application_key != msg.application_key:
+            raise _not_yours("application")
+        if claims.user_id != msg.user_id:
+            raise _not_yours("user")
+    except ParleyError as err:
+        await s.fail(err, env.seq, _close_code_for(err))
+        return False
+    if s.state == CLOSING:  # timed out or drained while the token was checked
+        return False
+    _take_claims(s, claims)
+    s.connected_at_ms = now_ms(gw.clock)
+    s.calling = msg.capabilities.calling
+    s.messaging = msg.capabilities.messaging
+    try:
+        await gw.sign_in(s)
+    except Exception as exc:
+        log.warning("sign_in_failed", error=str(exc))
+        unavailable = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "cannot sign in now; reconnect")
+        await s.fail(unavailable, env.seq, framing.CLOSE_SERVICE_RESTART)
+        return False
+    welcome = client_pb2.Welcome(
+        session_id=s.connection_id,
+        gateway_id=gw.gateway_id,
+        heartbeat_interval_ms=gw.settings.heartbeat_interval_ms,
+        server_time_ms=now_ms(gw.clock),
+        token_expires_at_ms=s.token_expires_at_ms,
+    )
+    await s.send(client_pb2.Envelope(reply_to=env.seq, welcome=welcome))
+    log.debug("session_started", app=s.application_key, connection=s.connection_id)
+    return True
+
+
+def _take_claims(s: Session, claims: Claims) -> None:
+    # Many sessions share few application keys: keep one copy of each.
+    s.application_key = sys.intern(claims.application_key)
+    s.user_id = claims.user_id
+    s.instance_id = claims.instance_id
+    s.token_expires_at_ms = claims.expires_at_ms
+
+
+async def ping(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    pong = client_pb2.Pong(client_time_ms=env.ping.client_time_ms, server_time_ms=now_ms(gw.clock))
+    await s.send(client_pb2.Envelope(reply_to=env.seq, pong=pong))
+    return True
+
+
+async def refresh_token(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    try:
+        claims = await gw.verifier.verify(env.refresh_token.access_token)
+    except ParleyError as err:
+        # The session keeps its current token until that one expires.
+        await s.send_error(err, env.seq)
+        return True
+    if claims.application_key != s.application_key or claims.user_id != s.user_id:
+        what = "application" if claims.application_key != s.application_key else "user"
+        await s.fail(_not_yours(what), env.seq, framing.CLOSE_FORBIDDEN)
+        return False
+    _take_claims(s, claims)
+    accepted = client_pb2.TokenAccepted(token_expires_at_ms=claims.expires_at_ms)
+    await s.send(client_pb2.Envelope(reply_to=env.seq, token_accepted=accepted))
+    return True
+
+
+async def listen(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    s.listening = env.listen.listening
+    try:
+        await gw.presence.put(s)
+    except Exception as exc:
+        # Kept locally; the next presence refresh writes it.
+        log.warning("presence_put_failed", error=str(exc))
+        err = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "presence store unavailable; retry")
+        await s.send_error(err, env.seq)
+        return True
+    accepted = client_pb2.ListenAccepted(listening=s.listening)
+    await s.send(client_pb2.Envelope(reply_to=env.seq, listen_accepted=accepted))
+    return True
+
+
+async def presence_query(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    user_ids = list(env.presence_query.user_ids)
+    try:
+        if not user_ids:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "PresenceQuery names no users", "user_ids"
+            )
+        if len(user_ids) > MAX_QUERY_USERS:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"PresenceQuery names {len(user_ids)} users; the limit is {MAX_QUERY_USERS}",
+                "user_ids",
+            )
+        for index, user_id in enumerate(user_ids):
+            validate_user_id(user_id, f"user_ids[{index}]")
+        counts = await gw.presence.listening_devices(
+            s.application_key, list(dict.fromkeys(user_ids))
+        )
+    except ParleyError as err:
+        await s.send_error(err, env.seq)
+        return True
+    result = client_pb2.PresenceResult(
+        users=[
+            client_pb2.UserPresence(user_id=u, online=counts[u] > 0, devices=counts[u])
+            for u in user_ids
+        ]
+    )
+    await s.send(client_pb2.Envelope(reply_to=env.seq, presence_result=result))
+    return True
+
+
+async def goodbye(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    await gw.closed(s)  # forget presence at once, before the closing handshake
+    await s.close(framing.CLOSE_NORMAL, "goodbye")
+    return False
+
+
+HANDLERS: dict[str, Handler] = {
+    "hello": hello,
+    "ping": ping,
+    "refresh_token": refresh_token,
+    "listen": listen,
+    "presence_query": presence_query,
+    "goodbye": goodbye,
+}

@@ -1,0 +1,127 @@
+"""Many NATS subscriptions on one connection, with no task or queue per subscription.
+
+nats-py gives every `subscribe(cb=...)` its own asyncio.Queue and Task: about 4.8 KiB per
+subscription measured with tracemalloc (3.9 KiB without a callback: the Queue alone is
+~3 KiB). A gateway holds one subscription per connected user, so this module registers
+small `_Interest` objects straight into the client's subscription table instead. nats-py's
+reader hands each message to `interest._pending_queue.put_nowait`, which here is one
+queue shared by every interest and drained by one task; its reconnect logic replays them
+like any subscription. That costs a couple of hundred bytes per subject.
+
+This leans on nats-py internals (`_subs`, `_sid`, `_send_command`, `_send_unsubscribe`).
+`SubjectMux` checks them at start and falls back to ordinary subscriptions when they are
+missing, so a nats-py upgrade can cost memory but not correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.protocol import command as prot_command
+
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway.nats")
+
+DEFAULT_QUEUE_SIZE = 65_536
+
+
+class _Interest:
+    """What nats-py's reader, reconnect and close paths read of a Subscription, and no more."""
+
+    __slots__ = ("_id", "_mux", "_pending_queue", "_pending_size", "_received", "_subject")
+
+    # Constant parts of the Subscription protocol, shared by every interest.
+    _queue = ""
+    _max_msgs = 0
+    _future = None
+    _jsi = None
+    _pending_bytes_limit = 0  # 0: nats-py skips its per-subscription byte limit
+    _wait_for_msgs_task = None
+    _message_iterator = None
+    _pending_next_msgs_calls = None
+
+    def __init__(self, sid: int, subject: str, mux: SubjectMux) -> None:
+        self._id = sid
+        self._subject = subject
+        self._mux = mux
+        self._pending_queue = mux.queue
+        self._pending_size = 0
+        self._received = 0
+
+    async def _drain(self) -> None:
+        """Called by `nc.drain()` for every entry of the table."""
+        await self._mux.remove(self._subject)
+
+
+def _has_internals(nc: NATS) -> bool:
+    return (
+        isinstance(getattr(nc, "_subs", None), dict)
+        and isinstance(getattr(nc, "_sid", None), int)
+        and callable(getattr(nc, "_send_command", None))
+        and callable(getattr(nc, "_send_unsubscribe", None))
+    )
+
+
+class SubjectMux:
+    """Subscribe to many subjects; every message lands in `queue` (one consumer drains it)."""
+
+    def __init__(self, nc: NATS, queue_size: int = DEFAULT_QUEUE_SIZE, light: bool = True) -> None:
+        self.nc = nc
+        self.queue: asyncio.Queue[Msg] = asyncio.Queue(queue_size)
+        self.light = light and _has_internals(nc)
+        if light and not self.light:
+            log.warning("nats_internals_missing", fallback="one nats-py subscription per subject")
+        self._sids: dict[str, int] = {}  # light mode: subject -> sid
+        self._subs: dict[str, Subscription] = {}  # fallback mode
+
+    def __len__(self) -> int:
+        return len(self._sids) + len(self._subs)
+
+    def __contains__(self, subject: str) -> bool:
+        return subject in self._sids or subject in self._subs
+
+    async def add(self, subject: str, confirm: bool = True) -> None:
+        """Start receiving `subject`; with `confirm`, return once the server has the interest."""
+        if subject in self:
+            return
+        if self.light:
+            nc: Any = self.nc
+            nc._sid += 1
+            sid: int = nc._sid
+            nc._subs[sid] = _Interest(sid, subject, self)
+            self._sids[subject] = sid
+            await nc._send_command(prot_command.sub_cmd(subject, "", sid))
+        else:
+            self._subs[subject] = await self.nc.subscribe(subject, cb=self._enqueue)
+        if confirm:
+            await self.nc.flush()
+
+    async def remove(self, subject: str) -> None:
+        """Stop receiving `subject` (messages already queued are still delivered)."""
+        if self.light:
+            sid = self._sids.pop(subject, None)
+            if sid is None:
+                return
+            nc: Any = self.nc
+            nc._subs.pop(sid, None)
+            if nc.is_connected:
+                await nc._send_unsubscribe(sid)
+        else:
+            sub = self._subs.pop(subject, None)
+            if sub is not None and self.nc.is_connected:
+                await sub.unsubscribe()
+
+    async def clear(self) -> None:
+        for subject in [*self._sids, *self._subs]:
+            await self.remove(subject)
+
+    async def _enqueue(self, msg: Msg) -> None:
+        try:
+            self.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            log.warning("device_event_dropped", reason="queue full", subject=msg.subject)

@@ -1,0 +1,205 @@
+"""Presence in the NATS KV bucket `presence`: one entry per signed-in device connection.
+
+Each entry expires `ttl` seconds after its last write, so the entries of a gateway that
+crashed disappear by themselves; live gateways rewrite theirs every ttl/3 from one loop.
+A query reads the latest entry of every device of up to MAX_QUERY_USERS users in one
+batched direct get (NATS 2.11+), instead of a consumer per user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js.api import DEFAULT_PREFIX, KeyValueConfig, StorageType
+from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
+from nats.js.kv import KV_MARKER_REASON, KV_OP, KeyValue
+
+from parley.v1 import presence_pb2
+from parley_protocol import subjects
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway.presence")
+
+MAX_QUERY_USERS = 100
+# Writes in flight at once when refreshing every entry of this gateway.
+REFRESH_CONCURRENCY = 128
+QUERY_TIMEOUT_SECONDS = 2.0
+
+
+class Device(Protocol):
+    """One signed-in connection, as presence stores it (a Session is one)."""
+
+    @property
+    def application_key(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def connection_id(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def connected_at_ms(self) -> int: ...
+    @property
+    def calling(self) -> bool: ...
+    @property
+    def messaging(self) -> bool: ...
+    @property
+    def listening(self) -> bool: ...
+
+
+class PresenceStore:
+    def __init__(self, nc: NATS, gateway_id: str, ttl_seconds: float) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._gateway_id = gateway_id
+        self._ttl = ttl_seconds
+        self._bucket = subjects.PRESENCE_BUCKET
+        self._stream = KV_STREAM_TEMPLATE.format(bucket=self._bucket)
+        self._prefix = KV_PRE_TEMPLATE.format(bucket=self._bucket)
+        self._kv: KeyValue | None = None
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            raise RuntimeError("PresenceStore.open() was not called")
+        return self._kv
+
+    async def open(self) -> None:
+        """Bind to the bucket, creating it (TTL, memory storage, direct gets) if missing."""
+        try:
+            kv = await self._js.key_value(self._bucket)
+        except nats.js.errors.BucketNotFoundError:
+            config = KeyValueConfig(
+                bucket=self._bucket,
+                history=1,
+                ttl=self._ttl,
+                storage=StorageType.MEMORY,
+                direct=True,
+                description="Parley presence: one entry per signed-in device connection",
+            )
+            try:
+                kv = await self._js.create_key_value(config)
+                log.info("presence_bucket_created", bucket=self._bucket, ttl_seconds=self._ttl)
+            except nats.js.errors.BadRequestError:
+                # Another gateway created it between our look-up and our create.
+                kv = await self._js.key_value(self._bucket)
+        info = await self._js.stream_info(self._stream)
+        if not info.config.allow_direct:
+            await self._js.update_stream(info.config.evolve(allow_direct=True))
+            log.info("presence_bucket_direct_gets_enabled", bucket=self._bucket)
+        max_age = info.config.max_age or 0
+        if max_age and abs(max_age - self._ttl) > 0.5:
+            log.warning(
+                "presence_ttl_differs",
+                bucket_ttl_seconds=max_age,
+                configured_ttl_seconds=self._ttl,
+            )
+        self._kv = kv
+
+    def key(self, device: Device) -> str:
+        return subjects.presence_key(device.application_key, device.user_id, device.connection_id)
+
+    def entry(self, device: Device) -> bytes:
+        entry = presence_pb2.PresenceEntry(
+            gateway_id=self._gateway_id,
+            connection_id=device.connection_id,
+            instance_id=device.instance_id,
+            connected_at_ms=device.connected_at_ms,
+            calling=device.calling,
+            messaging=device.messaging,
+            listening=device.listening,
+            user_id=device.user_id,
+        )
+        data: bytes = entry.SerializeToString()
+        return data
+
+    async def put(self, device: Device) -> None:
+        await self.kv.put(self.key(device), self.entry(device), validate_keys=False)
+
+    async def delete(self, device: Device) -> None:
+        await self.kv.delete(self.key(device), validate_keys=False)
+
+    async def refresh(self, devices: Iterable[Device]) -> int:
+        """Rewrite every entry (resetting its TTL); returns how many failed."""
+        failed = 0
+        batch: list[Device] = []
+
+        async def flush() -> int:
+            results = await asyncio.gather(*(self.put(d) for d in batch), return_exceptions=True)
+            batch.clear()
+            return sum(1 for r in results if isinstance(r, BaseException))
+
+        for device in devices:
+            batch.append(device)
+            if len(batch) >= REFRESH_CONCURRENCY:
+                failed += await flush()
+        if batch:
+            failed += await flush()
+        return failed
+
+    async def listening_devices(
+        self, application_key: str, user_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """How many listening devices each user has (users of this application only)."""
+        counts = {user_id: 0 for user_id in user_ids}
+        if not counts:
+            return counts
+        by_token = {subjects.encode_user_id(u): u for u in counts}
+        filters = [self._prefix + subjects.presence_user_filter(application_key, u) for u in counts]
+        for subject, data in await self._last_per_subject(filters):
+            parts = subject[len(self._prefix) :].split(".")
+            user_id = by_token.get(parts[1]) if len(parts) == 3 else None
+            if user_id is None or parts[0] != application_key:
+                continue
+            entry = presence_pb2.PresenceEntry()
+            try:
+                entry.ParseFromString(data)
+            except Exception:
+                log.warning("presence_entry_unreadable", key=subject[len(self._prefix) :])
+                continue
+            if entry.listening:
+                counts[user_id] += 1
+        return counts
+
+    async def _last_per_subject(self, filters: list[str]) -> list[tuple[str, bytes]]:
+        """Latest live message of every subject matching `filters` (batched direct get)."""
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        found: list[tuple[str, bytes]] = []
+        try:
+            request = json.dumps({"multi_last": filters, "batch": 10_000}).encode()
+            await self._nc.publish(
+                f"{DEFAULT_PREFIX}.DIRECT.GET.{self._stream}", request, reply=inbox
+            )
+            while True:
+                msg = await sub.next_msg(timeout=QUERY_TIMEOUT_SECONDS)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "204" or status == "404":  # end of batch / nothing matched
+                    break
+                if status:
+                    raise ParleyError(
+                        ErrorCode.ERROR_CODE_UNAVAILABLE,
+                        f"presence store answered {status} {headers.get('Description', '')}",
+                    )
+                if KV_OP in headers or KV_MARKER_REASON in headers:
+                    continue  # a deletion or expiry marker
+                subject = headers.get("Nats-Subject", "")
+                found.append((subject, msg.data))
+        except nats.errors.TimeoutError as exc:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_TIMEOUT, "presence store did not answer in time"
+            ) from exc
+        finally:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+        return found

@@ -1,0 +1,72 @@
+"""Settings of the gateway: the shared ones plus the public listener and session timings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from parley_service.settings import ServiceSettings, SettingsError
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewaySettings(ServiceSettings):
+    service_name: str = "gateway"
+    # The public HTTP/WebSocket listener; port 0 picks a free port (logged, and on Gateway.port).
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    # Names this gateway in presence and in connection subjects; "" means the instance id.
+    gateway_id: str = ""
+    # Clients ping at this interval; a session silent for 2.5 intervals is closed.
+    heartbeat_interval_ms: int = 15_000
+    # A connection must send its Hello within this many seconds.
+    hello_timeout_seconds: float = 10.0
+    # Presence entries expire this long after the last refresh (so a crashed gateway's go).
+    presence_ttl_seconds: float = 60.0
+    # A token signed with an unknown key refetches the JWKS at most this often.
+    jwks_refetch_seconds: float = 5.0
+    # The JWKS is refetched this often anyway, so removed keys stop being trusted.
+    jwks_max_age_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not self.gateway_id:
+            object.__setattr__(self, "gateway_id", _as_token(self.instance_id))
+        _check_token("PARLEY_GATEWAY_ID", self.gateway_id)
+        if not 0 <= self.gateway_port <= 65535:
+            raise SettingsError(f"PARLEY_GATEWAY_PORT must be 0..65535, not {self.gateway_port}")
+        for name, value in (
+            ("PARLEY_HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms),
+            ("PARLEY_HELLO_TIMEOUT_SECONDS", self.hello_timeout_seconds),
+            ("PARLEY_PRESENCE_TTL_SECONDS", self.presence_ttl_seconds),
+            ("PARLEY_JWKS_REFETCH_SECONDS", self.jwks_refetch_seconds),
+            ("PARLEY_JWKS_MAX_AGE_SECONDS", self.jwks_max_age_seconds),
+        ):
+            if value <= 0:
+                raise SettingsError(f"{name} must be greater than 0, not {value}")
+        if self.heartbeat_interval_ms > 3_600_000:
+            raise SettingsError(
+                "PARLEY_HEARTBEAT_INTERVAL_MS must be at most 3600000 (an hour), "
+                f"not {self.heartbeat_interval_ms}"
+            )
+        if self.presence_ttl_seconds < 1:
+            raise SettingsError(
+                f"PARLEY_PRESENCE_TTL_SECONDS must be at least 1, not {self.presence_ttl_seconds}"
+            )
+
+    @property
+    def heartbeat_timeout_seconds(self) -> float:
+        """Silence after which a session is closed: 2.5 heartbeat intervals."""
+        return self.heartbeat_interval_ms * 2.5 / 1000
+
+
+def _as_token(value: str) -> str:
+    """The instance id made safe as a subject token (a hostname may hold dots)."""
+    return "".join("-" if c in ".*>" or not c.isprintable() or c.isspace() else c for c in value)
+
+
+def _check_token(name: str, value: str) -> None:
+    """The gateway id is a NATS subject token and part of presence values."""
+    bad = [c for c in value if c in ".*> \t\r\n" or not c.isprintable()]
+    if bad or len(value) > 128:
+        raise SettingsError(
+            f"{name} must be at most 128 printable characters without '.', '*', '>' or "
+            f"spaces, not {value!r}"
+        )

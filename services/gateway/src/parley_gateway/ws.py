@@ -1,0 +1,134 @@
+"""GET /v1/connect: the WebSocket session, frame by frame.
+
+Every frame is checked before its message is handled: binary, at most
+`framing.MAX_FRAME_BYTES`, a decodable `parley.v1.Envelope`, a seq above the last one, a
+client message, and one the session's state allows. Each failure gets its own error
+code (with reply_to = the frame's seq when known) and, where the session cannot go on,
+its own close code. Whatever one client sends, the others are not affected.
+"""
+
+from __future__ import annotations
+
+from aiohttp import WSMsgType, web
+
+from parley.v1 import client_pb2
+from parley_gateway.gateway import WS_CLOSE_TIMEOUT_SECONDS, Gateway
+from parley_gateway.messages import HANDLERS
+from parley_gateway.metrics import FRAMES
+from parley_gateway.session import AWAITING_HELLO, CLOSING, Session
+from parley_protocol import framing
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway.ws")
+
+# aiohttp itself refuses (close 1009) messages above this; between MAX_FRAME_BYTES and it,
+# the client gets our FRAME_TOO_LARGE error frame first.
+WS_MAX_MESSAGE_BYTES = framing.MAX_FRAME_BYTES * 4
+
+
+async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamResponse:
+    if gateway.draining:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE,
+            "this gateway is restarting; connect again (another replica will answer)",
+        )
+    ws = web.WebSocketResponse(
+        max_msg_size=WS_MAX_MESSAGE_BYTES,
+        compress=False,  # a deflate context per connection would cost far more than the rest
+        autoping=True,
+        timeout=WS_CLOSE_TIMEOUT_SECONDS,
+    )
+    if not ws.can_prepare(request).ok:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            "GET /v1/connect takes a WebSocket upgrade (binary frames of parley.v1.Envelope)",
+        )
+    await ws.prepare(request)
+    session = gateway.opened(ws)
+    try:
+        async for msg in ws:
+            if session.state == CLOSING:
+                continue  # a close is under way (sweep or drain); the loop ends with it
+            session.last_heard = gateway.clock.monotonic()
+            if msg.type == WSMsgType.BINARY:
+                if not await on_frame(gateway, session, msg.data):
+                    break
+            elif msg.type == WSMsgType.TEXT:
+                FRAMES.labels("in", "text").inc()
+                err = ParleyError(
+                    ErrorCode.ERROR_CODE_BAD_FRAME,
+                    "text frames are not part of the protocol; send binary parley.v1.Envelope",
+                )
+                await session.fail(err, 0, framing.CLOSE_BAD_FRAME)
+                break
+            elif msg.type == WSMsgType.ERROR:
+                # aiohttp has already closed the connection (e.g. 1009 for a huge message).
+                FRAMES.labels("in", "invalid").inc()
+                break
+    except Exception:
+        log.exception("session_failed", connection=session.connection_id)
+        err = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error; reconnect")
+        await session.fail(err, 0, framing.CLOSE_SERVICE_RESTART)
+    finally:
+        await gateway.closed(session)
+    return ws
+
+
+async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
+    """Check one binary frame and handle its message; False once the session is closed."""
+    try:
+        envelope = framing.decode(data)
+    except ParleyError as exc:
+        if exc.code != ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE:
+            FRAMES.labels("in", "invalid").inc()
+            close = (
+                framing.CLOSE_TOO_LARGE
+                if exc.code == ErrorCode.ERROR_CODE_FRAME_TOO_LARGE
+                else framing.CLOSE_BAD_FRAME
+            )
+            await session.fail(exc, 0, close)
+            return False
+        # Decodable; only its body is unknown. Parse it again to answer with its seq.
+        envelope = client_pb2.Envelope.FromString(data)
+    body = framing.body_name(envelope)
+    FRAMES.labels("in", body or "unknown").inc()
+    seq = envelope.seq
+    if seq <= session.in_seq:
+        err = ParleyError(
+            ErrorCode.ERROR_CODE_BAD_SEQUENCE,
+            f"frame seq {seq} is not greater than the last one, {session.in_seq}; "
+            "the frame was ignored",
+        )
+        await session.send_error(err, seq)
+        return True
+    session.in_seq = seq
+    if body not in framing.CLIENT_BODIES:
+        what = f"{body!r} is a server message" if body else "the frame carries no known message"
+        err = ParleyError(
+            ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE, f"{what}; clients send {_client_bodies()}"
+        )
+        if session.state == AWAITING_HELLO:
+            await session.fail(err, seq, framing.CLOSE_UNAUTHENTICATED)
+            return False
+        await session.send_error(err, seq)
+        return True
+    if session.state == AWAITING_HELLO and body != "hello":
+        err = ParleyError(
+            ErrorCode.ERROR_CODE_WRONG_STATE, f"the first frame must be a Hello, not {body}"
+        )
+        await session.fail(err, seq, framing.CLOSE_UNAUTHENTICATED)
+        return False
+    if session.state != AWAITING_HELLO and body == "hello":
+        err = ParleyError(ErrorCode.ERROR_CODE_WRONG_STATE, "this session has already said Hello")
+        await session.send_error(err, seq)
+        return True
+    try:
+        return await HANDLERS[body](gateway, session, envelope)
+    except ParleyError as exc:
+        await session.send_error(exc, seq)
+        return True
+
+
+def _client_bodies() -> str:
+    return ", ".join(sorted(framing.CLIENT_BODIES))

@@ -1,0 +1,86 @@
+"""Access tokens end to end: expiry, and one application's token never reaches another's users."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from parley_devstack.nats import EmbeddedNats
+from parley_devstack.postgres import EmbeddedPostgres
+from parley_protocol import framing
+from parley_protocol.errors import ErrorCode
+
+from .stack import E2EStack, start_stack
+from .wire import RawSession, access_token
+
+TOKEN_TTL = 2
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def short_lived(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: EmbeddedPostgres
+) -> AsyncIterator[E2EStack]:
+    """A deployment whose tokens live 2 s, on a NATS of its own (its auth must not answer
+    the other deployments' requests)."""
+    nats = EmbeddedNats(tmp_path_factory.mktemp("nats-short"))
+    await nats.start()
+    db = await postgres_server.create_database("e2e_short_tokens")
+    running = await start_stack(
+        tmp_path_factory.mktemp("short"), nats.url, db, gateways=["gateway-a"],
+        auth_env={"PARLEY_AUTH_TOKEN_TTL_SECONDS": str(TOKEN_TTL)},
+    )
+    try:
+        yield running
+    finally:
+        await running.devstack.stop()
+        await nats.stop()
+
+
+async def test_expired_access_token_is_refused(short_lived: E2EStack) -> None:
+    token = await access_token(
+        short_lived.http("gateway-a"), short_lived.app_key, short_lived.app_secret, "late"
+    )
+    await asyncio.sleep(TOKEN_TTL + 1.5)
+    raw = await RawSession.open(short_lived.ws("gateway-a"))
+    reply = await raw.hello(token, short_lived.app_key, "late")
+    assert reply.error.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED
+    assert await raw.expect_close() == framing.CLOSE_UNAUTHENTICATED
+    await raw.close()
+
+
+async def test_a_live_session_whose_token_lapses_is_closed(short_lived: E2EStack) -> None:
+    token = await access_token(
+        short_lived.http("gateway-a"), short_lived.app_key, short_lived.app_secret, "lapsing"
+    )
+    raw = await RawSession.open(short_lived.ws("gateway-a"))
+    assert (await raw.hello(token, short_lived.app_key, "lapsing")).WhichOneof("body") == "welcome"
+    reply = await raw.recv(timeout=TOKEN_TTL + 10)
+    assert reply.error.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED
+    assert await raw.expect_close() == framing.CLOSE_UNAUTHENTICATED
+    await raw.close()
+
+
+async def test_token_of_app_a_cannot_open_a_session_as_a_user_of_app_b(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    account = await stack.admin("create-account", "--name", "other", "--json")
+    assert account is not None
+    other = await stack.admin("create-app", "--account", account["account_id"], "--name", "B",
+                              "--environment", "sandbox", "--json")
+    assert other is not None
+    token_a = await access_token(stack.http("gateway-a"), stack.app_key, stack.app_secret, "mallory")
+    raw = await RawSession.open(stack.ws("gateway-b"))
+    reply = await raw.hello(token_a, other["application_key"], "mallory")
+    assert reply.error.code == ErrorCode.ERROR_CODE_PERMISSION_DENIED
+    assert await raw.expect_close() == framing.CLOSE_FORBIDDEN
+    await raw.close()
+
+    # The same token names its own application and user and nothing else.
+    raw = await RawSession.open(stack.ws("gateway-b"))
+    reply = await raw.hello(token_a, stack.app_key, "victim")
+    assert reply.error.code == ErrorCode.ERROR_CODE_PERMISSION_DENIED
+    await raw.close()

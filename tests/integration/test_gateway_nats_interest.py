@@ -1,0 +1,90 @@
+"""SubjectMux: many subscriptions with no task or queue each, across a NATS restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from parley_devstack.nats import EmbeddedNats
+from parley_devstack.ports import free_port
+from parley_gateway.nats_interest import SubjectMux
+
+
+async def _next(mux: SubjectMux, timeout: float = 2.0) -> tuple[str, bytes]:
+    msg = await asyncio.wait_for(mux.queue.get(), timeout)
+    return msg.subject, msg.data
+
+
+@pytest.mark.parametrize("light", [True, False], ids=["light", "fallback"])
+async def test_messages_of_every_subject_land_in_one_queue(
+    nats_server: EmbeddedNats, light: bool
+) -> None:
+    nc, pub = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc, light=light)
+        assert mux.light is light
+        tasks_before = len(asyncio.all_tasks())
+        for i in range(50):
+            await mux.add(f"mux.{light}.u{i}")
+        await mux.add(f"mux.{light}.u0")  # twice: still one subscription
+        assert len(mux) == 50
+        if light:
+            assert len(asyncio.all_tasks()) == tasks_before  # no task per subject
+        await pub.publish(f"mux.{light}.u7", b"seven")
+        await pub.publish(f"mux.{light}.u42", b"forty-two")
+        await pub.publish(f"mux.{light}.nobody", b"lost")
+        assert await _next(mux) == (f"mux.{light}.u7", b"seven")
+        assert await _next(mux) == (f"mux.{light}.u42", b"forty-two")
+        await mux.remove(f"mux.{light}.u7")
+        await nc.flush()
+        await pub.publish(f"mux.{light}.u7", b"gone")
+        await pub.publish(f"mux.{light}.u8", b"eight")
+        assert await _next(mux) == (f"mux.{light}.u8", b"eight")
+        await mux.clear()
+        assert len(mux) == 0
+        await nc.flush()
+        await pub.publish(f"mux.{light}.u9", b"nine")
+        await pub.flush()
+        await asyncio.sleep(0.05)
+        assert mux.queue.empty()
+    finally:
+        await nc.close()
+        await pub.close()
+
+
+async def test_interests_are_replayed_after_a_nats_restart(tmp_path: Path) -> None:
+    port = free_port()
+    server = EmbeddedNats(tmp_path, port=port)
+    await server.start()
+    nc: NATS = await nats.connect(
+        server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=1
+    )
+    try:
+        mux = SubjectMux(nc)
+        assert mux.light
+        await mux.add("restart.a")
+        await mux.add("restart.b")
+        await server.stop()
+        await server.start()
+        pub = await nats.connect(server.url)
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while not nc.is_connected:
+                assert asyncio.get_running_loop().time() < deadline, "never reconnected"
+                await asyncio.sleep(0.05)
+            await nc.flush()
+            await pub.publish("restart.b", b"after")
+            assert await _next(mux, 5) == ("restart.b", b"after")
+        finally:
+            await pub.close()
+        # A drain of the connection drains the interests with it.
+        await nc.drain()
+        assert len(nc._subs) == 0
+    finally:
+        if not nc.is_closed:
+            await nc.close()
+        await server.stop()
