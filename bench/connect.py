@@ -52,14 +52,14 @@ def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 # -- worker processes: simulated clients ------------------------------------------------------
 
 
 def worker(index: int, count: int, config: dict[str, Any], conn: Any) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(_worker(index, count, config, conn))
 
@@ -94,9 +94,15 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
 
     began = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(count)))
-    conn.send({"connected": len(clients), "latencies": latencies,
-               "failures": failures[:5], "failed": len(failures),
-               "seconds": time.perf_counter() - began})
+    conn.send(
+        {
+            "connected": len(clients),
+            "latencies": latencies,
+            "failures": failures[:5],
+            "failed": len(failures),
+            "seconds": time.perf_counter() - began,
+        }
+    )
     # Hold until told to stop (the parent measures the gateway meanwhile).
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)
     still = sum(1 for c in clients if c.is_started)
@@ -112,26 +118,33 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
     os.chmod(home, 0o755)
     services = [
         ServiceDef(name="auth", module="parley_auth", health_port=0),
-        ServiceDef(name="gateway", module="parley_gateway", health_port=0, public_port=0,
-                   public_port_env="PARLEY_GATEWAY_PORT",
-                   env={"PARLEY_LOG_LEVEL": "WARNING"}),
+        ServiceDef(
+            name="gateway",
+            module="parley_gateway",
+            health_port=0,
+            public_port=0,
+            public_port_env="PARLEY_GATEWAY_PORT",
+            env={"PARLEY_LOG_LEVEL": "WARNING"},
+        ),
     ]
     settings = StackSettings(home=home, master_key=base64.b64encode(os.urandom(32)).decode())
-    log = open(home / "stack.log", "w")  # noqa: SIM115 (closed below)
+    log = open(home / "stack.log", "w")  # noqa: ASYNC230 (once, before anything runs)
     stack = DevStack(settings, services=services, out=log)
     try:
         await stack.start()
         gateway_pid = stack.supervisor.status("gateway").pid
         assert gateway_pid is not None
         host = f"127.0.0.1:{stack.ports['gateway'].public}"
-        config = {"app_key": stack.sandbox_app["application_key"],
-                  "app_secret": stack.sandbox_app["application_secret"],
-                  "host": host, "state": str(home / "clients"),
-                  "concurrency": max(1, concurrency // workers)}
+        config = {
+            "app_key": stack.sandbox_app["application_key"],
+            "app_secret": stack.sandbox_app["application_secret"],
+            "host": host,
+            "state": str(home / "clients"),
+            "concurrency": max(1, concurrency // workers),
+        }
         await asyncio.sleep(1.0)
         baseline = rss_kib(gateway_pid)
-        print(f"gateway pid {gateway_pid} at {host}; RSS before clients {baseline} KiB",
-              flush=True)
+        print(f"gateway pid {gateway_pid} at {host}; RSS before clients {baseline} KiB", flush=True)
 
         ctx = mp.get_context("spawn")
         pipes, procs = [], []
@@ -149,9 +162,11 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
         connected = sum(r["connected"] for r in reports)
         failed = sum(r["failed"] for r in reports)
         latencies = [x for r in reports for x in r["latencies"]]
-        print(f"{connected} clients registered and connected in {connect_seconds:.1f} s "
-              f"({failed} failed{': ' + str(reports[0]['failures']) if failed else ''})",
-              flush=True)
+        print(
+            f"{connected} clients registered and connected in {connect_seconds:.1f} s "
+            f"({failed} failed{': ' + str(reports[0]['failures']) if failed else ''})",
+            flush=True,
+        )
 
         await asyncio.sleep(hold)  # idle: only heartbeats and presence refreshes
         loaded = rss_kib(gateway_pid)

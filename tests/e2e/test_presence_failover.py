@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
+from parley_client import ParleyClient
+
 from .stack import E2EStack
 from .test_registration import make_client
+from .waiting import eventually
+
+
+async def online(observer: ParleyClient, user: str, devices: int = 1) -> bool:
+    seen = (await observer.presence([user]))[user]
+    return seen.online and seen.devices == devices
+
+
+async def offline(observer: ParleyClient, user: str) -> bool:
+    return not (await observer.presence([user]))[user].online
 
 
 async def test_clients_on_two_replicas_are_both_online_in_presence(
@@ -19,26 +30,17 @@ async def test_clients_on_two_replicas_are_both_online_in_presence(
     await bob.start()
     try:
         assert (alice.gateway_id, bob.gateway_id) == ("gateway-a", "gateway-b")
-        alice.start_listening_on_active_connection()
-        bob.start_listening_on_active_connection()
-        deadline = time.monotonic() + 5
-        while True:
-            seen_by_alice = await alice.presence(["alice", "bob", "nobody"])
-            seen_by_bob = await bob.presence(["alice", "bob"])
-            both = seen_by_alice["alice"].online and seen_by_alice["bob"].online
-            if both and seen_by_bob["alice"].online or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        assert seen_by_alice["alice"].online and seen_by_alice["alice"].devices == 1
-        assert seen_by_alice["bob"].online and seen_by_alice["bob"].devices == 1
-        assert not seen_by_alice["nobody"].online
-        assert seen_by_bob["alice"].online
+        # Started but not listening: not reachable, so not online.
+        assert await offline(alice, "bob")
+        await alice.start_listening_on_active_connection()
+        await bob.start_listening_on_active_connection()
+        await eventually(lambda: online(alice, "bob"), what="bob online as seen via gateway-a")
+        await eventually(lambda: online(bob, "alice"), what="alice online as seen via gateway-b")
+        assert await online(alice, "alice")
+        assert await offline(alice, "nobody")
 
-        bob.stop_listening_on_active_connection()
-        deadline = time.monotonic() + 5
-        while (await alice.presence(["bob"]))["bob"].online and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert not (await alice.presence(["bob"]))["bob"].online
+        await bob.stop_listening_on_active_connection()
+        await eventually(lambda: offline(alice, "bob"), what="bob offline after he stops listening")
     finally:
         await alice.terminate()
         await bob.terminate()
@@ -52,20 +54,19 @@ async def test_killing_a_replica_moves_its_client_to_the_other(
     await mover.start()
     await watcher.start()
     try:
-        mover.start_listening_on_active_connection()
+        await mover.start_listening_on_active_connection()
         assert mover.gateway_id == "gateway-a"
         killed_at = time.monotonic()
         stack.kill("gateway-a")
-        await asyncio.sleep(0.1)
-        await mover.wait_connected(timeout=10)
+
+        async def moved() -> bool:
+            return mover.is_started and mover.gateway_id == "gateway-b"
+
+        await eventually(moved, timeout=10, what="mover reconnected to gateway-b")
         took = time.monotonic() - killed_at
-        assert mover.gateway_id == "gateway-b"
         assert took < 5, f"reconnect took {took:.1f} s"
         # Its listening state came along: the watcher sees it online on the survivor.
-        deadline = time.monotonic() + 5
-        while not (await watcher.presence(["mover"]))["mover"].online:
-            assert time.monotonic() < deadline, "mover never came back online"
-            await asyncio.sleep(0.1)
+        await eventually(lambda: online(watcher, "mover"), what="mover online again")
     finally:
         await mover.terminate()
         await watcher.terminate()

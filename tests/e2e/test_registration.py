@@ -39,13 +39,16 @@ class Recorder(ClientListener):
         registration.register(signature, self.sequence)
 
 
-def make_client(stack: E2EStack, user: str, state: Path, secret: bool = True,
-                gateways: list[str] | None = None) -> ParleyClient:
-    builder = (ParleyClient.builder()
-               .application_key(stack.app_key)
-               .user_id(user)
-               .environment_hosts([stack.host(g) for g in gateways or stack.gateways])
-               .persistence_dir(state))
+def make_client(
+    stack: E2EStack, user: str, state: Path, secret: bool = True, gateways: list[str] | None = None
+) -> ParleyClient:
+    builder = (
+        ParleyClient.builder()
+        .application_key(stack.app_key)
+        .user_id(user)
+        .environment_hosts([stack.host(g) for g in gateways or stack.gateways])
+        .persistence_dir(state)
+    )
     if secret:
         builder.application_secret(stack.app_secret)
     client = builder.build()
@@ -59,8 +62,11 @@ async def registrations_counted(stack: E2EStack) -> float:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
             text = await resp.text()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("parley_auth_registrations_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("parley_auth_registrations_total{")
+    )
 
 
 async def test_self_signed_registration_starts_the_client(stack: E2EStack, tmp_path: Path) -> None:

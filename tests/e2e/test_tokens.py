@@ -30,7 +30,10 @@ async def short_lived(
     await nats.start()
     db = await postgres_server.create_database("e2e_short_tokens")
     running = await start_stack(
-        tmp_path_factory.mktemp("short"), nats.url, db, gateways=["gateway-a"],
+        tmp_path_factory.mktemp("short"),
+        nats.url,
+        db,
+        gateways=["gateway-a"],
         auth_env={"PARLEY_AUTH_TOKEN_TTL_SECONDS": str(TOKEN_TTL)},
     )
     try:
@@ -69,10 +72,20 @@ async def test_token_of_app_a_cannot_open_a_session_as_a_user_of_app_b(
 ) -> None:
     account = await stack.admin("create-account", "--name", "other", "--json")
     assert account is not None
-    other = await stack.admin("create-app", "--account", account["account_id"], "--name", "B",
-                              "--environment", "sandbox", "--json")
+    other = await stack.admin(
+        "create-app",
+        "--account",
+        account["account_id"],
+        "--name",
+        "B",
+        "--environment",
+        "sandbox",
+        "--json",
+    )
     assert other is not None
-    token_a = await access_token(stack.http("gateway-a"), stack.app_key, stack.app_secret, "mallory")
+    token_a = await access_token(
+        stack.http("gateway-a"), stack.app_key, stack.app_secret, "mallory"
+    )
     raw = await RawSession.open(stack.ws("gateway-b"))
     reply = await raw.hello(token_a, other["application_key"], "mallory")
     assert reply.error.code == ErrorCode.ERROR_CODE_PERMISSION_DENIED

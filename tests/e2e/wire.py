@@ -75,15 +75,26 @@ class RawSession:
         """Wait for the server to close; return the close code."""
         while True:
             msg = await self.ws.receive(timeout=timeout)
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                            aiohttp.WSMsgType.CLOSING):
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
                 return int(self.ws.close_code or 0)
             assert msg.type == aiohttp.WSMsgType.BINARY, msg
 
     async def hello(self, token: str, app_key: str, user_id: str) -> pb.Envelope:
-        await self.send(pb.Envelope(hello=pb.Hello(
-            access_token=token, application_key=app_key, user_id=user_id,
-            capabilities=pb.Capabilities(messaging=True), client_version="e2e-raw")))
+        await self.send(
+            pb.Envelope(
+                hello=pb.Hello(
+                    access_token=token,
+                    application_key=app_key,
+                    user_id=user_id,
+                    capabilities=pb.Capabilities(messaging=True),
+                    client_version="e2e-raw",
+                )
+            )
+        )
         return await self.recv()
 
     async def close(self) -> None:

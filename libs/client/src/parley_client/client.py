@@ -502,6 +502,7 @@ class _Events:
                 managed_push=c.managed_push,
             ),
             client_version=_client_version(),
+            resume_session_id=client.session_id or "",
         )
 
     async def session_down(self, reason: ParleyError) -> None:

@@ -78,6 +78,8 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         unavailable = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "cannot sign in now; reconnect")
         await s.fail(unavailable, env.seq, framing.CLOSE_SERVICE_RESTART)
         return False
+    if msg.resume_session_id and msg.resume_session_id != s.connection_id:
+        await _forget_previous(gw, s, msg.resume_session_id)
     welcome = client_pb2.Welcome(
         session_id=s.connection_id,
         gateway_id=gw.gateway_id,
@@ -88,6 +90,16 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     await s.send(client_pb2.Envelope(reply_to=env.seq, welcome=welcome))
     log.debug("session_started", app=s.application_key, connection=s.connection_id)
     return True
+
+
+async def _forget_previous(gw: Gateway, s: Session, previous: str) -> None:
+    # Keyed by the verified application and user: a client can only clear its own entries.
+    if len(previous) > 64 or not previous.replace("-", "").replace("_", "").isalnum():
+        return  # not a session id this gateway family hands out: nothing to forget
+    try:
+        await gw.presence.forget(s.application_key, s.user_id, previous)
+    except Exception as exc:  # it expires by itself
+        log.warning("presence_forget_failed", error=str(exc))
 
 
 def _take_claims(s: Session, claims: Claims) -> None:

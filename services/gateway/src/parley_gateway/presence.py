@@ -126,6 +126,11 @@ class PresenceStore:
     async def delete(self, device: Device) -> None:
         await self.kv.delete(self.key(device), validate_keys=False)
 
+    async def forget(self, application_key: str, user_id: str, connection_id: str) -> None:
+        """Remove a device's earlier entry (a reconnect names the session it had)."""
+        key = subjects.presence_key(application_key, user_id, connection_id)
+        await self.kv.delete(key, validate_keys=False)
+
     async def refresh(self, devices: Iterable[Device]) -> int:
         """Rewrite every entry (resetting its TTL); returns how many failed."""
         failed = 0

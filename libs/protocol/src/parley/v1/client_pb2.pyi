@@ -42,18 +42,20 @@ class Envelope(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version")
+    __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id")
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     access_token: str
     application_key: str
     user_id: str
     capabilities: Capabilities
     client_version: str
-    def __init__(self, access_token: _Optional[str] = ..., application_key: _Optional[str] = ..., user_id: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., client_version: _Optional[str] = ...) -> None: ...
+    resume_session_id: str
+    def __init__(self, access_token: _Optional[str] = ..., application_key: _Optional[str] = ..., user_id: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., client_version: _Optional[str] = ..., resume_session_id: _Optional[str] = ...) -> None: ...
 
 class Capabilities(_message.Message):
     __slots__ = ("calling", "messaging", "active_connection", "managed_push")
