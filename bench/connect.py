@@ -48,6 +48,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
@@ -144,6 +150,7 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
         }
         await asyncio.sleep(1.0)
         baseline = rss_kib(gateway_pid)
+        cpu_before = cpu_seconds(gateway_pid)
         print(f"gateway pid {gateway_pid} at {host}; RSS before clients {baseline} KiB", flush=True)
 
         ctx = mp.get_context("spawn")
@@ -159,6 +166,7 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
         loop = asyncio.get_running_loop()
         reports = await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in pipes))
         connect_seconds = time.perf_counter() - began
+        gateway_cpu = cpu_seconds(gateway_pid) - cpu_before
         connected = sum(r["connected"] for r in reports)
         failed = sum(r["failed"] for r in reports)
         latencies = [x for r in reports for x in r["latencies"]]
@@ -192,6 +200,7 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
                 "p99": round(percentile(latencies, 99) * 1000, 1),
                 "mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
             },
+            "gateway_cpu_ms_per_connect": round(gateway_cpu * 1000 / max(connected, 1), 3),
             "gateway_rss_kib": {"before": baseline, "with_clients": loaded},
             "gateway_kib_per_idle_connection": round(per_conn, 2),
         }
@@ -212,6 +221,10 @@ def main() -> None:
     figures = asyncio.run(run(args.clients, args.workers, args.hold, args.concurrency))
     print(f"registrations+connections per second: {figures['connections_per_second']}")
     print(f"start latency p50/p90/p99 ms: {figures['start_latency_ms']}")
+    print(
+        f"gateway CPU per connect (HTTP register + WebSocket sign-in + listen): "
+        f"{figures['gateway_cpu_ms_per_connect']} ms"
+    )
     print(f"gateway RSS per idle connection: {figures['gateway_kib_per_idle_connection']} KiB")
     print(json.dumps(figures))
     sys.exit(0 if figures["failed"] == 0 else 1)

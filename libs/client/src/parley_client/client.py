@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import platform
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,7 @@ ENV_ENVIRONMENT_HOST = "PARLEY_ENVIRONMENT_HOST"
 ENV_PERSISTENCE_DIR = "PARLEY_PERSISTENCE_DIR"
 
 
+@functools.cache
 def _client_version() -> str:
     try:
         version = metadata.version("parley-client")

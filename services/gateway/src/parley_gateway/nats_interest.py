@@ -78,6 +78,8 @@ class SubjectMux:
             log.warning("nats_internals_missing", fallback="one nats-py subscription per subject")
         self._sids: dict[str, int] = {}  # light mode: subject -> sid
         self._subs: dict[str, Subscription] = {}  # fallback mode
+        self._next_flush: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._sids) + len(self._subs)
@@ -99,7 +101,29 @@ class SubjectMux:
         else:
             self._subs[subject] = await self.nc.subscribe(subject, cb=self._enqueue)
         if confirm:
-            await self.nc.flush()
+            await self._confirm()
+
+    async def _confirm(self) -> None:
+        """Wait for a PING/PONG sent after our SUB: the server then has the interest.
+
+        Sign-ins arrive in bursts; callers waiting at the same time share one round trip
+        (a flush already under way may predate their SUB, so they join the next one).
+        """
+        if self._next_flush is None:
+            self._next_flush = asyncio.get_running_loop().create_future()
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_rounds())
+        await asyncio.shield(self._next_flush)
+
+    async def _flush_rounds(self) -> None:
+        while self._next_flush is not None:
+            round_, self._next_flush = self._next_flush, None
+            try:
+                await self.nc.flush()
+            except Exception as exc:
+                round_.set_exception(exc)
+            else:
+                round_.set_result(None)
 
     async def remove(self, subject: str) -> None:
         """Stop receiving `subject` (messages already queued are still delivered)."""
