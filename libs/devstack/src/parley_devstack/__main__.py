@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 from collections.abc import Sequence
 
+from parley_devstack._proc import parent_death_signal
 from parley_devstack.stack import run_stack
 
 
@@ -24,6 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "run":
+        # Under `make run`, a SIGTERM or SIGKILL to make leaves us orphaned: stop cleanly
+        # then, as on Ctrl-C, instead of holding the ports.
+        set_death_signal = parent_death_signal(signal.SIGTERM)
+        if set_death_signal is not None and os.getppid() != 1:
+            set_death_signal()
         return asyncio.run(run_stack())
     parser.error(f"unknown command {args.command!r}")
     return 2

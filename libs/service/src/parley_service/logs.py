@@ -8,15 +8,22 @@ import sys
 import time
 from typing import Any
 
-_SECRET_WORDS = ("secret", "token", "password", "signature", "credential", "master_key")
+_SECRET_WORDS = ("secret", "password", "signature", "credential", "master_key", "private")
 REDACTED = "[redacted]"
 
 
+def is_secret_field(key: str) -> bool:
+    """`app_secret`, `access_token`, `token` are secret; `token_ttl_seconds` is not."""
+    lowered = key.lower()
+    return (
+        any(word in lowered for word in _SECRET_WORDS)
+        or lowered == "token"
+        or lowered.endswith("_token")
+    )
+
+
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (REDACTED if any(word in key.lower() for word in _SECRET_WORDS) else value)
-        for key, value in fields.items()
-    }
+    return {key: (REDACTED if is_secret_field(key) else value) for key, value in fields.items()}
 
 
 class JsonFormatter(logging.Formatter):
