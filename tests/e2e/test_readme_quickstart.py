@@ -1,0 +1,46 @@
+"""The README's client quick start runs as written against a running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+from .stack import E2EStack
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def quickstart_code() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert blocks, "README.md has no python block"
+    return str(blocks[0])
+
+
+async def test_readme_quick_start_runs_as_written(stack: E2EStack, tmp_path: Path) -> None:
+    code = quickstart_code()
+    assert '"localhost:8080"' in code  # the make-run default; this stack has its own port
+    script = tmp_path / "quickstart.py"
+    script.write_text(code.replace('"localhost:8080"', f'"{stack.host("gateway-a")}"'))
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "PARLEY_APPLICATION_KEY": stack.app_key,
+        "PARLEY_APPLICATION_SECRET": stack.app_secret,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "started on gateway gateway-a" in text
+    assert "user_id='alice', online=True, devices=1" in text
+    # The device credential was kept, so a second run does not register again.
+    assert list((tmp_path / ".local/share/parley").rglob("*.json"))
