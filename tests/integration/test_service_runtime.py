@@ -10,8 +10,6 @@ import asyncpg
 import nats
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from parley_devstack.ports import free_port
@@ -23,17 +21,6 @@ from parley_service.db import apply_migrations, load_migrations
 from parley_service.settings import ServiceSettings, SettingsError
 
 MIGRATIONS = "tests.integration.fixtures.sample_migrations"
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 def test_settings_come_from_parley_env_and_bad_values_name_the_variable() -> None:
@@ -75,7 +62,7 @@ def _settings(nats_url: str, database_url: str = "", **extra: object) -> Service
 
 
 async def test_bus_endpoint_replies_errors_and_carries_trace_context(
-    nats_server: object, spans: InMemorySpanExporter
+    nats_server: object, span_exporter: InMemorySpanExporter
 ) -> None:
     url = nats_server.url  # type: ignore[attr-defined]
 
@@ -101,7 +88,7 @@ async def test_bus_endpoint_replies_errors_and_carries_trace_context(
                 auth.AppLookupResponse,
             )
         assert reply.name == "demo"
-        server_span = next(s for s in spans.get_finished_spans() if s.name == "test.lookup")
+        server_span = next(s for s in span_exporter.get_finished_spans() if s.name == "test.lookup")
         assert server_span.context.trace_id == parent.get_span_context().trace_id
 
         with pytest.raises(ParleyError) as info:

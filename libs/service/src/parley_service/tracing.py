@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -56,3 +57,15 @@ def current_traceparent() -> str:
     headers: dict[str, str] = {}
     _propagator.inject(headers)
     return headers.get("traceparent", "")
+
+
+@contextmanager
+def server_span(
+    tracer_name: str, name: str, carrier: Mapping[str, str] | None = None
+) -> Iterator[trace.Span]:
+    """A SERVER span continuing the trace a caller sent (HTTP headers, NATS headers, or
+    {"traceparent": ...} from a client frame), current while the block runs."""
+    with trace.get_tracer(tracer_name).start_as_current_span(
+        name, context=extract(carrier), kind=trace.SpanKind.SERVER
+    ) as span:
+        yield span

@@ -23,6 +23,7 @@ from parley_gateway.ws import handle_connect
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.http import PROBLEM_CONTENT_TYPE, problem_body, status_for
+from parley_service import tracing
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
 
@@ -80,7 +81,22 @@ def message_response(message: Message) -> web.Response:
 
 @web.middleware
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """ParleyError -> its problem response; anything unexpected -> 500 INTERNAL."""
+    """ParleyError -> its problem response; anything unexpected -> 500 INTERNAL.
+
+    Each request but the WebSocket upgrade is a span continuing the caller's `traceparent`,
+    so registration is one trace from the client through auth.
+    """
+    if request.path == "/v1/connect":
+        return await _problems(request, handler)
+    resource = request.match_info.route.resource
+    name = f"{request.method} {resource.canonical if resource is not None else 'unmatched'}"
+    with tracing.server_span("parley.gateway", name, request.headers) as span:
+        response = await _problems(request, handler)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ParleyError as err:

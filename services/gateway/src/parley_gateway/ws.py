@@ -18,6 +18,7 @@ from parley_gateway.metrics import FRAMES
 from parley_gateway.session import AWAITING_HELLO, CLOSING, Session
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service import tracing
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.ws")
@@ -124,6 +125,10 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         await session.send_error(err, seq)
         return True
     try:
+        if envelope.traceparent:  # the client asked for this request to be traced
+            carrier = {"traceparent": envelope.traceparent}
+            with tracing.server_span("parley.gateway", f"frame {body}", carrier):
+                return await HANDLERS[body](gateway, session, envelope)
         return await HANDLERS[body](gateway, session, envelope)
     except ParleyError as exc:
         await session.send_error(exc, seq)
