@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
+from tests.support.wire import registration_body
 
 
 def gateway_def(name: str) -> ServiceDef:
@@ -64,6 +67,20 @@ class E2EStack:
 
     async def admin(self, *args: str) -> dict[str, Any] | None:
         return await self.devstack._admin(*args)
+
+    async def register(
+        self, user_id: str, gateway: str = "gateway-a", sequence: int | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /v1/register (self-signed unless a sequence is given): (status, JSON body)."""
+        body = registration_body(self.app_key, self.app_secret, user_id, sequence)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.http(gateway)}/v1/register", json=body) as resp:
+                return resp.status, await resp.json(content_type=None)
+
+    async def access_token(self, user_id: str, gateway: str = "gateway-a") -> str:
+        status, body = await self.register(user_id, gateway)
+        assert status == 200, body
+        return str(body["token"]["token"])
 
     def output(self) -> str:
         return self.log.getvalue()

@@ -11,10 +11,10 @@ from parley_client import ParleyClient
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
+from tests.support.wire import RawClient
 
 from .stack import E2EStack
 from .test_registration import make_client
-from .wire import RawSession, access_token
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -29,15 +29,14 @@ async def bystander(stack: E2EStack, tmp_path: Path) -> AsyncIterator[ParleyClie
     await client.terminate()
 
 
-async def session(stack: E2EStack, user: str = "raw") -> tuple[RawSession, str]:
-    token = await access_token(stack.http("gateway-a"), stack.app_key, stack.app_secret, user)
-    return await RawSession.open(stack.ws("gateway-a")), token
+async def session(stack: E2EStack, user: str = "raw") -> tuple[RawClient, str]:
+    token = await stack.access_token(user)
+    return await RawClient.open(stack.ws("gateway-a")), token
 
 
-async def signed_in(stack: E2EStack, user: str = "raw") -> RawSession:
+async def signed_in(stack: E2EStack, user: str = "raw") -> RawClient:
     raw, token = await session(stack, user)
-    welcome = await raw.hello(token, stack.app_key, user)
-    assert welcome.WhichOneof("body") == "welcome", welcome
+    await raw.hello(token, stack.app_key, user)
     return raw
 
 
@@ -46,7 +45,7 @@ async def test_garbage_frame(stack: E2EStack, bystander: ParleyClient) -> None:
     await raw.send_raw(b"\xff\xfe\xfd not protobuf")
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_BAD_FRAME
-    assert await raw.expect_close() == framing.CLOSE_BAD_FRAME
+    await raw.expect_close(framing.CLOSE_BAD_FRAME)
     await raw.close()
     assert bystander.is_started
 
@@ -57,7 +56,7 @@ async def test_text_frame(stack: E2EStack, bystander: ParleyClient) -> None:
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_BAD_FRAME
     assert "binary" in reply.error.reason
-    assert await raw.expect_close() == framing.CLOSE_BAD_FRAME
+    await raw.expect_close(framing.CLOSE_BAD_FRAME)
     await raw.close()
 
 
@@ -67,17 +66,17 @@ async def test_oversized_frame(stack: E2EStack, bystander: ParleyClient) -> None
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_FRAME_TOO_LARGE
     assert str(framing.MAX_FRAME_BYTES) in reply.error.reason
-    assert await raw.expect_close() == framing.CLOSE_TOO_LARGE
+    await raw.expect_close(framing.CLOSE_TOO_LARGE)
     await raw.close()
 
 
 async def test_frame_before_hello(stack: E2EStack, bystander: ParleyClient) -> None:
     raw, _ = await session(stack)
-    seq = await raw.send(pb.Envelope(ping=pb.Ping(client_time_ms=1)))
+    seq = await raw.send(ping=pb.Ping(client_time_ms=1))
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_WRONG_STATE
     assert reply.reply_to == seq
-    assert await raw.expect_close() == framing.CLOSE_UNAUTHENTICATED
+    await raw.expect_close(framing.CLOSE_UNAUTHENTICATED)
     await raw.close()
 
 
@@ -85,24 +84,24 @@ async def test_second_hello_and_old_sequence_are_refused_but_the_session_lives(
     stack: E2EStack, bystander: ParleyClient
 ) -> None:
     raw, token = await session(stack)
-    assert (await raw.hello(token, stack.app_key, "raw")).WhichOneof("body") == "welcome"
-    seq = await raw.send(pb.Envelope(hello=pb.Hello(access_token=token)))
+    await raw.hello(token, stack.app_key, "raw")
+    seq = await raw.send(hello=pb.Hello(access_token=token))
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_WRONG_STATE and reply.reply_to == seq
 
-    await raw.send(pb.Envelope(ping=pb.Ping(client_time_ms=5)), seq=1)  # not above the last
+    await raw.send(seq=1, ping=pb.Ping(client_time_ms=5))  # not above the last
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_BAD_SEQUENCE
 
-    await raw.send(pb.Envelope(welcome=pb.Welcome()))  # a server-only message
+    await raw.send(welcome=pb.Welcome())  # a server-only message
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE
 
-    await raw.send(pb.Envelope())  # nothing in it
+    await raw.send()  # nothing in it
     reply = await raw.recv()
     assert reply.error.code == ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE
 
-    seq = await raw.send(pb.Envelope(ping=pb.Ping(client_time_ms=7)))
+    seq = await raw.send(ping=pb.Ping(client_time_ms=7))
     reply = await raw.recv()
     assert reply.WhichOneof("body") == "pong" and reply.reply_to == seq
     assert reply.pong.client_time_ms == 7
@@ -113,7 +112,7 @@ async def test_forged_token_is_refused(stack: E2EStack, bystander: ParleyClient)
     raw, token = await session(stack)
     head, payload, signature = token.split(".")
     forged = f"{head}.{payload}.{signature[::-1]}"
-    reply = await raw.hello(forged, stack.app_key, "raw")
+    reply = await raw.send_hello(forged, stack.app_key, "raw")
     assert reply.error.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
-    assert await raw.expect_close() == framing.CLOSE_UNAUTHENTICATED
+    await raw.expect_close(framing.CLOSE_UNAUTHENTICATED)
     await raw.close()

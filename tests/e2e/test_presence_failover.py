@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from parley_client import ParleyClient
+from tests.support.wire import eventually
 
 from .stack import E2EStack
 from .test_registration import make_client
-from .waiting import eventually
 
 
 async def online(observer: ParleyClient, user: str, devices: int = 1) -> bool:

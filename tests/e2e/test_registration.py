@@ -12,7 +12,6 @@ from parley_client import ClientListener, ConfigurationError, ParleyClient, Parl
 from parley_protocol.signatures import registration_signature
 
 from .stack import E2EStack
-from .wire import register
 
 
 class Recorder(ClientListener):
@@ -140,7 +139,7 @@ async def test_bad_user_ids_are_refused_with_their_reason(
         client.check_configuration()
     assert "user_id" in str(config_info.value) and reason in str(config_info.value)
     # ... and the service refuses it from any other sender.
-    status, body = await register(stack.http("gateway-a"), stack.app_key, stack.app_secret, user_id)
+    status, body = await stack.register(user_id)
     assert status == 400
     assert body["code"] == "INVALID_USER_ID" and reason in body["detail"]
     assert body["field"] == "user_id"

@@ -13,9 +13,9 @@ from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
+from tests.support.wire import RawClient
 
 from .stack import E2EStack, start_stack
-from .wire import RawSession, access_token
 
 TOKEN_TTL = 2
 
@@ -44,26 +44,22 @@ async def short_lived(
 
 
 async def test_expired_access_token_is_refused(short_lived: E2EStack) -> None:
-    token = await access_token(
-        short_lived.http("gateway-a"), short_lived.app_key, short_lived.app_secret, "late"
-    )
+    token = await short_lived.access_token("late")
     await asyncio.sleep(TOKEN_TTL + 1.5)
-    raw = await RawSession.open(short_lived.ws("gateway-a"))
-    reply = await raw.hello(token, short_lived.app_key, "late")
+    raw = await RawClient.open(short_lived.ws("gateway-a"))
+    reply = await raw.send_hello(token, short_lived.app_key, "late")
     assert reply.error.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED
-    assert await raw.expect_close() == framing.CLOSE_UNAUTHENTICATED
+    await raw.expect_close(framing.CLOSE_UNAUTHENTICATED)
     await raw.close()
 
 
 async def test_a_live_session_whose_token_lapses_is_closed(short_lived: E2EStack) -> None:
-    token = await access_token(
-        short_lived.http("gateway-a"), short_lived.app_key, short_lived.app_secret, "lapsing"
-    )
-    raw = await RawSession.open(short_lived.ws("gateway-a"))
-    assert (await raw.hello(token, short_lived.app_key, "lapsing")).WhichOneof("body") == "welcome"
+    token = await short_lived.access_token("lapsing")
+    raw = await RawClient.open(short_lived.ws("gateway-a"))
+    await raw.hello(token, short_lived.app_key, "lapsing")
     reply = await raw.recv(timeout=TOKEN_TTL + 10)
     assert reply.error.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED
-    assert await raw.expect_close() == framing.CLOSE_UNAUTHENTICATED
+    await raw.expect_close(framing.CLOSE_UNAUTHENTICATED)
     await raw.close()
 
 
@@ -83,17 +79,15 @@ async def test_token_of_app_a_cannot_open_a_session_as_a_user_of_app_b(
         "--json",
     )
     assert other is not None
-    token_a = await access_token(
-        stack.http("gateway-a"), stack.app_key, stack.app_secret, "mallory"
-    )
-    raw = await RawSession.open(stack.ws("gateway-b"))
-    reply = await raw.hello(token_a, other["application_key"], "mallory")
+    token_a = await stack.access_token("mallory")
+    raw = await RawClient.open(stack.ws("gateway-b"))
+    reply = await raw.send_hello(token_a, other["application_key"], "mallory")
     assert reply.error.code == ErrorCode.ERROR_CODE_PERMISSION_DENIED
-    assert await raw.expect_close() == framing.CLOSE_FORBIDDEN
+    await raw.expect_close(framing.CLOSE_FORBIDDEN)
     await raw.close()
 
     # The same token names its own application and user and nothing else.
-    raw = await RawSession.open(stack.ws("gateway-b"))
-    reply = await raw.hello(token_a, stack.app_key, "victim")
+    raw = await RawClient.open(stack.ws("gateway-b"))
+    reply = await raw.send_hello(token_a, stack.app_key, "victim")
     assert reply.error.code == ErrorCode.ERROR_CODE_PERMISSION_DENIED
     await raw.close()

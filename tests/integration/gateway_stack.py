@@ -5,10 +5,8 @@ Used by the tests/integration/test_gateway_*.py modules (not a test module itsel
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +22,16 @@ from parley_gateway.app import gateway_of
 from parley_gateway.app import setup as gateway_setup
 from parley_gateway.gateway import Gateway
 from parley_gateway.settings import GatewaySettings
-from parley_protocol import signatures
 from parley_protocol.clock import SystemClock
 from parley_protocol.pb import client
 from parley_service import runtime as rt
-
-SERVER_SCHEME = "REGISTRATION_SCHEME_APPLICATION_SERVER"
-SECRET_SCHEME = "REGISTRATION_SCHEME_APPLICATION_SECRET"
+from tests.support.wire import (  # noqa: F401 (re-exported for the gateway tests)
+    SECRET_SCHEME,
+    SERVER_SCHEME,
+    RawClient,
+    eventually,
+    registration_body,
+)
 
 
 @dataclass
@@ -85,26 +86,9 @@ class Stack:
 
     async def register(self, app: App, user_id: str, sequence: int | None = None) -> dict[str, Any]:
         """Register over HTTP: app-server scheme when a sequence is given, else self-signed."""
-        if sequence is not None:
-            body: dict[str, Any] = {
-                "application_key": app.key,
-                "user_id": user_id,
-                "scheme": SERVER_SCHEME,
-                "signature": signatures.registration_signature(
-                    user_id, app.key, sequence, app.secret
-                ),
-                "sequence": str(sequence),
-            }
-        else:
-            ts = int(time.time() * 1000)
-            body = {
-                "application_key": app.key,
-                "user_id": user_id,
-                "scheme": SECRET_SCHEME,
-                "signature": signatures.self_signed_registration(user_id, app.key, ts, app.secret),
-                "timestamp_ms": str(ts),
-            }
-        status, reply = await self.post("/v1/register", body)
+        status, reply = await self.post(
+            "/v1/register", registration_body(app.key, app.secret, user_id, sequence)
+        )
         assert status == 200, reply
         return dict(reply)
 
@@ -152,72 +136,3 @@ async def start_stack(
     for _ in range(gateways):
         await stack.add_gateway(**gw)
     return stack
-
-
-class RawClient:
-    """A client speaking the wire protocol by hand: numbered Envelope frames."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.seq = 0
-        self.welcome = client.Welcome()
-
-    async def send(self, seq: int | None = None, **body: Any) -> int:
-        if seq is None:
-            self.seq += 1
-            seq = self.seq
-        await self.ws.send_bytes(client.Envelope(seq=seq, **body).SerializeToString())
-        return seq
-
-    async def recv(self, timeout: float = 5.0) -> client.Envelope:
-        msg = await self.ws.receive(timeout)
-        assert msg.type == aiohttp.WSMsgType.BINARY, f"expected a frame, got {msg}"
-        return client.Envelope.FromString(msg.data)
-
-    async def request(self, timeout: float = 5.0, **body: Any) -> client.Envelope:
-        seq = await self.send(**body)
-        reply = await self.recv(timeout)
-        assert reply.reply_to == seq, reply
-        assert reply.WhichOneof("body") != "error", reply
-        return reply
-
-    async def hello(self, token: str, app_key: str, user_id: str) -> client.Welcome:
-        reply = await self.request(
-            hello=client.Hello(
-                access_token=token,
-                application_key=app_key,
-                user_id=user_id,
-                capabilities=client.Capabilities(calling=True, messaging=True),
-                client_version="tests",
-            )
-        )
-        self.welcome = reply.welcome
-        return reply.welcome
-
-    async def ping(self) -> client.Pong:
-        reply = await self.request(ping=client.Ping(client_time_ms=123))
-        return reply.pong
-
-    async def expect_error(self, code: int, reply_to: int | None = None) -> client.Error:
-        env = await self.recv()
-        assert env.WhichOneof("body") == "error", env
-        assert env.error.code == code, env.error
-        if reply_to is not None:
-            assert env.reply_to == reply_to, env
-        return env.error
-
-    async def expect_close(self, code: int, timeout: float = 5.0) -> None:
-        msg = await self.ws.receive(timeout)
-        assert msg.type == aiohttp.WSMsgType.CLOSE, f"expected a close, got {msg}"
-        assert msg.data == code, f"closed with {msg.data} ({msg.extra!r}), expected {code}"
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    """Wait until `await check()` is true."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)

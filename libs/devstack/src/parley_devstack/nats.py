@@ -140,14 +140,6 @@ class EmbeddedNats:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # -- sync API (for non-async callers) --------------------------------------------------
-
-    def start_sync(self, timeout: float = 10.0) -> None:
-        asyncio.run(self.start(timeout))
-
-    def stop_sync(self, timeout: float = 5.0) -> None:
-        asyncio.run(self.stop(timeout))
-
     # -- internals -------------------------------------------------------------------------
 
     def _spawn(self) -> int:

@@ -178,12 +178,6 @@ class EmbeddedPostgres:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def start_sync(self, timeout: float = 30.0) -> None:
-        asyncio.run(self.start(timeout))
-
-    def stop_sync(self, timeout: float = 10.0) -> None:
-        asyncio.run(self.stop(timeout))
-
     # -- databases -------------------------------------------------------------------------
 
     async def create_database(self, name: str) -> str:

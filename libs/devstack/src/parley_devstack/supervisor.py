@@ -67,11 +67,15 @@ class _Child:
         self.first_spawn = asyncio.Event()
         self.starts = 0
         self.last_exit_code: int | None = None
+        self.exit_code_pending: int | None = None  # exited; output still being read
         self.recent: deque[str] = deque(maxlen=_RECENT_LINES)
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        """Until the exit is fully recorded (output read, exit code set), not after."""
+        return self.proc is not None and (
+            self.proc.returncode is None or self.exit_code_pending is not None
+        )
 
 
 class Supervisor:
@@ -174,6 +178,7 @@ class Supervisor:
                 started = time.monotonic()
                 code = await self._run_once(child, env)
                 child.last_exit_code = code
+                child.exit_code_pending = None
                 if child.stopping:
                     self._emit(child, f"[supervisor] stopped (exit code {code})")
                     return
@@ -220,6 +225,7 @@ class Supervisor:
         pump = asyncio.create_task(self._pump(child, proc.stdout))
         try:
             code = await proc.wait()
+            child.exit_code_pending = code
         finally:
             # Whatever the child left in its process group goes with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
