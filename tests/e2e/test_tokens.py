@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jwt
 import pytest
 import pytest_asyncio
 
@@ -13,7 +14,7 @@ from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
-from tests.support.wire import RawClient
+from tests.support.wire import RawClient, eventually
 
 from .stack import E2EStack, start_stack
 
@@ -91,3 +92,31 @@ async def test_token_of_app_a_cannot_open_a_session_as_a_user_of_app_b(
     reply = await raw.send_hello(token_a, stack.app_key, "victim")
     assert reply.error.code == ErrorCode.ERROR_CODE_PERMISSION_DENIED
     await raw.close()
+
+
+async def test_signing_key_rotation_logs_nobody_out(stack: E2EStack, tmp_path: Path) -> None:
+    old_token = await stack.access_token("rotating")
+    live = await RawClient.open(stack.ws("gateway-a"))
+    await live.hello(old_token, stack.app_key, "rotating")
+    old_kid = jwt.get_unverified_header(old_token)["kid"]
+
+    await stack.admin("rotate-signing-key")
+
+    # New tokens carry the new key (once auth has read it), and a gateway that never saw
+    # that key accepts them: auth announced it.
+    new_token = old_token
+
+    async def new_key_in_use() -> bool:
+        nonlocal new_token
+        new_token = await stack.access_token("rotating")
+        return bool(jwt.get_unverified_header(new_token)["kid"] != old_kid)
+
+    await eventually(new_key_in_use, what="tokens signed with the new key")
+    fresh = await RawClient.open(stack.ws("gateway-b"))
+    await fresh.hello(new_token, stack.app_key, "rotating")
+    # The live session goes on, and the old token still opens a session until it expires.
+    assert (await live.ping()).client_time_ms == 123
+    again = await RawClient.open(stack.ws("gateway-b"))
+    await again.hello(old_token, stack.app_key, "rotating")
+    for raw in (live, fresh, again):
+        await raw.close()

@@ -21,6 +21,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_LARGE = 1009
 CLOSE_SERVICE_RESTART = 1012  # the gateway is draining: reconnect, to another replica
+CLOSE_TRY_AGAIN_LATER = 1013  # a passing failure (a dependency is down): reconnect after a pause
 CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403

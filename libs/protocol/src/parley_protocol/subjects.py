@@ -13,6 +13,8 @@ AUTH_REGISTER = "parley.auth.register"
 AUTH_TOKEN = "parley.auth.token"
 AUTH_JWKS = "parley.auth.jwks"
 AUTH_APP_LOOKUP = "parley.auth.app_lookup"
+# Published by auth when its signing keys change (rotation): verifiers refetch the JWKS.
+AUTH_KEYS_CHANGED = "parley.auth.keys_changed"
 
 # Queue groups: one per service, so replicas share requests.
 AUTH_QUEUE = "auth"

@@ -8,6 +8,7 @@ from parley_auth.handlers import AuthHandlers, declare_endpoints
 from parley_auth.keys import KeyRing
 from parley_auth.secrets_box import SecretBox
 from parley_auth.settings import AuthSettings
+from parley_protocol import subjects
 from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
 
@@ -28,8 +29,19 @@ async def setup(runtime: Runtime) -> None:
     keys = KeyRing(box, runtime.clock, settings.auth_token_ttl_seconds)
     await keys.load(runtime.db)
     apps = AppDirectory(runtime.db, box, runtime.clock, settings.auth_app_cache_seconds)
+
+    async def announce_keys() -> None:
+        # Gateways refetch the JWKS now, before tokens signed with a new key reach them.
+        await runtime.nc.publish(subjects.AUTH_KEYS_CHANGED, b"")
+        log.info("signing_keys_announced", kid=keys.active_kid)
+
     watcher = ChangeWatcher(
-        settings.database_url, runtime.db, keys, apps, settings.auth_key_reload_seconds
+        settings.database_url,
+        runtime.db,
+        keys,
+        apps,
+        settings.auth_key_reload_seconds,
+        keys_changed=announce_keys,
     )
     await watcher.start()
     runtime.on_stop(watcher.stop)

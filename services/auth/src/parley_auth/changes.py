@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -24,8 +25,15 @@ log = get_logger("parley.auth.changes")
 
 class ChangeWatcher:
     def __init__(
-        self, dsn: str, db: Any, keys: KeyRing, apps: AppDirectory, interval: float
+        self,
+        dsn: str,
+        db: Any,
+        keys: KeyRing,
+        apps: AppDirectory,
+        interval: float,
+        keys_changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._keys_changed = keys_changed
         self._dsn = dsn
         self._db = db
         self._keys = keys
@@ -86,5 +94,7 @@ class ChangeWatcher:
                 # Notifications sent while we were away are lost: start afresh.
                 self._apps.invalidate()
                 log.info("change_listener_reconnected")
-        await self._keys.reload(self._db)
+        changed = await self._keys.reload(self._db)
         self.reloads += 1
+        if changed and self._keys_changed is not None:
+            await self._keys_changed()

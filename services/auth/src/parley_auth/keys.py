@@ -121,7 +121,9 @@ class KeyRing:
         await ensure_active_signing_key(db, self._box, self._clock)
         await self.reload(db)
 
-    async def reload(self, db: Any) -> None:
+    async def reload(self, db: Any) -> bool:
+        """Re-read the keys; True when the set of verifying keys changed."""
+        before = {v.jwk.get("kid") for v in self._verifying}
         window_start = to_datetime(self._clock.time()) - timedelta(seconds=self._ttl)
         keys = await store.list_verifying_signing_keys(db, window_start)
         active = next((k for k in keys if k.retired_at is None), None)
@@ -137,6 +139,7 @@ class KeyRing:
         self._verifying = [_Verifying(k.public_jwk, k.retired_at) for k in keys]
         if previous != active.kid:
             log.info("signing_key_loaded", kid=active.kid, previous=previous)
+        return before != {v.jwk.get("kid") for v in self._verifying}
 
     @property
     def active_kid(self) -> str:

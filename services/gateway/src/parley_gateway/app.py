@@ -10,7 +10,10 @@ from parley_gateway.routing import Router
 from parley_gateway.settings import GatewaySettings
 from parley_gateway.tokens import TokenVerifier
 from parley_protocol import subjects
+from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
+
+log = get_logger("parley.gateway")
 
 SETTINGS = GatewaySettings
 MIGRATIONS: Migrations | None = None  # the gateway keeps no tables
@@ -53,6 +56,14 @@ async def setup(runtime: Runtime) -> None:
         Router(runtime.nc, settings.gateway_id),
     )
     await gateway.start(HttpApi(gateway, runtime.bus).application())
+
+    async def on_keys_changed(msg: object) -> None:
+        try:
+            await verifier.refresh()
+        except Exception as exc:  # the next unknown kid or stale check fetches again
+            log.warning("jwks_refresh_on_rotation_failed", error=str(exc))
+
+    await runtime.nc.subscribe(subjects.AUTH_KEYS_CHANGED, cb=on_keys_changed)
     _GATEWAYS[id(runtime)] = gateway
 
     async def stop() -> None:

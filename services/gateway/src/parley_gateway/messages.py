@@ -35,7 +35,7 @@ _TRANSIENT = frozenset(
 
 def _close_code_for(err: ParleyError) -> int:
     if err.code in _TRANSIENT:
-        return framing.CLOSE_SERVICE_RESTART
+        return framing.CLOSE_TRY_AGAIN_LATER
     if err.code in (
         ErrorCode.ERROR_CODE_PERMISSION_DENIED,
         ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT,
@@ -76,7 +76,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     except Exception as exc:
         log.warning("sign_in_failed", error=str(exc))
         unavailable = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "cannot sign in now; reconnect")
-        await s.fail(unavailable, env.seq, framing.CLOSE_SERVICE_RESTART)
+        await s.fail(unavailable, env.seq, framing.CLOSE_TRY_AGAIN_LATER)
         return False
     if msg.resume_session_id and msg.resume_session_id != s.connection_id:
         await _forget_previous(gw, s, msg.resume_session_id)

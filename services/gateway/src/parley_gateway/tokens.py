@@ -178,7 +178,15 @@ class TokenVerifier:
             key = self._keys.get(kid)
             if key is not None:
                 return key
-        raise _unauthenticated(f"access token is signed with an unknown key ({kid[:64]!r})")
+            raise _unauthenticated(f"access token is signed with an unknown key ({kid[:64]!r})")
+        # Fetched moments ago: the key may be newer than that fetch (a rotation reaching this
+        # gateway late), or forged. Either way the answer is "not now", not "never".
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE,
+            f"access token is signed with a key this gateway does not know yet ({kid[:64]!r}); "
+            "retry shortly",
+            "access_token",
+        )
 
     async def verify(self, token: str) -> Claims:
         """The token's claims, or UNAUTHENTICATED / TOKEN_EXPIRED / WRONG_ENVIRONMENT."""

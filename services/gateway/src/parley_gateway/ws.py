@@ -70,7 +70,7 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
     except Exception:
         log.exception("session_failed", connection=session.connection_id)
         err = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error; reconnect")
-        await session.fail(err, 0, framing.CLOSE_SERVICE_RESTART)
+        await session.fail(err, 0, framing.CLOSE_TRY_AGAIN_LATER)
     finally:
         await gateway.closed(session)
     return ws
