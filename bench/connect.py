@@ -176,7 +176,9 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
             flush=True,
         )
 
+        idle_from = cpu_seconds(gateway_pid)
         await asyncio.sleep(hold)  # idle: only heartbeats and presence refreshes
+        idle_cpu = cpu_seconds(gateway_pid) - idle_from
         loaded = rss_kib(gateway_pid)
         per_conn = (loaded - baseline) / connected if connected else float("nan")
         for p in pipes:
@@ -201,6 +203,7 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
                 "mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
             },
             "gateway_cpu_ms_per_connect": round(gateway_cpu * 1000 / max(connected, 1), 3),
+            "gateway_idle_cpu_percent": round(100 * idle_cpu / hold, 1),
             "gateway_rss_kib": {"before": baseline, "with_clients": loaded},
             "gateway_kib_per_idle_connection": round(per_conn, 2),
         }
@@ -222,8 +225,12 @@ def main() -> None:
     print(f"registrations+connections per second: {figures['connections_per_second']}")
     print(f"start latency p50/p90/p99 ms: {figures['start_latency_ms']}")
     print(
-        f"gateway CPU per connect (HTTP register + WebSocket sign-in + listen): "
-        f"{figures['gateway_cpu_ms_per_connect']} ms"
+        "gateway CPU per connect (HTTP register + WebSocket sign-in + listen, with the "
+        f"upkeep of those already connected): {figures['gateway_cpu_ms_per_connect']} ms"
+    )
+    print(
+        f"gateway CPU while {figures['connected']} connections idle (heartbeats, presence "
+        f"refresh): {figures['gateway_idle_cpu_percent']} % of a core"
     )
     print(f"gateway RSS per idle connection: {figures['gateway_kib_per_idle_connection']} KiB")
     print(json.dumps(figures))
