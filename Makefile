@@ -10,8 +10,15 @@ PROTOS := $(wildcard $(PROTO_SRC)/parley/v1/*.proto)
 
 .PHONY: run test install proto proto-check lint typecheck unit integration e2e load bench system-deps clean
 
+# The only thing needed beforehand is Python 3.11+; where its venv module is missing
+# (Debian's python3 without python3-venv), it is installed first.
 $(UV):
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Parley needs Python 3.11 or newer ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); command -v apt-get >/dev/null || exit 1; \
+	  echo "installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 
 install: $(UV)
