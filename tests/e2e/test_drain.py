@@ -8,20 +8,13 @@ from pathlib import Path
 from tests.support.wire import eventually
 
 from .stack import E2EStack
-from .test_presence_failover import online
-from .test_registration import make_client
+from .test_presence_failover import mover_and_watcher, online
 
 
 async def test_sigterm_drains_a_gateway_and_its_clients_move(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    mover = make_client(stack, "drained", tmp_path / "m", gateways=["gateway-a", "gateway-b"])
-    watcher = make_client(stack, "watcher", tmp_path / "w", gateways=["gateway-b"])
-    await mover.start()
-    await watcher.start()
-    try:
-        await mover.start_listening_on_active_connection()
-        assert mover.gateway_id == "gateway-a"
+    async with mover_and_watcher(stack, tmp_path, "drained") as (mover, watcher):
         supervisor = stack.devstack.supervisor
         assert supervisor.kill("gateway-a", signal.SIGTERM)
 
@@ -40,6 +33,3 @@ async def test_sigterm_drains_a_gateway_and_its_clients_move(
         await eventually(lambda: online(watcher, "drained"), what="drained client online again")
         # Drained, not crashed: only the new session is left in presence.
         assert (await watcher.presence(["drained"]))["drained"].devices == 1
-    finally:
-        await mover.terminate()
-        await watcher.terminate()

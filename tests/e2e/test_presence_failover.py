@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from parley_client import ParleyClient
@@ -46,16 +48,28 @@ async def test_clients_on_two_replicas_are_both_online_in_presence(
         await bob.terminate()
 
 
-async def test_killing_a_replica_moves_its_client_to_the_other(
-    stack: E2EStack, tmp_path: Path
-) -> None:
-    mover = make_client(stack, "mover", tmp_path / "m", gateways=["gateway-a", "gateway-b"])
+@asynccontextmanager
+async def mover_and_watcher(
+    stack: E2EStack, tmp_path: Path, user: str
+) -> AsyncIterator[tuple[ParleyClient, ParleyClient]]:
+    """`user` listening on gateway-a (gateway-b its fallback), watched from gateway-b."""
+    mover = make_client(stack, user, tmp_path / "m", gateways=["gateway-a", "gateway-b"])
     watcher = make_client(stack, "watcher", tmp_path / "w", gateways=["gateway-b"])
     await mover.start()
     await watcher.start()
     try:
         await mover.start_listening_on_active_connection()
         assert mover.gateway_id == "gateway-a"
+        yield mover, watcher
+    finally:
+        await mover.terminate()
+        await watcher.terminate()
+
+
+async def test_killing_a_replica_moves_its_client_to_the_other(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    async with mover_and_watcher(stack, tmp_path, "mover") as (mover, watcher):
         killed_at = time.monotonic()
         stack.kill("gateway-a")
 
@@ -67,6 +81,3 @@ async def test_killing_a_replica_moves_its_client_to_the_other(
         assert took < 5, f"reconnect took {took:.1f} s"
         # Its listening state came along: the watcher sees it online on the survivor.
         await eventually(lambda: online(watcher, "mover"), what="mover online again")
-    finally:
-        await mover.terminate()
-        await watcher.terminate()

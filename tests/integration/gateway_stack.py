@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from parley_auth.app import MIGRATIONS as AUTH_MIGRATIONS
 from parley_auth.app import setup as auth_setup
 from parley_auth.secrets_box import SecretBox
 from parley_auth.settings import AuthSettings
+from parley_devstack.postgres import EmbeddedPostgres
 from parley_gateway.app import gateway_of
 from parley_gateway.app import setup as gateway_setup
 from parley_gateway.gateway import Gateway
@@ -136,3 +139,18 @@ async def start_stack(
     for _ in range(gateways):
         await stack.add_gateway(**gw)
     return stack
+
+
+@asynccontextmanager
+async def module_stack(
+    nats_url: str, postgres_server: EmbeddedPostgres, prefix: str, **kwargs: Any
+) -> AsyncIterator[Stack]:
+    """A stack on a database of its own, dropped afterwards (for module-scoped fixtures)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    dsn = await postgres_server.create_database(name)
+    started = await start_stack(nats_url, dsn, **kwargs)
+    try:
+        yield started
+    finally:
+        await started.close()
+        await postgres_server.drop_database(name)

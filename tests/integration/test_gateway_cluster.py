@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,21 +16,21 @@ from parley_protocol import framing, subjects
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client, common, presence
 from parley_service import runtime as rt
-from tests.integration.gateway_stack import App, RawClient, Stack, eventually, start_stack
+from tests.integration.gateway_stack import (
+    App,
+    RawClient,
+    Stack,
+    eventually,
+    module_stack,
+)
 
 
 @pytest_asyncio.fixture(scope="module")
 async def stack(
     nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
 ) -> AsyncIterator[Stack]:
-    name = f"test_gwc_{uuid.uuid4().hex[:12]}"
-    dsn = await postgres_server.create_database(name)
-    started = await start_stack(nats_server.url, dsn, gateways=2)
-    try:
+    async with module_stack(nats_server.url, postgres_server, "test_gwc", gateways=2) as started:
         yield started
-    finally:
-        await started.close()
-        await postgres_server.drop_database(name)
 
 
 @pytest_asyncio.fixture(scope="module")

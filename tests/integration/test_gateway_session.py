@@ -22,7 +22,7 @@ from parley_protocol import framing, signatures
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client
 from parley_service import runtime as rt
-from tests.integration.gateway_stack import App, RawClient, Stack, start_stack
+from tests.integration.gateway_stack import App, RawClient, Stack, module_stack
 
 E = ErrorCode
 
@@ -31,14 +31,10 @@ E = ErrorCode
 async def stack(
     nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
 ) -> AsyncIterator[Stack]:
-    name = f"test_gw_{uuid.uuid4().hex[:12]}"
-    dsn = await postgres_server.create_database(name)
-    started = await start_stack(nats_server.url, dsn, hello_timeout_seconds=1.0)
-    try:
+    async with module_stack(
+        nats_server.url, postgres_server, "test_gw", hello_timeout_seconds=1.0
+    ) as started:
         yield started
-    finally:
-        await started.close()
-        await postgres_server.drop_database(name)
 
 
 @pytest_asyncio.fixture(scope="module")
