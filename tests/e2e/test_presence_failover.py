@@ -1,4 +1,6 @@
-"""Two gateway replicas side by side: presence across them, and failover when one dies."""
+"""Two gateway replicas side by side: presence across them, and failover when one dies.
+
+The last test here kills gateway-a: tests that need both replicas come before it."""
 
 from __future__ import annotations
 
@@ -46,6 +48,21 @@ async def test_clients_on_two_replicas_are_both_online_in_presence(
     finally:
         await alice.terminate()
         await bob.terminate()
+
+
+async def test_a_user_online_on_two_devices_counts_both(stack: E2EStack, tmp_path: Path) -> None:
+    phone = make_client(stack, "dana", tmp_path / "phone", gateways=["gateway-a"])
+    tablet = make_client(stack, "dana", tmp_path / "tablet", gateways=["gateway-b"])
+    for device in (phone, tablet):
+        await device.start()
+        await device.start_listening_on_active_connection()
+    try:
+        await eventually(lambda: online(phone, "dana", devices=2), what="both devices online")
+        await tablet.terminate()
+        await eventually(lambda: online(phone, "dana", devices=1), what="one device left")
+    finally:
+        await phone.terminate()
+        await tablet.terminate()
 
 
 @asynccontextmanager
