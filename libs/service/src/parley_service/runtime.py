@@ -48,6 +48,8 @@ class Runtime:
     in_flight: InFlight = field(default_factory=InFlight)
     drain_hooks: list[Hook] = field(default_factory=list)
     stop_hooks: list[Hook] = field(default_factory=list)
+    # What a service's setup built, by name, for in-process tests and tools to reach.
+    components: dict[str, object] = field(default_factory=dict)
 
     def on_drain(self, hook: Hook) -> None:
         """Run when draining starts: stop taking new work of this service's own kind."""

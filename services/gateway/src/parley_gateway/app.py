@@ -20,13 +20,12 @@ MIGRATIONS: Migrations | None = None  # the gateway keeps no tables
 
 JWKS_TIMEOUT_SECONDS = 2.0
 
-# The Gateway of each runtime started with `setup` (keyed by id: Runtime is unhashable).
-_GATEWAYS: dict[int, Gateway] = {}
-
 
 def gateway_of(runtime: Runtime) -> Gateway:
     """The Gateway that `setup` built on `runtime` (its `port`, `sessions`, ...)."""
-    return _GATEWAYS[id(runtime)]
+    gateway = runtime.components["gateway"]
+    assert isinstance(gateway, Gateway)
+    return gateway
 
 
 async def setup(runtime: Runtime) -> None:
@@ -64,13 +63,6 @@ async def setup(runtime: Runtime) -> None:
             log.warning("jwks_refresh_on_rotation_failed", error=str(exc))
 
     await runtime.nc.subscribe(subjects.AUTH_KEYS_CHANGED, cb=on_keys_changed)
-    _GATEWAYS[id(runtime)] = gateway
-
-    async def stop() -> None:
-        try:
-            await gateway.stop()
-        finally:
-            _GATEWAYS.pop(id(runtime), None)
-
+    runtime.components["gateway"] = gateway
     runtime.on_drain(gateway.drain)
-    runtime.on_stop(stop)
+    runtime.on_stop(gateway.stop)
