@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from parley_client import ParleyClient
-from tests.support.wire import eventually
+from parley_protocol.pb import client as pb
+from tests.support.wire import RawClient, eventually
 
 from .stack import E2EStack
 from .test_registration import make_client
@@ -87,6 +88,11 @@ async def test_killing_a_replica_moves_its_client_to_the_other(
     stack: E2EStack, tmp_path: Path
 ) -> None:
     async with mover_and_watcher(stack, tmp_path, "mover") as (mover, watcher):
+        # A device that never comes back (its app died with the gateway).
+        stranded = await RawClient.open(stack.ws("gateway-a"))
+        await stranded.hello(await stack.access_token("stranded"), stack.app_key, "stranded")
+        await stranded.request(listen=pb.Listen(listening=True))
+        await eventually(lambda: online(watcher, "stranded"), what="stranded online")
         killed_at = time.monotonic()
         stack.kill("gateway-a")
 
@@ -98,3 +104,10 @@ async def test_killing_a_replica_moves_its_client_to_the_other(
         assert took < 5, f"reconnect took {took:.1f} s"
         # Its listening state came along: the watcher sees it online on the survivor.
         await eventually(lambda: online(watcher, "mover"), what="mover online again")
+        # The device that did not come back is offline once the survivor misses the dead
+        # gateway's heartbeats: seconds, not the minute its presence entry lives on.
+        gone_after = await eventually(
+            lambda: offline(watcher, "stranded"), timeout=15, what="stranded offline"
+        )
+        assert time.monotonic() - killed_at < 30, f"took {gone_after:.1f} s after reconnects"
+        await stranded.close()

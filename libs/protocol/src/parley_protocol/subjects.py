@@ -19,6 +19,9 @@ AUTH_KEYS_CHANGED = "parley.auth.keys_changed"
 # Queue groups: one per service, so replicas share requests.
 AUTH_QUEUE = "auth"
 
+# Every gateway announces itself here; all gateways listen (parley.v1.GatewayHeartbeat).
+GATEWAY_HEARTBEAT = "parley.gateway.heartbeat"
+
 # KV buckets.
 PRESENCE_BUCKET = "presence"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from parley.v1 import auth_pb2
 from parley_gateway.gateway import Gateway
 from parley_gateway.http_api import HttpApi
+from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
 from parley_gateway.routing import Router
 from parley_gateway.settings import GatewaySettings
@@ -47,12 +48,16 @@ async def setup(runtime: Runtime) -> None:
         settings.jwks_refetch_seconds,
         settings.jwks_max_age_seconds,
     )
+    peers = Peers(runtime.nc, settings.gateway_id, settings.peer_heartbeat_seconds, runtime.clock)
     gateway = Gateway(
         settings,
         runtime.clock,
         verifier,
-        PresenceStore(runtime.nc, settings.gateway_id, settings.presence_ttl_seconds),
+        PresenceStore(
+            runtime.nc, settings.gateway_id, settings.presence_ttl_seconds, peers.is_live
+        ),
         Router(runtime.nc, settings.gateway_id),
+        peers,
     )
     await gateway.start(HttpApi(gateway, runtime.bus).application())
 

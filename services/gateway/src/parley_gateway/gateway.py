@@ -12,6 +12,7 @@ import asyncio
 from aiohttp import web
 
 from parley_gateway.metrics import CONNECTIONS
+from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
 from parley_gateway.routing import Router
 from parley_gateway.session import ACTIVE, AWAITING_HELLO, CLOSING, Session
@@ -38,12 +39,15 @@ class Gateway:
         verifier: TokenVerifier,
         presence: PresenceStore,
         router: Router,
+        peers: Peers,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.verifier = verifier
         self.presence = presence
         self.router = router
+        self.peers = peers
+        peers.connections_count = lambda: len(self.sessions)
         self.gateway_id = settings.gateway_id
         self.sessions: dict[str, Session] = {}
         self.draining = False
@@ -67,6 +71,7 @@ class Gateway:
             # Auth may start after us; the first Hello fetches the JWKS again.
             log.warning("jwks_unavailable_at_start", error=str(err))
         await self.router.start(self.sessions.get)
+        await self.peers.start()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.gateway_host, self.settings.gateway_port)
@@ -202,6 +207,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._loops, *self._closing, return_exceptions=True)
         self._loops.clear()
+        await self.peers.stop()
         await self.router.stop()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import nats.errors
@@ -55,7 +55,14 @@ class Device(Protocol):
 
 
 class PresenceStore:
-    def __init__(self, nc: NATS, gateway_id: str, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        gateway_id: str,
+        ttl_seconds: float,
+        gateway_is_live: Callable[[str], bool] = lambda gateway_id: True,
+    ) -> None:
+        self._gateway_is_live = gateway_is_live
         self._nc = nc
         self._js = nc.jetstream()
         self._gateway_id = gateway_id
@@ -169,7 +176,7 @@ class PresenceStore:
             except Exception:
                 log.warning("presence_entry_unreadable", key=subject[len(self._prefix) :])
                 continue
-            if entry.listening:
+            if entry.listening and self._gateway_is_live(entry.gateway_id):
                 counts[user_id] += 1
         return counts
 

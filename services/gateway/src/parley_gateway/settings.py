@@ -21,6 +21,9 @@ class GatewaySettings(ServiceSettings):
     hello_timeout_seconds: float = 10.0
     # Presence entries expire this long after the last refresh (so a crashed gateway's go).
     presence_ttl_seconds: float = 60.0
+    # Gateways announce themselves this often; one silent for 3 intervals counts as gone,
+    # and the presence entries it left are not counted.
+    peer_heartbeat_seconds: float = 2.0
     # A token signed with an unknown key refetches the JWKS at most this often.
     jwks_refetch_seconds: float = 5.0
     # The JWKS is refetched this often anyway, so removed keys stop being trusted.
@@ -36,6 +39,7 @@ class GatewaySettings(ServiceSettings):
             ("PARLEY_HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms),
             ("PARLEY_HELLO_TIMEOUT_SECONDS", self.hello_timeout_seconds),
             ("PARLEY_PRESENCE_TTL_SECONDS", self.presence_ttl_seconds),
+            ("PARLEY_PEER_HEARTBEAT_SECONDS", self.peer_heartbeat_seconds),
             ("PARLEY_JWKS_REFETCH_SECONDS", self.jwks_refetch_seconds),
             ("PARLEY_JWKS_MAX_AGE_SECONDS", self.jwks_max_age_seconds),
         ):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18parley/v1/presence.proto\x12\tparley.v1\"\xb0\x01\n\rPresenceEntry\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x04 \x01(\x03\x12\x0f\n\x07\x63\x61lling\x18\x05 \x01(\x08\x12\x11\n\tmessaging\x18\x06 \x01(\x08\x12\x11\n\tlistening\x18\x07 \x01(\x08\x12\x0f\n\x07user_id\x18\x08 \x01(\t\"=\n\x0b\x44\x65viceEvent\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65xcept_connection_id\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18parley/v1/presence.proto\x12\tparley.v1\"\xb0\x01\n\rPresenceEntry\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x04 \x01(\x03\x12\x0f\n\x07\x63\x61lling\x18\x05 \x01(\x08\x12\x11\n\tmessaging\x18\x06 \x01(\x08\x12\x11\n\tlistening\x18\x07 \x01(\x08\x12\x0f\n\x07user_id\x18\x08 \x01(\t\"J\n\x10GatewayHeartbeat\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x02 \x01(\r\x12\r\n\x05\x61live\x18\x03 \x01(\x08\"=\n\x0b\x44\x65viceEvent\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65xcept_connection_id\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PRESENCEENTRY']._serialized_start=40
   _globals['_PRESENCEENTRY']._serialized_end=216
-  _globals['_DEVICEEVENT']._serialized_start=218
-  _globals['_DEVICEEVENT']._serialized_end=279
+  _globals['_GATEWAYHEARTBEAT']._serialized_start=218
+  _globals['_GATEWAYHEARTBEAT']._serialized_end=292
+  _globals['_DEVICEEVENT']._serialized_start=294
+  _globals['_DEVICEEVENT']._serialized_end=355
 # @@protoc_insertion_point(module_scope)

@@ -24,6 +24,16 @@ class PresenceEntry(_message.Message):
     user_id: str
     def __init__(self, gateway_id: _Optional[str] = ..., connection_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., connected_at_ms: _Optional[int] = ..., calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., listening: _Optional[bool] = ..., user_id: _Optional[str] = ...) -> None: ...
 
+class GatewayHeartbeat(_message.Message):
+    __slots__ = ("gateway_id", "connections", "alive")
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    gateway_id: str
+    connections: int
+    alive: bool
+    def __init__(self, gateway_id: _Optional[str] = ..., connections: _Optional[int] = ..., alive: _Optional[bool] = ...) -> None: ...
+
 class DeviceEvent(_message.Message):
     __slots__ = ("envelope", "except_connection_id")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
