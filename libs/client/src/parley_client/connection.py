@@ -29,17 +29,6 @@ MIN_PONG_TIMEOUT = 1.0
 CLOSE_TIMEOUT = 2.0
 
 
-# What a close code means when the gateway sent no Error frame before closing. Any other
-# code (1000, 1001, 1012 drain ...) means: reconnect.
-_CLOSE_CODES: dict[int, int] = {
-    framing.CLOSE_TOO_LARGE: ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
-    framing.CLOSE_BAD_FRAME: ErrorCode.ERROR_CODE_BAD_FRAME,
-    framing.CLOSE_UNAUTHENTICATED: ErrorCode.ERROR_CODE_UNAUTHENTICATED,
-    framing.CLOSE_FORBIDDEN: ErrorCode.ERROR_CODE_PERMISSION_DENIED,
-    framing.CLOSE_TIMEOUT: ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
-}
-
-
 def _frame_error(envelope: pb.Envelope) -> ParleyError:
     return ParleyError.from_protocol(ProtocolError.from_proto(envelope.error))
 
@@ -317,13 +306,17 @@ class Connection:
         text = f"{self.endpoint} closed the connection" + (
             f" (close code {code})" if code is not None else ""
         )
-        error_code = _CLOSE_CODES.get(code or 0, ErrorCode.ERROR_CODE_UNAVAILABLE)
+        error_code = framing.error_for_close(code or 0) or ErrorCode.ERROR_CODE_UNAVAILABLE
         return ParleyError(error_code, text)
 
     async def _finish(self, failure: ParleyError | None) -> None:
         if self._closed.done():
             return
-        reason = self._close_reason or self._last_error or failure or self._closed_by_peer()
+        last_error = self._last_error
+        if self._ws.close_code in framing.RECONNECT_CLOSES:
+            # A drain or a passing failure: reconnect, whatever Error frames came before.
+            last_error = None
+        reason = self._close_reason or last_error or failure or self._closed_by_peer()
         pending, self._pending = self._pending, {}
         for reply in pending.values():
             if not reply.done():

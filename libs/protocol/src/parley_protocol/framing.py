@@ -26,6 +26,44 @@ CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TIMEOUT = 4408
+CLOSE_RATE_LIMITED = 4429
+
+# Both halves of the close-code contract, here so the gateway and clients agree.
+# Errors that mean "try again later", not "you may not": the session closes with 1013.
+_TRANSIENT = frozenset(
+    {
+        ErrorCode.ERROR_CODE_UNAVAILABLE,
+        ErrorCode.ERROR_CODE_TIMEOUT,
+        ErrorCode.ERROR_CODE_INTERNAL,
+    }
+)
+# What a 4xxx (or 1009) close means when no Error frame came before it.
+_CLOSE_ERRORS: dict[int, int] = {
+    CLOSE_TOO_LARGE: ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
+    CLOSE_BAD_FRAME: ErrorCode.ERROR_CODE_BAD_FRAME,
+    CLOSE_UNAUTHENTICATED: ErrorCode.ERROR_CODE_UNAUTHENTICATED,
+    CLOSE_FORBIDDEN: ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+    CLOSE_TIMEOUT: ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
+    CLOSE_RATE_LIMITED: ErrorCode.ERROR_CODE_RATE_LIMITED,
+}
+# Closes after which a client simply reconnects, whatever Error frames came before.
+RECONNECT_CLOSES = frozenset(
+    {CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER}
+)
+
+
+def close_code_for(code: int) -> int:
+    """The close code a session ends with when it fails with error `code` at sign-in."""
+    if code in _TRANSIENT:
+        return CLOSE_TRY_AGAIN_LATER
+    if code in (ErrorCode.ERROR_CODE_PERMISSION_DENIED, ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT):
+        return CLOSE_FORBIDDEN
+    return CLOSE_UNAUTHENTICATED
+
+
+def error_for_close(close_code: int) -> int | None:
+    """The error a close code stands for, or None for a plain "reconnect" close."""
+    return _CLOSE_ERRORS.get(close_code)
 
 
 def encode(envelope: client_pb2.Envelope) -> bytes:

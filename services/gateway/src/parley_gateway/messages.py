@@ -23,26 +23,6 @@ log = get_logger("parley.gateway.session")
 
 Handler = Callable[[Gateway, Session, client_pb2.Envelope], Awaitable[bool]]
 
-# Errors that say "try again later", not "you may not": the client should reconnect.
-_TRANSIENT = frozenset(
-    {
-        ErrorCode.ERROR_CODE_UNAVAILABLE,
-        ErrorCode.ERROR_CODE_TIMEOUT,
-        ErrorCode.ERROR_CODE_INTERNAL,
-    }
-)
-
-
-def _close_code_for(err: ParleyError) -> int:
-    if err.code in _TRANSIENT:
-        return framing.CLOSE_TRY_AGAIN_LATER
-    if err.code in (
-        ErrorCode.ERROR_CODE_PERMISSION_DENIED,
-        ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT,
-    ):
-        return framing.CLOSE_FORBIDDEN
-    return framing.CLOSE_UNAUTHENTICATED
-
 
 def _not_yours(what: str) -> ParleyError:
     return ParleyError(
@@ -63,7 +43,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         if claims.user_id != msg.user_id:
             raise _not_yours("user")
     except ParleyError as err:
-        await s.fail(err, env.seq, _close_code_for(err))
+        await s.fail(err, env.seq, framing.close_code_for(err.code))
         return False
     if s.state == CLOSING:  # timed out or drained while the token was checked
         return False
