@@ -21,6 +21,7 @@ from parley_protocol.clock import SystemClock
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth
 from parley_service import runtime as rt
+from parley_service.db import load_migrations
 from tests.integration.test_auth_service import MASTER_KEY, AuthEnv, auth_settings, kid_of
 
 
@@ -56,7 +57,9 @@ def base_env(database_url: str) -> dict[str, str]:
 
 async def test_admin_cli_end_to_end(nats_server: Any, database_url: str) -> None:
     env = base_env(database_url)
-    assert await cli_json("migrate", env=env) == {"schema": "auth", "applied": [1]}
+    every = [m.version for m in load_migrations("parley_auth.migrations")]
+    assert await cli_json("migrate", env=env) == {"schema": "auth", "applied": every}
+    assert await cli_json("migrate", env=env) == {"schema": "auth", "applied": []}
 
     account = await cli_json("create-account", "--name", "Acme", env=env)
     assert set(account) == {"account_id", "name"} and account["name"] == "Acme"

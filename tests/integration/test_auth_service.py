@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -230,6 +231,22 @@ async def test_stale_timestamps_are_refused(env: AuthEnv) -> None:
     await env.register(env.self_signed("frank", ts_ms=now_ms - 290_000))
     err = await env.register_refused(env.self_signed("frank", ts_ms=0))
     assert err.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT and err.field == "timestamp_ms"
+
+
+async def test_a_self_signed_registration_cannot_be_replayed(env: AuthEnv) -> None:
+    captured = env.self_signed("greta")
+    first = await env.register(captured)
+    err = await env.register_refused(captured)
+    assert err.code == ErrorCode.ERROR_CODE_INVALID_SIGNATURE
+    assert "used already" in err.reason
+    # A freshly signed one (another timestamp) still registers another device.
+    later = env.self_signed("greta", ts_ms=captured.timestamp_ms + 1)
+    second = await env.register(later)
+    assert second.credential.instance_id != first.credential.instance_id
+    # Used signatures are forgotten once out of the window, and only then.
+    window_end = to_datetime(captured.timestamp_ms / 1000 + 300)
+    assert await store.purge_self_signed_uses(env.db, window_end) == 0
+    assert await store.purge_self_signed_uses(env.db, window_end + timedelta(seconds=2)) == 2
 
 
 async def test_bad_user_ids_are_refused_with_a_reason_naming_the_problem(env: AuthEnv) -> None:

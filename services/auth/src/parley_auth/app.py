@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from parley_auth import store
 from parley_auth.apps import AppDirectory
 from parley_auth.changes import ChangeWatcher
 from parley_auth.handlers import AuthHandlers, declare_endpoints
-from parley_auth.keys import KeyRing
+from parley_auth.keys import KeyRing, to_datetime
 from parley_auth.secrets_box import SecretBox
 from parley_auth.settings import AuthSettings
 from parley_protocol import subjects
@@ -46,9 +50,31 @@ async def setup(runtime: Runtime) -> None:
     await watcher.start()
     runtime.on_stop(watcher.stop)
     declare_endpoints(runtime.bus, AuthHandlers(settings, runtime.db, apps, keys, runtime.clock))
+    housekeeping = asyncio.create_task(_housekeeping(runtime), name="auth-housekeeping")
+
+    async def stop_housekeeping() -> None:
+        housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
+
+    runtime.on_stop(stop_housekeeping)
     log.info(
         "auth_ready",
         environment=settings.environment,
         kid=keys.active_kid,
         token_ttl_seconds=settings.auth_token_ttl_seconds,
     )
+
+
+async def _housekeeping(runtime: Runtime, interval: float = 60.0) -> None:
+    """Forget used self-signed signatures once they are out of the window anyway."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purged = await store.purge_self_signed_uses(
+                runtime.db, to_datetime(runtime.clock.time())
+            )
+            if purged:
+                log.info("self_signed_uses_purged", count=purged)
+        except Exception as exc:
+            log.warning("housekeeping_failed", error=str(exc))

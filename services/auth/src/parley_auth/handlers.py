@@ -9,6 +9,7 @@ app_lookup: public facts about an application (never its secret).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -153,9 +154,25 @@ class AuthHandlers:
         now = to_datetime(self._clock.time())
         secret_hash = hash_instance_secret(instance_secret)
         if not server_scheme:
-            await store.insert_device_instance(
-                self._db, instance_id, app.id, user_id, secret_hash, scheme, req.device_name, now
-            )
+            # Valid once: remembered until its timestamp leaves the window.
+            window = self._settings.auth_self_signed_window_seconds
+            expires = to_datetime(req.timestamp_ms / 1000 + window)
+            if not await store.insert_device_instance_once(
+                self._db,
+                instance_id,
+                app.id,
+                user_id,
+                secret_hash,
+                req.device_name,
+                now,
+                hashlib.sha256(signature.encode()).digest(),
+                expires,
+            ):
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_INVALID_SIGNATURE,
+                    "this signed registration was used already; sign a new one",
+                    "signature",
+                )
         elif not await store.insert_device_instance_at_sequence(
             self._db, instance_id, app.id, user_id, secret_hash, req.device_name, now, req.sequence
         ):

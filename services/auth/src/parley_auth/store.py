@@ -210,28 +210,49 @@ async def get_user_sequence(db: Db, application_id: uuid.UUID, user_id: str) -> 
 # Device instances -----------------------------------------------------------------------
 
 
-async def insert_device_instance(
+async def insert_device_instance_once(
     db: Db,
     instance_id: uuid.UUID,
     application_id: uuid.UUID,
     user_id: str,
     secret_hash: bytes,
-    scheme: str,
     device_name: str,
     created_at: datetime,
-) -> None:
-    await db.execute(
-        "INSERT INTO auth.device_instances"
+    signature_sha256: bytes,
+    signature_expires_at: datetime,
+) -> bool:
+    """Record a self-signed registration's signature and add the device, atomically.
+
+    False (nothing written) when that signature was used before: a replay.
+    """
+    row = await db.fetchrow(
+        "WITH fresh AS ("
+        " INSERT INTO auth.self_signed_uses (application_id, signature_sha256, expires_at)"
+        " VALUES ($2, $7, $8) ON CONFLICT DO NOTHING RETURNING 1)"
+        " INSERT INTO auth.device_instances"
         " (id, application_id, user_id, secret_hash, scheme, device_name, created_at,"
-        " last_token_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        " last_token_at)"
+        " SELECT $1::uuid, $2::uuid, $3::text, $4::bytea, 'application_secret', $5::text,"
+        " $6::timestamptz, $6::timestamptz FROM fresh"
+        " RETURNING id",
         instance_id,
         application_id,
         user_id,
         secret_hash,
-        scheme,
         device_name,
         created_at,
+        signature_sha256,
+        signature_expires_at,
     )
+    return row is not None
+
+
+async def purge_self_signed_uses(db: Db, before: datetime) -> int:
+    """Forget signatures whose timestamps are out of the window anyway."""
+    status: str = await db.execute(
+        "DELETE FROM auth.self_signed_uses WHERE expires_at < $1", before
+    )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def get_device_instance(db: Db, instance_id: uuid.UUID) -> DeviceInstance | None:
