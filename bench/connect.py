@@ -123,7 +123,9 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
     home = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     os.chmod(home, 0o755)
     services = [
-        ServiceDef(name="auth", module="parley_auth", health_port=0),
+        ServiceDef(
+            name="auth", module="parley_auth", health_port=0, database=True, master_key=True
+        ),
         ServiceDef(
             name="gateway",
             module="parley_gateway",

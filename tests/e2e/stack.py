@@ -94,7 +94,14 @@ async def start_stack(
     auth_env: Mapping[str, str] | None = None,
 ) -> E2EStack:
     services = [
-        ServiceDef(name="auth", module="parley_auth", health_port=0, env=dict(auth_env or {})),
+        ServiceDef(
+            name="auth",
+            module="parley_auth",
+            health_port=0,
+            env=dict(auth_env or {}),
+            database=True,
+            master_key=True,
+        ),
         *(gateway_def(g) for g in gateways),
     ]
     settings = StackSettings(

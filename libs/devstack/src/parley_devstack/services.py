@@ -23,10 +23,14 @@ class ServiceDef:
     public_port_env: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     restart: bool = True
+    # Only services that keep tables get the database URL, and only auth the master key:
+    # the public gateway holds neither.
+    database: bool = False
+    master_key: bool = False
 
 
 SERVICES: tuple[ServiceDef, ...] = (
-    ServiceDef(name="auth", module="parley_auth", health_port=9101),
+    ServiceDef(name="auth", module="parley_auth", health_port=9101, database=True, master_key=True),
     ServiceDef(
         name="gateway",
         module="parley_gateway",

@@ -192,12 +192,13 @@ class DevStack:
         self.database_url = await self.postgres.ensure_database(DATABASE_NAME)
         self.say(f"PostgreSQL ready at {self.database_url}")
 
-    def _base_env(self) -> dict[str, str]:
+    def _base_env(self, database: bool = True, master_key: bool = True) -> dict[str, str]:
+        """What a process is told; "" overrides a value inherited from our own environment."""
         return {
             "PARLEY_NATS_URL": self.nats_url,
-            "PARLEY_DATABASE_URL": self.database_url,
+            "PARLEY_DATABASE_URL": self.database_url if database else "",
             "PARLEY_ENVIRONMENT": ENVIRONMENT,
-            MASTER_KEY_ENV: self.master_key,
+            MASTER_KEY_ENV: self.master_key if master_key else "",
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -289,7 +290,7 @@ class DevStack:
     def _spec(self, service: ServiceDef) -> ServiceSpec:
         ports = self.ports[service.name]
         env = {
-            **self._base_env(),
+            **self._base_env(service.database, service.master_key),
             "PARLEY_SERVICE_NAME": service.name,
             "PARLEY_HEALTH_PORT": str(ports.health),
             **service.env,
