@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import sys
+import time
 
 import aiohttp
 import asyncpg
@@ -12,7 +15,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from parley_devstack.ports import free_port
+from parley_devstack.ports import free_port, port_is_free
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth
 from parley_service import runtime as rt
@@ -171,3 +174,93 @@ async def test_health_ready_metrics_and_drain_waits_for_work_in_flight(
             await asyncio.wait_for(draining, 10)
     finally:
         await nc.close()
+
+
+async def test_unreachable_nats_is_a_clear_start_up_error_and_nothing_is_left_open() -> None:
+    port, health = free_port(), free_port()
+    settings = ServiceSettings(
+        service_name="sample",
+        nats_url=f"nats://127.0.0.1:{port}",
+        health_port=health,
+        startup_timeout_seconds=1.0,
+    )
+
+    async def setup(runtime: rt.Runtime) -> None:
+        raise AssertionError("setup must not run without NATS")
+
+    began = time.monotonic()
+    with pytest.raises(rt.StartupError, match=f"cannot reach NATS at nats://127.0.0.1:{port}"):
+        await rt.start(settings, setup)
+    assert time.monotonic() - began < 5
+    assert port_is_free(health)  # the health port was closed again
+
+
+async def test_a_failing_setup_closes_what_start_opened(nats_server: object) -> None:
+    health = free_port()
+    settings = _settings(nats_server.url, health_port=health)  # type: ignore[attr-defined]
+
+    async def setup(runtime: rt.Runtime) -> None:
+        raise ValueError("bad wiring")
+
+    with pytest.raises(ValueError, match="bad wiring"):
+        await rt.start(settings, setup)
+    assert port_is_free(health)
+
+
+async def test_stopping_at_once_does_not_wait_for_work_in_flight(nats_server: object) -> None:
+    url = nats_server.url  # type: ignore[attr-defined]
+    started = asyncio.Event()
+
+    async def stuck(req: auth.AppLookupRequest) -> auth.AppLookupResponse:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def setup(runtime: rt.Runtime) -> None:
+        runtime.bus.endpoint("test.stuck", auth.AppLookupRequest, stuck, queue="sample")
+
+    runtime = await rt.start(_settings(url), setup)
+    nc = await nats.connect(url)
+    try:
+        pending = asyncio.create_task(
+            request(nc, "test.stuck", auth.AppLookupRequest(), auth.AppLookupResponse, 30)
+        )
+        await started.wait()
+        began = time.monotonic()
+        await rt.stop(runtime, drain=False)
+        assert time.monotonic() - began < 3
+        pending.cancel()
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "exit_code", "line"),
+    [
+        ({"PARLEY_LOG_LEVEL": "loud"}, 2, "parley-gateway: configuration error: PARLEY_LOG_LEVEL"),
+        (
+            {"PARLEY_NATS_URL": "nats://127.0.0.1:{port}", "PARLEY_STARTUP_TIMEOUT_SECONDS": "1"},
+            1,
+            "parley-gateway: cannot start: cannot reach NATS at nats://127.0.0.1:{port}",
+        ),
+    ],
+)
+async def test_a_service_process_that_cannot_start_says_why_in_one_line(
+    env: dict[str, str], exit_code: int, line: str
+) -> None:
+    port = free_port()
+    env = {k: v.format(port=port) for k, v in env.items()}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "parley_gateway",
+        env={**base, "PARLEY_HEALTH_PORT": "0", "PARLEY_GATEWAY_PORT": "0", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert proc.returncode == exit_code, text
+    assert line.format(port=port) in text
+    assert "Traceback" not in text

@@ -76,8 +76,9 @@ def test_master_key_must_be_base64_of_32_bytes_and_errors_name_the_variable() ->
 
 def test_auth_settings_from_env() -> None:
     good = base64.b64encode(KEY).decode()
+    db = {"PARLEY_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/parley"}
     settings = AuthSettings.from_env(
-        {"PARLEY_AUTH_MASTER_KEY": good, "PARLEY_AUTH_TOKEN_TTL_SECONDS": "60"}
+        {**db, "PARLEY_AUTH_MASTER_KEY": good, "PARLEY_AUTH_TOKEN_TTL_SECONDS": "60"}
     )
     assert settings.master_key == KEY
     assert settings.auth_token_ttl_seconds == 60
@@ -88,9 +89,18 @@ def test_auth_settings_from_env() -> None:
         AuthSettings.from_env({})
     with pytest.raises(SettingsError, match="PARLEY_AUTH_TOKEN_TTL_SECONDS"):
         AuthSettings.from_env(
-            {"PARLEY_AUTH_MASTER_KEY": good, "PARLEY_AUTH_TOKEN_TTL_SECONDS": "0"}
+            {**db, "PARLEY_AUTH_MASTER_KEY": good, "PARLEY_AUTH_TOKEN_TTL_SECONDS": "0"}
         )
-    assert AuthSettings.from_env({"PARLEY_AUTH_MASTER_KEY": good}).auth_token_ttl_seconds == 900
+    with pytest.raises(SettingsError, match="PARLEY_DATABASE_URL is not set"):
+        AuthSettings.from_env({"PARLEY_AUTH_MASTER_KEY": good})
+    with pytest.raises(SettingsError, match="PARLEY_AUTH_KEY_RELOAD_SECONDS"):
+        AuthSettings.from_env(
+            {**db, "PARLEY_AUTH_MASTER_KEY": good, "PARLEY_AUTH_KEY_RELOAD_SECONDS": "nan"}
+        )
+    with pytest.raises(SettingsError, match="PARLEY_LOG_LEVEL"):
+        AuthSettings.from_env({**db, "PARLEY_AUTH_MASTER_KEY": good, "PARLEY_LOG_LEVEL": "loud"})
+    settings = AuthSettings.from_env({**db, "PARLEY_AUTH_MASTER_KEY": good})
+    assert settings.auth_token_ttl_seconds == 900
 
 
 def test_service_refuses_to_start_without_a_master_key() -> None:

@@ -114,6 +114,13 @@ class Bus:
                 pass
         self._subs.clear()
 
+    async def cancel_in_flight(self) -> None:
+        """Stop at once: cancel the requests being served (their callers time out)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _cb(self, ep: Endpoint[Req, Resp]) -> Callable[[Msg], Awaitable[None]]:
         # Each request runs in its own task: requests are served concurrently, and
         # unsubscribing (which cancels the subscription's task) never cancels one mid-way.
@@ -188,8 +195,10 @@ async def request(
         raise ParleyError(
             ErrorCode.ERROR_CODE_TIMEOUT, f"{subject} did not answer within {timeout:g} s"
         ) from exc
-    except nats.errors.ConnectionClosedError as exc:
-        raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "bus connection closed") from exc
+    except nats.errors.Error as exc:  # closed, draining, buffer full, ...
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE, f"bus unavailable: {type(exc).__name__}"
+        ) from exc
     if reply.headers and ERROR_HEADER in reply.headers:
         err = common_pb2.Error()
         err.ParseFromString(reply.data)

@@ -9,13 +9,16 @@ requests are taken, work in flight finishes, then exit); SIGINT stops at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 
 from parley_protocol.clock import Clock, SystemClock
@@ -24,7 +27,7 @@ from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool
 from parley_service.health import HealthServer
 from parley_service.logs import configure_logging, get_logger
-from parley_service.settings import ServiceSettings
+from parley_service.settings import ServiceSettings, SettingsError
 
 log = get_logger("parley.runtime")
 
@@ -66,16 +69,29 @@ class Runtime:
         return self.pool
 
 
+class StartupError(RuntimeError):
+    """The service cannot start; the message says why, in one line."""
+
+
+# Where the hard limit is "unlimited" (macOS), setrlimit refuses it: ask for this instead.
+_FILE_LIMIT_CAP = 1 << 20
+
+
 def raise_file_limit() -> int:
     """Lift the soft limit on open files to the hard one: a gateway holds a socket per client."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+    wanted = _FILE_LIMIT_CAP if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("file_limit_unchanged", soft=soft, hard=hard, error=str(exc))
+            return soft
+    return wanted
 
 
-async def connect_nats(settings: ServiceSettings, attempts: int = 60) -> NATS:
-    """Connect, retrying the first connection; once up, reconnect forever."""
+async def connect_nats(settings: ServiceSettings) -> NATS:
+    """Connect within `startup_timeout_seconds` (retrying); once up, reconnect forever."""
 
     async def on_disconnect() -> None:
         log.warning("nats_disconnected")
@@ -86,26 +102,59 @@ async def connect_nats(settings: ServiceSettings, attempts: int = 60) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
 
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
-        try:
-            return await nats.connect(
+    nc = NATS()
+    try:
+        # With unlimited reconnects nats-py also retries the first connection, for ever:
+        # the deadline is ours.
+        await asyncio.wait_for(
+            nc.connect(
                 settings.nats_url,
                 name=f"{settings.service_name}/{settings.instance_id}",
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 error_cb=on_error,
                 connect_timeout=2,
-            )
-        except Exception as exc:
-            if attempt == attempts:
-                raise
-            log.warning("nats_connect_retry", attempt=attempt, error=str(exc))
+            ),
+            settings.startup_timeout_seconds,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise StartupError(
+            f"cannot reach NATS at {_safe_url(settings.nats_url)} within "
+            f"{settings.startup_timeout_seconds:g} s ({type(exc).__name__}: {exc})"
+        ) from exc
+    return nc
+
+
+async def connect_database(settings: ServiceSettings) -> asyncpg.Pool:
+    """A pool, retrying while PostgreSQL comes up, within `startup_timeout_seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_timeout_seconds
+    delay = 0.2
+    while True:
+        try:
+            return await create_pool(settings.database_url, settings.db_pool_max)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            if loop.time() + delay > deadline:
+                raise StartupError(
+                    f"cannot reach PostgreSQL at {_safe_url(settings.database_url)} within "
+                    f"{settings.startup_timeout_seconds:g} s ({type(exc).__name__}: {exc})"
+                ) from exc
+            log.warning("database_connect_retry", error=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+
+
+def _safe_url(url: str) -> str:
+    """A URL fit for logs: any password masked."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 async def start(
@@ -114,11 +163,18 @@ async def start(
     migrations: Migrations | None = None,
     clock: Clock | None = None,
 ) -> Runtime:
-    """Build the shared parts, let the service declare itself, and start serving."""
+    """Build the shared parts, let the service declare itself, and start serving.
+
+    If any step fails, what was already opened is closed again before the error goes on.
+    """
     raise_file_limit()
     health = HealthServer(settings.health_host, settings.health_port)
     await health.start()
-    nc = await connect_nats(settings)
+    try:
+        nc = await connect_nats(settings)
+    except BaseException:
+        await health.stop()
+        raise
     in_flight = InFlight()
     runtime = Runtime(
         settings=settings,
@@ -128,13 +184,29 @@ async def start(
         clock=clock or SystemClock(),
         in_flight=in_flight,
     )
+    try:
+        await _build(runtime, setup, migrations)
+    except BaseException:
+        await stop(runtime, drain=False)
+        raise
+    health.started = True
+    log.info("service_started", instance=settings.instance_id, health_port=health.port)
+    return runtime
+
+
+async def _build(
+    runtime: Runtime,
+    setup: Callable[[Runtime], Awaitable[None]],
+    migrations: Migrations | None,
+) -> None:
+    settings, nc, health = runtime.settings, runtime.nc, runtime.health
 
     async def nats_ready() -> str | None:
         return None if nc.is_connected else "NATS is not connected"
 
     health.add_check(nats_ready)
     if settings.database_url:
-        runtime.pool = await create_pool(settings.database_url, settings.db_pool_max)
+        runtime.pool = await connect_database(settings)
         if migrations is not None:
             async with runtime.pool.acquire() as conn:
                 await apply_migrations(conn, migrations.schema, migrations.package)
@@ -151,19 +223,25 @@ async def start(
 
     await setup(runtime)
     await runtime.bus.serve()
-    health.started = True
-    log.info("service_started", instance=settings.instance_id, health_port=health.port)
-    return runtime
+
+
+# How long closing the database pool may wait for queries still running.
+POOL_CLOSE_SECONDS = 5.0
 
 
 async def stop(runtime: Runtime, drain: bool = True) -> None:
-    """Drain (stop taking work, finish what is in flight) or stop at once, then close."""
+    """Drain (stop taking work, finish what is in flight) or stop at once, then close.
+
+    Neither waits without bound: a drain gives work in flight `drain_timeout_seconds`, and
+    queries still running after that are cut off with the pool.
+    """
     if drain:
         await _drain(runtime)
     else:
         log.info("service_stopping", reason="immediate")
         runtime.health.draining = True
         await runtime.bus.stop_serving()
+        await runtime.bus.cancel_in_flight()
     for hook in runtime.stop_hooks:
         try:
             await hook()
@@ -177,7 +255,11 @@ async def stop(runtime: Runtime, drain: bool = True) -> None:
     except Exception as exc:
         log.warning("nats_close_failed", error=str(exc))
     if runtime.pool is not None:
-        await runtime.pool.close()
+        try:
+            await asyncio.wait_for(runtime.pool.close(), POOL_CLOSE_SECONDS if drain else 0.5)
+        except TimeoutError:
+            log.warning("database_pool_terminated", reason="queries still running")
+            runtime.pool.terminate()
     await runtime.health.stop()
     log.info("service_stopped")
 
@@ -227,9 +309,23 @@ async def _wait_for_signal() -> signal.Signals:
 
 
 def main(
-    settings: ServiceSettings,
+    settings_type: type[ServiceSettings],
     setup: Callable[[Runtime], Awaitable[None]],
     migrations: Migrations | None = None,
 ) -> None:
-    """Entry point for a service's `__main__`."""
-    asyncio.run(run(settings, setup, migrations))
+    """Entry point for a service's `__main__`: settings from the environment, then `run`.
+
+    A bad setting or an unreachable dependency ends the process with one line saying so
+    (exit code 2 for configuration, 1 for the rest), not a traceback.
+    """
+    name = f"parley-{settings_type.service_name}"
+    try:
+        settings = settings_type.from_env()
+    except SettingsError as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        asyncio.run(run(settings, setup, migrations))
+    except StartupError as exc:
+        print(f"{name}: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)

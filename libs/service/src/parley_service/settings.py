@@ -8,6 +8,7 @@ a start-up error that names the variable.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import uuid
@@ -41,6 +42,27 @@ class ServiceSettings:
     drain_timeout_seconds: float = 20.0
     otel_exporter: str = ""  # "" (spans kept in process only) or "console"
     db_pool_max: int = 10
+    # How long start-up waits for NATS and PostgreSQL before giving up with a clear error.
+    startup_timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Refuse values that would fail later, naming the variable (subclasses call this)."""
+        if self.environment not in ("sandbox", "production"):
+            raise SettingsError(
+                f"PARLEY_ENVIRONMENT must be 'sandbox' or 'production', not {self.environment!r}"
+            )
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(
+                f"PARLEY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}"
+            )
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(f"PARLEY_LOG_FORMAT must be json or text, not {self.log_format!r}")
+        if not 0 <= self.health_port <= 65535:
+            raise SettingsError(f"PARLEY_HEALTH_PORT must be 0..65535, not {self.health_port}")
+        if self.db_pool_max < 1:
+            raise SettingsError(f"PARLEY_DB_POOL_MAX must be at least 1, not {self.db_pool_max}")
+        positive("PARLEY_DRAIN_TIMEOUT_SECONDS", self.drain_timeout_seconds)
+        positive("PARLEY_STARTUP_TIMEOUT_SECONDS", self.startup_timeout_seconds)
 
     @classmethod
     def from_env(cls: type[S], env: Mapping[str, str] | None = None) -> S:
@@ -52,13 +74,13 @@ class ServiceSettings:
             if name not in env:
                 continue
             values[field.name] = _convert(name, env[name], hints[field.name])
-        settings = cls(**values)
-        if settings.environment not in ("sandbox", "production"):
-            raise SettingsError(
-                "PARLEY_ENVIRONMENT must be 'sandbox' or 'production', "
-                f"not {settings.environment!r}"
-            )
-        return settings
+        return cls(**values)
+
+
+def positive(name: str, value: float) -> None:
+    """A finite number above zero, or a SettingsError naming the variable."""
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a positive number, not {value!r}")
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import math
 
-from parley_service.settings import ServiceSettings, SettingsError
+from parley_service.settings import ServiceSettings, SettingsError, positive
 
 MASTER_KEY_ENV = "PARLEY_AUTH_MASTER_KEY"
 MASTER_KEY_BYTES = 32
@@ -49,11 +50,14 @@ class AuthSettings(ServiceSettings):
     auth_key_reload_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         parse_master_key(self.auth_master_key)
-        _positive("PARLEY_AUTH_TOKEN_TTL_SECONDS", self.auth_token_ttl_seconds)
-        _positive("PARLEY_AUTH_SELF_SIGNED_WINDOW_SECONDS", self.auth_self_signed_window_seconds)
-        _positive("PARLEY_AUTH_KEY_RELOAD_SECONDS", self.auth_key_reload_seconds)
-        if self.auth_app_cache_seconds < 0:
+        if not self.database_url:
+            raise SettingsError("PARLEY_DATABASE_URL is not set: auth keeps its tables there")
+        positive("PARLEY_AUTH_TOKEN_TTL_SECONDS", self.auth_token_ttl_seconds)
+        positive("PARLEY_AUTH_SELF_SIGNED_WINDOW_SECONDS", self.auth_self_signed_window_seconds)
+        positive("PARLEY_AUTH_KEY_RELOAD_SECONDS", self.auth_key_reload_seconds)
+        if not math.isfinite(self.auth_app_cache_seconds) or self.auth_app_cache_seconds < 0:
             raise SettingsError(
                 f"PARLEY_AUTH_APP_CACHE_SECONDS must be 0 or more, not {self.auth_app_cache_seconds}"
             )
@@ -61,8 +65,3 @@ class AuthSettings(ServiceSettings):
     @property
     def master_key(self) -> bytes:
         return parse_master_key(self.auth_master_key)
-
-
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise SettingsError(f"{name} must be greater than 0, not {value}")

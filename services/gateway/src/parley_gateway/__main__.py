@@ -4,4 +4,4 @@ from parley_gateway.app import MIGRATIONS, SETTINGS, setup
 from parley_service.runtime import main
 
 if __name__ == "__main__":
-    main(SETTINGS.from_env(), setup, MIGRATIONS)
+    main(SETTINGS, setup, MIGRATIONS)

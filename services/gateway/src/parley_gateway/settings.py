@@ -28,8 +28,15 @@ class GatewaySettings(ServiceSettings):
     jwks_refetch_seconds: float = 5.0
     # The JWKS is refetched this often anyway, so removed keys stop being trusted.
     jwks_max_age_seconds: float = 300.0
+    # Connections this gateway takes; beyond them an upgrade gets 503 (clients try another).
+    max_connections: int = 25_000
+    # Each session may send this many frames at once, then this many per second on average;
+    # frames beyond that get RATE_LIMITED, and a session that keeps going is closed (4429).
+    session_frame_burst: int = 50
+    session_frame_rate: float = 20.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.gateway_id:
             object.__setattr__(self, "gateway_id", _as_token(self.instance_id))
         _check_token("PARLEY_GATEWAY_ID", self.gateway_id)
@@ -42,6 +49,9 @@ class GatewaySettings(ServiceSettings):
             ("PARLEY_PEER_HEARTBEAT_SECONDS", self.peer_heartbeat_seconds),
             ("PARLEY_JWKS_REFETCH_SECONDS", self.jwks_refetch_seconds),
             ("PARLEY_JWKS_MAX_AGE_SECONDS", self.jwks_max_age_seconds),
+            ("PARLEY_MAX_CONNECTIONS", self.max_connections),
+            ("PARLEY_SESSION_FRAME_BURST", self.session_frame_burst),
+            ("PARLEY_SESSION_FRAME_RATE", self.session_frame_rate),
         ):
             if value <= 0:
                 raise SettingsError(f"{name} must be greater than 0, not {value}")
