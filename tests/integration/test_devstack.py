@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +20,17 @@ import pytest
 from parley_devstack._proc import pid_alive, poll_until
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
+from parley_devstack.stack import DevStack, StackSettings
 from parley_devstack.supervisor import ServiceSpec, Supervisor
+
+
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """A directory outside pytest's temp root (see the postgres_server fixture for why)."""
+    base = Path(tempfile.mkdtemp(prefix="parley-test-pg-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_nats_jetstream_publish_and_read_back(nats_server: EmbeddedNats) -> None:
@@ -60,9 +75,9 @@ async def test_fresh_databases_are_isolated(postgres_server: EmbeddedPostgres) -
         await postgres_server.drop_database("isolation_b")
 
 
-async def test_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
+async def test_postgres_keeps_data_across_restarts(pg_dir: Path) -> None:
     # A second server next to the session one: different directory, different port.
-    server = EmbeddedPostgres(tmp_path / "pg")
+    server = EmbeddedPostgres(pg_dir / "pg")
     await server.start()
     try:
         assert server.initialized_now
@@ -188,3 +203,29 @@ async def test_supervisor_stops_children_on_sigterm() -> None:
     assert await sup.run_until_signal() == signal.SIGTERM
     assert not sup.status("worker").running
     assert not pid_alive(pid)
+
+
+async def test_the_sandbox_app_is_made_once_per_database(
+    tmp_path: Path, nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
+) -> None:
+    """`make run` creates its sandbox app once, and again only for another database."""
+    first_db = await postgres_server.create_database("sandbox_once_a")
+    second_db = await postgres_server.create_database("sandbox_once_b")
+    key = base64.b64encode(os.urandom(32)).decode()
+
+    async def prepared(database_url: str) -> dict[str, object]:
+        settings = StackSettings(
+            home=tmp_path, nats_url=nats_server.url, database_url=database_url, master_key=key
+        )
+        stack = DevStack(settings, services=(), out=io.StringIO())
+        try:
+            await stack.start()
+            return dict(stack.sandbox_app)
+        finally:
+            await stack.stop()
+
+    made = await prepared(first_db)
+    assert made["application_key"] and made["application_secret"]
+    assert await prepared(first_db) == made  # kept across restarts
+    other = await prepared(second_db)  # the recorded app is not in this database
+    assert other["application_key"] != made["application_key"]

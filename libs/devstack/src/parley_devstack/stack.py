@@ -33,6 +33,7 @@ from parley_devstack.ports import LOOPBACK, free_port, port_is_free, preferred_p
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_devstack.services import ADMIN_MODULE, GATEWAY, SERVICES, ServiceDef
 from parley_devstack.supervisor import ServiceSpec, Supervisor, shutdown_signals
+from parley_service.logs import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class DevStack:
         self.services = list(services)
         self.ready_timeout = ready_timeout
         self._out = out or sys.stdout
-        self.name_width = max(8, *(len(s.name) for s in self.services))
+        self.name_width = max([8, *(len(s.name) for s in self.services)])
         self.supervisor = Supervisor(name_width=self.name_width, output=self._service_line)
         self.nats: EmbeddedNats | None = None
         self.postgres: EmbeddedPostgres | None = None
@@ -205,9 +206,15 @@ class DevStack:
     async def _prepare_auth(self) -> None:
         await self._admin("migrate")
         if self.sandbox_app_path.exists():
-            self.sandbox_app = json.loads(self.sandbox_app_path.read_text())
-            self.say(f"sandbox application from {self.sandbox_app_path}")
-            return
+            recorded = json.loads(self.sandbox_app_path.read_text())
+            listed = await self._admin("list-apps", "--json") or {}
+            keys = {a.get("application_key") for a in listed.get("applications", [])}
+            if recorded.get("application_key") in keys:
+                self.sandbox_app = recorded
+                self.say(f"sandbox application from {self.sandbox_app_path}")
+                return
+            # Another database than the one it was made in (PARLEY_DATABASE_URL changed).
+            self.say("the recorded sandbox application is not in this database; making a new one")
         account = await self._admin("create-account", "--name", "sandbox", "--json")
         account_id = account.get("account_id") if account else None
         if not account_id:
@@ -306,6 +313,8 @@ class DevStack:
 
     async def _wait_ready(self) -> None:
         pending = {s.name: self.ports[s.name].health for s in self.services}
+        if not pending:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout
         while pending:
@@ -353,8 +362,8 @@ class DevStack:
         for service in self.services:
             rows.append((f"metrics {service.name}", self._metrics_url(service.name)))
         rows += [
-            ("NATS", self.nats_url),
-            ("PostgreSQL", self.database_url),
+            ("NATS", safe_url(self.nats_url)),
+            ("PostgreSQL", safe_url(self.database_url)),
             ("state", str(self.home)),
         ]
         width = max(len(k) for k, _ in rows)

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 _SECRET_WORDS = ("secret", "password", "signature", "credential", "master_key", "private")
 REDACTED = "[redacted]"
@@ -20,6 +21,15 @@ def is_secret_field(key: str) -> bool:
         or lowered == "token"
         or lowered.endswith("_token")
     )
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for logs and banners: any password masked."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import nats.errors
@@ -26,7 +25,7 @@ from parley_service import tracing
 from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool
 from parley_service.health import HealthServer
-from parley_service.logs import configure_logging, get_logger
+from parley_service.logs import configure_logging, get_logger, safe_url
 from parley_service.settings import ServiceSettings, SettingsError
 
 log = get_logger("parley.runtime")
@@ -123,7 +122,7 @@ async def connect_nats(settings: ServiceSettings) -> NATS:
         with contextlib.suppress(Exception):
             await nc.close()
         raise StartupError(
-            f"cannot reach NATS at {_safe_url(settings.nats_url)} within "
+            f"cannot reach NATS at {safe_url(settings.nats_url)} within "
             f"{settings.startup_timeout_seconds:g} s ({type(exc).__name__}: {exc})"
         ) from exc
     return nc
@@ -140,21 +139,12 @@ async def connect_database(settings: ServiceSettings) -> asyncpg.Pool:
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             if loop.time() + delay > deadline:
                 raise StartupError(
-                    f"cannot reach PostgreSQL at {_safe_url(settings.database_url)} within "
+                    f"cannot reach PostgreSQL at {safe_url(settings.database_url)} within "
                     f"{settings.startup_timeout_seconds:g} s ({type(exc).__name__}: {exc})"
                 ) from exc
             log.warning("database_connect_retry", error=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-
-def _safe_url(url: str) -> str:
-    """A URL fit for logs: any password masked."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 async def start(
