@@ -8,7 +8,7 @@ PROTO_SRC := protos
 PROTO_OUT := libs/protocol/src
 PROTOS := $(wildcard $(PROTO_SRC)/parley/v1/*.proto)
 
-.PHONY: run test install proto proto-check lint typecheck unit integration e2e load bench system-deps clean
+.PHONY: run test install proto proto-check lint typecheck unit integration e2e bench system-deps clean
 
 # The only thing needed beforehand is Python 3.11+; where its venv module is missing
 # (Debian's python3 without python3-venv), it is installed first.
@@ -54,9 +54,6 @@ integration: install
 
 e2e: install
 	$(PY) -m pytest tests/e2e
-
-load: install
-	$(PY) -m pytest tests/load
 
 test: install proto-check lint typecheck
 	$(PY) -m pytest tests

@@ -116,8 +116,9 @@ class AuthEnv:
         jwks_json: str = response.jwks_json
         return jwks_json
 
-    async def verify(self, token: str) -> TokenClaims:
-        return verify_token(token, await self.jwks(), now=self.clock.time())
+    async def verify(self, token: str, now: float | None = None) -> TokenClaims:
+        when = self.clock.time() if now is None else now
+        return verify_token(token, await self.jwks(), now=when)
 
 
 async def start_env(
@@ -402,7 +403,7 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
     assert (await env.verify(refreshed.token.token)).user_id == "alice"
 
 
-async def test_a_retired_key_leaves_the_jwks_after_one_token_lifetime(
+async def test_a_retired_key_leaves_the_jwks_after_a_token_lifetime_and_a_grace_period(
     nats_server: Any, database_url: str
 ) -> None:
     clock = FakeClock(start=time.time())
@@ -413,10 +414,11 @@ async def test_a_retired_key_leaves_the_jwks_after_one_token_lifetime(
         box = SecretBox(bytes(range(100, 132)))
         new_kid, _ = await rotate_signing_key(env.db, box, clock)
         await wait_for_kid_in_jwks(env, new_kid)
-        clock.advance(59)
+        # Published for the token lifetime (60 s) + the reload interval (30 s) + 60 s margin.
+        clock.advance(149)
         assert old_kid in await env.jwks()
-        assert (await env.verify(token)).user_id == "alice"
-        clock.advance(2)  # the old key retired 61 s ago; every token it signed has expired
+        assert (await env.verify(token, now=clock.time() - 90)).user_id == "alice"
+        clock.advance(2)  # retired 151 s ago; every token it signed expired long before
         keys = json.loads(await env.jwks())["keys"]
         assert [k["kid"] for k in keys] == [new_kid]
         with pytest.raises(ParleyError) as info:

@@ -88,7 +88,7 @@ class Supervisor:
         self,
         *,
         output: OutputFn | None = None,
-        stop_timeout: float = 10.0,
+        stop_timeout: float = 30.0,  # longer than a service's drain (20 s by default)
         initial_backoff: float = 0.5,
         max_backoff: float = 10.0,
         name_width: int = 8,

@@ -21,6 +21,9 @@ MIGRATIONS = Migrations("auth", "parley_auth.migrations")
 
 log = get_logger("parley.auth")
 
+# Beyond a token lifetime and a reload interval, how long a retired key stays published.
+KEY_RETIRE_MARGIN_SECONDS = 60.0
+
 
 async def setup(runtime: Runtime) -> None:
     """Open the secrets box, make sure a signing key is active, and declare the endpoints."""
@@ -30,7 +33,12 @@ async def setup(runtime: Runtime) -> None:
     if not settings.database_url:
         raise ValueError("the auth service needs PARLEY_DATABASE_URL")
     box = SecretBox(settings.master_key)
-    keys = KeyRing(box, runtime.clock, settings.auth_token_ttl_seconds)
+    keys = KeyRing(
+        box,
+        runtime.clock,
+        settings.auth_token_ttl_seconds,
+        grace_seconds=settings.auth_key_reload_seconds + KEY_RETIRE_MARGIN_SECONDS,
+    )
     await keys.load(runtime.db)
     apps = AppDirectory(runtime.db, box, runtime.clock, settings.auth_app_cache_seconds)
 

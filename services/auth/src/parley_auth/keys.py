@@ -108,10 +108,14 @@ class _Verifying:
 class KeyRing:
     """The keys one replica signs and publishes with, reloaded from the database."""
 
-    def __init__(self, box: SecretBox, clock: Clock, token_ttl_seconds: int) -> None:
+    def __init__(
+        self, box: SecretBox, clock: Clock, token_ttl_seconds: int, grace_seconds: float = 0.0
+    ) -> None:
         self._box = box
         self._clock = clock
-        self._ttl = token_ttl_seconds
+        # A retired key verifies for one token lifetime plus a grace period: a replica that
+        # missed the rotation notice signs with it until its next reload, and clocks differ.
+        self._ttl = token_ttl_seconds + grace_seconds
         self._active: tuple[str, Ed25519PrivateKey] | None = None
         self._verifying: list[_Verifying] = []
         self._opened: dict[str, Ed25519PrivateKey] = {}
