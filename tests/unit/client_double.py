@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import random
 import secrets
 import socket
 import time
@@ -140,6 +141,7 @@ class FakeSession:
     frames: list[client.Envelope] = field(default_factory=list)
     seq_problems: list[str] = field(default_factory=list)
     server_seq: int = 0
+    hello_at: float = 0.0  # time.monotonic() when its Hello arrived
 
     def bodies(self) -> list[str]:
         return [framing.body_name(envelope) for envelope in self.frames]
@@ -156,6 +158,10 @@ class FakeGateway:
         self.http_requests: list[str] = []
         self.presence_error: ParleyError | None = None
         self.hello_error: ParleyError | None = None
+        # Close code after `hello_error` (default: the contract's close_code_for), or, alone,
+        # a close instead of any answer to Hello.
+        self.hello_close_code: int | None = None
+        self.before_welcome: list[client.Envelope] = []  # sent between Hello and its answer
         self.answer_pings = True
         self.presence_delay = 0.0
         self._runner: web.AppRunner | None = None
@@ -276,13 +282,21 @@ class FakeGateway:
             return
         hello = hello_env.hello
         session.hello = hello
+        session.hello_at = time.monotonic()
+        for envelope in self.before_welcome:
+            pushed = client.Envelope()
+            pushed.CopyFrom(envelope)
+            await self._send(session, pushed)
         try:
             if self.hello_error is not None:
                 raise self.hello_error
+            if self.hello_close_code is not None:
+                await ws.close(code=self.hello_close_code)
+                return
             expires = self.backend.check_token(hello.access_token, hello.user_id)
         except ParleyError as err:
             await self._send(session, framing.error_envelope(err, hello_env.seq))
-            await ws.close(code=1008)
+            await ws.close(code=self.hello_close_code or framing.close_code_for(err.code))
             return
         await self._send(
             session,
@@ -427,8 +441,9 @@ class Harness:
         self,
         builder: ParleyClientBuilder | None = None,
         listener: ClientListener | None = None,
+        rng: random.Random | None = None,
     ) -> tuple[ParleyClient, Recorder]:
-        client = (builder or self.builder()).build()
+        client = ParleyClient((builder or self.builder()).config, rng=rng)
         client.set_support_messaging(True)
         recorder = Recorder()
         client.add_client_listener(recorder)

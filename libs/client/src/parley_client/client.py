@@ -7,10 +7,10 @@ import enum
 import functools
 import os
 import platform
+import random
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from google.protobuf.message import Message
@@ -18,7 +18,8 @@ from google.protobuf.message import Message
 from parley_client.builder import ParleyClientBuilder
 from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
 from parley_client.credentials import CredentialKey, CredentialStore
-from parley_client.errors import ErrorType, ParleyError
+from parley_client.errors import ErrorType, ParleyError, terminated
+from parley_client.futures import app_future, settle_all
 from parley_client.http import AuthApi
 from parley_client.listeners import ClientListener, ListenerSet
 from parley_client.logs import ClientLog
@@ -70,9 +71,17 @@ class ParleyClient:
     capabilities, add listeners, `await start()`, and `await terminate()` when done.
     """
 
-    def __init__(self, config: ClientConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`clock` and `rng` (the source of reconnect jitter) are for tests to inject."""
         self._config = config
         self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
         self._capabilities = Capabilities()
         self._log = ClientLog(lambda: self._listeners)
         self._listeners: ListenerSet[ClientListener] = ListenerSet(self._log, "client")
@@ -234,11 +243,7 @@ class ParleyClient:
                 ErrorType.OTHER,
             )
         if self._state is _State.STOPPED:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_WRONG_STATE,
-                "the client was terminated; build a new one",
-                ErrorType.OTHER,
-            )
+            raise terminated("; build a new one")
         try:
             endpoints = check_configuration(self._config, self._capabilities)
         except ParleyError as exc:
@@ -258,11 +263,7 @@ class ParleyClient:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._terminated and task is not None and not task.cancelling():
-                raise ParleyError(
-                    ErrorCode.ERROR_CODE_WRONG_STATE,
-                    "the client was terminated while starting",
-                    ErrorType.OTHER,
-                ) from None
+                raise terminated(" while starting") from None
             await self._release(goodbye=False)
             self._set_state(_State.FAILED)
             raise
@@ -293,7 +294,7 @@ class ParleyClient:
             await self._release(goodbye=True)
             for waiter in self._early_listen:
                 if not waiter.done():
-                    waiter.set_exception(_terminated())
+                    waiter.set_exception(terminated())
             self._early_listen = []
             if was_running:
                 self._log.info("client", "stopped")
@@ -411,6 +412,7 @@ class ParleyClient:
             log=self._log,
             request_timeout=config.request_timeout,
             heartbeat_interval=config.heartbeat_interval,
+            rng=self._rng,
         )
         for body, handler in self._frame_handlers:
             session.on_frame(body, handler)
@@ -419,7 +421,7 @@ class ParleyClient:
         if self._listening is not None:
             applied = session.set_listening(self._listening)
             early, self._early_listen = self._early_listen, []
-            applied.add_done_callback(lambda done: _settle_all(early, done))
+            applied.add_done_callback(lambda done: settle_all(early, done))
         self._session = session
         return session
 
@@ -427,10 +429,9 @@ class ParleyClient:
         self._listening = listening
         if self._session is not None and self._state in _RUNNING:
             return self._session.set_listening(listening)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter.add_done_callback(_consume)
+        waiter = app_future()
         if self._state is _State.STOPPED:
-            waiter.set_exception(_terminated())
+            waiter.set_exception(terminated())
         else:
             self._early_listen.append(waiter)
         return waiter
@@ -525,27 +526,3 @@ def _flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"set_support_{name} takes True or False, not {value!r}")
     return value
-
-
-def _terminated() -> ParleyError:
-    return ParleyError(
-        ErrorCode.ERROR_CODE_WRONG_STATE, "the client was terminated", ErrorType.OTHER
-    )
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _settle_all(waiters: list[asyncio.Future[None]], done: asyncio.Future[None]) -> None:
-    error = None if done.cancelled() else done.exception()
-    for waiter in waiters:
-        if waiter.done():
-            continue
-        if done.cancelled():
-            waiter.cancel()
-        elif error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(None)

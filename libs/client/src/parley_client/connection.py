@@ -2,7 +2,8 @@
 
 Every frame is one `parley.v1.Envelope`. The client numbers its frames 1, 2, 3, ...; a
 server frame with `reply_to` answers the client frame with that `seq` (an `Error` body
-fails the request). Every other frame goes to `dispatch`.
+fails the request). Every other frame goes to `dispatch`, also those that come between
+Hello and Welcome: they are held until the Welcome is in, or dropped if the Hello fails.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Connection:
         self._closed: asyncio.Future[ParleyError] = asyncio.get_running_loop().create_future()
         self._close_reason: ParleyError | None = None  # why we closed it, when we did
         self._last_error: ParleyError | None = None  # last unsolicited Error frame
+        self._peer_close_code: int | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -104,17 +106,25 @@ class Connection:
 
         connection = cls(ws, endpoint, clock, log, dispatch)
         try:
-            await connection._send("hello", hello)
-            welcome = await connection._await_welcome(timeout)
+            hello_seq = await connection.send("hello", hello)
+            welcome, held = await connection._await_welcome(hello_seq, timeout)
         except BaseException:
             await connection._drop()
             raise
+        for envelope in held:  # before anything the reader gets, so the order is kept
+            connection._on_envelope(envelope)
         connection._reader = asyncio.create_task(connection._read())
         return connection, welcome
 
     @property
     def is_closed(self) -> bool:
         return self._closed.done()
+
+    @property
+    def peer_close_code(self) -> int | None:
+        """The WebSocket close code the gateway ended the connection with; None while it is
+        open, when the client closed it, or when no close code came."""
+        return self._peer_close_code
 
     async def wait_closed(self) -> ParleyError:
         """Wait until the socket is closed; the error says why."""
@@ -172,53 +182,108 @@ class Connection:
         self, body: str, message: Message, expect_reply: bool = False
     ) -> tuple[int, asyncio.Future[pb.Envelope] | None]:
         async with self._send_lock:
+            seq = self._seq + 1
+            envelope = pb.Envelope(seq=seq)
+            getattr(envelope, body).CopyFrom(message)
+            data = framing.encode(envelope)
+            if len(data) > framing.MAX_FRAME_BYTES:
+                # The gateway would close the session over it: refuse it here instead.
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
+                    f"{body} would be a frame of {len(data)} bytes, over the limit of "
+                    f"{framing.MAX_FRAME_BYTES} bytes; it was not sent",
+                    ErrorType.OTHER,
+                )
             if self.is_closed or self._ws.closed:
                 raise ParleyError.network(f"the connection to {self.endpoint} is closed")
-            self._seq += 1
-            envelope = pb.Envelope(seq=self._seq)
-            getattr(envelope, body).CopyFrom(message)
+            self._seq = seq
             reply: asyncio.Future[pb.Envelope] | None = None
             if expect_reply:
                 reply = asyncio.get_running_loop().create_future()
-                self._pending[self._seq] = reply
+                self._pending[seq] = reply
             try:
-                await self._ws.send_bytes(framing.encode(envelope))
+                await self._ws.send_bytes(data)
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-                self._pending.pop(self._seq, None)
+                self._pending.pop(seq, None)
                 raise ParleyError.network(f"cannot send to {self.endpoint}: {exc}") from exc
-            return self._seq, reply
+            return seq, reply
 
-    async def _await_welcome(self, timeout: float) -> pb.Welcome:
+    async def _await_welcome(
+        self, hello_seq: int, timeout: float
+    ) -> tuple[pb.Welcome, list[pb.Envelope]]:
+        """The Welcome answering Hello, and the frames that came before it (in order)."""
+        held: list[pb.Envelope] = []
         try:
-            message = await self._ws.receive(timeout=timeout)
+            answer = await self._answer_to_hello(hello_seq, timeout, held)
+            body = framing.body_name(answer)
+            if body == "error":
+                raise _frame_error(answer)
+            if body != "welcome":
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_WRONG_STATE,
+                    f"{self.endpoint} answered Hello with {body} instead of Welcome",
+                )
+        except ParleyError as exc:
+            if held:
+                bodies = ", ".join(framing.body_name(envelope) for envelope in held)
+                self._log.warning(
+                    "connection",
+                    f"dropping {len(held)} frame(s) from {self.endpoint} that came before "
+                    f"Hello failed ({bodies}): {exc}",
+                )
+            raise
+        return answer.welcome, held
+
+    async def _answer_to_hello(
+        self, hello_seq: int, timeout: float, held: list[pb.Envelope]
+    ) -> pb.Envelope:
+        """Read until the frame with reply_to == `hello_seq`; others are appended to `held`."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await self._ws.receive()
+                    if message.type == aiohttp.WSMsgType.BINARY:
+                        envelope = self._decode_before_welcome(message.data)
+                        if envelope is None:
+                            continue
+                        if envelope.reply_to == hello_seq:
+                            return envelope
+                        held.append(envelope)
+                    elif message.type == aiohttp.WSMsgType.TEXT:
+                        self._log.warning(
+                            "connection", f"ignoring a TEXT frame from {self.endpoint}"
+                        )
+                    elif message.type == aiohttp.WSMsgType.ERROR:
+                        raise ParleyError.network(
+                            f"connection to {self.endpoint} failed before Welcome: "
+                            f"{self._ws.exception()}"
+                        )
+                    else:  # closing or closed
+                        last = held[-1] if held else None
+                        last_error = (
+                            _frame_error(last)
+                            if last is not None and framing.body_name(last) == "error"
+                            else None
+                        )
+                        raise self._peer_close_reason(last_error, " before Welcome")
         except TimeoutError:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_TIMEOUT,
                 f"{self.endpoint} sent no Welcome within {timeout:g} s",
                 ErrorType.NETWORK,
             ) from None
-        if message.type != aiohttp.WSMsgType.BINARY:
-            code = self._ws.close_code
-            raise ParleyError.network(
-                f"{self.endpoint} closed the connection before Welcome"
-                + (f" (close code {code})" if code is not None else f" ({message.type.name})")
-            )
+
+    def _decode_before_welcome(self, data: bytes) -> pb.Envelope | None:
+        """A frame read before Welcome; None for a message this client does not know."""
         try:
-            envelope = framing.decode(message.data)
+            return framing.decode(data)
         except ProtocolError as exc:
+            if exc.code == ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE:
+                self._log.warning("connection", f"frame from {self.endpoint}: {exc.reason}")
+                return None
             raise ParleyError(
-                ErrorCode.ERROR_CODE_BAD_FRAME,
-                f"{self.endpoint} answered Hello with a bad frame: {exc.reason}",
+                exc.code, f"{self.endpoint} sent a bad frame before Welcome: {exc.reason}"
             ) from exc
-        body = framing.body_name(envelope)
-        if body == "error":
-            raise _frame_error(envelope)
-        if body != "welcome":
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_WRONG_STATE,
-                f"{self.endpoint} answered Hello with {body} instead of Welcome",
-            )
-        return envelope.welcome
 
     async def _read(self) -> None:
         failure: ParleyError | None = None
@@ -246,6 +311,9 @@ class Connection:
         except ProtocolError as exc:
             self._log.warning("connection", f"bad frame from {self.endpoint}: {exc.reason}")
             return
+        self._on_envelope(envelope)
+
+    def _on_envelope(self, envelope: pb.Envelope) -> None:
         body = framing.body_name(envelope)
         self._last_error = None  # an Error explains a close only if it was the last frame
         if envelope.reply_to:
@@ -300,10 +368,14 @@ class Connection:
                 self._reader.cancel()
         await self._finish(None)
 
-    def _closed_by_peer(self) -> ParleyError:
-        """Why the gateway closed, from its close code (when no Error frame said it)."""
+    def _peer_close_reason(self, last_error: ParleyError | None, when: str = "") -> ParleyError:
+        """Why the gateway closed: the Error frame it sent last, unless the close code says
+        "reconnect" (a drain or a passing failure: whatever Error frames came before), else
+        what the close code stands for."""
         code = self._ws.close_code
-        text = f"{self.endpoint} closed the connection" + (
+        if last_error is not None and code not in framing.RECONNECT_CLOSES:
+            return last_error
+        text = f"{self.endpoint} closed the connection{when}" + (
             f" (close code {code})" if code is not None else ""
         )
         error_code = framing.error_for_close(code or 0) or ErrorCode.ERROR_CODE_UNAVAILABLE
@@ -312,11 +384,13 @@ class Connection:
     async def _finish(self, failure: ParleyError | None) -> None:
         if self._closed.done():
             return
-        last_error = self._last_error
-        if self._ws.close_code in framing.RECONNECT_CLOSES:
-            # A drain or a passing failure: reconnect, whatever Error frames came before.
-            last_error = None
-        reason = self._close_reason or last_error or failure or self._closed_by_peer()
+        if self._close_reason is not None:
+            reason = self._close_reason
+        else:
+            self._peer_close_code = self._ws.close_code
+            reason = self._peer_close_reason(self._last_error)
+            if failure is not None and reason is not self._last_error:
+                reason = failure  # the socket broke: say how, not "closed"
         pending, self._pending = self._pending, {}
         for reply in pending.values():
             if not reply.done():

@@ -85,6 +85,13 @@ class ParleyError(Exception):
         return f"ParleyError({self.code}, {self.type.name}, {self.message!r})"
 
 
+def terminated(detail: str = "") -> ParleyError:
+    """What an operation on a terminated client fails with; `detail` is appended."""
+    return ParleyError(
+        ErrorCode.ERROR_CODE_WRONG_STATE, f"the client was terminated{detail}", ErrorType.OTHER
+    )
+
+
 @dataclass(frozen=True)
 class ConfigurationProblem:
     """One thing wrong with a client's configuration: the setting at fault and why."""

@@ -1,8 +1,9 @@
 """The client's life on the gateways: connect, stay connected, reconnect, refresh tokens.
 
 A `Session` owns at most one `Connection` at a time. When the socket drops without
-`close()`, it reconnects with backoff and jitter, trying the replicas in turn starting
-with the next one, with a valid token, and re-applies what the app asked for (listening).
+`close()`, it reconnects with backoff and jitter (spread over seconds after a drain, held
+back after RATE_LIMITED), trying the replicas in turn starting with a random other one,
+with a valid token, and re-applies what the app asked for (listening).
 Incoming frames that are not replies go, in order, to the handlers registered by body
 name, so feature modules (calling, messaging) plug in without touching this file.
 """
@@ -19,10 +20,11 @@ from typing import Any, Protocol
 import aiohttp
 from google.protobuf.message import Message
 
-from parley_client.backoff import backoff_delay
+from parley_client.backoff import first_replica, reconnect_delay
 from parley_client.config import Endpoint
 from parley_client.connection import Connection
-from parley_client.errors import ErrorType, ParleyError
+from parley_client.errors import ParleyError, terminated
+from parley_client.futures import app_future
 from parley_client.logs import ClientLog
 from parley_client.tokens import Authenticator
 from parley_protocol.clock import Clock
@@ -174,8 +176,7 @@ class Session:
         """Listen (or stop) now if connected, else at the next connection; re-applied after
         every reconnect. The future settles when the gateway accepted it."""
         self._listening = listening
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(_consume)
+        done = app_future()
         self._listen_waiters.append(done)
         connection = self.connection
         if self.is_up and connection is not None:
@@ -205,11 +206,8 @@ class Session:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks.pop(name, None)
-        terminated = ParleyError(
-            ErrorCode.ERROR_CODE_WRONG_STATE, "the client was terminated", ErrorType.OTHER
-        )
         for waiter in self._take_listen_waiters():
-            waiter.set_exception(terminated)
+            waiter.set_exception(terminated())
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -233,17 +231,13 @@ class Session:
             connection, welcome = await self._open(endpoint, token.token)
         if self._closing:
             await connection.close()
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_WRONG_STATE, "the client was terminated", ErrorType.OTHER
-            )
+            raise terminated()
         self._index = index
         self.connection = connection
         self.welcome = welcome
         self._auth.learn_server_time(welcome.server_time_ms)
         self._auth.confirm_expiry(welcome.token_expires_at_ms)
-        interval = self._heartbeat_override or (
-            welcome.heartbeat_interval_ms / 1000 or DEFAULT_HEARTBEAT_INTERVAL
-        )
+        interval = self._heartbeat_interval(welcome)
         connection.start_heartbeat(interval)
         self._tasks["refresh"] = asyncio.create_task(self._refresh(connection))
         self._log.info(
@@ -255,6 +249,15 @@ class Session:
         self._up = not connection.is_closed
         for hook in list(self._connected_hooks):
             await self._call(hook, reconnected)
+
+    def _heartbeat_interval(self, welcome: pb.Welcome) -> float:
+        """The app's interval, but never longer than the gateway's: it drops sessions that
+        stay silent past its own interval."""
+        server: float = welcome.heartbeat_interval_ms / 1000
+        override = self._heartbeat_override
+        if override and server:
+            return min(override, server)
+        return override or server or DEFAULT_HEARTBEAT_INTERVAL
 
     async def _open(self, endpoint: Endpoint, token: str) -> tuple[Connection, pb.Welcome]:
         return await Connection.open(
@@ -290,19 +293,22 @@ class Session:
                 "session", f"connection to {connection.endpoint} lost ({reason}); reconnecting"
             )
             await self._events.session_down(reason)
-            if not await self._reconnect():
+            if not await self._reconnect(reason, connection.peer_close_code):
                 return
             self._log.info("session", f"reconnected to {self.endpoint}")
             await self._events.session_up()
 
-    async def _reconnect(self) -> bool:
+    async def _reconnect(self, reason: ParleyError, close_code: int | None) -> bool:
+        """Try the replicas in turn from a random other one until one welcomes us."""
+        start = first_replica(self._index, len(self._endpoints), self._rng)
         attempt = 0
         while not self._closing:
-            delay = backoff_delay(attempt, self._rng)
+            delay = reconnect_delay(attempt, self._rng, reason.error_code, close_code)
+            index = (start + attempt) % len(self._endpoints)
+            self._log.info("session", f"reconnecting to {self._endpoints[index]} in {delay:.2f} s")
             await asyncio.sleep(delay)
             if self._closing:
                 return False
-            index = (self._index + 1 + attempt) % len(self._endpoints)
             try:
                 await self._connect(index, reconnected=True)
                 return True
@@ -314,12 +320,14 @@ class Session:
                     await self._events.session_failed(exc)
                     return False
                 attempt += 1
+                reason = exc
                 self._log.info(
                     "session",
                     f"reconnect attempt {attempt} to {self._endpoints[index]} failed ({exc})",
                 )
             except Exception as exc:  # a bug or a local fault: keep trying, loudly
                 attempt += 1
+                reason = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, repr(exc))
                 self._log.error(
                     "session", f"reconnect attempt {attempt} failed unexpectedly: {exc!r}"
                 )
@@ -431,9 +439,3 @@ class Session:
         name = f"task-{id(task)}"
         self._tasks[name] = task
         task.add_done_callback(lambda _: self._tasks.pop(name, None))
-
-
-def _consume(future: asyncio.Future[None]) -> None:
-    """Mark a future's exception as seen: apps may ignore the futures we hand out."""
-    if not future.cancelled():
-        future.exception()
