@@ -96,6 +96,8 @@ async def test_jwks_is_served_from_auth(stack: Stack) -> None:
         ({"scheme": "REGISTRATION_SCHEME_MAGIC"}, 400, "INVALID_ARGUMENT", "scheme"),
         ({"sequence": "-1"}, 400, "INVALID_ARGUMENT", "sequence"),
         (b"x" * (MAX_BODY_BYTES + 1), 413, "PAYLOAD_TOO_LARGE", "over the limit"),
+        (b"[" * 3000 + b"]" * 3000, 400, "INVALID_ARGUMENT", "nested too deeply"),
+        (b'{"user_id": ' + b"[" * 3000 + b"]" * 3000 + b"}", 400, "INVALID_ARGUMENT", "nested"),
     ],
 )
 async def test_bad_register_bodies_get_a_specific_problem(
@@ -105,6 +107,29 @@ async def test_bad_register_bodies_get_a_specific_problem(
     assert (got_status, problem["code"]) == (status, code), problem
     assert detail in problem["detail"], problem
     assert problem["status"] == status
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("POST", "/v1/jwks", "GET"), ("GET", "/v1/register", "POST"), ("PUT", "/v1/token", "POST")],
+)
+async def test_a_wrong_method_is_a_405_problem(
+    stack: Stack, method: str, path: str, allowed: str
+) -> None:
+    async with stack.http.request(method, stack.url() + path) as resp:
+        assert resp.status == 405
+        assert resp.content_type == "application/problem+json"
+        assert allowed in resp.headers["Allow"]
+        problem = await resp.json(content_type=None)
+    assert (problem["code"], problem["status"]) == ("INVALID_ARGUMENT", 405)
+    assert problem["detail"].startswith(f"method not allowed: {method} {path}"), problem
+
+
+async def test_an_unknown_path_is_a_404_problem(stack: Stack) -> None:
+    async with stack.http.get(stack.url() + "/v2/nothing") as resp:
+        assert resp.status == 404
+        assert resp.content_type == "application/problem+json"
+        assert (await resp.json(content_type=None))["code"] == "NOT_FOUND"
 
 
 async def test_auth_errors_come_back_as_problems(stack: Stack, app: App) -> None:

@@ -47,7 +47,7 @@ async def eventually(
     while not await check():
         if time.monotonic() - began > timeout:
             raise AssertionError(f"{what} not reached within {timeout:g} s")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # under a session's frame rate limit when `check` asks the gateway
     return time.monotonic() - began
 
 

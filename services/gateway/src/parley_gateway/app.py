@@ -59,7 +59,6 @@ async def setup(runtime: Runtime) -> None:
         Router(runtime.nc, settings.gateway_id),
         peers,
     )
-    await gateway.start(HttpApi(gateway, runtime.bus).application())
 
     async def on_keys_changed(msg: object) -> None:
         try:
@@ -67,7 +66,10 @@ async def setup(runtime: Runtime) -> None:
         except Exception as exc:  # the next unknown kid or stale check fetches again
             log.warning("jwks_refresh_on_rotation_failed", error=str(exc))
 
-    await runtime.nc.subscribe(subjects.AUTH_KEYS_CHANGED, cb=on_keys_changed)
+    # Everything that can fail, and the hooks that undo it, before the listener opens: the
+    # listener starts last (and stops itself again if its own start fails).
     runtime.components["gateway"] = gateway
     runtime.on_drain(gateway.drain)
     runtime.on_stop(gateway.stop)
+    await runtime.nc.subscribe(subjects.AUTH_KEYS_CHANGED, cb=on_keys_changed)
+    await gateway.start(HttpApi(gateway, runtime.bus).application())

@@ -2,7 +2,9 @@
 
 Per-connection work that depends on time (Hello timeout, heartbeat timeout, token expiry)
 is checked by ONE sweep over all sessions, and presence entries are refreshed by ONE loop,
-so an idle connection costs no task beyond aiohttp's own handler.
+so an idle connection costs no task beyond aiohttp's own handler. No shared loop waits
+for a client: writes never block (see session.py), and closes from the sweep or a drain
+are bounded (a drain takes at most drain_timeout_seconds, dropping what is left).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 
 from aiohttp import web
 
-from parley_gateway.metrics import CONNECTIONS
+from parley_gateway.metrics import CONNECTIONS, DELIVERIES
 from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
 from parley_gateway.routing import Router
@@ -25,10 +27,10 @@ from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway")
 
-# Sessions closed at once while draining.
-CLOSE_CONCURRENCY = 1000
 # How long a closing handshake may take before the socket is dropped.
 WS_CLOSE_TIMEOUT_SECONDS = 2.0
+# Part of the drain time kept for the sessions' clean-up (routing, presence) after the closes.
+DRAIN_CLEANUP_SHARE = 0.25
 
 
 class Gateway:
@@ -63,14 +65,24 @@ class Gateway:
         return f"http://{self.settings.gateway_host}:{self.port}"
 
     async def start(self, app: web.Application) -> None:
-        """Open presence and routing, fetch the JWKS, then listen and start the loops."""
+        """Open presence and routing, fetch the JWKS, then listen and start the loops.
+
+        On failure everything started so far is stopped again (no listener is left behind).
+        """
+        try:
+            await self._start(app)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, app: web.Application) -> None:
         await self.presence.open()
         try:
             await self.verifier.refresh()
         except ParleyError as err:
             # Auth may start after us; the first Hello fetches the JWKS again.
             log.warning("jwks_unavailable_at_start", error=str(err))
-        await self.router.start(self.sessions.get)
+        await self.router.start(self.sessions.get, self._held_overflow)
         await self.peers.start()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -90,23 +102,41 @@ class Gateway:
 
     # Sessions ---------------------------------------------------------------------------
 
-    def opened(self, ws: web.WebSocketResponse) -> Session:
-        session = Session(ws, self.clock.monotonic())
+    def opened(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> Session:
+        session = Session(ws, transport, self.clock.monotonic(), self.settings.session_frame_burst)
         self.sessions[session.connection_id] = session
         self._empty.clear()
         CONNECTIONS.inc()
         return session
 
+    @property
+    def full(self) -> bool:
+        return len(self.sessions) >= self.settings.max_connections
+
     async def sign_in(self, session: Session) -> None:
-        """Route the user's device events here and publish its presence."""
+        """Route the user's device events here and publish its presence.
+
+        Device events arriving from here on are held until `session.release()`, called
+        once the Welcome is written, so none reaches the client before its Welcome.
+        """
+        session.held = []
         session.state = ACTIVE
         session.signed_in = True
         await self.router.add(session)
         await self.presence.put(session)
 
+    def _held_overflow(self, session: Session) -> None:
+        DELIVERIES.labels("held_overflow").inc()
+        err = ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE,
+            "too many events arrived while the session was signing in; reconnect",
+        )
+        self.close_soon(session, err, framing.CLOSE_TRY_AGAIN_LATER)
+
     async def closed(self, session: Session) -> None:
         """Undo everything a session set up (called once, when its handler ends)."""
         session.state = CLOSING
+        session.held = None
         try:
             if session.signed_in:
                 session.signed_in = False
@@ -176,33 +206,44 @@ class Gateway:
                     self.close_soon(session, err, framing.CLOSE_UNAUTHENTICATED)
 
     async def _presence_loop(self) -> None:
-        interval = self.settings.presence_ttl_seconds / 3
+        interval = self.presence.refresh_interval
         while True:
             await asyncio.sleep(interval)
             try:
-                devices = [s for s in self.sessions.values() if s.signed_in and s.active]
-                failed = await self.presence.refresh(devices)
-                if failed:
-                    log.warning("presence_refresh_failed", failed=failed, total=len(devices))
+                await self.refresh_presence(list(self.sessions.values()))
             except Exception:
                 log.exception("presence_refresh_failed")
+
+    async def refresh_presence(self, sessions: list[Session]) -> None:
+        """Rewrite the presence entries of `sessions` that are still signed in when written
+        (one that closed meanwhile has deleted its entry: it must not come back)."""
+        failed = await self.presence.refresh(sessions, _is_device)
+        if failed:
+            log.warning("presence_refresh_failed", failed=failed, total=len(sessions))
 
     # Drain and stop ---------------------------------------------------------------------
 
     async def drain(self) -> None:
-        """Refuse new sessions, close live ones with 1012 so clients go to another replica."""
+        """Refuse new sessions, close live ones with 1012 so clients go to another replica.
+
+        Takes at most drain_timeout_seconds: connections not closed by then are dropped.
+        """
         self.draining = True
         count = len(self.sessions)
-        await self._close_all("gateway is restarting; reconnect")
-        if not await self._wait_empty(self.settings.drain_timeout_seconds):
+        timeout = self.settings.drain_timeout_seconds
+        deadline = asyncio.get_running_loop().time() + timeout
+        await self._close_all(
+            "gateway is restarting; reconnect", timeout * (1 - DRAIN_CLEANUP_SHARE)
+        )
+        if not await self._wait_empty(deadline - asyncio.get_running_loop().time()):
             log.warning("drain_sessions_left", sessions=len(self.sessions))
         log.info("gateway_drained", sessions_closed=count)
 
     async def stop(self) -> None:
         self.draining = True
         if self.sessions:
-            await self._close_all("gateway is stopping; reconnect")
-            await self._wait_empty(WS_CLOSE_TIMEOUT_SECONDS + 1)
+            await self._close_all("gateway is stopping; reconnect", WS_CLOSE_TIMEOUT_SECONDS)
+            await self._wait_empty(1.0)
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, *self._closing, return_exceptions=True)
@@ -214,14 +255,22 @@ class Gateway:
             self._runner = None
         log.info("gateway_stopped", gateway_id=self.gateway_id)
 
-    async def _close_all(self, reason: str) -> None:
+    async def _close_all(self, reason: str, timeout: float) -> None:
+        """Close every session with 1012, waiting at most `timeout`; then drop the rest."""
         live = [s for s in self.sessions.values() if s.state != CLOSING]
-        for start in range(0, len(live), CLOSE_CONCURRENCY):
-            chunk = live[start : start + CLOSE_CONCURRENCY]
-            await asyncio.gather(
-                *(s.close(framing.CLOSE_SERVICE_RESTART, reason) for s in chunk),
-                return_exceptions=True,
-            )
+        closes = [asyncio.create_task(s.close(framing.CLOSE_SERVICE_RESTART, reason)) for s in live]
+        if not closes:
+            return
+        _, pending = await asyncio.wait(closes, timeout=max(0.0, timeout))
+        if pending:
+            # Out of time (clients that do not answer the close): drop every connection
+            # left, so the handlers end and clean up.
+            for session in list(self.sessions.values()):
+                session.abort("drain_deadline", log_it=False)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.warning("closes_timed_out", dropped=len(pending), timeout_seconds=timeout)
 
     async def _wait_empty(self, timeout: float) -> bool:
         try:
@@ -229,3 +278,7 @@ class Gateway:
             return True
         except TimeoutError:
             return False
+
+
+def _is_device(session: Session) -> bool:
+    return session.signed_in and session.active

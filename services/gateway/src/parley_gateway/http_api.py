@@ -22,7 +22,7 @@ from parley_gateway.metrics import ERRORS
 from parley_gateway.ws import handle_connect
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
-from parley_protocol.http import PROBLEM_CONTENT_TYPE, problem_body, status_for
+from parley_protocol.http import PROBLEM_CONTENT_TYPE, problem_body
 from parley_service import tracing
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
@@ -36,11 +36,13 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def problem_response(err: ParleyError) -> web.Response:
+def problem_response(err: ParleyError, status: int | None = None) -> web.Response:
+    """The problem response for `err`, with its code's status unless `status` is given."""
     ERRORS.labels(err.code_name).inc()
-    return web.json_response(
-        problem_body(err), status=status_for(err.code), content_type=PROBLEM_CONTENT_TYPE
-    )
+    body = problem_body(err)
+    if status is not None:
+        body["status"] = status
+    return web.json_response(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
 
 
 def _invalid(reason: str) -> ParleyError:
@@ -65,6 +67,8 @@ async def read_message(request: web.Request, message_type: type[M]) -> M:
         data = json.loads(raw)
     except ValueError as exc:  # also UnicodeDecodeError
         raise _invalid(f"request body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise _invalid("request body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise _invalid(f"request body must be a JSON object, not {type(data).__name__}")
     message = message_type()
@@ -72,6 +76,8 @@ async def read_message(request: web.Request, message_type: type[M]) -> M:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise _invalid(f"request body does not fit {message_type.__name__}: {exc}") from exc
+    except RecursionError as exc:
+        raise _invalid("request body is nested too deeply") from exc
     return message
 
 
@@ -101,15 +107,43 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     except ParleyError as err:
         return problem_response(err)
-    except web.HTTPNotFound:
-        return problem_response(
-            ParleyError(ErrorCode.ERROR_CODE_NOT_FOUND, f"no endpoint at {request.path[:200]}")
-        )
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are not problems
+        response = problem_response(_http_error(request, exc), exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("http_handler_failed", path=request.path[:200])
         return problem_response(ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error"))
+
+
+# Codes for the statuses aiohttp itself answers with; other 4xx are INVALID_ARGUMENT.
+_HTTP_CODES: dict[int, int] = {
+    413: ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+    429: ErrorCode.ERROR_CODE_RATE_LIMITED,
+    503: ErrorCode.ERROR_CODE_UNAVAILABLE,
+    504: ErrorCode.ERROR_CODE_TIMEOUT,
+}
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> ParleyError:
+    """The Parley error for an HTTP error aiohttp raised (no route, wrong method, ...)."""
+    path = request.path[:200]
+    if exc.status == 404:
+        return ParleyError(ErrorCode.ERROR_CODE_NOT_FOUND, f"no endpoint at {path}")
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"method not allowed: {request.method[:20]} {path} takes {allowed or 'no method'}",
+        )
+    server_side = exc.status >= 500
+    default = (
+        ErrorCode.ERROR_CODE_INTERNAL if server_side else ErrorCode.ERROR_CODE_INVALID_ARGUMENT
+    )
+    return ParleyError(_HTTP_CODES.get(exc.status, default), exc.reason or f"HTTP {exc.status}")
 
 
 class HttpApi:

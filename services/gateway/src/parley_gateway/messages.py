@@ -60,6 +60,8 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         return False
     if msg.resume_session_id and msg.resume_session_id != s.connection_id:
         await _forget_previous(gw, s, msg.resume_session_id)
+    if s.state == CLOSING:  # timed out, drained or overflowed while signing in
+        return False
     welcome = client_pb2.Welcome(
         session_id=s.connection_id,
         gateway_id=gw.gateway_id,
@@ -68,6 +70,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         token_expires_at_ms=s.token_expires_at_ms,
     )
     await s.send(client_pb2.Envelope(reply_to=env.seq, welcome=welcome))
+    await s.release()  # the device events that came meanwhile, in order
     log.debug("session_started", app=s.application_key, connection=s.connection_id)
     return True
 

@@ -20,6 +20,19 @@ ERRORS = Counter(
 )
 DELIVERIES = Counter(
     "parley_gateway_device_events_total",
-    "Device events taken from the bus, by outcome (delivered, no_session, bad_event).",
+    "Device events taken from the bus, by outcome (delivered, no_session, bad_event, "
+    "held_overflow: too many for a session still signing in).",
     ["outcome"],
+)
+ABORTS = Counter(
+    "parley_gateway_aborted_connections_total",
+    "Connections dropped without a closing handshake, by reason (slow_consumer: its unread "
+    "output passed the cap; close_timeout: output still unread after the close; "
+    "drain_deadline: still open when the drain ran out of time).",
+    ["reason"],
+)
+REFUSALS = Counter(
+    "parley_gateway_refused_total",
+    "Connections and frames refused for load, by reason (max_connections, frame_rate).",
+    ["reason"],
 )

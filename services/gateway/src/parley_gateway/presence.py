@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -54,6 +54,9 @@ class Device(Protocol):
     def listening(self) -> bool: ...
 
 
+D = TypeVar("D", bound=Device)
+
+
 class PresenceStore:
     def __init__(
         self,
@@ -67,6 +70,7 @@ class PresenceStore:
         self._js = nc.jetstream()
         self._gateway_id = gateway_id
         self._ttl = ttl_seconds
+        self.ttl_seconds = ttl_seconds  # the bucket's, once open() found it shorter
         self._bucket = subjects.PRESENCE_BUCKET
         self._stream = KV_STREAM_TEMPLATE.format(bucket=self._bucket)
         self._prefix = KV_PRE_TEMPLATE.format(bucket=self._bucket)
@@ -102,13 +106,22 @@ class PresenceStore:
             await self._js.update_stream(info.config.evolve(allow_direct=True))
             log.info("presence_bucket_direct_gets_enabled", bucket=self._bucket)
         max_age = info.config.max_age or 0
+        # The bucket was made by a gateway configured otherwise: entries live the bucket's
+        # TTL, so refresh in time for the shorter of the two.
+        self.ttl_seconds = min(self._ttl, max_age) if max_age else self._ttl
         if max_age and abs(max_age - self._ttl) > 0.5:
             log.warning(
                 "presence_ttl_differs",
                 bucket_ttl_seconds=max_age,
                 configured_ttl_seconds=self._ttl,
+                refresh_every_seconds=self.refresh_interval,
             )
         self._kv = kv
+
+    @property
+    def refresh_interval(self) -> float:
+        """Entries are rewritten this often: three times per TTL."""
+        return self.ttl_seconds / 3
 
     def key(self, device: Device) -> str:
         return subjects.presence_key(device.application_key, device.user_id, device.connection_id)
@@ -138,14 +151,22 @@ class PresenceStore:
         key = subjects.presence_key(application_key, user_id, connection_id)
         await self.kv.delete(key, validate_keys=False)
 
-    async def refresh(self, devices: Iterable[Device]) -> int:
-        """Rewrite every entry (resetting its TTL); returns how many failed."""
+    async def refresh(self, devices: Iterable[D], current: Callable[[D], bool]) -> int:
+        """Rewrite the entry (resetting its TTL) of each device still `current` when it is
+        written (the list may predate the end of some); returns how many writes failed."""
         failed = 0
-        batch: list[Device] = []
+        batch: list[D] = []
+
+        async def put_if_current(device: D) -> None:
+            # Checked with no await before the write is queued on the NATS connection: a
+            # session ending after this check queues its delete behind our put.
+            if current(device):
+                await self.put(device)
 
         async def flush() -> int:
-            results = await asyncio.gather(*(self.put(d) for d in batch), return_exceptions=True)
+            puts = [put_if_current(d) for d in batch]
             batch.clear()
+            results = await asyncio.gather(*puts, return_exceptions=True)
             return sum(1 for r in results if isinstance(r, BaseException))
 
         for device in devices:

@@ -5,7 +5,9 @@ all of that user's sessions on this gateway and dropped with the last of them; t
 has one wildcard subscription on `parley.conn.<gateway_id>.*` for events addressed to one
 connection. Every message lands in one queue, drained in order by one task: a
 `parley.v1.DeviceEvent` whose envelope goes to the target sessions (except
-`except_connection_id`), numbered with each session's own server seq.
+`except_connection_id`), numbered with each session's own server seq. That task never
+waits for a client (`Session.send` drops one that stops reading), and a session still
+signing in holds its events until its Welcome is out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from parley_service.logs import get_logger
 log = get_logger("parley.gateway.routing")
 
 SessionLookup = Callable[[str], Session | None]
+OverflowHandler = Callable[[Session], None]
+
+# Bodies only the gateway itself sends, in reply to a session's own request: a device event
+# carrying one would confuse the client's view of its session.
+SESSION_CONTROL_BODIES = frozenset({"welcome", "token_accepted", "listen_accepted", "pong"})
+EVENT_BODIES = framing.SERVER_BODIES - SESSION_CONTROL_BODIES
+# Room left in a frame for the seq each session gives the event (tag + 10-byte varint).
+SEQ_FIELD_BYTES = 11
 
 
 class Router:
@@ -37,15 +47,21 @@ class Router:
         self._connection_prefix = self._connections_subject[:-1]  # "parley.conn.<gw>."
         # Subject of a user's device events -> that user's signed-in sessions here.
         self._users: dict[str, list[Session]] = {}
+        # Subject -> its first subscribe, while in flight: later sessions wait for it.
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._lookup: SessionLookup = lambda _: None
+        self._overflow: OverflowHandler = lambda _: None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def users(self) -> int:
         return len(self._users)
 
-    async def start(self, lookup: SessionLookup) -> None:
+    async def start(self, lookup: SessionLookup, overflow: OverflowHandler) -> None:
+        """Deliver events for connections found by `lookup`; `overflow` gets a session still
+        signing in that has too many events held."""
         self._lookup = lookup
+        self._overflow = overflow
         await self.mux.add(self._connections_subject)
         self._task = asyncio.create_task(self._deliver_loop(), name="gateway-deliver")
 
@@ -55,24 +71,46 @@ class Router:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self._users.clear()
+        self._subscribing.clear()
         try:
             await self.mux.clear()
         except Exception as exc:
             log.warning("unsubscribe_failed", error=str(exc))
 
     async def add(self, session: Session) -> None:
-        """Deliver the user's device events to `session` (subscribing for its first one)."""
+        """Deliver the user's device events to `session` (subscribing for its first one).
+
+        Returns once the subscription is in place; when it cannot be made, every session of
+        the user that waited for it fails too and the user is not routed at all.
+        """
         subject = subjects.device_events(session.application_key, session.user_id)
         sessions = self._users.get(subject)
         if sessions is not None:
             sessions.append(session)
+            subscribing = self._subscribing.get(subject)
+            if subscribing is not None:
+                await asyncio.shield(subscribing)
             return
         self._users[subject] = [session]
+        subscribing = asyncio.get_running_loop().create_future()
+        self._subscribing[subject] = subscribing
         try:
             await self.mux.add(subject)
-        except Exception:
-            self._drop(subject, session)
+        except BaseException as exc:
+            if self._subscribing.get(subject) is subscribing:
+                del self._subscribing[subject]
+                self._users.pop(subject, None)
+                try:
+                    await self.mux.remove(subject)
+                except Exception as remove_exc:
+                    log.warning("unsubscribe_failed", error=str(remove_exc))
+            failure = exc if isinstance(exc, Exception) else ConnectionError("sign-in ended")
+            subscribing.set_exception(failure)
+            subscribing.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
+        if self._subscribing.get(subject) is subscribing:
+            del self._subscribing[subject]
+        subscribing.set_result(None)
 
     async def remove(self, session: Session) -> None:
         subject = subjects.device_events(session.application_key, session.user_id)
@@ -109,19 +147,15 @@ class Router:
         envelope = client_pb2.Envelope()
         try:
             event.ParseFromString(msg.data)
+            if len(event.envelope) + SEQ_FIELD_BYTES > framing.MAX_FRAME_BYTES:
+                return _refuse(msg, "device_event_too_large", size=len(event.envelope))
             envelope.ParseFromString(event.envelope)
         except DecodeError:
-            DELIVERIES.labels("bad_event").inc()
-            log.warning("device_event_unreadable", subject=msg.subject)
-            return 0
-        if framing.body_name(envelope) not in framing.SERVER_BODIES:
-            DELIVERIES.labels("bad_event").inc()
-            log.warning(
-                "device_event_not_a_server_message",
-                subject=msg.subject,
-                body=framing.body_name(envelope),
-            )
-            return 0
+            return _refuse(msg, "device_event_unreadable")
+        body = framing.body_name(envelope)
+        if body not in EVENT_BODIES:
+            return _refuse(msg, "device_event_not_an_event", body=body)
+        envelope.reply_to = 0  # an event answers no request of this client's
         if msg.subject.startswith(self._connection_prefix):
             one = self._lookup(msg.subject[len(self._connection_prefix) :])
             targets = [one] if one is not None else []
@@ -131,7 +165,18 @@ class Router:
         for session in targets:
             if session.connection_id == event.except_connection_id or not session.active:
                 continue
-            if await session.send(envelope):
+            if session.held is not None:  # signing in: goes out right after the Welcome
+                if session.hold(envelope):
+                    delivered += 1
+                else:
+                    self._overflow(session)
+            elif await session.send(envelope):
                 delivered += 1
         DELIVERIES.labels("delivered" if delivered else "no_session").inc()
         return delivered
+
+
+def _refuse(msg: Msg, event: str, **fields: object) -> int:
+    DELIVERIES.labels("bad_event").inc()
+    log.warning(event, subject=msg.subject, **fields)
+    return 0

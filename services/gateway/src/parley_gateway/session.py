@@ -1,23 +1,40 @@
 """One WebSocket connection: who is on it, its sequence numbers, and how to write to it.
 
 Kept small on purpose (20,000 idle connections per process): `__slots__`, no task of its
-own (timeouts are checked by the gateway's one sweep), no protobuf objects held.
+own (timeouts are checked by the gateway's one sweep), no protobuf objects held (but the
+few device events that arrive between sign-in and Welcome). Writes never wait for the
+client: one that stops reading is dropped once SEND_BUFFER_CAP of output waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from aiohttp import web
 
 from parley.v1 import client_pb2
-from parley_gateway.metrics import ERRORS, FRAMES
+from parley_gateway.metrics import ABORTS, ERRORS, FRAMES
 from parley_protocol import framing
 from parley_protocol.errors import ParleyError
+from parley_service.logs import get_logger
+
+log = get_logger("parley.gateway.session")
 
 AWAITING_HELLO = 0
 ACTIVE = 1
 CLOSING = 2
+
+# Output a client has not read yet, beyond which it is dropped instead of written to: a
+# client that stops reading must cost bounded memory and never stall a shared loop.
+SEND_BUFFER_CAP = 512 * 1024
+# The transport pauses writers (aiohttp then awaits) only above this; kept well over
+# SEND_BUFFER_CAP + one frame, so a write never waits for a peer.
+WRITE_BUFFER_HIGH = 1024 * 1024
+# How long output may stay unread after the close frame before the connection is dropped.
+CLOSE_LINGER_SECONDS = 2.0
+# Device events kept for a session between its sign-in and its Welcome.
+MAX_HELD_FRAMES = 64
 
 
 def new_connection_id() -> str:
@@ -31,6 +48,7 @@ class Session:
         "calling",
         "connected_at_ms",
         "connection_id",
+        "held",
         "in_seq",
         "instance_id",
         "last_heard",
@@ -38,15 +56,26 @@ class Session:
         "messaging",
         "opened_at",
         "out_seq",
+        "refused",
         "signed_in",
         "state",
         "token_expires_at_ms",
+        "tokens",
+        "tokens_at",
+        "transport",
         "user_id",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, opened_at: float) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        opened_at: float,
+        burst: float,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.connection_id = new_connection_id()
         self.state = AWAITING_HELLO
         self.opened_at = opened_at  # monotonic
@@ -62,14 +91,70 @@ class Session:
         self.messaging = False
         self.listening = False
         self.signed_in = False  # routed and in presence: undone when the session ends
+        # Device events that came between sign-in and Welcome; None once the Welcome is out.
+        self.held: list[client_pb2.Envelope] | None = None
+        # Frame rate limit: a token bucket (tokens left at monotonic time tokens_at), and the
+        # frames refused since it was last full.
+        self.tokens = float(burst)
+        self.tokens_at = opened_at
+        self.refused = 0
 
     @property
     def active(self) -> bool:
         return self.state == ACTIVE
 
+    def admit(self, now: float, burst: float, rate: float) -> bool:
+        """Take a token for one client frame; False (and one more refusal) when none is left."""
+        tokens = min(burst, self.tokens + (now - self.tokens_at) * rate)
+        self.tokens_at = now
+        if tokens >= 1:
+            if tokens >= burst:
+                self.refused = 0  # calm long enough to refill: earlier excess is forgiven
+            self.tokens = tokens - 1
+            return True
+        self.tokens = tokens
+        self.refused += 1
+        return False
+
+    def hold(self, envelope: client_pb2.Envelope) -> bool:
+        """Keep a device event until the Welcome is out; False when too many are waiting."""
+        assert self.held is not None
+        if len(self.held) >= MAX_HELD_FRAMES:
+            return False
+        self.held.append(envelope)
+        return True
+
+    async def release(self) -> None:
+        """Write the device events held during sign-in, in order; events go straight out after."""
+        while self.held:
+            if not await self.send(self.held.pop(0)):
+                break
+        self.held = None
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the client."""
+        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+
+    def abort(self, reason: str, log_it: bool = True) -> None:
+        """Drop the connection at once (no closing handshake); its handler then cleans up."""
+        self.state = CLOSING
+        transport = self.transport
+        if transport is None or (transport.is_closing() and not self.buffered()):
+            return  # already gone
+        ABORTS.labels(reason).inc()
+        if log_it:
+            log.warning(reason, connection=self.connection_id, buffered=self.buffered())
+        transport.abort()
+
     async def send(self, envelope: client_pb2.Envelope) -> bool:
-        """Number the frame and write it; False when the connection is already gone."""
+        """Number the frame and write it; False when the connection is gone or was dropped.
+
+        Never waits for the client: one over SEND_BUFFER_CAP of unread output is dropped.
+        """
         if self.ws.closed:
+            return False
+        if self.buffered() > SEND_BUFFER_CAP:
+            self.abort("slow_consumer")
             return False
         self.out_seq += 1
         envelope.seq = self.out_seq
@@ -86,12 +171,20 @@ class Session:
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` (a reason of at most 123 bytes goes in the close frame)."""
-        if self.state != CLOSING:
-            self.state = CLOSING
+        self.state = CLOSING
         try:
             await self.ws.close(code=code, message=reason.encode()[:123])
         except (ConnectionError, RuntimeError):
             pass
+        if self.buffered():
+            # The close frame waits behind output the client has not read: give it a moment,
+            # then drop the connection rather than keep its socket and buffer indefinitely.
+            loop = asyncio.get_running_loop()
+            loop.call_later(CLOSE_LINGER_SECONDS, self._abort_if_unread)
+
+    def _abort_if_unread(self) -> None:
+        if self.buffered():
+            self.abort("close_timeout")
 
     async def fail(self, err: ParleyError, reply_to: int = 0, close_code: int = 0) -> None:
         """Send an Error frame; then, with `close_code`, close the connection with it."""

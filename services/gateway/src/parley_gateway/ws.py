@@ -14,8 +14,8 @@ from aiohttp import WSMsgType, web
 from parley.v1 import client_pb2
 from parley_gateway.gateway import WS_CLOSE_TIMEOUT_SECONDS, Gateway
 from parley_gateway.messages import HANDLERS
-from parley_gateway.metrics import FRAMES
-from parley_gateway.session import AWAITING_HELLO, CLOSING, Session
+from parley_gateway.metrics import FRAMES, REFUSALS
+from parley_gateway.session import AWAITING_HELLO, CLOSING, WRITE_BUFFER_HIGH, Session
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import tracing
@@ -26,6 +26,8 @@ log = get_logger("parley.gateway.ws")
 # aiohttp itself refuses (close 1009) messages above this; between MAX_FRAME_BYTES and it,
 # the client gets our FRAME_TOO_LARGE error frame first.
 WS_MAX_MESSAGE_BYTES = framing.MAX_FRAME_BYTES * 4
+# Frames refused for rate after which a session that does not slow down is closed.
+MAX_REFUSED_FRAMES = 100
 
 
 async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamResponse:
@@ -33,6 +35,13 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
         raise ParleyError(
             ErrorCode.ERROR_CODE_UNAVAILABLE,
             "this gateway is restarting; connect again (another replica will answer)",
+        )
+    if gateway.full:
+        REFUSALS.labels("max_connections").inc()
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE,
+            f"this gateway holds its limit of {gateway.settings.max_connections} connections; "
+            "connect again (another replica will answer)",
         )
     ws = web.WebSocketResponse(
         max_msg_size=WS_MAX_MESSAGE_BYTES,
@@ -46,7 +55,16 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
             "GET /v1/connect takes a WebSocket upgrade (binary frames of parley.v1.Envelope)",
         )
     await ws.prepare(request)
-    session = gateway.opened(ws)
+    if gateway.draining:  # the drain began during the upgrade and will not close this one
+        await ws.close(
+            code=framing.CLOSE_SERVICE_RESTART, message=b"gateway is restarting; reconnect"
+        )
+        return ws
+    transport = request.transport
+    if transport is not None:
+        # Writes never wait for the client: Session.send drops one far below this mark.
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+    session = gateway.opened(ws, transport)
     try:
         async for msg in ws:
             if session.state == CLOSING:
@@ -95,6 +113,19 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
     body = framing.body_name(envelope)
     FRAMES.labels("in", body or "unknown").inc()
     seq = envelope.seq
+    s = gateway.settings
+    if not session.admit(gateway.clock.monotonic(), s.session_frame_burst, s.session_frame_rate):
+        REFUSALS.labels("frame_rate").inc()
+        err = ParleyError(
+            ErrorCode.ERROR_CODE_RATE_LIMITED,
+            f"over {s.session_frame_rate:g} frames a second (bursts of "
+            f"{s.session_frame_burst}); the frame was ignored",
+        )
+        if session.refused >= MAX_REFUSED_FRAMES:
+            await session.fail(err, seq, framing.CLOSE_RATE_LIMITED)
+            return False
+        await session.send_error(err, seq)
+        return True
     if seq <= session.in_seq:
         err = ParleyError(
             ErrorCode.ERROR_CODE_BAD_SEQUENCE,
