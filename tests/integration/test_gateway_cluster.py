@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
-import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -31,18 +30,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with module_stack(nats_server.url, postgres_server, "test_gwc", gateways=2) as started:
         yield started
-
-
-@pytest_asyncio.fixture(scope="module")
-async def app(stack: Stack) -> App:
-    return await stack.create_app()
-
-
-@pytest_asyncio.fixture
-async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
-    nc = await nats.connect(nats_server.url)
-    yield nc
-    await nc.close()
 
 
 async def _presence(c: RawClient, *user_ids: str) -> dict[str, tuple[bool, int]]:

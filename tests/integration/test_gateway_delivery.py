@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -36,18 +35,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with module_stack(nats_server.url, postgres_server, "test_gwd") as started:
         yield started
-
-
-@pytest_asyncio.fixture(scope="module")
-async def app(stack: Stack) -> App:
-    return await stack.create_app()
-
-
-@pytest_asyncio.fixture
-async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
-    nc = await nats.connect(nats_server.url)
-    yield nc
-    await nc.close()
 
 
 def _event(reason: str, **envelope: object) -> bytes:

@@ -7,7 +7,6 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,11 +34,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with module_stack(nats_server.url, postgres_server, "test_gwlc") as started:
         yield started
-
-
-@pytest_asyncio.fixture(scope="module")
-async def app(stack: Stack) -> App:
-    return await stack.create_app()
 
 
 async def _online(c: RawClient, user_id: str) -> bool:
@@ -171,16 +165,6 @@ async def test_drain_ends_in_time_when_clients_do_not_answer_the_close(
         monkeypatch.undo()
         stack.gateways.remove(runtime)
         await rt.stop(runtime, drain=False)
-
-
-@pytest_asyncio.fixture
-async def own_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_a_presence_bucket_with_a_shorter_ttl_sets_the_refresh_period(

@@ -33,11 +33,6 @@ async def stack(
         yield started
 
 
-@pytest_asyncio.fixture(scope="module")
-async def app(stack: Stack) -> App:
-    return await stack.create_app()
-
-
 async def _pings(c: RawClient, count: int) -> list[int]:
     return [await c.send(ping=client.Ping()) for _ in range(count)]
 

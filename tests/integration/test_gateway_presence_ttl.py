@@ -7,26 +7,13 @@ creates it, and this test needs a one-second bucket.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
-import pytest_asyncio
 
 from parley_devstack.nats import EmbeddedNats
 from parley_protocol import subjects
 from parley_protocol.pb import presence
 from tests.integration.gateway_stack import Stack, eventually, start_stack
-
-
-@pytest_asyncio.fixture
-async def own_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_entries_are_refreshed_and_expire_when_their_gateway_stops_refreshing(

@@ -37,11 +37,6 @@ async def stack(
         yield started
 
 
-@pytest_asyncio.fixture(scope="module")
-async def app(stack: Stack) -> App:
-    return await stack.create_app()
-
-
 # HTTP -----------------------------------------------------------------------------------
 
 
