@@ -157,6 +157,19 @@ async def update_application_secret(
 # Registration sequences -----------------------------------------------------------------
 
 
+def _insert_device_if(condition: str, scheme: str) -> str:
+    """The tail of a registration statement: add the device ($1..$6) only if the CTE
+    `condition` (the sequence accepted, the signature fresh) returned a row."""
+    return (
+        " INSERT INTO auth.device_instances"
+        " (id, application_id, user_id, secret_hash, scheme, device_name, created_at,"
+        " last_token_at)"
+        f" SELECT $1::uuid, $2::uuid, $3::text, $4::bytea, '{scheme}', $5::text,"
+        f" $6::timestamptz, $6::timestamptz FROM {condition}"
+        " RETURNING id"
+    )
+
+
 async def insert_device_instance_at_sequence(
     db: Db,
     instance_id: uuid.UUID,
@@ -180,13 +193,7 @@ async def insert_device_instance_at_sequence(
         " ON CONFLICT (application_id, user_id) DO UPDATE"
         " SET last_sequence = EXCLUDED.last_sequence, updated_at = EXCLUDED.updated_at"
         " WHERE s.last_sequence < EXCLUDED.last_sequence"
-        " RETURNING 1)"
-        " INSERT INTO auth.device_instances"
-        " (id, application_id, user_id, secret_hash, scheme, device_name, created_at,"
-        " last_token_at)"
-        " SELECT $1::uuid, $2::uuid, $3::text, $4::bytea, 'application_server', $5::text,"
-        " $6::timestamptz, $6::timestamptz FROM accepted"
-        " RETURNING id",
+        " RETURNING 1)" + _insert_device_if("accepted", "application_server"),
         instance_id,
         application_id,
         user_id,
@@ -229,12 +236,7 @@ async def insert_device_instance_once(
         "WITH fresh AS ("
         " INSERT INTO auth.self_signed_uses (application_id, signature_sha256, expires_at)"
         " VALUES ($2, $7, $8) ON CONFLICT DO NOTHING RETURNING 1)"
-        " INSERT INTO auth.device_instances"
-        " (id, application_id, user_id, secret_hash, scheme, device_name, created_at,"
-        " last_token_at)"
-        " SELECT $1::uuid, $2::uuid, $3::text, $4::bytea, 'application_secret', $5::text,"
-        " $6::timestamptz, $6::timestamptz FROM fresh"
-        " RETURNING id",
+        + _insert_device_if("fresh", "application_secret"),
         instance_id,
         application_id,
         user_id,
