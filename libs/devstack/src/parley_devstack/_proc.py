@@ -6,10 +6,12 @@ import asyncio
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 _PR_SET_PDEATHSIG = 1
 
@@ -84,3 +86,31 @@ async def poll_until(predicate: Callable[[], bool], timeout: float, interval: fl
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(interval)
+
+
+class ServerProcess:
+    """What the embedded servers share: one child process, `pid`, `running`, and use as an
+    async context manager (start on entry, stop on exit). Subclasses define start/stop."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

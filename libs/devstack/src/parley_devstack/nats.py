@@ -10,9 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Self
 
-from parley_devstack._proc import parent_death_signal, poll_until, tail
+from parley_devstack._proc import ServerProcess, parent_death_signal, poll_until, tail
 from parley_devstack.ports import LOOPBACK, free_port
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ def find_nats_server() -> Path:
     return Path(found)
 
 
-class EmbeddedNats:
+class EmbeddedNats(ServerProcess):
     """A ``nats-server -js`` child process listening on 127.0.0.1.
 
     ``port=None`` picks a free port. The JetStream store lives under ``data_dir``
@@ -79,14 +78,6 @@ class EmbeddedNats:
     @property
     def monitor_url(self) -> str | None:
         return None if self.monitor_port is None else f"http://{self.host}:{self.monitor_port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- async API -------------------------------------------------------------------------
 
@@ -132,13 +123,6 @@ class EmbeddedNats:
                 proc.kill()
                 await poll_until(lambda: proc.poll() is not None, 10.0)
         self._proc = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- internals -------------------------------------------------------------------------
 

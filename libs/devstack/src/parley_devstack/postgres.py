@@ -23,11 +23,12 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import asyncpg
 
 from parley_devstack._proc import (
+    ServerProcess,
     parent_death_signal,
     pid_alive,
     poll_until,
@@ -61,7 +62,7 @@ def postgres_bin_dir() -> Path:
     return Path(spec.origin).resolve().parent / "pginstall" / "bin"
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
     """A PostgreSQL server whose data survives restarts under ``base_dir``.
 
     ``port=None`` picks a free port at each start. ``settings`` are extra ``-c name=value``
@@ -108,14 +109,6 @@ class EmbeddedPostgres:
 
     def dsn_for(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{database}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -170,13 +163,6 @@ class EmbeddedPostgres:
             proc.send_signal(sig)
             await poll_until(lambda: proc.poll() is not None, wait)
         self._proc = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- databases -------------------------------------------------------------------------
 
