@@ -13,7 +13,7 @@ from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_protocol import framing, subjects
 from parley_protocol.errors import ErrorCode
-from parley_protocol.pb import client, common, presence
+from parley_protocol.pb import client, common, presence, routing
 from parley_service import runtime as rt
 from tests.integration.gateway_stack import (
     App,
@@ -33,7 +33,7 @@ async def stack(
 
 
 async def _presence(c: RawClient, *user_ids: str) -> dict[str, tuple[bool, int]]:
-    reply = await c.request(presence_query=client.PresenceQuery(user_ids=list(user_ids)))
+    reply = await c.request(presence_query=presence.PresenceQuery(user_ids=list(user_ids)))
     return {u.user_id: (u.online, u.devices) for u in reply.presence_result.users}
 
 
@@ -91,7 +91,7 @@ async def test_bad_presence_queries_get_a_specific_error(
     stack: Stack, app: App, user_ids: list[str], code: int, field: str
 ) -> None:
     c = await stack.signed_in(app, "asker")
-    seq = await c.send(presence_query=client.PresenceQuery(user_ids=user_ids))
+    seq = await c.send(presence_query=presence.PresenceQuery(user_ids=user_ids))
     error = await c.expect_error(code, reply_to=seq)
     assert error.field == field
     await c.ping()
@@ -100,7 +100,7 @@ async def test_bad_presence_queries_get_a_specific_error(
 
 def _event(text: str, except_connection: str = "") -> bytes:
     envelope = client.Envelope(error=common.Error(code=ErrorCode.ERROR_CODE_NOT_FOUND, reason=text))
-    event = presence.DeviceEvent(
+    event = routing.DeviceEvent(
         envelope=envelope.SerializeToString(), except_connection_id=except_connection
     )
     data: bytes = event.SerializeToString()
@@ -134,7 +134,7 @@ async def test_device_events_reach_every_device_of_the_user_on_both_gateways(
     # Events the gateway must not pass on: not a DeviceEvent, or a client message inside.
     await bus.publish(lee, b"\xff\xff garbage")
     hello = client.Envelope(hello=client.Hello(user_id="lee")).SerializeToString()
-    await bus.publish(lee, presence.DeviceEvent(envelope=hello).SerializeToString())
+    await bus.publish(lee, routing.DeviceEvent(envelope=hello).SerializeToString())
 
     assert [(await one.recv()).error.reason for _ in range(2)] == ["not you", "direct"]
     assert (await three.recv()).error.reason == "not you"

@@ -22,7 +22,7 @@ from parley_gateway.presence import Device
 from parley_gateway.session import MAX_HELD_FRAMES, Session
 from parley_protocol import framing, subjects
 from parley_protocol.errors import ErrorCode
-from parley_protocol.pb import client, common, presence
+from parley_protocol.pb import client, common, routing
 from parley_service import runtime as rt
 from tests.integration.gateway_stack import App, Stack, eventually, module_stack
 
@@ -43,7 +43,7 @@ def _event(reason: str, **envelope: object) -> bytes:
         if envelope
         else client.Envelope(error=common.Error(code=E.ERROR_CODE_NOT_FOUND, reason=reason))
     )
-    data: bytes = presence.DeviceEvent(envelope=env.SerializeToString()).SerializeToString()
+    data: bytes = routing.DeviceEvent(envelope=env.SerializeToString()).SerializeToString()
     return data
 
 

@@ -23,7 +23,7 @@ from parley_gateway.app import setup as gateway_setup
 from parley_gateway.presence import Device
 from parley_gateway.settings import GatewaySettings
 from parley_protocol import framing, subjects
-from parley_protocol.pb import client
+from parley_protocol.pb import client, presence
 from parley_service import runtime as rt
 from tests.integration.gateway_stack import App, RawClient, Stack, module_stack, start_stack
 
@@ -37,7 +37,7 @@ async def stack(
 
 
 async def _online(c: RawClient, user_id: str) -> bool:
-    reply = await c.request(presence_query=client.PresenceQuery(user_ids=[user_id]))
+    reply = await c.request(presence_query=presence.PresenceQuery(user_ids=[user_id]))
     return bool(reply.presence_result.users[0].online)
 
 

@@ -12,11 +12,12 @@ from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
+from parley_protocol.pb import presence as presence_pb
 from tests.unit.client_double import harness, wait_until
 
 
 def _presence_push(user_id: str, reply_to: int = 0) -> pb.Envelope:
-    envelope = pb.Envelope(reply_to=reply_to, presence_result=pb.PresenceResult())
+    envelope = pb.Envelope(reply_to=reply_to, presence_result=presence_pb.PresenceResult())
     envelope.presence_result.users.add(user_id=user_id, online=True, devices=1)
     return envelope
 

@@ -13,6 +13,7 @@ from parley_client import ErrorType, ParleyError, UserPresence, backoff
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
+from parley_protocol.pb import presence as presence_pb
 from tests.unit.client_double import harness, wait_until
 
 
@@ -210,7 +211,7 @@ async def test_other_frames_go_to_registered_handlers(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not a body"):
             client._on_frame("incoming_call_typo", on_presence)
         await client.start()
-        pushed = pb.Envelope(presence_result=pb.PresenceResult())
+        pushed = pb.Envelope(presence_result=presence_pb.PresenceResult())
         pushed.presence_result.users.add(user_id="bob", online=True, devices=2)
         await h.gateways[0].send_to_all(pushed)
         await wait_until(lambda: len(received) == 1)

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from parley_protocol import framing, subjects
+from parley_protocol import bodies, framing, subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.http import error_from_problem, problem_body, status_for
 from parley_protocol.pb import client
@@ -45,8 +45,9 @@ def test_empty_envelope_is_an_unknown_message() -> None:
 def test_client_and_server_bodies_cover_the_oneof() -> None:
     oneof = client.Envelope.DESCRIPTOR.oneofs_by_name["body"]
     names = {f.name for f in oneof.fields}
-    assert names == framing.CLIENT_BODIES | framing.SERVER_BODIES
-    assert not framing.CLIENT_BODIES & framing.SERVER_BODIES
+    assert names == bodies.CLIENT_BODIES | bodies.SERVER_BODIES
+    assert not bodies.CLIENT_BODIES & bodies.SERVER_BODIES
+    assert not bodies.REPLY_BODIES & bodies.EVENT_BODIES
 
 
 @pytest.mark.parametrize("user_id", ["alice", "a.b", "x*y", "a>b", "with space", "~" * 40])

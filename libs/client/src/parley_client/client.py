@@ -32,6 +32,7 @@ from parley_protocol.clock import Clock, SystemClock
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
+from parley_protocol.pb import presence as presence_pb
 
 DEFAULT_PRESENCE_TIMEOUT = 10.0
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
@@ -340,7 +341,7 @@ class ParleyClient:
             return {}
         reply = await self._request(
             "presence_query",
-            pb.PresenceQuery(user_ids=ids),
+            presence_pb.PresenceQuery(user_ids=ids),
             timeout or DEFAULT_PRESENCE_TIMEOUT,
         )
         body = reply.WhichOneof("body")

@@ -10,11 +10,6 @@ from parley_protocol.errors import ErrorCode, ParleyError
 # Largest frame either side may send. Messages and push data are far smaller.
 MAX_FRAME_BYTES = 64 * 1024
 
-# Bodies a client may send; everything else in the oneof is server -> client.
-CLIENT_BODIES = frozenset({"hello", "ping", "refresh_token", "presence_query", "goodbye", "listen"})
-SERVER_BODIES = frozenset(
-    {"welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted"}
-)
 
 # WebSocket close codes the gateway uses (4xxx: application-defined, after HTTP statuses).
 CLOSE_NORMAL = 1000

@@ -39,6 +39,11 @@ def decode_user_id(token: str) -> str:
     return base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
 
 
+def client_request(service: str, body: str) -> str:
+    """Where the gateway forwards a routed client body (queue group: the service's name)."""
+    return f"parley.client.{service}.{body}"
+
+
 def device_events(app_key: str, user_id: str) -> str:
     """Events for every connected device of a user; each gateway holding one subscribes."""
     return f"parley.dev.{app_key}.{encode_user_id(user_id)}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 
-from parley.v1 import client_pb2
+from parley.v1 import client_pb2, presence_pb2
 from parley_gateway.gateway import Gateway
 from parley_gateway.presence import MAX_QUERY_USERS
 from parley_gateway.session import CLOSING, Session
@@ -152,9 +152,9 @@ async def presence_query(gw: Gateway, s: Session, env: client_pb2.Envelope) -> b
     except ParleyError as err:
         await s.send_error(err, env.seq)
         return True
-    result = client_pb2.PresenceResult(
+    result = presence_pb2.PresenceResult(
         users=[
-            client_pb2.UserPresence(user_id=u, online=counts[u] > 0, devices=counts[u])
+            presence_pb2.UserPresence(user_id=u, online=counts[u] > 0, devices=counts[u])
             for u in user_ids
         ]
     )

@@ -19,11 +19,11 @@ from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from parley.v1 import client_pb2, presence_pb2
+from parley.v1 import client_pb2, routing_pb2
 from parley_gateway.metrics import DELIVERIES
 from parley_gateway.nats_interest import SubjectMux
 from parley_gateway.session import Session
-from parley_protocol import framing, subjects
+from parley_protocol import bodies, framing, subjects
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.routing")
@@ -31,10 +31,6 @@ log = get_logger("parley.gateway.routing")
 SessionLookup = Callable[[str], Session | None]
 OverflowHandler = Callable[[Session], None]
 
-# Bodies only the gateway itself sends, in reply to a session's own request: a device event
-# carrying one would confuse the client's view of its session.
-SESSION_CONTROL_BODIES = frozenset({"welcome", "token_accepted", "listen_accepted", "pong"})
-EVENT_BODIES = framing.SERVER_BODIES - SESSION_CONTROL_BODIES
 # Room left in a frame for the seq each session gives the event (tag + 10-byte varint).
 SEQ_FIELD_BYTES = 11
 
@@ -143,7 +139,7 @@ class Router:
 
     async def deliver(self, msg: Msg) -> int:
         """Write one bus message's envelope to its target sessions; returns how many."""
-        event = presence_pb2.DeviceEvent()
+        event = routing_pb2.DeviceEvent()
         envelope = client_pb2.Envelope()
         try:
             event.ParseFromString(msg.data)
@@ -153,7 +149,7 @@ class Router:
         except DecodeError:
             return _refuse(msg, "device_event_unreadable")
         body = framing.body_name(envelope)
-        if body not in EVENT_BODIES:
+        if body not in bodies.EVENT_BODIES:
             return _refuse(msg, "device_event_not_an_event", body=body)
         envelope.reply_to = 0  # an event answers no request of this client's
         if msg.subject.startswith(self._connection_prefix):

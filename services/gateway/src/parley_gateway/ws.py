@@ -16,7 +16,7 @@ from parley_gateway.gateway import WS_CLOSE_TIMEOUT_SECONDS, Gateway
 from parley_gateway.messages import HANDLERS
 from parley_gateway.metrics import FRAMES, REFUSALS
 from parley_gateway.session import AWAITING_HELLO, CLOSING, WRITE_BUFFER_HIGH, Session
-from parley_protocol import framing
+from parley_protocol import bodies, framing
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import tracing
 from parley_service.logs import get_logger
@@ -135,7 +135,7 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         await session.send_error(err, seq)
         return True
     session.in_seq = seq
-    if body not in framing.CLIENT_BODIES:
+    if body not in bodies.CLIENT_BODIES:
         what = f"{body!r} is a server message" if body else "the frame carries no known message"
         err = ParleyError(
             ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE, f"{what}; clients send {_client_bodies()}"
@@ -167,4 +167,4 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
 
 
 def _client_bodies() -> str:
-    return ", ".join(sorted(framing.CLIENT_BODIES))
+    return ", ".join(sorted(bodies.CLIENT_BODIES))

@@ -23,41 +23,68 @@ _sym_db = _symbol_database.Default()
 
 
 from parley.v1 import common_pb2 as parley_dot_v1_dot_common__pb2
+from parley.v1 import echo_pb2 as parley_dot_v1_dot_echo__pb2
+from parley.v1 import options_pb2 as parley_dot_v1_dot_options__pb2
+from parley.v1 import presence_pb2 as parley_dot_v1_dot_presence__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/client.proto\x12\tparley.v1\x1a\x16parley/v1/common.proto\"\xc7\x04\n\x08\x45nvelope\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08reply_to\x18\x02 \x01(\x04\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12!\n\x05hello\x18\n \x01(\x0b\x32\x10.parley.v1.HelloH\x00\x12\x1f\n\x04ping\x18\x0b \x01(\x0b\x32\x0f.parley.v1.PingH\x00\x12\x30\n\rrefresh_token\x18\x0c \x01(\x0b\x32\x17.parley.v1.RefreshTokenH\x00\x12\x32\n\x0epresence_query\x18\r \x01(\x0b\x32\x18.parley.v1.PresenceQueryH\x00\x12%\n\x07goodbye\x18\x0e \x01(\x0b\x32\x12.parley.v1.GoodbyeH\x00\x12#\n\x06listen\x18\x0f \x01(\x0b\x32\x11.parley.v1.ListenH\x00\x12%\n\x07welcome\x18\x64 \x01(\x0b\x32\x12.parley.v1.WelcomeH\x00\x12\x1f\n\x04pong\x18\x65 \x01(\x0b\x32\x0f.parley.v1.PongH\x00\x12!\n\x05\x65rror\x18\x66 \x01(\x0b\x32\x10.parley.v1.ErrorH\x00\x12\x34\n\x0fpresence_result\x18g \x01(\x0b\x32\x19.parley.v1.PresenceResultH\x00\x12\x32\n\x0etoken_accepted\x18h \x01(\x0b\x32\x18.parley.v1.TokenAcceptedH\x00\x12\x34\n\x0flisten_accepted\x18i \x01(\x0b\x32\x19.parley.v1.ListenAcceptedH\x00\x42\x06\n\x04\x62ody\"\xa9\x01\n\x05Hello\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12-\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32\x17.parley.v1.Capabilities\x12\x16\n\x0e\x63lient_version\x18\x05 \x01(\t\x12\x19\n\x11resume_session_id\x18\x06 \x01(\t\"c\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x63\x61lling\x18\x01 \x01(\x08\x12\x11\n\tmessaging\x18\x02 \x01(\x08\x12\x19\n\x11\x61\x63tive_connection\x18\x03 \x01(\x08\x12\x14\n\x0cmanaged_push\x18\x04 \x01(\x08\"\x85\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x16\n\x0eserver_time_ms\x18\x04 \x01(\x03\x12\x1b\n\x13token_expires_at_ms\x18\x05 \x01(\x03\"\x1e\n\x04Ping\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\"6\n\x04Pong\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\x02 \x01(\x03\"$\n\x0cRefreshToken\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\",\n\rTokenAccepted\x12\x1b\n\x13token_expires_at_ms\x18\x01 \x01(\x03\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1b\n\x06Listen\x12\x11\n\tlistening\x18\x01 \x01(\x08\"#\n\x0eListenAccepted\x12\x11\n\tlistening\x18\x01 \x01(\x08\"!\n\rPresenceQuery\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"8\n\x0ePresenceResult\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.parley.v1.UserPresence\"@\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x03 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/client.proto\x12\tparley.v1\x1a\x16parley/v1/common.proto\x1a\x14parley/v1/echo.proto\x1a\x17parley/v1/options.proto\x1a\x18parley/v1/presence.proto\"\xac\x06\n\x08\x45nvelope\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08reply_to\x18\x02 \x01(\x04\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\'\n\x05hello\x18\n \x01(\x0b\x32\x10.parley.v1.HelloB\x04\xc8\xf3\x18\x01H\x00\x12%\n\x04ping\x18\x0b \x01(\x0b\x32\x0f.parley.v1.PingB\x04\xc8\xf3\x18\x01H\x00\x12\x36\n\rrefresh_token\x18\x0c \x01(\x0b\x32\x17.parley.v1.RefreshTokenB\x04\xc8\xf3\x18\x01H\x00\x12\x38\n\x0epresence_query\x18\r \x01(\x0b\x32\x18.parley.v1.PresenceQueryB\x04\xc8\xf3\x18\x01H\x00\x12+\n\x07goodbye\x18\x0e \x01(\x0b\x32\x12.parley.v1.GoodbyeB\x04\xc8\xf3\x18\x01H\x00\x12)\n\x06listen\x18\x0f \x01(\x0b\x32\x11.parley.v1.ListenB\x04\xc8\xf3\x18\x01H\x00\x12+\n\x07welcome\x18\x64 \x01(\x0b\x32\x12.parley.v1.WelcomeB\x04\xc8\xf3\x18\x02H\x00\x12%\n\x04pong\x18\x65 \x01(\x0b\x32\x0f.parley.v1.PongB\x04\xc8\xf3\x18\x02H\x00\x12\'\n\x05\x65rror\x18\x66 \x01(\x0b\x32\x10.parley.v1.ErrorB\x04\xc8\xf3\x18\x03H\x00\x12:\n\x0fpresence_result\x18g \x01(\x0b\x32\x19.parley.v1.PresenceResultB\x04\xc8\xf3\x18\x02H\x00\x12\x38\n\x0etoken_accepted\x18h \x01(\x0b\x32\x18.parley.v1.TokenAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12:\n\x0flisten_accepted\x18i \x01(\x0b\x32\x19.parley.v1.ListenAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12\x35\n\x0c\x65\x63ho_request\x18\xc8\x01 \x01(\x0b\x32\x16.parley.v1.EchoRequestB\x04\xc8\xf3\x18\x01H\x00\x12\x31\n\necho_reply\x18\xc9\x01 \x01(\x0b\x32\x14.parley.v1.EchoReplyB\x04\xc8\xf3\x18\x02H\x00\x12\x31\n\necho_event\x18\xca\x01 \x01(\x0b\x32\x14.parley.v1.EchoEventB\x04\xc8\xf3\x18\x03H\x00\x42\x06\n\x04\x62ody\"\xa9\x01\n\x05Hello\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12-\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32\x17.parley.v1.Capabilities\x12\x16\n\x0e\x63lient_version\x18\x05 \x01(\t\x12\x19\n\x11resume_session_id\x18\x06 \x01(\t\"c\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x63\x61lling\x18\x01 \x01(\x08\x12\x11\n\tmessaging\x18\x02 \x01(\x08\x12\x19\n\x11\x61\x63tive_connection\x18\x03 \x01(\x08\x12\x14\n\x0cmanaged_push\x18\x04 \x01(\x08\"\x85\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x16\n\x0eserver_time_ms\x18\x04 \x01(\x03\x12\x1b\n\x13token_expires_at_ms\x18\x05 \x01(\x03\"\x1e\n\x04Ping\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\"6\n\x04Pong\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\x02 \x01(\x03\"$\n\x0cRefreshToken\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\",\n\rTokenAccepted\x12\x1b\n\x13token_expires_at_ms\x18\x01 \x01(\x03\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1b\n\x06Listen\x12\x11\n\tlistening\x18\x01 \x01(\x08\"#\n\x0eListenAccepted\x12\x11\n\tlistening\x18\x01 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENVELOPE']._serialized_start=62
-  _globals['_ENVELOPE']._serialized_end=645
-  _globals['_HELLO']._serialized_start=648
-  _globals['_HELLO']._serialized_end=817
-  _globals['_CAPABILITIES']._serialized_start=819
-  _globals['_CAPABILITIES']._serialized_end=918
-  _globals['_WELCOME']._serialized_start=921
-  _globals['_WELCOME']._serialized_end=1054
-  _globals['_PING']._serialized_start=1056
-  _globals['_PING']._serialized_end=1086
-  _globals['_PONG']._serialized_start=1088
-  _globals['_PONG']._serialized_end=1142
-  _globals['_REFRESHTOKEN']._serialized_start=1144
-  _globals['_REFRESHTOKEN']._serialized_end=1180
-  _globals['_TOKENACCEPTED']._serialized_start=1182
-  _globals['_TOKENACCEPTED']._serialized_end=1226
-  _globals['_GOODBYE']._serialized_start=1228
-  _globals['_GOODBYE']._serialized_end=1253
-  _globals['_LISTEN']._serialized_start=1255
-  _globals['_LISTEN']._serialized_end=1282
-  _globals['_LISTENACCEPTED']._serialized_start=1284
-  _globals['_LISTENACCEPTED']._serialized_end=1319
-  _globals['_PRESENCEQUERY']._serialized_start=1321
-  _globals['_PRESENCEQUERY']._serialized_end=1354
-  _globals['_PRESENCERESULT']._serialized_start=1356
-  _globals['_PRESENCERESULT']._serialized_end=1412
-  _globals['_USERPRESENCE']._serialized_start=1414
-  _globals['_USERPRESENCE']._serialized_end=1478
+  _globals['_ENVELOPE'].fields_by_name['hello']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['hello']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['ping']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['ping']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['refresh_token']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['presence_query']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['presence_query']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['goodbye']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['goodbye']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['listen']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['listen']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['welcome']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['welcome']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['pong']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['pong']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['error']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['error']._serialized_options = b'\310\363\030\003'
+  _globals['_ENVELOPE'].fields_by_name['presence_result']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['presence_result']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['token_accepted']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['token_accepted']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['listen_accepted']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['listen_accepted']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['echo_request']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['echo_request']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['echo_reply']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['echo_reply']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['echo_event']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['echo_event']._serialized_options = b'\310\363\030\003'
+  _globals['_ENVELOPE']._serialized_start=135
+  _globals['_ENVELOPE']._serialized_end=947
+  _globals['_HELLO']._serialized_start=950
+  _globals['_HELLO']._serialized_end=1119
+  _globals['_CAPABILITIES']._serialized_start=1121
+  _globals['_CAPABILITIES']._serialized_end=1220
+  _globals['_WELCOME']._serialized_start=1223
+  _globals['_WELCOME']._serialized_end=1356
+  _globals['_PING']._serialized_start=1358
+  _globals['_PING']._serialized_end=1388
+  _globals['_PONG']._serialized_start=1390
+  _globals['_PONG']._serialized_end=1444
+  _globals['_REFRESHTOKEN']._serialized_start=1446
+  _globals['_REFRESHTOKEN']._serialized_end=1482
+  _globals['_TOKENACCEPTED']._serialized_start=1484
+  _globals['_TOKENACCEPTED']._serialized_end=1528
+  _globals['_GOODBYE']._serialized_start=1530
+  _globals['_GOODBYE']._serialized_end=1555
+  _globals['_LISTEN']._serialized_start=1557
+  _globals['_LISTEN']._serialized_end=1584
+  _globals['_LISTENACCEPTED']._serialized_start=1586
+  _globals['_LISTENACCEPTED']._serialized_end=1621
 # @@protoc_insertion_point(module_scope)

@@ -1,14 +1,16 @@
 from parley.v1 import common_pb2 as _common_pb2
-from google.protobuf.internal import containers as _containers
+from parley.v1 import echo_pb2 as _echo_pb2
+from parley.v1 import options_pb2 as _options_pb2
+from parley.v1 import presence_pb2 as _presence_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Envelope(_message.Message):
-    __slots__ = ("seq", "reply_to", "traceparent", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted")
+    __slots__ = ("seq", "reply_to", "traceparent", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
@@ -24,22 +26,28 @@ class Envelope(_message.Message):
     PRESENCE_RESULT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     LISTEN_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    ECHO_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ECHO_REPLY_FIELD_NUMBER: _ClassVar[int]
+    ECHO_EVENT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     reply_to: int
     traceparent: str
     hello: Hello
     ping: Ping
     refresh_token: RefreshToken
-    presence_query: PresenceQuery
+    presence_query: _presence_pb2.PresenceQuery
     goodbye: Goodbye
     listen: Listen
     welcome: Welcome
     pong: Pong
     error: _common_pb2.Error
-    presence_result: PresenceResult
+    presence_result: _presence_pb2.PresenceResult
     token_accepted: TokenAccepted
     listen_accepted: ListenAccepted
-    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ...) -> None: ...
+    echo_request: _echo_pb2.EchoRequest
+    echo_reply: _echo_pb2.EchoReply
+    echo_event: _echo_pb2.EchoEvent
+    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id")
@@ -126,25 +134,3 @@ class ListenAccepted(_message.Message):
     LISTENING_FIELD_NUMBER: _ClassVar[int]
     listening: bool
     def __init__(self, listening: _Optional[bool] = ...) -> None: ...
-
-class PresenceQuery(_message.Message):
-    __slots__ = ("user_ids",)
-    USER_IDS_FIELD_NUMBER: _ClassVar[int]
-    user_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class PresenceResult(_message.Message):
-    __slots__ = ("users",)
-    USERS_FIELD_NUMBER: _ClassVar[int]
-    users: _containers.RepeatedCompositeFieldContainer[UserPresence]
-    def __init__(self, users: _Optional[_Iterable[_Union[UserPresence, _Mapping]]] = ...) -> None: ...
-
-class UserPresence(_message.Message):
-    __slots__ = ("user_id", "online", "devices")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    ONLINE_FIELD_NUMBER: _ClassVar[int]
-    DEVICES_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
-    online: bool
-    devices: int
-    def __init__(self, user_id: _Optional[str] = ..., online: _Optional[bool] = ..., devices: _Optional[int] = ...) -> None: ...
