@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -191,20 +191,32 @@ def envelope_of(message: Message, seq: int = 0, reply_to: int = 0) -> client_pb2
     return envelope
 
 
-def announced(capabilities: client_pb2.Capabilities, capability: int) -> bool:
-    """Whether a Hello's capabilities include `capability` (CAPABILITY_NONE always is)."""
-    if capability == options_pb2.CAPABILITY_NONE:
-        return True
-    return bool(getattr(capabilities, capability_name(capability), False))
+def capability_mask(capabilities: client_pb2.Capabilities) -> int:
+    """The capabilities a Hello announced, as a bit mask (bit n: Capability n)."""
+    mask = 0
+    for value in Capability.values():
+        if value != options_pb2.CAPABILITY_NONE and getattr(capabilities, capability_name(value)):
+            mask |= 1 << value
+    return mask
 
 
-def announced_list(capabilities: client_pb2.Capabilities) -> list[int]:
-    """The capabilities a Hello announced, as Capability values (for a Caller)."""
-    return [
-        value
-        for value in Capability.values()
-        if value != options_pb2.CAPABILITY_NONE and announced(capabilities, value)
-    ]
+def has_capability(mask: int, capability: int) -> bool:
+    """Whether `mask` includes `capability` (CAPABILITY_NONE: always)."""
+    return capability == options_pb2.CAPABILITY_NONE or bool(mask & (1 << capability))
+
+
+def capability_list(mask: int) -> list[options_pb2.Capability]:
+    """The Capability values in `mask` (for a Caller)."""
+    values = [v for v in Capability.values() if v != options_pb2.CAPABILITY_NONE and mask >> v & 1]
+    return cast(list[options_pb2.Capability], values)
+
+
+def capability_mask_of(values: Iterable[int]) -> int:
+    """A bit mask of Capability values (the inverse of `capability_list`)."""
+    mask = 0
+    for value in values:
+        mask |= 1 << value
+    return mask
 
 
 def _check_capabilities() -> None:

@@ -9,6 +9,9 @@ from parley_protocol.errors import ErrorCode, ParleyError
 
 # Largest frame either side may send. Messages and push data are far smaller.
 MAX_FRAME_BYTES = 64 * 1024
+# Largest encoded envelope a device event may carry: a session numbers it (seq: a tag and
+# up to a 10-byte varint) before it goes out.
+MAX_EVENT_BYTES = MAX_FRAME_BYTES - 11
 
 
 # WebSocket close codes the gateway uses (4xxx: application-defined, after HTTP statuses).

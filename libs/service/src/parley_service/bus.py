@@ -2,7 +2,8 @@
 
 A reply carries the response message; an error reply carries a `parley.v1.Error` with the
 `Parley-Error` header set. Trace context travels in the `traceparent` header. Endpoints are
-declared with `Bus.endpoint` and served in a queue group so replicas share the load.
+declared with `Bus.endpoint` (`Bus.client_endpoint` for routed client bodies) and served in a
+queue group so replicas share the load.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from nats.aio.subscription import Subscription
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-from parley.v1 import common_pb2
+from parley.v1 import common_pb2, routing_pb2
+from parley_protocol import bodies
 from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
 from parley_service import tracing
+from parley_service.client_requests import ClientHandler, client_request_handler
 from parley_service.logs import get_logger
 
 Req = TypeVar("Req", bound=Message)
@@ -101,6 +104,13 @@ class Bus:
         """Declare a request/reply endpoint; served once `serve()` is called."""
         self._endpoints.append(Endpoint(subject, request_type, handler, queue))
 
+    def client_endpoint(self, request_type: type[Req], handler: ClientHandler[Req]) -> None:
+        """Declare the handler of a routed client body: `handler(caller, body)` returns the
+        REPLY body. Subject and queue group come from the body's `(route)` in the protos."""
+        route = bodies.route_of(request_type)
+        wrapped = client_request_handler(route, request_type, handler)
+        self.endpoint(route.subject, routing_pb2.ClientRequest, wrapped, route.queue)
+
     async def serve(self) -> None:
         for ep in self._endpoints:
             self._subs.append(await self.nc.subscribe(ep.subject, queue=ep.queue, cb=self._cb(ep)))
@@ -144,14 +154,12 @@ class Bus:
             ep.subject, context=ctx, kind=trace.SpanKind.SERVER
         ) as span:
             try:
-                request = ep.request_type()
-                try:
-                    request.ParseFromString(msg.data)
-                except DecodeError as exc:
-                    raise ParleyError(
-                        ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                        f"request is not a {ep.request_type.DESCRIPTOR.full_name}",
-                    ) from exc
+                request = parse(
+                    ep.request_type,
+                    msg.data,
+                    ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                    f"request is not a {ep.request_type.DESCRIPTOR.full_name}",
+                )
                 response = await ep.handler(request)
                 payload, headers = response.SerializeToString(), None
             except ParleyError as err:
@@ -200,9 +208,29 @@ async def request(
             ErrorCode.ERROR_CODE_UNAVAILABLE, f"bus unavailable: {type(exc).__name__}"
         ) from exc
     if reply.headers and ERROR_HEADER in reply.headers:
-        err = common_pb2.Error()
-        err.ParseFromString(reply.data)
+        err = parse(
+            common_pb2.Error,
+            reply.data,
+            ErrorCode.ERROR_CODE_INTERNAL,
+            f"{subject} sent an unreadable error",
+        )
         raise ParleyError.from_proto(err)
-    response = response_type()
-    response.ParseFromString(reply.data)
-    return response
+    return parse(
+        response_type,
+        reply.data,
+        ErrorCode.ERROR_CODE_INTERNAL,
+        f"{subject} answered with something that is not a {response_type.DESCRIPTOR.full_name}",
+    )
+
+
+M = TypeVar("M", bound=Message)
+
+
+def parse(message_type: type[M], data: bytes, code: int, reason: str) -> M:
+    """Decode `data` as `message_type`, or raise ParleyError(code, reason)."""
+    message = message_type()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise ParleyError(code, reason) from exc
+    return message

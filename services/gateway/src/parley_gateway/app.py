@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from parley.v1 import auth_pb2
+from parley_gateway.forward import Forwarder
 from parley_gateway.gateway import Gateway
 from parley_gateway.http_api import HttpApi
 from parley_gateway.peers import Peers
@@ -12,6 +13,7 @@ from parley_gateway.settings import GatewaySettings
 from parley_gateway.tokens import TokenVerifier
 from parley_protocol import subjects
 from parley_service.logs import get_logger
+from parley_service.presence import PresenceReader
 from parley_service.runtime import Migrations, Runtime
 
 log = get_logger("parley.gateway")
@@ -53,11 +55,11 @@ async def setup(runtime: Runtime) -> None:
         settings,
         runtime.clock,
         verifier,
-        PresenceStore(
-            runtime.nc, settings.gateway_id, settings.presence_ttl_seconds, peers.is_live
-        ),
+        PresenceStore(runtime.nc, settings.gateway_id, settings.presence_ttl_seconds),
         Router(runtime.nc, settings.gateway_id),
         peers,
+        Forwarder(runtime.bus, settings.gateway_id, settings.max_requests_in_flight),
+        PresenceReader(runtime.nc, peers.liveness),
     )
 
     async def on_keys_changed(msg: object) -> None:

@@ -13,6 +13,7 @@ import asyncio
 
 from aiohttp import web
 
+from parley_gateway.forward import Forwarder
 from parley_gateway.metrics import CONNECTIONS, DELIVERIES
 from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
@@ -24,6 +25,7 @@ from parley_protocol import framing
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.logs import get_logger
+from parley_service.presence import PresenceReader, check_server_version
 
 log = get_logger("parley.gateway")
 
@@ -31,6 +33,8 @@ log = get_logger("parley.gateway")
 WS_CLOSE_TIMEOUT_SECONDS = 2.0
 # Part of the drain time kept for the sessions' clean-up (routing, presence) after the closes.
 DRAIN_CLEANUP_SHARE = 0.25
+# Part of the drain time given to routed requests waiting for their services' replies.
+DRAIN_REPLIES_SHARE = 0.25
 
 
 class Gateway:
@@ -42,13 +46,17 @@ class Gateway:
         presence: PresenceStore,
         router: Router,
         peers: Peers,
+        forwarder: Forwarder,
+        presence_reader: PresenceReader,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.verifier = verifier
         self.presence = presence
+        self.presence_reader = presence_reader
         self.router = router
         self.peers = peers
+        self.forwarder = forwarder
         peers.connections_count = lambda: len(self.sessions)
         self.gateway_id = settings.gateway_id
         self.sessions: dict[str, Session] = {}
@@ -76,6 +84,7 @@ class Gateway:
             raise
 
     async def _start(self, app: web.Application) -> None:
+        check_server_version(self.presence.nc)  # presence reads need NATS 2.11+
         await self.presence.open()
         try:
             await self.verifier.refresh()
@@ -232,8 +241,12 @@ class Gateway:
         count = len(self.sessions)
         timeout = self.settings.drain_timeout_seconds
         deadline = asyncio.get_running_loop().time() + timeout
+        # Replies still on their way from services reach their clients before the closes.
+        if not await self.forwarder.wait_idle(timeout * DRAIN_REPLIES_SHARE):
+            log.warning("drain_replies_left", requests=self.forwarder.in_flight)
+        left = deadline - asyncio.get_running_loop().time()
         await self._close_all(
-            "gateway is restarting; reconnect", timeout * (1 - DRAIN_CLEANUP_SHARE)
+            "gateway is restarting; reconnect", left - timeout * DRAIN_CLEANUP_SHARE
         )
         if not await self._wait_empty(deadline - asyncio.get_running_loop().time()):
             log.warning("drain_sessions_left", sessions=len(self.sessions))
@@ -248,6 +261,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._loops, *self._closing, return_exceptions=True)
         self._loops.clear()
+        await self.forwarder.cancel()
         await self.peers.stop()
         await self.router.stop()
         if self._runner is not None:

@@ -1,4 +1,6 @@
-"""What the gateway does with each client message of a session (after frame checks).
+"""What the gateway does with the client bodies it handles itself (after frame checks):
+the session and presence messages. Every other client body has a route to a service
+(see forward.py); `parley_protocol.bodies` checks that each has exactly one of the two.
 
 Each handler returns False when it closed the session, True to keep reading.
 """
@@ -10,14 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from parley.v1 import client_pb2, presence_pb2
 from parley_gateway.gateway import Gateway
-from parley_gateway.presence import MAX_QUERY_USERS
 from parley_gateway.session import CLOSING, Session
 from parley_gateway.tokens import Claims
-from parley_protocol import framing
+from parley_protocol import bodies, framing
 from parley_protocol.clock import now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import validate_application_key, validate_user_id
 from parley_service.logs import get_logger
+from parley_service.presence import MAX_QUERY_USERS
 
 log = get_logger("parley.gateway.session")
 
@@ -49,8 +51,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         return False
     _take_claims(s, claims)
     s.connected_at_ms = now_ms(gw.clock)
-    s.calling = msg.capabilities.calling
-    s.messaging = msg.capabilities.messaging
+    s.capabilities = bodies.capability_mask(msg.capabilities)
     try:
         await gw.sign_in(s)
     except Exception as exc:
@@ -146,7 +147,7 @@ async def presence_query(gw: Gateway, s: Session, env: client_pb2.Envelope) -> b
             )
         for index, user_id in enumerate(user_ids):
             validate_user_id(user_id, f"user_ids[{index}]")
-        counts = await gw.presence.listening_devices(
+        counts = await gw.presence_reader.listening_devices(
             s.application_key, list(dict.fromkeys(user_ids))
         )
     except ParleyError as err:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CONNECTIONS = Gauge(
     "parley_gateway_connections",
@@ -35,4 +35,15 @@ REFUSALS = Counter(
     "parley_gateway_refused_total",
     "Connections and frames refused for load, by reason (max_connections, frame_rate).",
     ["reason"],
+)
+ROUTED = Counter(
+    "parley_gateway_routed_requests_total",
+    "Client requests forwarded to services, by service, body and outcome (ok or an error code).",
+    ["service", "body", "outcome"],
+)
+ROUTED_SECONDS = Histogram(
+    "parley_gateway_routed_request_seconds",
+    "Time from a routed client request to its reply, by service.",
+    ["service"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

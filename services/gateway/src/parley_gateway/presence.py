@@ -1,36 +1,30 @@
-"""Presence in the NATS KV bucket `presence`: one entry per signed-in device connection.
+"""The presence writer: one entry per signed-in device connection in the NATS KV bucket
+`presence` (any service reads it through `parley_service.presence.PresenceReader`).
 
 Each entry expires `ttl` seconds after its last write, so the entries of a gateway that
 crashed disappear by themselves; live gateways rewrite theirs every ttl/3 from one loop.
-A query reads the latest entry of every device of up to MAX_QUERY_USERS users in one
-batched direct get (NATS 2.11+), instead of a consumer per user.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
-from nats.js.api import DEFAULT_PREFIX, KeyValueConfig, StorageType
-from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
-from nats.js.kv import KV_MARKER_REASON, KV_OP, KeyValue
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
 
 from parley.v1 import presence_pb2
 from parley_protocol import subjects
-from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.logs import get_logger
+from parley_service.presence import PRESENCE_STREAM
 
 log = get_logger("parley.gateway.presence")
 
-MAX_QUERY_USERS = 100
 # Writes in flight at once when refreshing every entry of this gateway.
 REFRESH_CONCURRENCY = 128
-QUERY_TIMEOUT_SECONDS = 2.0
 
 
 class Device(Protocol):
@@ -43,6 +37,8 @@ class Device(Protocol):
     @property
     def connection_id(self) -> str: ...
     @property
+    def session_id(self) -> str: ...
+    @property
     def instance_id(self) -> str: ...
     @property
     def connected_at_ms(self) -> int: ...
@@ -51,6 +47,10 @@ class Device(Protocol):
     @property
     def messaging(self) -> bool: ...
     @property
+    def active_connection(self) -> bool: ...
+    @property
+    def managed_push(self) -> bool: ...
+    @property
     def listening(self) -> bool: ...
 
 
@@ -58,22 +58,14 @@ D = TypeVar("D", bound=Device)
 
 
 class PresenceStore:
-    def __init__(
-        self,
-        nc: NATS,
-        gateway_id: str,
-        ttl_seconds: float,
-        gateway_is_live: Callable[[str], bool] = lambda gateway_id: True,
-    ) -> None:
-        self._gateway_is_live = gateway_is_live
-        self._nc = nc
+    def __init__(self, nc: NATS, gateway_id: str, ttl_seconds: float) -> None:
+        self.nc = nc
         self._js = nc.jetstream()
         self._gateway_id = gateway_id
         self._ttl = ttl_seconds
         self.ttl_seconds = ttl_seconds  # the bucket's, once open() found it shorter
         self._bucket = subjects.PRESENCE_BUCKET
-        self._stream = KV_STREAM_TEMPLATE.format(bucket=self._bucket)
-        self._prefix = KV_PRE_TEMPLATE.format(bucket=self._bucket)
+        self._stream = PRESENCE_STREAM
         self._kv: KeyValue | None = None
 
     @property
@@ -130,10 +122,13 @@ class PresenceStore:
         entry = presence_pb2.PresenceEntry(
             gateway_id=self._gateway_id,
             connection_id=device.connection_id,
+            session_id=device.session_id,
             instance_id=device.instance_id,
             connected_at_ms=device.connected_at_ms,
             calling=device.calling,
             messaging=device.messaging,
+            active_connection=device.active_connection,
+            managed_push=device.managed_push,
             listening=device.listening,
             user_id=device.user_id,
         )
@@ -176,63 +171,3 @@ class PresenceStore:
         if batch:
             failed += await flush()
         return failed
-
-    async def listening_devices(
-        self, application_key: str, user_ids: Sequence[str]
-    ) -> dict[str, int]:
-        """How many listening devices each user has (users of this application only)."""
-        counts = {user_id: 0 for user_id in user_ids}
-        if not counts:
-            return counts
-        by_token = {subjects.encode_user_id(u): u for u in counts}
-        filters = [self._prefix + subjects.presence_user_filter(application_key, u) for u in counts]
-        for subject, data in await self._last_per_subject(filters):
-            parts = subject[len(self._prefix) :].split(".")
-            user_id = by_token.get(parts[1]) if len(parts) == 3 else None
-            if user_id is None or parts[0] != application_key:
-                continue
-            entry = presence_pb2.PresenceEntry()
-            try:
-                entry.ParseFromString(data)
-            except Exception:
-                log.warning("presence_entry_unreadable", key=subject[len(self._prefix) :])
-                continue
-            if entry.listening and self._gateway_is_live(entry.gateway_id):
-                counts[user_id] += 1
-        return counts
-
-    async def _last_per_subject(self, filters: list[str]) -> list[tuple[str, bytes]]:
-        """Latest live message of every subject matching `filters` (batched direct get)."""
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
-        found: list[tuple[str, bytes]] = []
-        try:
-            request = json.dumps({"multi_last": filters, "batch": 10_000}).encode()
-            await self._nc.publish(
-                f"{DEFAULT_PREFIX}.DIRECT.GET.{self._stream}", request, reply=inbox
-            )
-            while True:
-                msg = await sub.next_msg(timeout=QUERY_TIMEOUT_SECONDS)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "204" or status == "404":  # end of batch / nothing matched
-                    break
-                if status:
-                    raise ParleyError(
-                        ErrorCode.ERROR_CODE_UNAVAILABLE,
-                        f"presence store answered {status} {headers.get('Description', '')}",
-                    )
-                if KV_OP in headers or KV_MARKER_REASON in headers:
-                    continue  # a deletion or expiry marker
-                subject = headers.get("Nats-Subject", "")
-                found.append((subject, msg.data))
-        except nats.errors.TimeoutError as exc:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_TIMEOUT, "presence store did not answer in time"
-            ) from exc
-        finally:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-        return found

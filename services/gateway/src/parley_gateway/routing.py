@@ -31,9 +31,6 @@ log = get_logger("parley.gateway.routing")
 SessionLookup = Callable[[str], Session | None]
 OverflowHandler = Callable[[Session], None]
 
-# Room left in a frame for the seq each session gives the event (tag + 10-byte varint).
-SEQ_FIELD_BYTES = 11
-
 
 class Router:
     def __init__(self, nc: NATS, gateway_id: str, light: bool = True) -> None:
@@ -143,7 +140,7 @@ class Router:
         envelope = client_pb2.Envelope()
         try:
             event.ParseFromString(msg.data)
-            if len(event.envelope) + SEQ_FIELD_BYTES > framing.MAX_FRAME_BYTES:
+            if len(event.envelope) > framing.MAX_EVENT_BYTES:
                 return _refuse(msg, "device_event_too_large", size=len(event.envelope))
             envelope.ParseFromString(event.envelope)
         except DecodeError:

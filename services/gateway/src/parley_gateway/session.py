@@ -13,9 +13,10 @@ import secrets
 
 from aiohttp import web
 
-from parley.v1 import client_pb2
+from parley.v1 import client_pb2, options_pb2
 from parley_gateway.metrics import ABORTS, ERRORS, FRAMES
 from parley_protocol import framing
+from parley_protocol.bodies import has_capability
 from parley_protocol.errors import ParleyError
 from parley_service.logs import get_logger
 
@@ -45,18 +46,19 @@ def new_connection_id() -> str:
 class Session:
     __slots__ = (
         "application_key",
-        "calling",
+        "capabilities",
         "connected_at_ms",
         "connection_id",
+        "forwarding",
         "held",
         "in_seq",
         "instance_id",
         "last_heard",
         "listening",
-        "messaging",
         "opened_at",
         "out_seq",
         "refused",
+        "session_id",
         "signed_in",
         "state",
         "token_expires_at_ms",
@@ -77,6 +79,8 @@ class Session:
         self.ws = ws
         self.transport = transport
         self.connection_id = new_connection_id()
+        # The client session this connection carries (the connection's own id for now).
+        self.session_id = self.connection_id
         self.state = AWAITING_HELLO
         self.opened_at = opened_at  # monotonic
         self.last_heard = opened_at  # monotonic time of the last client frame
@@ -87,9 +91,10 @@ class Session:
         self.instance_id = ""
         self.connected_at_ms = 0
         self.token_expires_at_ms = 0
-        self.calling = False
-        self.messaging = False
+        # What the Hello announced, as a bit mask (parley_protocol.bodies.capability_mask).
+        self.capabilities = 0
         self.listening = False
+        self.forwarding = 0  # routed requests of this session waiting for their replies
         self.signed_in = False  # routed and in presence: undone when the session ends
         # Device events that came between sign-in and Welcome; None once the Welcome is out.
         self.held: list[client_pb2.Envelope] | None = None
@@ -102,6 +107,23 @@ class Session:
     @property
     def active(self) -> bool:
         return self.state == ACTIVE
+
+    # What presence records of the device (see presence.Device).
+    @property
+    def calling(self) -> bool:
+        return has_capability(self.capabilities, options_pb2.CAPABILITY_CALLING)
+
+    @property
+    def messaging(self) -> bool:
+        return has_capability(self.capabilities, options_pb2.CAPABILITY_MESSAGING)
+
+    @property
+    def active_connection(self) -> bool:
+        return has_capability(self.capabilities, options_pb2.CAPABILITY_ACTIVE_CONNECTION)
+
+    @property
+    def managed_push(self) -> bool:
+        return has_capability(self.capabilities, options_pb2.CAPABILITY_MANAGED_PUSH)
 
     def admit(self, now: float, burst: float, rate: float) -> bool:
         """Take a token for one client frame; False (and one more refusal) when none is left."""

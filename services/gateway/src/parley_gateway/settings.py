@@ -34,6 +34,9 @@ class GatewaySettings(ServiceSettings):
     # frames beyond that get RATE_LIMITED, and a session that keeps going is closed (4429).
     session_frame_burst: int = 50
     session_frame_rate: float = 20.0
+    # Routed requests of one session waiting for their services' replies at once; beyond
+    # that a request gets RATE_LIMITED.
+    max_requests_in_flight: int = 16
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +55,7 @@ class GatewaySettings(ServiceSettings):
             ("PARLEY_MAX_CONNECTIONS", self.max_connections),
             ("PARLEY_SESSION_FRAME_BURST", self.session_frame_burst),
             ("PARLEY_SESSION_FRAME_RATE", self.session_frame_rate),
+            ("PARLEY_MAX_REQUESTS_IN_FLIGHT", self.max_requests_in_flight),
         ):
             if value <= 0:
                 raise SettingsError(f"{name} must be greater than 0, not {value}")

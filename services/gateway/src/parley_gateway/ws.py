@@ -159,11 +159,22 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         if envelope.traceparent:  # the client asked for this request to be traced
             carrier = {"traceparent": envelope.traceparent}
             with tracing.server_span("parley.gateway", f"frame {body}", carrier):
-                return await HANDLERS[body](gateway, session, envelope)
-        return await HANDLERS[body](gateway, session, envelope)
+                return await _handle(gateway, session, envelope, body)
+        return await _handle(gateway, session, envelope, body)
     except ParleyError as exc:
         await session.send_error(exc, seq)
         return True
+
+
+async def _handle(
+    gateway: Gateway, session: Session, envelope: client_pb2.Envelope, body: str
+) -> bool:
+    """The gateway's own handler, or forward to the body's service (without waiting)."""
+    route = bodies.ROUTES.get(body)
+    if route is not None:
+        await gateway.forwarder.forward(session, envelope, route)
+        return True
+    return await HANDLERS[body](gateway, session, envelope)
 
 
 def _client_bodies() -> str:

@@ -55,11 +55,13 @@ class PresenceEntry(_message.Message):
     def __init__(self, gateway_id: _Optional[str] = ..., connection_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., connected_at_ms: _Optional[int] = ..., calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., listening: _Optional[bool] = ..., user_id: _Optional[str] = ..., active_connection: _Optional[bool] = ..., managed_push: _Optional[bool] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class GatewayHeartbeat(_message.Message):
-    __slots__ = ("gateway_id", "connections", "alive")
+    __slots__ = ("gateway_id", "connections", "alive", "interval_ms")
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     gateway_id: str
     connections: int
     alive: bool
-    def __init__(self, gateway_id: _Optional[str] = ..., connections: _Optional[int] = ..., alive: _Optional[bool] = ...) -> None: ...
+    interval_ms: int
+    def __init__(self, gateway_id: _Optional[str] = ..., connections: _Optional[int] = ..., alive: _Optional[bool] = ..., interval_ms: _Optional[int] = ...) -> None: ...
