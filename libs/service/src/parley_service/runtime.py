@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 
 from parley_protocol.clock import Clock, SystemClock
 from parley_service import tracing
+from parley_service.assets import JetStreamAssets
 from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool
 from parley_service.health import HealthServer
@@ -46,6 +47,7 @@ class Runtime:
     bus: Bus
     health: HealthServer
     clock: Clock
+    assets: JetStreamAssets
     pool: asyncpg.Pool | None = None
     in_flight: InFlight = field(default_factory=InFlight)
     drain_hooks: list[Hook] = field(default_factory=list)
@@ -89,14 +91,18 @@ def raise_file_limit() -> int:
     return wanted
 
 
-async def connect_nats(settings: ServiceSettings) -> NATS:
-    """Connect within `startup_timeout_seconds` (retrying); once up, reconnect forever."""
+async def connect_nats(
+    settings: ServiceSettings, on_reconnected: Callable[[], None] = lambda: None
+) -> NATS:
+    """Connect within `startup_timeout_seconds` (retrying); once up, reconnect forever,
+    calling `on_reconnected()` each time the connection is back."""
 
     async def on_disconnect() -> None:
         log.warning("nats_disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
+        on_reconnected()
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
@@ -160,18 +166,27 @@ async def start(
     raise_file_limit()
     health = HealthServer(settings.health_host, settings.health_port)
     await health.start()
+    reconnected: list[Callable[[], None]] = []
     try:
-        nc = await connect_nats(settings)
+
+        def on_reconnected() -> None:
+            for hook in reconnected:
+                hook()
+
+        nc = await connect_nats(settings, on_reconnected)
     except BaseException:
         await health.stop()
         raise
     in_flight = InFlight()
+    assets = JetStreamAssets(nc, settings.jetstream_replicas, settings.asset_check_seconds)
+    reconnected.append(assets.reconnected)
     runtime = Runtime(
         settings=settings,
         nc=nc,
         bus=Bus(nc, settings.service_name, in_flight),
         health=health,
         clock=clock or SystemClock(),
+        assets=assets,
         in_flight=in_flight,
     )
     try:
@@ -195,6 +210,7 @@ async def _build(
         return None if nc.is_connected else "NATS is not connected"
 
     health.add_check(nats_ready)
+    health.add_check(runtime.assets.ready)
     if settings.database_url:
         runtime.pool = await connect_database(settings)
         if migrations is not None:
@@ -237,6 +253,7 @@ async def stop(runtime: Runtime, drain: bool = True) -> None:
             await hook()
         except Exception:
             log.exception("stop_hook_failed")
+    await runtime.assets.close()
     try:
         if drain:
             await runtime.nc.drain()

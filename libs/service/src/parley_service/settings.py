@@ -44,6 +44,10 @@ class ServiceSettings:
     db_pool_max: int = 10
     # How long start-up waits for NATS and PostgreSQL before giving up with a clear error.
     startup_timeout_seconds: float = 60.0
+    # Servers each file-stored JetStream stream is replicated over (3 in a production cluster).
+    jetstream_replicas: int = 1
+    # How often a service checks that its JetStream assets are still there.
+    asset_check_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         """Refuse values that would fail later, naming the variable (subclasses call this)."""
@@ -63,6 +67,11 @@ class ServiceSettings:
             raise SettingsError(f"PARLEY_DB_POOL_MAX must be at least 1, not {self.db_pool_max}")
         positive("PARLEY_DRAIN_TIMEOUT_SECONDS", self.drain_timeout_seconds)
         positive("PARLEY_STARTUP_TIMEOUT_SECONDS", self.startup_timeout_seconds)
+        positive("PARLEY_ASSET_CHECK_SECONDS", self.asset_check_seconds)
+        if not 1 <= self.jetstream_replicas <= 5:
+            raise SettingsError(
+                f"PARLEY_JETSTREAM_REPLICAS must be 1 to 5, not {self.jetstream_replicas}"
+            )
 
     @classmethod
     def from_env(cls: type[S], env: Mapping[str, str] | None = None) -> S:

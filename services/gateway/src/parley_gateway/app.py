@@ -60,6 +60,7 @@ async def setup(runtime: Runtime) -> None:
         peers,
         Forwarder(runtime.bus, settings.gateway_id, settings.max_requests_in_flight),
         PresenceReader(runtime.nc, peers.liveness),
+        runtime.assets,
     )
 
     async def on_keys_changed(msg: object) -> None:

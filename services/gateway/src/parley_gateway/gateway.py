@@ -24,6 +24,7 @@ from parley_gateway.tokens import TokenVerifier
 from parley_protocol import framing
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.assets import JetStreamAssets
 from parley_service.logs import get_logger
 from parley_service.presence import PresenceReader, check_server_version
 
@@ -48,7 +49,9 @@ class Gateway:
         peers: Peers,
         forwarder: Forwarder,
         presence_reader: PresenceReader,
+        assets: JetStreamAssets,
     ) -> None:
+        self.assets = assets
         self.settings = settings
         self.clock = clock
         self.verifier = verifier
@@ -85,7 +88,8 @@ class Gateway:
 
     async def _start(self, app: web.Application) -> None:
         check_server_version(self.presence.nc)  # presence reads need NATS 2.11+
-        await self.presence.open()
+        await self.presence.open(self.assets)
+        self.assets.on_restored(self._rewrite_presence)
         try:
             await self.verifier.refresh()
         except ParleyError as err:
@@ -213,6 +217,12 @@ class Gateway:
                         "access_token",
                     )
                     self.close_soon(session, err, framing.CLOSE_UNAUTHENTICATED)
+
+    async def _rewrite_presence(self) -> None:
+        """The bucket was made again (NATS restarted): every session here is in it at once."""
+        sessions = list(self.sessions.values())
+        await self.refresh_presence(sessions)
+        log.info("presence_rewritten", sessions=len(sessions))
 
     async def _presence_loop(self) -> None:
         interval = self.presence.refresh_interval

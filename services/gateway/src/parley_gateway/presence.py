@@ -8,16 +8,17 @@ crashed disappear by themselves; live gateways rewrite theirs every ttl/3 from o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, TypeVar
 
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from parley.v1 import presence_pb2
 from parley_protocol import subjects
+from parley_service.assets import MISSING_ERRORS, JetStreamAssets, KeyValueBucket
 from parley_service.logs import get_logger
 from parley_service.presence import PRESENCE_STREAM
 
@@ -67,6 +68,7 @@ class PresenceStore:
         self._bucket = subjects.PRESENCE_BUCKET
         self._stream = PRESENCE_STREAM
         self._kv: KeyValue | None = None
+        self._assets: JetStreamAssets | None = None
 
     @property
     def kv(self) -> KeyValue:
@@ -74,29 +76,21 @@ class PresenceStore:
             raise RuntimeError("PresenceStore.open() was not called")
         return self._kv
 
-    async def open(self) -> None:
-        """Bind to the bucket, creating it (TTL, memory storage, direct gets) if missing."""
-        try:
-            kv = await self._js.key_value(self._bucket)
-        except nats.js.errors.BucketNotFoundError:
-            config = KeyValueConfig(
-                bucket=self._bucket,
-                history=1,
-                ttl=self._ttl,
-                storage=StorageType.MEMORY,
-                direct=True,
-                description="Parley presence: one entry per signed-in device connection",
-            )
-            try:
-                kv = await self._js.create_key_value(config)
-                log.info("presence_bucket_created", bucket=self._bucket, ttl_seconds=self._ttl)
-            except nats.js.errors.BadRequestError:
-                # Another gateway created it between our look-up and our create.
-                kv = await self._js.key_value(self._bucket)
+    async def open(self, assets: JetStreamAssets) -> None:
+        """Declare the bucket (TTL, memory storage: it can be rebuilt; direct gets), made now
+        and again whenever it is lost, then bind to it."""
+        self._assets = assets
+        config = KeyValueConfig(
+            bucket=self._bucket,
+            history=1,
+            ttl=self._ttl,
+            storage=StorageType.MEMORY,
+            direct=True,
+            description="Parley presence: one entry per signed-in device connection",
+        )
+        await assets.add(KeyValueBucket(config))
+        kv = await self._js.key_value(self._bucket)
         info = await self._js.stream_info(self._stream)
-        if not info.config.allow_direct:
-            await self._js.update_stream(info.config.evolve(allow_direct=True))
-            log.info("presence_bucket_direct_gets_enabled", bucket=self._bucket)
         max_age = info.config.max_age or 0
         # The bucket was made by a gateway configured otherwise: entries live the bucket's
         # TTL, so refresh in time for the shorter of the two.
@@ -136,15 +130,28 @@ class PresenceStore:
         return data
 
     async def put(self, device: Device) -> None:
-        await self.kv.put(self.key(device), self.entry(device), validate_keys=False)
+        with self._watching("put"):
+            await self.kv.put(self.key(device), self.entry(device), validate_keys=False)
 
     async def delete(self, device: Device) -> None:
-        await self.kv.delete(self.key(device), validate_keys=False)
+        with self._watching("delete"):
+            await self.kv.delete(self.key(device), validate_keys=False)
 
     async def forget(self, application_key: str, user_id: str, connection_id: str) -> None:
         """Remove a device's earlier entry (a reconnect names the session it had)."""
         key = subjects.presence_key(application_key, user_id, connection_id)
-        await self.kv.delete(key, validate_keys=False)
+        with self._watching("delete"):
+            await self.kv.delete(key, validate_keys=False)
+
+    @contextlib.contextmanager
+    def _watching(self, operation: str) -> Iterator[None]:
+        """An operation that finds the bucket gone has it made again (and re-raises)."""
+        try:
+            yield
+        except MISSING_ERRORS as exc:
+            if self._assets is not None:
+                self._assets.lost(f"presence {operation}: {type(exc).__name__}")
+            raise
 
     async def refresh(self, devices: Iterable[D], current: Callable[[D], bool]) -> int:
         """Rewrite the entry (resetting its TTL) of each device still `current` when it is
