@@ -1,4 +1,5 @@
-"""The shared access-token rules: signing, the JWKS, and verification with an injected time."""
+"""The shared access-token rules: what auth signs and publishes, and how every verifier
+checks it (with an injected time)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from parley_auth.keys import public_jwk
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import access_tokens
 from parley_service.access_tokens import Claims, parse_jwks, sign, verify
 
 APP_KEY = "196087a1-e815-4bc4-8984-60d8d8a43f1d"
+# RFC 8037, appendix A.1-A.3: an Ed25519 key and its RFC 7638 thumbprint.
+RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
+RFC8037_THUMBPRINT = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 KID = "k1"
 NOW = 1_700_000_000
 
@@ -26,6 +31,10 @@ def _b64url(data: bytes) -> str:
 
 def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def rfc_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(_b64url_decode(RFC8037_D))
 
 
 def jwk(kid: str, key: Ed25519PrivateKey) -> dict[str, str]:
@@ -59,29 +68,78 @@ def refused(token: str, now_ms: int = (NOW + 100) * 1000, **kw: Any) -> ParleyEr
     return info.value
 
 
-def test_a_signed_token_carries_the_contract_claims_and_verifies() -> None:
-    token = sign(claims(), KID, KEY)
-    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": KID, "typ": "JWT"}
-    assert jwt.decode(token, options={"verify_signature": False}) == {
+def test_token_carries_the_contract_claims_and_verifies_against_auths_jwks() -> None:
+    key = rfc_key()
+    jwks = {"keys": [public_jwk(key)]}
+    token = sign(claims(), RFC8037_THUMBPRINT, key)
+    assert jwt.get_unverified_header(token) == {
+        "alg": "EdDSA",
+        "kid": RFC8037_THUMBPRINT,
+        "typ": "JWT",
+    }
+    raw = jwt.decode(token, options={"verify_signature": False})
+    assert raw == {
         "iss": "parley-auth",
         "aud": "parley",
         "sub": "alice",
         "app": APP_KEY,
         "env": "sandbox",
         "iid": "iid-1",
-        "iat": NOW,
-        "exp": NOW + 900,
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_900,
     }
-    got = verify(token, KEYS.get, (NOW + 899) * 1000 + 999)
-    assert got == claims()
-    assert got.expires_at_ms == (NOW + 900) * 1000
+    assert verify(token, parse_jwks(json.dumps(jwks)).get, now_ms=1_700_000_899_999) == claims()
+    assert claims().expires_at_ms == 1_700_000_900_000
+
+
+def test_verification_refuses_expired_unknown_key_tampered_and_foreign_tokens() -> None:
+    key = rfc_key()
+    jwks = {"keys": [public_jwk(key)]}
+    token = sign(claims(), RFC8037_THUMBPRINT, key)
+
+    def refused(tok: str, now: float = 1_700_000_100, keys: Any = jwks) -> ParleyError:
+        with pytest.raises(ParleyError) as info:
+            verify(tok, parse_jwks(json.dumps(keys)).get, now_ms=int(now * 1000))
+        assert info.value.field == "access_token"
+        return info.value
+
+    err = refused(token, now=1_700_000_900)
+    assert err.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED and "expired" in err.reason
+
+    other = Ed25519PrivateKey.generate()
+    err = refused(token, keys={"keys": [public_jwk(other)]})
+    assert err.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED and "unknown key" in err.reason
+
+    forged = sign(claims(), RFC8037_THUMBPRINT, other)  # right kid, wrong key
+    err = refused(forged)
+    assert err.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED and "not valid" in err.reason
+    assert "signature" in err.reason
+
+    header, payload, sig = token.split(".")
+    body = json.loads(_b64url_decode(payload))
+    body["sub"] = "mallory"
+    evil = base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+    err = refused(f"{header}.{evil}.{sig}")
+    assert err.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
+
+    hs256 = jwt.encode({"sub": "alice"}, "x" * 32, algorithm="HS256")
+    assert "not EdDSA" in refused(hs256).reason
+    assert "not a JWT" in refused("garbage").reason
+
+    wrong_audience = jwt.encode(
+        {**claims().to_jwt_claims(), "aud": "elsewhere"},
+        key,
+        algorithm="EdDSA",
+        headers={"kid": RFC8037_THUMBPRINT},
+    )
+    assert "not valid" in refused(wrong_audience).reason
 
 
 def test_expiry_is_checked_against_the_given_time_to_the_millisecond() -> None:
     token = sign(claims(), KID, KEY)
+    assert verify(token, KEYS.get, (NOW + 900) * 1000 - 1).user_id == "alice"
     err = refused(token, now_ms=(NOW + 900) * 1000)
     assert err.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED and "expired" in err.reason
-    assert verify(token, KEYS.get, NOW * 1000).user_id == "alice"
 
 
 def test_the_environment_is_checked_only_when_given() -> None:
@@ -93,32 +151,11 @@ def test_the_environment_is_checked_only_when_given() -> None:
     assert "production" in err.reason and "sandbox" in err.reason
 
 
-def test_unknown_keys_forgeries_tampering_and_other_algorithms_are_unauthenticated() -> None:
-    token = sign(claims(), KID, KEY)
-    other = Ed25519PrivateKey.generate()
-
-    with pytest.raises(ParleyError) as info:
-        verify(token, parse_jwks(json.dumps({"keys": [jwk(KID + "x", other)]})).get, NOW * 1000)
-    err = info.value
-    assert err.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED and "unknown key" in err.reason
-
-    forged = sign(claims(), KID, other)  # right kid, wrong key
-    err = refused(forged)
-    assert err.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
-    assert "not valid" in err.reason and "signature" in err.reason
-
-    header, payload, sig = token.split(".")
-    body = json.loads(_b64url_decode(payload))
-    body["sub"] = "mallory"
-    evil = _b64url(json.dumps(body).encode())
-    assert refused(f"{header}.{evil}.{sig}").code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
-
-    hs256 = jwt.encode({"sub": "alice"}, "x" * 32, algorithm="HS256", headers={"kid": KID})
-    err = refused(hs256)
-    assert err.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED and "not EdDSA" in err.reason
+def test_tokens_without_a_usable_header_are_unauthenticated() -> None:
     unsigned = jwt.encode({"sub": "alice"}, "", algorithm="none", headers={"kid": KID})
     assert refused(unsigned).code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
-    assert "not a JWT" in refused("garbage").reason
+    hs256 = jwt.encode({"sub": "alice"}, "x" * 32, algorithm="HS256", headers={"kid": KID})
+    assert refused(hs256).code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
     assert refused("a.b.c").code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
     assert "no access token" in refused("").reason
     no_kid = jwt.encode(claims().to_jwt_claims(), KEY, algorithm="EdDSA")
