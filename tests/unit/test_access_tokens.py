@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from parley_auth.keys import public_jwk
+from parley_gateway.tokens import TokenVerifier
+from parley_protocol.clock import FakeClock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import access_tokens
 from parley_service.access_tokens import Claims, parse_jwks, sign, verify
@@ -209,3 +212,82 @@ def test_key_id_reads_only_the_header() -> None:
     assert access_tokens.key_id(sign(claims(), "some-kid", KEY)) == "some-kid"
     with pytest.raises(ParleyError):
         access_tokens.key_id("garbage")
+
+
+# Auth and the gateway: one set of rules -----------------------------------------------------
+
+AUTH_KEY = Ed25519PrivateKey.generate()
+AUTH_KID = public_jwk(AUTH_KEY)["kid"]
+AUTH_JWKS = json.dumps({"keys": [public_jwk(AUTH_KEY)]})
+
+
+def _signed(payload_overrides: dict[str, Any], key: Ed25519PrivateKey = AUTH_KEY) -> str:
+    payload = {**claims().to_jwt_claims(), **payload_overrides}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, key, algorithm="EdDSA", headers={"kid": AUTH_KID})
+
+
+def _tampered() -> str:
+    header, payload, sig = sign(claims(), AUTH_KID, AUTH_KEY).split(".")
+    body = {**json.loads(_b64url_decode(payload)), "sub": "mallory"}
+    return f"{header}.{_b64url(json.dumps(body).encode())}.{sig}"
+
+
+OTHER_KEY = Ed25519PrivateKey.generate()
+CASES: dict[str, str] = {
+    "good": sign(claims(), AUTH_KID, AUTH_KEY),
+    "expired": sign(claims(now=NOW - 900), AUTH_KID, AUTH_KEY),
+    "other environment": sign(claims(env="production"), AUTH_KID, AUTH_KEY),
+    "forged": sign(claims(), AUTH_KID, OTHER_KEY),
+    "unknown key": sign(claims(), public_jwk(OTHER_KEY)["kid"], OTHER_KEY),
+    "tampered": _tampered(),
+    "no iat": _signed({"iat": None}),
+    "fractional exp": _signed({"exp": NOW + 900.5}),
+    "numeric sub": _signed({"sub": 42}),
+    "empty iid": _signed({"iid": ""}),
+    "other audience": _signed({"aud": "elsewhere"}),
+    "other issuer": _signed({"iss": "mallory"}),
+    "HS256": jwt.encode(claims().to_jwt_claims(), "x" * 32, "HS256", {"kid": AUTH_KID}),
+    "unsigned": jwt.encode(claims().to_jwt_claims(), "", "none", {"kid": AUTH_KID}),
+    "no kid": jwt.encode(claims().to_jwt_claims(), AUTH_KEY, "EdDSA"),
+    "garbage": "garbage",
+    "empty": "",
+}
+
+
+def _outcome_of(check: Callable[[], Claims]) -> Claims | tuple[int, str, str]:
+    try:
+        return check()
+    except ParleyError as err:
+        return (err.code, err.reason, err.field)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_auth_and_the_gateway_accept_and_refuse_the_same_tokens_alike(name: str) -> None:
+    token = CASES[name]
+    clock = FakeClock(start=NOW + 100)
+
+    # What auth publishes, read the way its tests and any service without a cache read it.
+    by_lib = _outcome_of(
+        lambda: verify(token, parse_jwks(AUTH_JWKS).get, now_ms(clock), environment="sandbox")
+    )
+
+    async def fetch() -> str:
+        return AUTH_JWKS
+
+    gateway = TokenVerifier(fetch, clock, "sandbox", refetch_seconds=5, max_age_seconds=300)
+    try:
+        by_gateway: Claims | tuple[int, str, str] = await gateway.verify(token)
+    except ParleyError as err:
+        by_gateway = (err.code, err.reason, err.field)
+
+    assert by_gateway == by_lib
+    if name == "good":
+        assert by_lib == claims()
+    else:
+        assert isinstance(by_lib, tuple) and by_lib[2] == "access_token"
+        expected = {
+            "expired": ErrorCode.ERROR_CODE_TOKEN_EXPIRED,
+            "other environment": ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT,
+        }.get(name, ErrorCode.ERROR_CODE_UNAUTHENTICATED)
+        assert by_lib[0] == expected, by_lib
