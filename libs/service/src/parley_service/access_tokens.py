@@ -4,7 +4,7 @@ An access token is an EdDSA (Ed25519) JWT whose header names its signing key (`k
 Claims: iss "parley-auth", aud "parley", sub = user id, app = application key,
 env = environment, iid = device instance id, iat and exp = whole seconds since the epoch.
 
-Auth signs with `sign`; whoever verifies (the gateway, tests, auth itself) goes through
+Auth signs with `sign`; whoever verifies (the gateway, the tests of both) goes through
 `verify`, the only place the rules are checked: the header (EdDSA, a key id), the
 signature, issuer and audience, every claim present with its type, expiry against a time
 the caller passes (an injected clock, never the system clock behind its back), and the
