@@ -24,12 +24,12 @@ from parley_auth.app import MIGRATIONS, setup
 from parley_auth.keys import rotate_signing_key, to_datetime
 from parley_auth.secrets_box import SecretBox, application_secret_context, signing_key_context
 from parley_auth.settings import AuthSettings
-from parley_auth.tokens import TokenClaims, verify_token
 from parley_protocol import signatures, subjects
 from parley_protocol.clock import Clock, FakeClock, SystemClock
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth
 from parley_service import runtime as rt
+from parley_service.access_tokens import Claims, parse_jwks, verify
 from parley_service.bus import request
 
 MASTER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
@@ -116,9 +116,9 @@ class AuthEnv:
         jwks_json: str = response.jwks_json
         return jwks_json
 
-    async def verify(self, token: str, now: float | None = None) -> TokenClaims:
+    async def verify(self, token: str, now: float | None = None) -> Claims:
         when = self.clock.time() if now is None else now
-        return verify_token(token, await self.jwks(), now=when)
+        return verify(token, parse_jwks(await self.jwks()).get, now_ms=int(when * 1000))
 
 
 async def start_env(
@@ -422,7 +422,7 @@ async def test_a_retired_key_leaves_the_jwks_after_a_token_lifetime_and_a_grace_
         keys = json.loads(await env.jwks())["keys"]
         assert [k["kid"] for k in keys] == [new_kid]
         with pytest.raises(ParleyError) as info:
-            verify_token(token, json.dumps({"keys": keys}), now=clock.time())
+            verify(token, parse_jwks(json.dumps({"keys": keys})).get, int(clock.time() * 1000))
         assert info.value.code == ErrorCode.ERROR_CODE_UNAUTHENTICATED
     finally:
         await stop_env(env)

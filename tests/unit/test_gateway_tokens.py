@@ -1,4 +1,7 @@
-"""The gateway's access-token verifier, with real Ed25519 keys and an injected clock."""
+"""The gateway's access-token verifier, with real Ed25519 keys and an injected clock.
+
+The token rules it applies are the shared ones (test_access_tokens.py); here: its keys.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from parley_gateway.tokens import TokenVerifier, parse_jwks
+from parley_gateway.tokens import TokenVerifier
 from parley_protocol.clock import FakeClock
 from parley_protocol.errors import ErrorCode, ParleyError
 
@@ -194,15 +197,6 @@ async def test_auth_down_at_first_use_is_unavailable(clock: FakeClock, auth: Aut
     assert err.code == ErrorCode.ERROR_CODE_UNAVAILABLE
     with pytest.raises(ParleyError):
         await verifier.jwks_json()
-
-
-def test_parse_jwks_keeps_ed25519_keys_and_skips_others() -> None:
-    good = _jwk("k1", Ed25519PrivateKey.generate())
-    document = {"keys": [good, {"kty": "RSA", "kid": "r1"}, "junk", {**good, "kid": 5}]}
-    assert list(parse_jwks(json.dumps(document))) == ["k1"]
-    for bad in ("not json", "[]", '{"keys": 1}'):
-        with pytest.raises(ValueError):
-            parse_jwks(bad)
 
 
 async def test_auth_back_after_a_failed_start_is_used_at_once(clock: FakeClock, auth: Auth) -> None:

@@ -26,11 +26,11 @@ from parley_auth.credentials import (
 from parley_auth.keys import KeyRing, to_datetime
 from parley_auth.metrics import REGISTRATIONS, TOKENS_ISSUED
 from parley_auth.settings import AuthSettings
-from parley_auth.tokens import TokenClaims
 from parley_protocol import signatures, subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import validate_application_key, validate_user_id
+from parley_service import access_tokens
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
 
@@ -237,18 +237,17 @@ class AuthHandlers:
 
     def _issue(self, app: AppInfo, user_id: str, instance_id: str) -> auth_pb2.AccessToken:
         issued_at = int(self._clock.time())
-        expires_at = issued_at + self._settings.auth_token_ttl_seconds
-        claims = TokenClaims(
-            user_id=user_id,
+        claims = access_tokens.Claims(
             application_key=app.key,
-            environment=app.environment,
+            user_id=user_id,
             instance_id=instance_id,
+            environment=app.environment,
             issued_at=issued_at,
-            expires_at=expires_at,
+            expires_at=issued_at + self._settings.auth_token_ttl_seconds,
         )
         token, _ = self._keys.sign(claims)
         TOKENS_ISSUED.inc()
-        return auth_pb2.AccessToken(token=token, expires_at_ms=expires_at * 1000)
+        return auth_pb2.AccessToken(token=token, expires_at_ms=claims.expires_at_ms)
 
     # jwks, app_lookup ---------------------------------------------------------------
 

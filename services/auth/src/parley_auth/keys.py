@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from parley_auth import store
 from parley_auth.secrets_box import SecretBox, signing_key_context
-from parley_auth.tokens import ALGORITHM, TokenClaims, sign_token
 from parley_protocol.clock import Clock
+from parley_service import access_tokens
 from parley_service.logs import get_logger
 
 log = get_logger("parley.auth.keys")
@@ -38,7 +38,14 @@ def public_jwk(private_key: Ed25519PrivateKey) -> dict[str, str]:
     x = _b64url(raw)
     canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"))
     kid = _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": ALGORITHM, "use": "sig"}
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": x,
+        "kid": kid,
+        "alg": access_tokens.ALGORITHM,
+        "use": "sig",
+    }
 
 
 def to_datetime(seconds: float) -> datetime:
@@ -149,10 +156,10 @@ class KeyRing:
     def active_kid(self) -> str:
         return self._require_active()[0]
 
-    def sign(self, claims: TokenClaims) -> tuple[str, str]:
+    def sign(self, claims: access_tokens.Claims) -> tuple[str, str]:
         """Sign with the active key; returns (token, kid)."""
         kid, private_key = self._require_active()
-        return sign_token(claims, kid, private_key), kid
+        return access_tokens.sign(claims, kid, private_key), kid
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The active key and every key retired less than one token lifetime ago."""
