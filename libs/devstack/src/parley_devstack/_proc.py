@@ -102,6 +102,17 @@ class ServerProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def kill(self) -> bool:
+        """SIGKILL the server, as a crash would (its data stays); False if it was not running.
+        `start()` brings it back on the same address."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        proc.kill()
+        proc.wait()
+        self._proc = None
+        return True
+
     async def start(self) -> None:
         raise NotImplementedError
 

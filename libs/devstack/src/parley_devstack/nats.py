@@ -93,6 +93,7 @@ class EmbeddedNats(ServerProcess):
                 outcome = await self._check()
                 if outcome == "ready":
                     log.info("nats-server ready on %s (pid %s)", self.url, self.pid)
+                    self._requested_port = self._port  # a restart keeps the address
                     return
                 if outcome == "dead":
                     break

@@ -65,8 +65,8 @@ def postgres_bin_dir() -> Path:
 class EmbeddedPostgres(ServerProcess):
     """A PostgreSQL server whose data survives restarts under ``base_dir``.
 
-    ``port=None`` picks a free port at each start. ``settings`` are extra ``-c name=value``
-    server settings on top of :data:`DEFAULT_SETTINGS`.
+    ``port=None`` picks a free port at the first start (later starts keep it). ``settings``
+    are extra ``-c name=value`` server settings on top of :data:`DEFAULT_SETTINGS`.
     """
 
     def __init__(
@@ -134,6 +134,7 @@ class EmbeddedPostgres(ServerProcess):
             while proc.poll() is None:
                 if self._postmaster_ready(proc.pid):
                     log.info("postgres ready on %s:%s (pid %s)", self.host, self.port, proc.pid)
+                    self._requested_port = self._port  # a restart keeps the address
                     return
                 if time.monotonic() > deadline:
                     await self.stop()
@@ -150,15 +151,20 @@ class EmbeddedPostgres(ServerProcess):
                 continue
             raise PostgresError(f"postgres exited during start-up; log {self.log_path}:\n{output}")
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Fast shutdown (SIGINT: disconnect clients, checkpoint); SIGQUIT, then SIGKILL."""
+    async def stop(self, timeout: float = 10.0, immediate: bool = False) -> None:
+        """Fast shutdown (SIGINT: disconnect clients, checkpoint); SIGQUIT, then SIGKILL.
+
+        ``immediate`` starts with SIGQUIT, as ``pg_ctl stop -m immediate`` does: no
+        checkpoint, crash recovery at the next start.
+        """
         proc = self._proc
         if proc is None:
             return
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 3.0), (signal.SIGKILL, 5.0)):
+        steps = ((signal.SIGINT, timeout), (signal.SIGQUIT, 3.0), (signal.SIGKILL, 5.0))
+        for sig, wait in steps[1:] if immediate else steps:
             if proc.poll() is not None:
                 break
-            if sig != signal.SIGINT:
+            if sig != signal.SIGINT and not (immediate and sig == signal.SIGQUIT):
                 log.warning("postgres (pid %s) still running; sending %s", proc.pid, sig.name)
             proc.send_signal(sig)
             await poll_until(lambda: proc.poll() is not None, wait)

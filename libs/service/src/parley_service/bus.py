@@ -25,7 +25,7 @@ from prometheus_client import Counter, Histogram
 from parley.v1 import common_pb2, routing_pb2
 from parley_protocol import bodies
 from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
-from parley_service import tracing
+from parley_service import db, tracing
 from parley_service.client_requests import ClientHandler, client_request_handler
 from parley_service.logs import get_logger
 
@@ -166,11 +166,18 @@ class Bus:
                 outcome = err.code_name
                 span.set_attribute("parley.error", outcome)
                 payload, headers = err.to_proto().SerializeToString(), {ERROR_HEADER: outcome}
-            except Exception:
-                outcome = "INTERNAL"
-                log.exception("bus_handler_failed", subject=ep.subject)
-                internal = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error")
-                payload = internal.to_proto().SerializeToString()
+            except Exception as exc:
+                if db.is_unavailable(exc):
+                    failure = ParleyError(
+                        ErrorCode.ERROR_CODE_UNAVAILABLE, "the database is not available; retry"
+                    )
+                    log.warning("bus_handler_unavailable", subject=ep.subject, error=repr(exc))
+                else:
+                    failure = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error")
+                    log.exception("bus_handler_failed", subject=ep.subject)
+                outcome = failure.code_name
+                span.set_attribute("parley.error", outcome)
+                payload = failure.to_proto().SerializeToString()
                 headers = {ERROR_HEADER: outcome}
         BUS_REQUESTS.labels(self.service, ep.subject, outcome).inc()
         BUS_SECONDS.labels(self.service, ep.subject).observe(time.perf_counter() - started)

@@ -21,6 +21,23 @@ log = get_logger("parley.db")
 _MIGRATION_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
+# What a query raises while PostgreSQL is down or restarting (not a bug of the caller's).
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # lost connection, cannot connect now
+    asyncpg.InterfaceError,  # the connection was closed under the query
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means "the database cannot be reached now": a retryable error."""
+    return isinstance(exc, _UNAVAILABLE_ERRORS)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
