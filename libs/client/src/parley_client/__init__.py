@@ -12,10 +12,9 @@ await client.start()
 """
 
 from parley_client.builder import ParleyClientBuilder
-from parley_client.client import ParleyClient
+from parley_client.client import ClientListener, ParleyClient
 from parley_client.config import Capabilities
 from parley_client.errors import ConfigurationError, ConfigurationProblem, ErrorType, ParleyError
-from parley_client.listeners import ClientListener
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
 

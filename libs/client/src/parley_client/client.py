@@ -8,7 +8,7 @@ import functools
 import os
 import platform
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from parley_client.credentials import CredentialKey, CredentialStore
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.futures import app_future, settle_all
 from parley_client.http import AuthApi
-from parley_client.listeners import ClientListener, ListenerSet
+from parley_client.listeners import ListenerSet
 from parley_client.logs import ClientLog
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
@@ -65,6 +65,36 @@ class _State(enum.Enum):
 _RUNNING = frozenset({_State.STARTING, _State.STARTED, _State.RECONNECTING})
 
 
+class ClientListener:
+    """Events of a `ParleyClient` (the guide's SinchClientListener). Every method is a no-op
+    here; override the ones you need, as plain methods or as coroutines (the client awaits them).
+    """
+
+    def on_client_started(self, client: ParleyClient) -> Awaitable[None] | None:
+        """The client is registered and connected; calls and messages can be made."""
+        return None
+
+    def on_client_stopped(self, client: ParleyClient) -> Awaitable[None] | None:
+        """`terminate()` finished."""
+        return None
+
+    def on_client_failed(self, client: ParleyClient, error: ParleyError) -> Awaitable[None] | None:
+        """The client could not start, or stopped on an error it cannot recover from."""
+        return None
+
+    def on_registration_credentials_required(
+        self, client: ParleyClient, registration: ClientRegistration
+    ) -> Awaitable[None] | None:
+        """No application secret is configured: have the app server sign this user's
+        registration, then call `registration.register(signature, sequence)` (or
+        `registration.register_failed()`)."""
+        return None
+
+    def on_log_message(self, level: int, area: str, message: str) -> Awaitable[None] | None:
+        """A log line of the SDK; `level` is a `logging` level (logging.INFO ...)."""
+        return None
+
+
 class ParleyClient:
     """A user on a device: registers once, then keeps a signaling connection to a gateway.
 
@@ -101,8 +131,8 @@ class ParleyClient:
     # -- construction -----------------------------------------------------------------------
 
     @staticmethod
-    def builder() -> ParleyClientBuilder:
-        return ParleyClientBuilder()
+    def builder() -> ParleyClientBuilder[ParleyClient]:
+        return ParleyClientBuilder(ParleyClient)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ParleyClient:
