@@ -14,7 +14,7 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
 from parley_protocol.pb import presence as presence_pb
-from tests.unit.client_double import harness, wait_until
+from tests.unit.client_double import FrameFeature, harness, wait_until
 
 
 async def test_hello_carries_identity_capabilities_and_seq_1(tmp_path: Path) -> None:
@@ -207,9 +207,9 @@ async def test_other_frames_go_to_registered_handlers(tmp_path: Path) -> None:
             await asyncio.sleep(0)
             received.append(envelope)
 
-        client._on_frame("presence_result", on_presence)
+        client.add_feature(FrameFeature("presence", ["presence_result"], on_presence))
         with pytest.raises(ValueError, match="not a body"):
-            client._on_frame("incoming_call_typo", on_presence)
+            client.add_feature(FrameFeature("typo", ["incoming_call_typo"], on_presence))
         await client.start()
         pushed = pb.Envelope(presence_result=presence_pb.PresenceResult())
         pushed.presence_result.users.add(user_id="bob", online=True, devices=2)

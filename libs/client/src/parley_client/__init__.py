@@ -15,6 +15,7 @@ from parley_client.builder import ParleyClientBuilder
 from parley_client.client import ClientListener, ParleyClient
 from parley_client.config import Capabilities
 from parley_client.errors import ConfigurationError, ConfigurationProblem, ErrorType, ParleyError
+from parley_client.features import Connected, Feature, FeatureLink
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
 
@@ -24,7 +25,10 @@ __all__ = [
     "ClientRegistration",
     "ConfigurationError",
     "ConfigurationProblem",
+    "Connected",
     "ErrorType",
+    "Feature",
+    "FeatureLink",
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",

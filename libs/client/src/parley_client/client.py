@@ -11,30 +11,28 @@ import random
 from collections.abc import Awaitable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
-from google.protobuf.message import Message
 
 from parley_client.builder import ParleyClientBuilder
 from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
 from parley_client.credentials import CredentialKey, CredentialStore
+from parley_client.dispatcher import FeatureDispatcher
 from parley_client.errors import ErrorType, ParleyError, terminated
+from parley_client.features import Connected, Feature, FeatureLink
 from parley_client.futures import app_future, settle_all
 from parley_client.http import AuthApi
 from parley_client.listeners import ListenerSet
 from parley_client.logs import ClientLog
-from parley_client.presence import UserPresence
+from parley_client.presence import Presence, UserPresence
 from parley_client.registration import ClientRegistration
-from parley_client.session import BODY_NAMES, ConnectedHook, FrameHandler, Session
+from parley_client.session import Session
 from parley_client.tokens import Authenticator, Identity
-from parley_protocol import validation
 from parley_protocol.clock import Clock, SystemClock
 from parley_protocol.errors import ErrorCode
-from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
-from parley_protocol.pb import presence as presence_pb
 
-DEFAULT_PRESENCE_TIMEOUT = 10.0
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
 
 ENV_APPLICATION_KEY = "PARLEY_APPLICATION_KEY"
@@ -63,6 +61,8 @@ class _State(enum.Enum):
 
 
 _RUNNING = frozenset({_State.STARTING, _State.STARTED, _State.RECONNECTING})
+
+F = TypeVar("F", bound=Feature)
 
 
 class ClientListener:
@@ -122,8 +122,9 @@ class ParleyClient:
         self._http: aiohttp.ClientSession | None = None
         self._opening: asyncio.Future[pb.Welcome] | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._frame_handlers: list[tuple[str, FrameHandler]] = []
-        self._connected_hooks: list[ConnectedHook] = []
+        self._features = FeatureDispatcher(self._log, self._link)
+        self._presence = Presence(self._link("presence"))
+        self._connections = 0  # welcomes so far, over every start
         self._listening: bool | None = None
         self._early_listen: list[asyncio.Future[None]] = []
         self._failure: ParleyError | None = None
@@ -327,6 +328,8 @@ class ParleyClient:
                 if not waiter.done():
                     waiter.set_exception(terminated())
             self._early_listen = []
+            self._features.disconnected(terminated())
+            await self._features.close()
             if was_running:
                 self._log.info("client", "stopped")
                 await self._listeners.emit("on_client_stopped", self)
@@ -361,55 +364,28 @@ class ParleyClient:
         self, user_ids: Iterable[str], timeout: float | None = None
     ) -> dict[str, UserPresence]:
         """Whether each user (of this application) has a listening device."""
-        ids = [user_ids] if isinstance(user_ids, str) else list(dict.fromkeys(user_ids))
-        for user_id in ids:
-            try:
-                validation.validate_user_id(user_id, "user_ids")
-            except ProtocolError as exc:
-                raise ParleyError.from_protocol(exc) from None
-        if not ids:
-            return {}
-        reply = await self._request(
-            "presence_query",
-            presence_pb.PresenceQuery(user_ids=ids),
-            timeout or DEFAULT_PRESENCE_TIMEOUT,
-        )
-        body = reply.WhichOneof("body")
-        if body != "presence_result":
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INTERNAL, f"the gateway answered PresenceQuery with {body}"
-            )
-        result = {user_id: UserPresence(user_id, False, 0) for user_id in ids}
-        for user in reply.presence_result.users:
-            if user.user_id in result:
-                result[user.user_id] = UserPresence(user.user_id, user.online, user.devices)
-        return result
+        return await self._presence.query(user_ids, timeout)
 
-    # -- hooks for feature modules (calling, messaging, push) -------------------------------
+    # -- features ----------------------------------------------------------------------------
 
-    def _on_frame(self, body: str, handler: FrameHandler) -> None:
-        """Route incoming `body` frames that are not replies to `handler(envelope)`."""
-        if body not in BODY_NAMES:
-            raise ValueError(f"{body!r} is not a body of parley.v1.Envelope")
-        self._frame_handlers.append((body, handler))
-        if self._session is not None:
-            self._session.on_frame(body, handler)
+    def add_feature(self, feature: Feature) -> None:
+        """Plug a feature in (before or after `start()`): it gets the frames of its bodies and
+        hears of every connection. ValueError if it cannot have its name or bodies."""
+        self._features.add(feature)
 
-    def _on_connected(self, hook: ConnectedHook) -> None:
-        """Call `hook(reconnected)` after every Welcome."""
-        self._connected_hooks.append(hook)
-        if self._session is not None:
-            self._session.on_connected(hook)
-
-    async def _send(self, body: str, message: Message) -> int:
-        return await self._live_session(body).send(body, message)
-
-    async def _request(
-        self, body: str, message: Message, timeout: float | None = None
-    ) -> pb.Envelope:
-        return await self._live_session(body).request(body, message, timeout)
+    def feature(self, kind: type[F]) -> F:
+        """The feature of this type that was added; LookupError if none was."""
+        return self._features.get(kind)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _link(self, name: str) -> FeatureLink:
+        return FeatureLink(
+            channel=self._live_session,
+            config=self._config,
+            capabilities=lambda: self.capabilities,
+            log=self._log.area(name),
+        )
 
     def _new_session(self, endpoints: tuple[Endpoint, ...]) -> Session:
         config = self._config
@@ -439,16 +415,13 @@ class ParleyClient:
             endpoints=endpoints,
             authenticator=authenticator,
             events=_Events(self),
+            dispatch=self._features.dispatch,
             clock=self._clock,
             log=self._log,
             request_timeout=config.request_timeout,
             heartbeat_interval=config.heartbeat_interval,
             rng=self._rng,
         )
-        for body, handler in self._frame_handlers:
-            session.on_frame(body, handler)
-        for hook in self._connected_hooks:
-            session.on_connected(hook)
         if self._listening is not None:
             applied = session.set_listening(self._listening)
             early, self._early_listen = self._early_listen, []
@@ -512,6 +485,7 @@ class ParleyClient:
         self._log.error("client", f"failed: {error}")
         self._failure = error
         await self._release(goodbye=False)
+        self._features.disconnected(error)
         self._set_state(_State.FAILED)
         await self._listeners.emit("on_client_failed", self, error)
 
@@ -539,7 +513,20 @@ class _Events:
             resume_session_id=client.session_id or "",
         )
 
+    def connected(self, welcome: pb.Welcome) -> None:
+        client = self._client
+        client._features.connected(
+            Connected(
+                reconnected=client._connections > 0,
+                resumed=False,
+                session_id=welcome.session_id,
+                gateway_id=welcome.gateway_id,
+            )
+        )
+        client._connections += 1
+
     async def session_down(self, reason: ParleyError) -> None:
+        self._client._features.disconnected(reason)
         if self._client._state is _State.STARTED:
             self._client._set_state(_State.RECONNECTING)
 
