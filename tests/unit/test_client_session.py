@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from parley_client import ErrorType, ParleyError, UserPresence, backoff
+from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
@@ -280,3 +281,37 @@ async def test_close_codes_without_an_error_frame(
         else:
             await wait_until(lambda: bool(recorder.failed))
             assert recorder.failed[0].code == outcome
+
+
+async def test_listening_asked_for_while_reconnecting_waits_for_the_connection(
+    tmp_path: Path,
+) -> None:
+    async with harness(tmp_path) as h:
+        gateway = h.gateways[0]
+        client, _ = h.client()
+        await client.start()
+
+        def refuse_hellos() -> None:
+            gateway.hello_error = ProtocolError(ErrorCode.ERROR_CODE_UNAVAILABLE, "draining")
+            gateway.hello_close_code = framing.CLOSE_TRY_AGAIN_LATER
+
+        refuse_hellos()
+        await gateway.drop_all()
+        await wait_until(lambda: not client.is_started)
+        listening = client.start_listening_on_active_connection()
+        await asyncio.sleep(0.1)
+        assert not listening.done() and client.is_listening
+        gateway.hello_error = gateway.hello_close_code = None
+        await asyncio.wait_for(listening, 5)
+        assert h.backend.listening["alice"] == {client.session_id}
+
+        refuse_hellos()
+        await gateway.drop_all()
+        await wait_until(lambda: not client.is_started)
+        stopping = client.stop_listening_on_active_connection()
+        await client.terminate()
+        with pytest.raises(ParleyError) as caught:
+            await stopping
+        assert caught.value.code == "WRONG_STATE"
+        with pytest.raises(ParleyError, match="terminated"):
+            await client.start_listening_on_active_connection()

@@ -17,13 +17,14 @@ import aiohttp
 
 from parley_client.builder import ParleyClientBuilder
 from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
+from parley_client.connection import Connection
 from parley_client.credentials import CredentialKey, CredentialStore
 from parley_client.dispatcher import FeatureDispatcher
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.features import Connected, Feature, FeatureLink
-from parley_client.futures import app_future, settle_all
 from parley_client.http import AuthApi
 from parley_client.listeners import ListenerSet
+from parley_client.listening import Listening
 from parley_client.logs import ClientLog
 from parley_client.presence import Presence, UserPresence
 from parley_client.registration import ClientRegistration
@@ -125,8 +126,7 @@ class ParleyClient:
         self._features = FeatureDispatcher(self._log, self._link)
         self._presence = Presence(self._link("presence"))
         self._connections = 0  # welcomes so far, over every start
-        self._listening: bool | None = None
-        self._early_listen: list[asyncio.Future[None]] = []
+        self._listening = Listening(self._log, config.request_timeout)
         self._failure: ParleyError | None = None
 
     # -- construction -----------------------------------------------------------------------
@@ -324,10 +324,7 @@ class ParleyClient:
             if self._opening is not None:
                 self._opening.cancel()
             await self._release(goodbye=True)
-            for waiter in self._early_listen:
-                if not waiter.done():
-                    waiter.set_exception(terminated())
-            self._early_listen = []
+            await self._listening.release(terminated())
             self._features.disconnected(terminated())
             await self._features.close()
             if was_running:
@@ -349,14 +346,14 @@ class ParleyClient:
         """Receive incoming calls and messages on this connection (re-applied after a
         reconnect). The returned future settles when the gateway took it; awaiting it is
         optional."""
-        return self._set_listening(True)
+        return self._want_listening(True)
 
     def stop_listening_on_active_connection(self) -> asyncio.Future[None]:
-        return self._set_listening(False)
+        return self._want_listening(False)
 
     @property
     def is_listening(self) -> bool:
-        return bool(self._listening)
+        return bool(self._listening.wanted)
 
     # -- presence ----------------------------------------------------------------------------
 
@@ -422,23 +419,14 @@ class ParleyClient:
             heartbeat_interval=config.heartbeat_interval,
             rng=self._rng,
         )
-        if self._listening is not None:
-            applied = session.set_listening(self._listening)
-            early, self._early_listen = self._early_listen, []
-            applied.add_done_callback(lambda done: settle_all(early, done))
         self._session = session
         return session
 
-    def _set_listening(self, listening: bool) -> asyncio.Future[None]:
-        self._listening = listening
-        if self._session is not None and self._state in _RUNNING:
-            return self._session.set_listening(listening)
-        waiter = app_future()
+    def _want_listening(self, listening: bool) -> asyncio.Future[None]:
         if self._state is _State.STOPPED:
-            waiter.set_exception(terminated())
-        else:
-            self._early_listen.append(waiter)
-        return waiter
+            return self._listening.refuse(listening, terminated())
+        session = self._session if self._state in _RUNNING else None
+        return self._listening.want(listening, session.live_connection if session else None)
 
     def _can_ask_app(self) -> bool:
         return bool(
@@ -477,6 +465,7 @@ class ParleyClient:
         session = self._session
         if session is not None:
             await session.close(goodbye)
+            await self._listening.release(terminated())
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -512,6 +501,9 @@ class _Events:
             client_version=_client_version(),
             resume_session_id=client.session_id or "",
         )
+
+    async def restore(self, connection: Connection) -> None:
+        await self._client._listening.apply(connection)
 
     def connected(self, welcome: pb.Welcome) -> None:
         client = self._client

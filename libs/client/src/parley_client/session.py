@@ -3,7 +3,7 @@
 A `Session` owns at most one `Connection` at a time. When the socket drops without
 `close()`, it reconnects with backoff and jitter (spread over seconds after a drain, held
 back after RATE_LIMITED), trying the replicas in turn starting with a random other one,
-with a valid token, and re-applies what the app asked for (listening).
+with a valid token, and has its client re-apply what the app asked for (listening).
 Incoming frames that are not replies go, in order, to one `dispatch` callable (the
 client's features); a connection's frames wait until its client has heard of it.
 """
@@ -23,7 +23,6 @@ from parley_client.backoff import first_replica, reconnect_delay
 from parley_client.config import Endpoint
 from parley_client.connection import Connection
 from parley_client.errors import ParleyError, terminated
-from parley_client.futures import app_future
 from parley_client.logs import ClientLog
 from parley_client.tokens import Authenticator
 from parley_protocol.clock import Clock
@@ -65,6 +64,9 @@ class SessionEvents(Protocol):
     def hello(self, access_token: str) -> pb.Hello: ...
 
     async def session_down(self, reason: ParleyError) -> None: ...
+
+    async def restore(self, connection: Connection) -> None:
+        """Re-apply what the app asked for on a new connection, before it counts as up."""
 
     def connected(self, welcome: pb.Welcome) -> None:
         """A connection is up (before its frames are dispatched)."""
@@ -128,8 +130,6 @@ class Session:
         self._closing = False
         self._fatal: ParleyError | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._listening: bool | None = None
-        self._listen_waiters: list[asyncio.Future[None]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -139,6 +139,11 @@ class Session:
     @property
     def is_up(self) -> bool:
         return self._up and self.connection is not None and not self.connection.is_closed
+
+    @property
+    def live_connection(self) -> Connection | None:
+        """The connection, while it is welcomed and open."""
+        return self.connection if self.is_up else None
 
     @property
     def endpoint(self) -> Endpoint:
@@ -180,18 +185,6 @@ class Session:
             if self._in_flight == 0:
                 self._idle.set()
 
-    def set_listening(self, listening: bool) -> asyncio.Future[None]:
-        """Listen (or stop) now if connected, else at the next connection; re-applied after
-        every reconnect. The future settles when the gateway accepted it."""
-        self._listening = listening
-        done = app_future()
-        self._listen_waiters.append(done)
-        connection = self.connection
-        if self.is_up and connection is not None:
-            task = asyncio.create_task(self._apply_listening(connection))
-            self._keep(task)
-        return done
-
     async def wait_idle(self, timeout: float) -> None:
         """Wait (at most `timeout`) until no request is waiting for its reply."""
         with contextlib.suppress(TimeoutError):
@@ -214,8 +207,6 @@ class Session:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks.pop(name, None)
-        for waiter in self._take_listen_waiters():
-            waiter.set_exception(terminated())
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -261,7 +252,7 @@ class Session:
             f"connected to {endpoint} (gateway {welcome.gateway_id}, session "
             f"{welcome.session_id}, heartbeat {interval:g} s)",
         )
-        await self._apply_listening(connection)
+        await self._events.restore(connection)
         self._up = not connection.is_closed
         self._events.connected(welcome)
 
@@ -390,40 +381,8 @@ class Session:
                 self._auth.confirm_expiry(reply.token_accepted.token_expires_at_ms)
             self._log.debug("session", "access token renewed")
 
-    async def _apply_listening(self, connection: Connection) -> None:
-        """Send Listen until the gateway holds the state the app last asked for."""
-        applied: bool | None = None
-        while self._listening is not None and (
-            applied is not self._listening or self._listen_waiters
-        ):
-            wanted = self._listening
-            waiters = self._take_listen_waiters()
-            try:
-                reply = await connection.request(
-                    "listen", pb.Listen(listening=wanted), self._request_timeout
-                )
-            except ParleyError as exc:
-                self._log.warning("session", f"Listen({wanted}) failed: {exc}")
-                for waiter in waiters:
-                    waiter.set_exception(exc)
-                return
-            applied = wanted
-            if reply.WhichOneof("body") != "listen_accepted":
-                self._log.warning("session", f"Listen answered with {reply.WhichOneof('body')}")
-            for waiter in waiters:
-                waiter.set_result(None)
-
-    def _take_listen_waiters(self) -> list[asyncio.Future[None]]:
-        waiters, self._listen_waiters = self._listen_waiters, []
-        return [waiter for waiter in waiters if not waiter.done()]
-
     def _live_connection(self, body: str) -> Connection:
         connection = self.connection
         if not self.is_up or connection is None:
             raise ParleyError.network(f"cannot send {body}: the client is not connected")
         return connection
-
-    def _keep(self, task: asyncio.Task[Any]) -> None:
-        name = f"task-{id(task)}"
-        self._tasks[name] = task
-        task.add_done_callback(lambda _: self._tasks.pop(name, None))
