@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Generic, Self, TypeVar
@@ -13,6 +13,12 @@ from parley_client.config import ClientConfig
 from parley_client.errors import ConfigurationError, ConfigurationProblem
 
 C = TypeVar("C")
+
+ENV_APPLICATION_KEY = "PARLEY_APPLICATION_KEY"
+ENV_APPLICATION_SECRET = "PARLEY_APPLICATION_SECRET"
+ENV_USER_ID = "PARLEY_USER_ID"
+ENV_ENVIRONMENT_HOST = "PARLEY_ENVIRONMENT_HOST"
+ENV_PERSISTENCE_DIR = "PARLEY_PERSISTENCE_DIR"
 
 
 def _bad(field: str, reason: str) -> ConfigurationError:
@@ -108,6 +114,22 @@ class ParleyClientBuilder(Generic[C]):
         """How long `on_registration_credentials_required` may take to answer."""
         value = _seconds("registration_timeout", seconds)
         self._config = replace(self._config, registration_timeout=value)
+        return self
+
+    def from_env(self, environ: Mapping[str, str] | None = None) -> Self:
+        """Take PARLEY_APPLICATION_KEY, PARLEY_APPLICATION_SECRET, PARLEY_USER_ID,
+        PARLEY_ENVIRONMENT_HOST and PARLEY_PERSISTENCE_DIR, where they are set."""
+        env = os.environ if environ is None else environ
+        if ENV_APPLICATION_KEY in env:
+            self.application_key(env[ENV_APPLICATION_KEY])
+        if env.get(ENV_APPLICATION_SECRET):
+            self.application_secret(env[ENV_APPLICATION_SECRET])
+        if ENV_USER_ID in env:
+            self.user_id(env[ENV_USER_ID])
+        if ENV_ENVIRONMENT_HOST in env:
+            self.environment_host(env[ENV_ENVIRONMENT_HOST])
+        if env.get(ENV_PERSISTENCE_DIR):
+            self.persistence_dir(env[ENV_PERSISTENCE_DIR])
         return self
 
     @property

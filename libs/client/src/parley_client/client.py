@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
-import os
-import platform
 import random
 from collections.abc import Awaitable, Iterable, Mapping
-from importlib import metadata
-from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
@@ -18,38 +13,22 @@ import aiohttp
 from parley_client.builder import ParleyClientBuilder
 from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
 from parley_client.connection import Connection
-from parley_client.credentials import CredentialKey, CredentialStore
 from parley_client.dispatcher import FeatureDispatcher
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.features import Connected, Feature, FeatureLink
-from parley_client.http import AuthApi
+from parley_client.hello import hello_message
 from parley_client.listeners import ListenerSet
 from parley_client.listening import Listening
 from parley_client.logs import ClientLog
 from parley_client.presence import Presence, UserPresence
 from parley_client.registration import ClientRegistration
 from parley_client.session import Session
-from parley_client.tokens import Authenticator, Identity
+from parley_client.tokens import Authenticator
 from parley_protocol.clock import Clock, SystemClock
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
 
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
-
-ENV_APPLICATION_KEY = "PARLEY_APPLICATION_KEY"
-ENV_APPLICATION_SECRET = "PARLEY_APPLICATION_SECRET"
-ENV_USER_ID = "PARLEY_USER_ID"
-ENV_ENVIRONMENT_HOST = "PARLEY_ENVIRONMENT_HOST"
-ENV_PERSISTENCE_DIR = "PARLEY_PERSISTENCE_DIR"
-
-
-@functools.cache
-def _client_version() -> str:
-    try:
-        version = metadata.version("parley-client")
-    except metadata.PackageNotFoundError:
-        version = "0"
-    return f"parley-client-python/{version}"
 
 
 class _State(enum.Enum):
@@ -139,19 +118,7 @@ class ParleyClient:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ParleyClient:
         """A client configured from PARLEY_APPLICATION_KEY, PARLEY_APPLICATION_SECRET,
         PARLEY_USER_ID, PARLEY_ENVIRONMENT_HOST and PARLEY_PERSISTENCE_DIR."""
-        env = os.environ if environ is None else environ
-        builder = cls.builder()
-        if ENV_APPLICATION_KEY in env:
-            builder.application_key(env[ENV_APPLICATION_KEY])
-        if env.get(ENV_APPLICATION_SECRET):
-            builder.application_secret(env[ENV_APPLICATION_SECRET])
-        if ENV_USER_ID in env:
-            builder.user_id(env[ENV_USER_ID])
-        if ENV_ENVIRONMENT_HOST in env:
-            builder.environment_host(env[ENV_ENVIRONMENT_HOST])
-        if env.get(ENV_PERSISTENCE_DIR):
-            builder.persistence_dir(env[ENV_PERSISTENCE_DIR])
-        return builder.build()
+        return cls.builder().from_env(environ).build()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -386,26 +353,15 @@ class ParleyClient:
 
     def _new_session(self, endpoints: tuple[Endpoint, ...]) -> Session:
         config = self._config
-        assert config.application_key and config.user_id
         self._http = aiohttp.ClientSession()
-        key = CredentialKey.of(
-            [str(endpoint) for endpoint in endpoints], config.application_key, config.user_id
-        )
-        authenticator = Authenticator(
-            identity=Identity(
-                application_key=config.application_key,
-                application_secret=config.application_secret,
-                user_id=config.user_id,
-                device_name=config.device_name or f"python on {platform.node() or 'unknown'}",
-            ),
-            key=key,
-            store=CredentialStore(Path(config.storage_dir), self._log),
-            api=AuthApi(self._http, config.request_timeout, self._log),
+        authenticator = Authenticator.for_config(
+            config,
+            endpoints,
+            self._http,
             clock=self._clock,
             log=self._log,
             can_ask_app=self._can_ask_app,
             ask_app=self._ask_app,
-            registration_timeout=config.registration_timeout,
         )
         session = Session(
             http=self._http,
@@ -487,19 +443,8 @@ class _Events:
 
     def hello(self, access_token: str) -> pb.Hello:
         client = self._client
-        c = client._capabilities
-        return pb.Hello(
-            access_token=access_token,
-            application_key=client._config.application_key or "",
-            user_id=client._config.user_id or "",
-            capabilities=pb.Capabilities(
-                calling=c.calling,
-                messaging=c.messaging,
-                active_connection=c.active_connection_in_background,
-                managed_push=c.managed_push,
-            ),
-            client_version=_client_version(),
-            resume_session_id=client.session_id or "",
+        return hello_message(
+            client._config, client._capabilities, access_token, client.session_id or ""
         )
 
     async def restore(self, connection: Connection) -> None:
