@@ -177,6 +177,8 @@ async def test_on_disconnected_tells_the_reason_a_client_failed(tmp_path: Path) 
         assert notes.heard == ["connected", "down:PERMISSION_DENIED"]
         assert notes.reasons[0].message == "user is blocked"
         assert recorder.failed == notes.reasons
+        await client.terminate()  # the last notice comes whatever the client was doing
+        assert notes.heard == ["connected", "down:PERMISSION_DENIED", "down:WRONG_STATE"]
 
 
 async def test_terminate_tells_features_and_stops_their_tasks(tmp_path: Path) -> None:

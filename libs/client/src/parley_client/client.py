@@ -292,8 +292,7 @@ class ParleyClient:
                 self._opening.cancel()
             await self._release(goodbye=True)
             await self._listening.release(terminated())
-            self._features.disconnected(terminated())
-            await self._features.close()
+            await self._features.close(terminated())
             if was_running:
                 self._log.info("client", "stopped")
                 await self._listeners.emit("on_client_stopped", self)

@@ -18,8 +18,8 @@ from parley_client.logs import ClientLog
 from parley_protocol.bodies import CLIENT_BODIES, SERVER_BODIES
 from parley_protocol.pb import client as pb
 
-# How long terminate() lets features finish what is queued (the disconnect notice) before
-# their tasks are cancelled.
+# How long terminate() lets features finish what is queued (the last notice) before their
+# tasks are cancelled.
 FEATURE_STOP_TIMEOUT = 1.0
 
 F = TypeVar("F", bound=Feature)
@@ -130,8 +130,14 @@ class FeatureDispatcher:
         for runner in self._runners:
             runner.put("on_disconnected", functools.partial(runner.feature.on_disconnected, reason))
 
-    async def close(self, timeout: float = FEATURE_STOP_TIMEOUT) -> None:
-        """Let each feature finish what is queued (at most `timeout`), then stop its task."""
+    async def close(self, reason: ParleyError, timeout: float = FEATURE_STOP_TIMEOUT) -> None:
+        """Tell every feature, last, that the client is gone (`reason`), whether or not it was
+        connected; let each finish what is queued (at most `timeout`); stop their tasks."""
+        if self._closed:
+            return
+        self._current = None
+        for runner in self._runners:
+            runner.put("on_disconnected", functools.partial(runner.feature.on_disconnected, reason))
         self._closed = True
         tasks = [task for runner in self._runners if (task := runner.finish()) is not None]
         if not tasks:

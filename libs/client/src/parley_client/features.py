@@ -57,7 +57,8 @@ class Feature:
         """The client is connected (again); also at once for a feature added while it is."""
 
     async def on_disconnected(self, reason: ParleyError) -> None:
-        """The connection ended: lost (the client reconnects), failed, or terminated."""
+        """The connection ended: lost (the client reconnects) or failed; once per connection.
+        `terminate()` tells it once more, last, whatever the client was doing."""
 
 
 class Channel(Protocol):
