@@ -207,6 +207,23 @@ async def test_terminate_tells_features_and_stops_their_tasks(tmp_path: Path) ->
         assert recorder.stopped == 1
 
 
+async def test_a_feature_may_terminate_its_client_from_a_handler(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        client, recorder = h.client()
+        notes = Notes()
+
+        async def stop_client(envelope: pb.Envelope) -> None:
+            await client.terminate()
+
+        client.add_feature(notes)
+        client.add_feature(FrameFeature("stopper", ["presence_result"], stop_client))
+        await client.start()
+        await h.gateways[0].send_to_all(_presence_push("bob"))
+        await wait_until(lambda: recorder.stopped == 1)
+        assert notes.heard == ["connected", "down:WRONG_STATE"]
+        await wait_until(lambda: _feature_tasks() == [])
+
+
 async def test_a_feature_added_after_start_hears_of_the_connection_at_once(
     tmp_path: Path,
 ) -> None:

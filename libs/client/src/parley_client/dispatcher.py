@@ -139,7 +139,14 @@ class FeatureDispatcher:
         for runner in self._runners:
             runner.put("on_disconnected", functools.partial(runner.feature.on_disconnected, reason))
         self._closed = True
-        tasks = [task for runner in self._runners if (task := runner.finish()) is not None]
+        # A feature's handler may be what terminates the client: its own task goes on to
+        # the end of its queue once the handler returns.
+        current = asyncio.current_task()
+        tasks = [
+            task
+            for runner in self._runners
+            if (task := runner.finish()) is not None and task is not current
+        ]
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=timeout)
