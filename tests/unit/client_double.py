@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import json
 import random
 import secrets
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
-from parley_client import ClientListener, ParleyClient, ParleyClientBuilder
+from parley_client import ClientListener, Feature, ParleyClient, ParleyClientBuilder
 from parley_client import ParleyError as ClientParleyError
 from parley_protocol import framing, http, signatures, validation
 from parley_protocol.errors import ErrorCode, ParleyError
-from parley_protocol.pb import auth, client
+from parley_protocol.pb import auth, client, echo, routing
 
 APP_KEY = "196087a1-e815-4bc4-8984-60d8d8a43f1d"
 APP_SECRET = "oYdgGRXoxEuJhGDY2KQ/HQ=="
@@ -164,6 +165,8 @@ class FakeGateway:
         self.before_welcome: list[client.Envelope] = []  # sent between Hello and its answer
         self.answer_pings = True
         self.presence_delay = 0.0
+        self.echo_error: ParleyError | None = None  # the answer to every EchoRequest
+        self._echoes: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
         app = web.Application()
@@ -187,6 +190,8 @@ class FakeGateway:
 
     async def stop(self) -> None:
         """Close every socket (going away) and stop listening."""
+        for task in list(self._echoes):
+            task.cancel()
         for session in list(self.sessions):
             if not session.ws.closed:
                 await session.ws.close(code=1001, message=b"gateway stopping")
@@ -359,6 +364,9 @@ class FakeGateway:
                     reply.presence_result.users.add(
                         user_id=user_id, online=devices > 0, devices=devices
                     )
+        elif body == "echo_request":
+            await self._echo(session, envelope)
+            return
         elif body == "goodbye":
             await session.ws.close(code=1000)
             return
@@ -368,6 +376,50 @@ class FakeGateway:
                 envelope.seq,
             )
         await self._send(session, reply)
+
+    async def _echo(self, session: FakeSession, envelope: client.Envelope) -> None:
+        """Answer like the echo service: the text back with the caller as the gateway knows
+        it (after `delay_ms`, in the background); EchoEvents to the caller's other sessions."""
+        request = envelope.echo_request
+        assert session.hello is not None
+        user_id = session.hello.user_id
+        caller = routing.Caller(
+            application_key=session.hello.application_key,
+            user_id=user_id,
+            session_id=session.session_id,
+            gateway_id=self.gateway_id,
+        )
+
+        async def answer() -> None:
+            await asyncio.sleep(request.delay_ms / 1000)
+            if self.echo_error is not None:
+                reply = framing.error_envelope(self.echo_error, envelope.seq)
+            else:
+                reply = client.Envelope(
+                    reply_to=envelope.seq,
+                    echo_reply=echo.EchoReply(
+                        text=request.text, caller=caller, answered_by=self.gateway_id
+                    ),
+                )
+            if not session.ws.closed:
+                await self._send(session, reply)
+            if request.notify_other_devices and self.echo_error is None:
+                event = echo.EchoEvent(text=request.text, from_connection_id=session.session_id)
+                for other in self.live_sessions():
+                    if other is not session and other.hello and other.hello.user_id == user_id:
+                        await self._send(other, client.Envelope(echo_event=event))
+
+        task = asyncio.create_task(answer())
+        self._echoes.add(task)
+        task.add_done_callback(self._echoes.discard)
+
+    async def push_echo_event(self, text: str, from_connection_id: str = "") -> None:
+        """Send an EchoEvent to every live session, as the echo service's events arrive."""
+        await self.send_to_all(
+            client.Envelope(
+                echo_event=echo.EchoEvent(text=text, from_connection_id=from_connection_id)
+            )
+        )
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
@@ -407,6 +459,22 @@ class Recorder(ClientListener):
 
     def logged(self, text: str) -> bool:
         return any(text in message for _, _, message in self.logs)
+
+
+class FrameFeature(Feature):
+    """A feature that hands the frames of `bodies` to one function (plain or coroutine)."""
+
+    def __init__(
+        self, name: str, bodies: Iterable[str], handler: Callable[[client.Envelope], Any]
+    ) -> None:
+        self.name = name
+        self.bodies = frozenset(bodies)
+        self._handler = handler
+
+    async def on_frame(self, envelope: client.Envelope) -> None:
+        result = self._handler(envelope)
+        if inspect.isawaitable(result):
+            await result
 
 
 class Harness:

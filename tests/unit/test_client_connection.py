@@ -13,7 +13,7 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
 from parley_protocol.pb import presence as presence_pb
-from tests.unit.client_double import harness, wait_until
+from tests.unit.client_double import FrameFeature, harness, wait_until
 
 
 def _presence_push(user_id: str, reply_to: int = 0) -> pb.Envelope:
@@ -48,8 +48,7 @@ async def test_frames_before_the_welcome_are_dispatched_after_it_in_order(
             else:
                 received.append(envelope.presence_result.users[0].user_id)
 
-        client._on_frame("presence_result", on_frame)
-        client._on_frame("error", on_frame)
+        client.add_feature(FrameFeature("frames", ["presence_result", "error"], on_frame))
         await client.start()
         await gateway.send_to_all(_presence_push("after-welcome"))
         await wait_until(lambda: len(received) == 4)
@@ -68,7 +67,7 @@ async def test_frames_before_a_failed_hello_are_dropped_with_a_log(tmp_path: Pat
         )
         client, recorder = h.client()
         received: list[pb.Envelope] = []
-        client._on_frame("presence_result", received.append)
+        client.add_feature(FrameFeature("presence", ["presence_result"], received.append))
         with pytest.raises(ParleyError) as caught:
             await client.start()
         # The Error with reply_to == the Hello's seq is the Hello's failure.

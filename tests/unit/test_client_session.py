@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from parley_client import ErrorType, ParleyError, UserPresence, backoff
+from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
 from parley_protocol.pb import presence as presence_pb
-from tests.unit.client_double import harness, wait_until
+from tests.unit.client_double import FrameFeature, harness, wait_until
 
 
 async def test_hello_carries_identity_capabilities_and_seq_1(tmp_path: Path) -> None:
@@ -207,9 +208,9 @@ async def test_other_frames_go_to_registered_handlers(tmp_path: Path) -> None:
             await asyncio.sleep(0)
             received.append(envelope)
 
-        client._on_frame("presence_result", on_presence)
+        client.add_feature(FrameFeature("presence", ["presence_result"], on_presence))
         with pytest.raises(ValueError, match="not a body"):
-            client._on_frame("incoming_call_typo", on_presence)
+            client.add_feature(FrameFeature("typo", ["incoming_call_typo"], on_presence))
         await client.start()
         pushed = pb.Envelope(presence_result=presence_pb.PresenceResult())
         pushed.presence_result.users.add(user_id="bob", online=True, devices=2)
@@ -280,3 +281,37 @@ async def test_close_codes_without_an_error_frame(
         else:
             await wait_until(lambda: bool(recorder.failed))
             assert recorder.failed[0].code == outcome
+
+
+async def test_listening_asked_for_while_reconnecting_waits_for_the_connection(
+    tmp_path: Path,
+) -> None:
+    async with harness(tmp_path) as h:
+        gateway = h.gateways[0]
+        client, _ = h.client()
+        await client.start()
+
+        def refuse_hellos() -> None:
+            gateway.hello_error = ProtocolError(ErrorCode.ERROR_CODE_UNAVAILABLE, "draining")
+            gateway.hello_close_code = framing.CLOSE_TRY_AGAIN_LATER
+
+        refuse_hellos()
+        await gateway.drop_all()
+        await wait_until(lambda: not client.is_started)
+        listening = client.start_listening_on_active_connection()
+        await asyncio.sleep(0.1)
+        assert not listening.done() and client.is_listening
+        gateway.hello_error = gateway.hello_close_code = None
+        await asyncio.wait_for(listening, 5)
+        assert h.backend.listening["alice"] == {client.session_id}
+
+        refuse_hellos()
+        await gateway.drop_all()
+        await wait_until(lambda: not client.is_started)
+        stopping = client.stop_listening_on_active_connection()
+        await client.terminate()
+        with pytest.raises(ParleyError) as caught:
+            await stopping
+        assert caught.value.code == "WRONG_STATE"
+        with pytest.raises(ParleyError, match="terminated"):
+            await client.start_listening_on_active_connection()

@@ -12,10 +12,10 @@ await client.start()
 """
 
 from parley_client.builder import ParleyClientBuilder
-from parley_client.client import ParleyClient
+from parley_client.client import ClientListener, ParleyClient
 from parley_client.config import Capabilities
 from parley_client.errors import ConfigurationError, ConfigurationProblem, ErrorType, ParleyError
-from parley_client.listeners import ClientListener
+from parley_client.features import Connected, Feature, FeatureLink
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
 
@@ -25,7 +25,10 @@ __all__ = [
     "ClientRegistration",
     "ConfigurationError",
     "ConfigurationProblem",
+    "Connected",
     "ErrorType",
+    "Feature",
+    "FeatureLink",
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, Self, TypeVar
 
 from parley_client.config import ClientConfig
 from parley_client.errors import ConfigurationError, ConfigurationProblem
 
-if TYPE_CHECKING:
-    from parley_client.client import ParleyClient
+C = TypeVar("C")
+
+ENV_APPLICATION_KEY = "PARLEY_APPLICATION_KEY"
+ENV_APPLICATION_SECRET = "PARLEY_APPLICATION_SECRET"
+ENV_USER_ID = "PARLEY_USER_ID"
+ENV_ENVIRONMENT_HOST = "PARLEY_ENVIRONMENT_HOST"
+ENV_PERSISTENCE_DIR = "PARLEY_PERSISTENCE_DIR"
 
 
 def _bad(field: str, reason: str) -> ConfigurationError:
@@ -34,42 +39,44 @@ def _seconds(field: str, value: object) -> float:
     return float(value)
 
 
-class ParleyClientBuilder:
-    """Fluent settings for a `ParleyClient`. Mistakes of type are raised at once as
-    ConfigurationError; missing or invalid values are reported by `check_configuration()`."""
+class ParleyClientBuilder(Generic[C]):
+    """Fluent settings for a client that `factory(config)` makes (`ParleyClient.builder()`
+    passes ParleyClient). Mistakes of type are raised at once as ConfigurationError; missing
+    or invalid values are reported by `check_configuration()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[ClientConfig], C]) -> None:
+        self._factory = factory
         self._config = ClientConfig()
 
-    def application_key(self, key: str) -> ParleyClientBuilder:
+    def application_key(self, key: str) -> Self:
         self._config = replace(self._config, application_key=_text("application_key", key))
         return self
 
-    def application_secret(self, secret: str | None) -> ParleyClientBuilder:
+    def application_secret(self, secret: str | None) -> Self:
         """The secret, to self-sign registration; leave it out to have the app server sign."""
         if secret is not None:
             _text("application_secret", secret)
         self._config = replace(self._config, application_secret=secret)
         return self
 
-    def user_id(self, user_id: str) -> ParleyClientBuilder:
+    def user_id(self, user_id: str) -> Self:
         self._config = replace(self._config, user_id=_text("user_id", user_id))
         return self
 
-    def environment_host(self, host: str) -> ParleyClientBuilder:
+    def environment_host(self, host: str) -> Self:
         """ "host:port", "http(s)://host[:port]", or several comma-separated (gateway replicas)."""
         hosts = _text("environment_host", host).split(",")
         self._config = replace(self._config, environment_hosts=tuple(hosts))
         return self
 
-    def environment_hosts(self, hosts: Iterable[str]) -> ParleyClientBuilder:
+    def environment_hosts(self, hosts: Iterable[str]) -> Self:
         if isinstance(hosts, str):
             return self.environment_host(hosts)
         items = tuple(_text("environment_host", host) for host in hosts)
         self._config = replace(self._config, environment_hosts=items)
         return self
 
-    def persistence_dir(self, path: str | os.PathLike[str]) -> ParleyClientBuilder:
+    def persistence_dir(self, path: str | os.PathLike[str]) -> Self:
         """Where device credentials are kept (default: ~/.local/share/parley)."""
         if not isinstance(path, str | os.PathLike):
             raise _bad("persistence_dir", f"must be a path, not {type(path).__name__}")
@@ -79,41 +86,55 @@ class ParleyClientBuilder:
         self._config = replace(self._config, persistence_dir=Path(text).expanduser())
         return self
 
-    def media(self, enabled: bool) -> ParleyClientBuilder:
+    def media(self, enabled: bool) -> Self:
         """False: signaling only, no media stack (load tests of many clients in one process)."""
         if not isinstance(enabled, bool):
             raise _bad("media", f"must be True or False, not {enabled!r}")
         self._config = replace(self._config, media=enabled)
         return self
 
-    def device_name(self, name: str) -> ParleyClientBuilder:
+    def device_name(self, name: str) -> Self:
         """A name for this device, shown to the application's operators."""
         self._config = replace(self._config, device_name=_text("device_name", name))
         return self
 
-    def heartbeat_interval(self, seconds: float) -> ParleyClientBuilder:
+    def heartbeat_interval(self, seconds: float) -> Self:
         """Ping this often instead of what the gateway asks for in Welcome."""
         value = _seconds("heartbeat_interval", seconds)
         self._config = replace(self._config, heartbeat_interval=value)
         return self
 
-    def request_timeout(self, seconds: float) -> ParleyClientBuilder:
+    def request_timeout(self, seconds: float) -> Self:
         """How long to wait for an HTTP answer, a Welcome, or the reply to a request."""
         value = _seconds("request_timeout", seconds)
         self._config = replace(self._config, request_timeout=value)
         return self
 
-    def registration_timeout(self, seconds: float) -> ParleyClientBuilder:
+    def registration_timeout(self, seconds: float) -> Self:
         """How long `on_registration_credentials_required` may take to answer."""
         value = _seconds("registration_timeout", seconds)
         self._config = replace(self._config, registration_timeout=value)
+        return self
+
+    def from_env(self, environ: Mapping[str, str] | None = None) -> Self:
+        """Take PARLEY_APPLICATION_KEY, PARLEY_APPLICATION_SECRET, PARLEY_USER_ID,
+        PARLEY_ENVIRONMENT_HOST and PARLEY_PERSISTENCE_DIR, where they are set."""
+        env = os.environ if environ is None else environ
+        if ENV_APPLICATION_KEY in env:
+            self.application_key(env[ENV_APPLICATION_KEY])
+        if env.get(ENV_APPLICATION_SECRET):
+            self.application_secret(env[ENV_APPLICATION_SECRET])
+        if ENV_USER_ID in env:
+            self.user_id(env[ENV_USER_ID])
+        if ENV_ENVIRONMENT_HOST in env:
+            self.environment_host(env[ENV_ENVIRONMENT_HOST])
+        if env.get(ENV_PERSISTENCE_DIR):
+            self.persistence_dir(env[ENV_PERSISTENCE_DIR])
         return self
 
     @property
     def config(self) -> ClientConfig:
         return self._config
 
-    def build(self) -> ParleyClient:
-        from parley_client.client import ParleyClient
-
-        return ParleyClient(self._config)
+    def build(self) -> C:
+        return self._factory(self._config)

@@ -4,53 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
-import os
-import platform
 import random
-from collections.abc import Iterable, Mapping
-from importlib import metadata
-from pathlib import Path
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import TypeVar
 
 import aiohttp
-from google.protobuf.message import Message
 
 from parley_client.builder import ParleyClientBuilder
 from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
-from parley_client.credentials import CredentialKey, CredentialStore
+from parley_client.connection import Connection
+from parley_client.dispatcher import FeatureDispatcher
 from parley_client.errors import ErrorType, ParleyError, terminated
-from parley_client.futures import app_future, settle_all
-from parley_client.http import AuthApi
-from parley_client.listeners import ClientListener, ListenerSet
+from parley_client.features import Connected, Feature, FeatureLink
+from parley_client.hello import hello_message
+from parley_client.listeners import ListenerSet
+from parley_client.listening import Listening
 from parley_client.logs import ClientLog
-from parley_client.presence import UserPresence
+from parley_client.presence import Presence, UserPresence
 from parley_client.registration import ClientRegistration
-from parley_client.session import BODY_NAMES, ConnectedHook, FrameHandler, Session
-from parley_client.tokens import Authenticator, Identity
-from parley_protocol import validation
+from parley_client.session import Session
+from parley_client.tokens import Authenticator
 from parley_protocol.clock import Clock, SystemClock
 from parley_protocol.errors import ErrorCode
-from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import client as pb
-from parley_protocol.pb import presence as presence_pb
 
-DEFAULT_PRESENCE_TIMEOUT = 10.0
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
-
-ENV_APPLICATION_KEY = "PARLEY_APPLICATION_KEY"
-ENV_APPLICATION_SECRET = "PARLEY_APPLICATION_SECRET"
-ENV_USER_ID = "PARLEY_USER_ID"
-ENV_ENVIRONMENT_HOST = "PARLEY_ENVIRONMENT_HOST"
-ENV_PERSISTENCE_DIR = "PARLEY_PERSISTENCE_DIR"
-
-
-@functools.cache
-def _client_version() -> str:
-    try:
-        version = metadata.version("parley-client")
-    except metadata.PackageNotFoundError:
-        version = "0"
-    return f"parley-client-python/{version}"
 
 
 class _State(enum.Enum):
@@ -63,6 +41,38 @@ class _State(enum.Enum):
 
 
 _RUNNING = frozenset({_State.STARTING, _State.STARTED, _State.RECONNECTING})
+
+F = TypeVar("F", bound=Feature)
+
+
+class ClientListener:
+    """Events of a `ParleyClient` (the guide's SinchClientListener). Every method is a no-op
+    here; override the ones you need, as plain methods or as coroutines (the client awaits them).
+    """
+
+    def on_client_started(self, client: ParleyClient) -> Awaitable[None] | None:
+        """The client is registered and connected; calls and messages can be made."""
+        return None
+
+    def on_client_stopped(self, client: ParleyClient) -> Awaitable[None] | None:
+        """`terminate()` finished."""
+        return None
+
+    def on_client_failed(self, client: ParleyClient, error: ParleyError) -> Awaitable[None] | None:
+        """The client could not start, or stopped on an error it cannot recover from."""
+        return None
+
+    def on_registration_credentials_required(
+        self, client: ParleyClient, registration: ClientRegistration
+    ) -> Awaitable[None] | None:
+        """No application secret is configured: have the app server sign this user's
+        registration, then call `registration.register(signature, sequence)` (or
+        `registration.register_failed()`)."""
+        return None
+
+    def on_log_message(self, level: int, area: str, message: str) -> Awaitable[None] | None:
+        """A log line of the SDK; `level` is a `logging` level (logging.INFO ...)."""
+        return None
 
 
 class ParleyClient:
@@ -92,35 +102,23 @@ class ParleyClient:
         self._http: aiohttp.ClientSession | None = None
         self._opening: asyncio.Future[pb.Welcome] | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._frame_handlers: list[tuple[str, FrameHandler]] = []
-        self._connected_hooks: list[ConnectedHook] = []
-        self._listening: bool | None = None
-        self._early_listen: list[asyncio.Future[None]] = []
+        self._features = FeatureDispatcher(self._log, self._link)
+        self._presence = Presence(self._link("presence"))
+        self._connections = 0  # welcomes so far, over every start
+        self._listening = Listening(self._log, config.request_timeout)
         self._failure: ParleyError | None = None
 
     # -- construction -----------------------------------------------------------------------
 
     @staticmethod
-    def builder() -> ParleyClientBuilder:
-        return ParleyClientBuilder()
+    def builder() -> ParleyClientBuilder[ParleyClient]:
+        return ParleyClientBuilder(ParleyClient)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ParleyClient:
         """A client configured from PARLEY_APPLICATION_KEY, PARLEY_APPLICATION_SECRET,
         PARLEY_USER_ID, PARLEY_ENVIRONMENT_HOST and PARLEY_PERSISTENCE_DIR."""
-        env = os.environ if environ is None else environ
-        builder = cls.builder()
-        if ENV_APPLICATION_KEY in env:
-            builder.application_key(env[ENV_APPLICATION_KEY])
-        if env.get(ENV_APPLICATION_SECRET):
-            builder.application_secret(env[ENV_APPLICATION_SECRET])
-        if ENV_USER_ID in env:
-            builder.user_id(env[ENV_USER_ID])
-        if ENV_ENVIRONMENT_HOST in env:
-            builder.environment_host(env[ENV_ENVIRONMENT_HOST])
-        if env.get(ENV_PERSISTENCE_DIR):
-            builder.persistence_dir(env[ENV_PERSISTENCE_DIR])
-        return builder.build()
+        return cls.builder().from_env(environ).build()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -293,10 +291,8 @@ class ParleyClient:
             if self._opening is not None:
                 self._opening.cancel()
             await self._release(goodbye=True)
-            for waiter in self._early_listen:
-                if not waiter.done():
-                    waiter.set_exception(terminated())
-            self._early_listen = []
+            await self._listening.release(terminated())
+            await self._features.close(terminated())
             if was_running:
                 self._log.info("client", "stopped")
                 await self._listeners.emit("on_client_stopped", self)
@@ -316,14 +312,14 @@ class ParleyClient:
         """Receive incoming calls and messages on this connection (re-applied after a
         reconnect). The returned future settles when the gateway took it; awaiting it is
         optional."""
-        return self._set_listening(True)
+        return self._want_listening(True)
 
     def stop_listening_on_active_connection(self) -> asyncio.Future[None]:
-        return self._set_listening(False)
+        return self._want_listening(False)
 
     @property
     def is_listening(self) -> bool:
-        return bool(self._listening)
+        return bool(self._listening.wanted)
 
     # -- presence ----------------------------------------------------------------------------
 
@@ -331,111 +327,61 @@ class ParleyClient:
         self, user_ids: Iterable[str], timeout: float | None = None
     ) -> dict[str, UserPresence]:
         """Whether each user (of this application) has a listening device."""
-        ids = [user_ids] if isinstance(user_ids, str) else list(dict.fromkeys(user_ids))
-        for user_id in ids:
-            try:
-                validation.validate_user_id(user_id, "user_ids")
-            except ProtocolError as exc:
-                raise ParleyError.from_protocol(exc) from None
-        if not ids:
-            return {}
-        reply = await self._request(
-            "presence_query",
-            presence_pb.PresenceQuery(user_ids=ids),
-            timeout or DEFAULT_PRESENCE_TIMEOUT,
-        )
-        body = reply.WhichOneof("body")
-        if body != "presence_result":
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INTERNAL, f"the gateway answered PresenceQuery with {body}"
-            )
-        result = {user_id: UserPresence(user_id, False, 0) for user_id in ids}
-        for user in reply.presence_result.users:
-            if user.user_id in result:
-                result[user.user_id] = UserPresence(user.user_id, user.online, user.devices)
-        return result
+        return await self._presence.query(user_ids, timeout)
 
-    # -- hooks for feature modules (calling, messaging, push) -------------------------------
+    # -- features ----------------------------------------------------------------------------
 
-    def _on_frame(self, body: str, handler: FrameHandler) -> None:
-        """Route incoming `body` frames that are not replies to `handler(envelope)`."""
-        if body not in BODY_NAMES:
-            raise ValueError(f"{body!r} is not a body of parley.v1.Envelope")
-        self._frame_handlers.append((body, handler))
-        if self._session is not None:
-            self._session.on_frame(body, handler)
+    def add_feature(self, feature: Feature) -> None:
+        """Plug a feature in (before or after `start()`): it gets the frames of its bodies and
+        hears of every connection. ValueError if it cannot have its name or bodies."""
+        self._features.add(feature)
 
-    def _on_connected(self, hook: ConnectedHook) -> None:
-        """Call `hook(reconnected)` after every Welcome."""
-        self._connected_hooks.append(hook)
-        if self._session is not None:
-            self._session.on_connected(hook)
-
-    async def _send(self, body: str, message: Message) -> int:
-        return await self._live_session(body).send(body, message)
-
-    async def _request(
-        self, body: str, message: Message, timeout: float | None = None
-    ) -> pb.Envelope:
-        return await self._live_session(body).request(body, message, timeout)
+    def feature(self, kind: type[F]) -> F:
+        """The feature of this type that was added; LookupError if none was."""
+        return self._features.get(kind)
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _link(self, name: str) -> FeatureLink:
+        return FeatureLink(
+            channel=self._live_session,
+            config=self._config,
+            capabilities=lambda: self.capabilities,
+            log=self._log.area(name),
+        )
+
     def _new_session(self, endpoints: tuple[Endpoint, ...]) -> Session:
         config = self._config
-        assert config.application_key and config.user_id
         self._http = aiohttp.ClientSession()
-        key = CredentialKey.of(
-            [str(endpoint) for endpoint in endpoints], config.application_key, config.user_id
-        )
-        authenticator = Authenticator(
-            identity=Identity(
-                application_key=config.application_key,
-                application_secret=config.application_secret,
-                user_id=config.user_id,
-                device_name=config.device_name or f"python on {platform.node() or 'unknown'}",
-            ),
-            key=key,
-            store=CredentialStore(Path(config.storage_dir), self._log),
-            api=AuthApi(self._http, config.request_timeout, self._log),
+        authenticator = Authenticator.for_config(
+            config,
+            endpoints,
+            self._http,
             clock=self._clock,
             log=self._log,
             can_ask_app=self._can_ask_app,
             ask_app=self._ask_app,
-            registration_timeout=config.registration_timeout,
         )
         session = Session(
             http=self._http,
             endpoints=endpoints,
             authenticator=authenticator,
             events=_Events(self),
+            dispatch=self._features.dispatch,
             clock=self._clock,
             log=self._log,
             request_timeout=config.request_timeout,
             heartbeat_interval=config.heartbeat_interval,
             rng=self._rng,
         )
-        for body, handler in self._frame_handlers:
-            session.on_frame(body, handler)
-        for hook in self._connected_hooks:
-            session.on_connected(hook)
-        if self._listening is not None:
-            applied = session.set_listening(self._listening)
-            early, self._early_listen = self._early_listen, []
-            applied.add_done_callback(lambda done: settle_all(early, done))
         self._session = session
         return session
 
-    def _set_listening(self, listening: bool) -> asyncio.Future[None]:
-        self._listening = listening
-        if self._session is not None and self._state in _RUNNING:
-            return self._session.set_listening(listening)
-        waiter = app_future()
+    def _want_listening(self, listening: bool) -> asyncio.Future[None]:
         if self._state is _State.STOPPED:
-            waiter.set_exception(terminated())
-        else:
-            self._early_listen.append(waiter)
-        return waiter
+            return self._listening.refuse(listening, terminated())
+        session = self._session if self._state in _RUNNING else None
+        return self._listening.want(listening, session.live_connection if session else None)
 
     def _can_ask_app(self) -> bool:
         return bool(
@@ -474,6 +420,7 @@ class ParleyClient:
         session = self._session
         if session is not None:
             await session.close(goodbye)
+            await self._listening.release(terminated())
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -482,6 +429,7 @@ class ParleyClient:
         self._log.error("client", f"failed: {error}")
         self._failure = error
         await self._release(goodbye=False)
+        self._features.disconnected(error)
         self._set_state(_State.FAILED)
         await self._listeners.emit("on_client_failed", self, error)
 
@@ -494,22 +442,27 @@ class _Events:
 
     def hello(self, access_token: str) -> pb.Hello:
         client = self._client
-        c = client._capabilities
-        return pb.Hello(
-            access_token=access_token,
-            application_key=client._config.application_key or "",
-            user_id=client._config.user_id or "",
-            capabilities=pb.Capabilities(
-                calling=c.calling,
-                messaging=c.messaging,
-                active_connection=c.active_connection_in_background,
-                managed_push=c.managed_push,
-            ),
-            client_version=_client_version(),
-            resume_session_id=client.session_id or "",
+        return hello_message(
+            client._config, client._capabilities, access_token, client.session_id or ""
         )
 
+    async def restore(self, connection: Connection) -> None:
+        await self._client._listening.apply(connection)
+
+    def connected(self, welcome: pb.Welcome) -> None:
+        client = self._client
+        client._features.connected(
+            Connected(
+                reconnected=client._connections > 0,
+                resumed=False,
+                session_id=welcome.session_id,
+                gateway_id=welcome.gateway_id,
+            )
+        )
+        client._connections += 1
+
     async def session_down(self, reason: ParleyError) -> None:
+        self._client._features.disconnected(reason)
         if self._client._state is _State.STARTED:
             self._client._set_state(_State.RECONNECTING)
 

@@ -1,4 +1,4 @@
-"""Futures the client hands to apps, and settling several from one outcome."""
+"""Futures the client hands to apps, and settling several with one outcome."""
 
 from __future__ import annotations
 
@@ -20,15 +20,12 @@ def app_future() -> asyncio.Future[None]:
     return future
 
 
-def settle_all(waiters: list[asyncio.Future[None]], done: asyncio.Future[None]) -> None:
-    """Settle every waiter still pending the way `done` settled."""
-    error = None if done.cancelled() else done.exception()
+def settle(waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    """Settle every waiter still pending: failed with `error`, or done if it is None."""
     for waiter in waiters:
         if waiter.done():
             continue
-        if done.cancelled():
-            waiter.cancel()
-        elif error is not None:
-            waiter.set_exception(error)
-        else:
+        if error is None:
             waiter.set_result(None)
+        else:
+            waiter.set_exception(error)

@@ -1,48 +1,12 @@
-"""Listener interfaces and the set that calls them (plain functions or coroutines)."""
+"""The set that calls listeners of one kind (plain methods or coroutines), in order."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from parley_client.logs import ClientLog
-
-if TYPE_CHECKING:
-    from parley_client.client import ParleyClient
-    from parley_client.errors import ParleyError
-    from parley_client.registration import ClientRegistration
-
-
-class ClientListener:
-    """Events of a `ParleyClient` (the guide's SinchClientListener). Every method is a no-op
-    here; override the ones you need, as plain methods or as coroutines (the client awaits them).
-    """
-
-    def on_client_started(self, client: ParleyClient) -> Awaitable[None] | None:
-        """The client is registered and connected; calls and messages can be made."""
-        return None
-
-    def on_client_stopped(self, client: ParleyClient) -> Awaitable[None] | None:
-        """`terminate()` finished."""
-        return None
-
-    def on_client_failed(self, client: ParleyClient, error: ParleyError) -> Awaitable[None] | None:
-        """The client could not start, or stopped on an error it cannot recover from."""
-        return None
-
-    def on_registration_credentials_required(
-        self, client: ParleyClient, registration: ClientRegistration
-    ) -> Awaitable[None] | None:
-        """No application secret is configured: have the app server sign this user's
-        registration, then call `registration.register(signature, sequence)` (or
-        `registration.register_failed()`)."""
-        return None
-
-    def on_log_message(self, level: int, area: str, message: str) -> Awaitable[None] | None:
-        """A log line of the SDK; `level` is a `logging` level (logging.INFO ...)."""
-        return None
-
 
 L = TypeVar("L")
 

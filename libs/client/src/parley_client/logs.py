@@ -38,6 +38,10 @@ class ClientLog:
             if inspect.isawaitable(result):
                 self._schedule(listener, result)
 
+    def area(self, area: str) -> AreaLog:
+        """This log with every line under `area` (a feature's log)."""
+        return AreaLog(self, area)
+
     def debug(self, area: str, message: str) -> None:
         self.log(logging.DEBUG, area, message)
 
@@ -73,3 +77,26 @@ class ClientLog:
         """Wait for coroutine log listeners still running."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class AreaLog:
+    """A `ClientLog` bound to one area, so a feature logs under its own name."""
+
+    def __init__(self, log: ClientLog, area: str) -> None:
+        self._log = log
+        self.area = area
+
+    def log(self, level: int, message: str) -> None:
+        self._log.log(level, self.area, message)
+
+    def debug(self, message: str) -> None:
+        self._log.log(logging.DEBUG, self.area, message)
+
+    def info(self, message: str) -> None:
+        self._log.log(logging.INFO, self.area, message)
+
+    def warning(self, message: str) -> None:
+        self._log.log(logging.WARNING, self.area, message)
+
+    def error(self, message: str) -> None:
+        self._log.log(logging.ERROR, self.area, message)

@@ -3,18 +3,17 @@
 A `Session` owns at most one `Connection` at a time. When the socket drops without
 `close()`, it reconnects with backoff and jitter (spread over seconds after a drain, held
 back after RATE_LIMITED), trying the replicas in turn starting with a random other one,
-with a valid token, and re-applies what the app asked for (listening).
-Incoming frames that are not replies go, in order, to the handlers registered by body
-name, so feature modules (calling, messaging) plug in without touching this file.
+with a valid token, and has its client re-apply what the app asked for (listening).
+Incoming frames that are not replies go, in order, to one `dispatch` callable (the
+client's features); a connection's frames wait until its client has heard of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -24,18 +23,15 @@ from parley_client.backoff import first_replica, reconnect_delay
 from parley_client.config import Endpoint
 from parley_client.connection import Connection
 from parley_client.errors import ParleyError, terminated
-from parley_client.futures import app_future
 from parley_client.logs import ClientLog
 from parley_client.tokens import Authenticator
 from parley_protocol.clock import Clock
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
 
-FrameHandler = Callable[[pb.Envelope], Awaitable[None] | None]
-ConnectedHook = Callable[[bool], Awaitable[None] | None]
+Dispatch = Callable[[pb.Envelope], None]
 
 DEFAULT_HEARTBEAT_INTERVAL = 25.0
-BODY_NAMES = frozenset(field.name for field in pb.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields)
 
 # Errors that retrying cannot fix: the client fails instead of reconnecting.
 _FATAL = frozenset(
@@ -69,9 +65,35 @@ class SessionEvents(Protocol):
 
     async def session_down(self, reason: ParleyError) -> None: ...
 
+    async def restore(self, connection: Connection) -> None:
+        """Re-apply what the app asked for on a new connection, before it counts as up."""
+
+    def connected(self, welcome: pb.Welcome) -> None:
+        """A connection is up (before its frames are dispatched)."""
+
     async def session_up(self) -> None: ...
 
     async def session_failed(self, error: ParleyError) -> None: ...
+
+
+class _Gate:
+    """Holds a connection's frames until `open()`, so that its client hears of the
+    connection before any frame that came on it."""
+
+    def __init__(self, dispatch: Dispatch) -> None:
+        self._dispatch = dispatch
+        self._held: list[pb.Envelope] | None = []
+
+    def __call__(self, envelope: pb.Envelope) -> None:
+        if self._held is None:
+            self._dispatch(envelope)
+        else:
+            self._held.append(envelope)
+
+    def open(self) -> None:
+        held, self._held = self._held or [], None
+        for envelope in held:
+            self._dispatch(envelope)
 
 
 class Session:
@@ -82,6 +104,7 @@ class Session:
         endpoints: Sequence[Endpoint],
         authenticator: Authenticator,
         events: SessionEvents,
+        dispatch: Dispatch,
         clock: Clock,
         log: ClientLog,
         request_timeout: float,
@@ -94,6 +117,7 @@ class Session:
         self._endpoints = tuple(endpoints)
         self._auth = authenticator
         self._events = events
+        self._dispatch = dispatch
         self._clock = clock
         self._log = log
         self._request_timeout = request_timeout
@@ -105,12 +129,7 @@ class Session:
         self._up = False
         self._closing = False
         self._fatal: ParleyError | None = None
-        self._handlers: dict[str, list[FrameHandler]] = {}
-        self._connected_hooks: list[ConnectedHook] = []
-        self._frames: asyncio.Queue[pb.Envelope] = asyncio.Queue()
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._listening: bool | None = None
-        self._listen_waiters: list[asyncio.Future[None]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -122,27 +141,21 @@ class Session:
         return self._up and self.connection is not None and not self.connection.is_closed
 
     @property
+    def live_connection(self) -> Connection | None:
+        """The connection, while it is welcomed and open."""
+        return self.connection if self.is_up else None
+
+    @property
     def endpoint(self) -> Endpoint:
         return self._endpoints[self._index]
 
-    def on_frame(self, body: str, handler: FrameHandler) -> None:
-        """Call `handler(envelope)` for every incoming frame with this body that is not a reply."""
-        if body not in BODY_NAMES:
-            raise ValueError(f"{body!r} is not a body of parley.v1.Envelope")
-        self._handlers.setdefault(body, []).append(handler)
-
-    def on_connected(self, hook: ConnectedHook) -> None:
-        """Call `hook(reconnected)` after every Welcome (before the client reports it)."""
-        self._connected_hooks.append(hook)
-
     async def open(self) -> pb.Welcome:
         """First connection: a token, then each replica once in order."""
-        self._tasks["dispatch"] = asyncio.create_task(self._dispatch())
         await self._auth.valid_token(self._endpoints)
         last: ParleyError | None = None
         for index in range(len(self._endpoints)):
             try:
-                await self._connect(index, reconnected=False)
+                await self._connect(index)
                 break
             except ParleyError as exc:
                 if is_fatal(exc):
@@ -172,18 +185,6 @@ class Session:
             if self._in_flight == 0:
                 self._idle.set()
 
-    def set_listening(self, listening: bool) -> asyncio.Future[None]:
-        """Listen (or stop) now if connected, else at the next connection; re-applied after
-        every reconnect. The future settles when the gateway accepted it."""
-        self._listening = listening
-        done = app_future()
-        self._listen_waiters.append(done)
-        connection = self.connection
-        if self.is_up and connection is not None:
-            task = asyncio.create_task(self._apply_listening(connection))
-            self._keep(task)
-        return done
-
     async def wait_idle(self, timeout: float) -> None:
         """Wait (at most `timeout`) until no request is waiting for its reply."""
         with contextlib.suppress(TimeoutError):
@@ -206,8 +207,6 @@ class Session:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks.pop(name, None)
-        for waiter in self._take_listen_waiters():
-            waiter.set_exception(terminated())
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -215,12 +214,13 @@ class Session:
         n = len(self._endpoints)
         return [self._endpoints[(start + k) % n] for k in range(n)]
 
-    async def _connect(self, index: int, reconnected: bool) -> None:
+    async def _connect(self, index: int) -> None:
         endpoint = self._endpoints[index]
         endpoints = self._rotation(index)
         token = await self._auth.valid_token(endpoints)
+        gate = _Gate(self._dispatch)
         try:
-            connection, welcome = await self._open(endpoint, token.token)
+            connection, welcome = await self._open(endpoint, token.token, gate)
         except ParleyError as exc:
             if exc.error_code not in _TOKEN_REFUSED:
                 raise
@@ -228,7 +228,14 @@ class Session:
                 "session", f"{endpoint} refused the access token ({exc.code}); renewing it"
             )
             token = await self._auth.new_token(endpoints)
-            connection, welcome = await self._open(endpoint, token.token)
+            gate = _Gate(self._dispatch)
+            connection, welcome = await self._open(endpoint, token.token, gate)
+        await self._welcomed(index, connection, welcome)
+        gate.open()
+
+    async def _welcomed(self, index: int, connection: Connection, welcome: pb.Welcome) -> None:
+        """Take a welcomed connection into use, re-apply listening, and report it."""
+        endpoint = self._endpoints[index]
         if self._closing:
             await connection.close()
             raise terminated()
@@ -245,10 +252,9 @@ class Session:
             f"connected to {endpoint} (gateway {welcome.gateway_id}, session "
             f"{welcome.session_id}, heartbeat {interval:g} s)",
         )
-        await self._apply_listening(connection)
+        await self._events.restore(connection)
         self._up = not connection.is_closed
-        for hook in list(self._connected_hooks):
-            await self._call(hook, reconnected)
+        self._events.connected(welcome)
 
     def _heartbeat_interval(self, welcome: pb.Welcome) -> float:
         """The app's interval, but never longer than the gateway's: it drops sessions that
@@ -259,7 +265,9 @@ class Session:
             return min(override, server)
         return override or server or DEFAULT_HEARTBEAT_INTERVAL
 
-    async def _open(self, endpoint: Endpoint, token: str) -> tuple[Connection, pb.Welcome]:
+    async def _open(
+        self, endpoint: Endpoint, token: str, dispatch: Dispatch
+    ) -> tuple[Connection, pb.Welcome]:
         return await Connection.open(
             self._http,
             endpoint,
@@ -267,7 +275,7 @@ class Session:
             timeout=self._request_timeout,
             clock=self._clock,
             log=self._log,
-            dispatch=self._frames.put_nowait,
+            dispatch=dispatch,
         )
 
     async def _supervise(self) -> None:
@@ -310,7 +318,7 @@ class Session:
             if self._closing:
                 return False
             try:
-                await self._connect(index, reconnected=True)
+                await self._connect(index)
                 return True
             except ParleyError as exc:
                 if self._closing:
@@ -373,69 +381,8 @@ class Session:
                 self._auth.confirm_expiry(reply.token_accepted.token_expires_at_ms)
             self._log.debug("session", "access token renewed")
 
-    async def _apply_listening(self, connection: Connection) -> None:
-        """Send Listen until the gateway holds the state the app last asked for."""
-        applied: bool | None = None
-        while self._listening is not None and (
-            applied is not self._listening or self._listen_waiters
-        ):
-            wanted = self._listening
-            waiters = self._take_listen_waiters()
-            try:
-                reply = await connection.request(
-                    "listen", pb.Listen(listening=wanted), self._request_timeout
-                )
-            except ParleyError as exc:
-                self._log.warning("session", f"Listen({wanted}) failed: {exc}")
-                for waiter in waiters:
-                    waiter.set_exception(exc)
-                return
-            applied = wanted
-            if reply.WhichOneof("body") != "listen_accepted":
-                self._log.warning("session", f"Listen answered with {reply.WhichOneof('body')}")
-            for waiter in waiters:
-                waiter.set_result(None)
-
-    def _take_listen_waiters(self) -> list[asyncio.Future[None]]:
-        waiters, self._listen_waiters = self._listen_waiters, []
-        return [waiter for waiter in waiters if not waiter.done()]
-
-    async def _dispatch(self) -> None:
-        """Hand unsolicited frames, in arrival order, to the handlers of their body."""
-        while True:
-            envelope = await self._frames.get()
-            body = envelope.WhichOneof("body") or ""
-            handlers = self._handlers.get(body)
-            if not handlers:
-                if body == "error":
-                    self._log.warning(
-                        "session",
-                        f"gateway error: {envelope.error.reason} (code {envelope.error.code}, "
-                        f"reply_to {envelope.reply_to})",
-                    )
-                else:
-                    self._log.debug("session", f"no handler for an incoming {body} frame")
-                continue
-            for handler in list(handlers):
-                await self._call(handler, envelope)
-
-    async def _call(self, function: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = function(*args)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._log.error("session", f"handler {function!r} raised {exc!r}")
-
     def _live_connection(self, body: str) -> Connection:
         connection = self.connection
         if not self.is_up or connection is None:
             raise ParleyError.network(f"cannot send {body}: the client is not connected")
         return connection
-
-    def _keep(self, task: asyncio.Task[Any]) -> None:
-        name = f"task-{id(task)}"
-        self._tasks[name] = task
-        task.add_done_callback(lambda _: self._tasks.pop(name, None))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from parley_client.config import Endpoint
+import aiohttp
+
+from parley_client.config import ClientConfig, Endpoint
 from parley_client.credentials import CredentialKey, CredentialStore, DeviceCredential
 from parley_client.errors import ErrorType, ParleyError
 from parley_client.http import AuthApi
@@ -77,6 +81,41 @@ class Authenticator:
         self._asking: set[asyncio.Task[None]] = set()
         self.token: AccessToken | None = None
         self.skew_ms = 0  # server clock minus ours, learnt from Welcome
+
+    @classmethod
+    def for_config(
+        cls,
+        config: ClientConfig,
+        endpoints: Sequence[Endpoint],
+        http: aiohttp.ClientSession,
+        *,
+        clock: Clock,
+        log: ClientLog,
+        can_ask_app: Callable[[], bool],
+        ask_app: Callable[[ClientRegistration], Coroutine[Any, Any, None]],
+    ) -> Authenticator:
+        """The authenticator of a checked client configuration, its credentials kept per
+        set of gateway hosts, application and user."""
+        assert config.application_key and config.user_id
+        key = CredentialKey.of(
+            [str(endpoint) for endpoint in endpoints], config.application_key, config.user_id
+        )
+        return cls(
+            identity=Identity(
+                application_key=config.application_key,
+                application_secret=config.application_secret,
+                user_id=config.user_id,
+                device_name=config.device_name or f"python on {platform.node() or 'unknown'}",
+            ),
+            key=key,
+            store=CredentialStore(Path(config.storage_dir), log),
+            api=AuthApi(http, config.request_timeout, log),
+            clock=clock,
+            log=log,
+            can_ask_app=can_ask_app,
+            ask_app=ask_app,
+            registration_timeout=config.registration_timeout,
+        )
 
     def server_now_ms(self) -> int:
         return now_ms(self._clock) + self.skew_ms

@@ -1,0 +1,137 @@
+"""The seam a client feature (calls, messaging, push) plugs into `ParleyClient` by.
+
+A `Feature` names the Envelope bodies it receives; the client hands it those frames and
+tells it of each connection and disconnection, in order, on a task of its own. Its
+`FeatureLink` is what it may do with the client in return: send and request on the live
+connection, and log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+from parley_client.config import Capabilities, ClientConfig
+from parley_client.errors import ParleyError
+from parley_client.logs import AreaLog
+from parley_protocol.bodies import CLIENT_BODIES, body_of
+from parley_protocol.errors import ErrorCode
+from parley_protocol.pb import client as pb
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A connection to a gateway, as features hear of it (before any frame that came on it)."""
+
+    reconnected: bool  # not the client's first connection: events may have been missed
+    resumed: bool  # the gateway resumed the previous session, so no event was missed
+    session_id: str
+    gateway_id: str
+
+
+class Feature:
+    """A capability of the client (calls, messaging, push). Subclass it, set `name` and
+    `bodies`, override the handlers you need, and `client.add_feature(it)`.
+
+    Each feature's handlers run one at a time, in order, on a task of the feature's own: a
+    slow handler delays only its own feature. A handler that raises is logged and the next
+    frame still comes.
+    """
+
+    # Unique among a client's features; the area of its log lines.
+    name: str = ""
+    # The EVENT (or REPLY) bodies of the Envelope this feature receives; no two features
+    # of a client share one.
+    bodies: frozenset[str] = frozenset()
+
+    def attached(self, link: FeatureLink) -> None:
+        """Called once, when the feature is added: keep `link` to send, request and log."""
+
+    async def on_frame(self, envelope: pb.Envelope) -> None:
+        """A frame with one of `bodies` that is not the reply to a request of this client."""
+
+    async def on_connected(self, connected: Connected) -> None:
+        """The client is connected (again); also at once for a feature added while it is."""
+
+    async def on_disconnected(self, reason: ParleyError) -> None:
+        """The connection ended: lost (the client reconnects) or failed; once per connection.
+        `terminate()` tells it once more, last, whatever the client was doing."""
+
+
+class Channel(Protocol):
+    """Where a link's frames go: the client's live session."""
+
+    async def send(self, body: str, message: Message) -> int: ...
+
+    async def request(
+        self, body: str, message: Message, timeout: float | None = None
+    ) -> pb.Envelope: ...
+
+
+class FeatureLink:
+    """What a feature may do with its client. The client makes one per feature.
+
+    `channel(body)` is the live session to send `body` on; it raises ParleyError when the
+    client is not running or not connected.
+    """
+
+    def __init__(
+        self,
+        *,
+        channel: Callable[[str], Channel],
+        config: ClientConfig,
+        capabilities: Callable[[], Capabilities],
+        log: AreaLog,
+    ) -> None:
+        self._channel = channel
+        self._config = config
+        self._capabilities = capabilities
+        self._log = log
+
+    @property
+    def user_id(self) -> str | None:
+        return self._config.user_id
+
+    @property
+    def application_key(self) -> str | None:
+        return self._config.application_key
+
+    @property
+    def log(self) -> AreaLog:
+        """The client's log, under the feature's name."""
+        return self._log
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """A copy of the client's capability switches."""
+        return self._capabilities()
+
+    async def send(self, message: Message) -> int:
+        """Send `message` (a message of a client body) on the live connection; its seq."""
+        body = client_body(message)
+        return await self._channel(body).send(body, message)
+
+    async def request(self, message: Message, timeout: float | None = None) -> Message:
+        """Send `message` and return the body of the reply (an EchoReply for an
+        EchoRequest). Raises ParleyError for an Error reply, a timeout (`timeout`, default
+        the client's request timeout) or a lost connection."""
+        body = client_body(message)
+        reply = await self._channel(body).request(body, message, timeout)
+        name = reply.WhichOneof("body")
+        if name is None:
+            raise ParleyError(ErrorCode.ERROR_CODE_INTERNAL, f"the reply to {body} has no body")
+        answer: Message = getattr(reply, name)
+        return answer
+
+
+def client_body(message: Message) -> str:
+    """The Envelope body a client sends `message` in; ValueError if clients send none."""
+    body = body_of(message)
+    if body not in CLIENT_BODIES:
+        raise ValueError(
+            f"{message.DESCRIPTOR.full_name} is the {body!r} body, which clients do not send"
+        )
+    return body
