@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parley_client import Connected, Feature, FeatureLink, ParleyError
+from parley_client import Connected, ErrorType, Feature, FeatureLink, ParleyError
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
@@ -277,11 +277,11 @@ async def test_feature_link_request_returns_the_typed_reply(tmp_path: Path) -> N
         assert (link.user_id, link.application_key) == ("alice", h.backend.application_key)
         assert link.capabilities.messaging and link.log.area == "notes"
         with pytest.raises(ParleyError) as caught:
-            await link.request(echo.EchoRequest(text="too early"))
+            await link.request(echo.EchoRequest(text="too early"), echo.EchoReply)
         assert caught.value.code == "WRONG_STATE"
 
         await client.start()
-        reply = await link.request(echo.EchoRequest(text="hello"))
+        reply = await link.request(echo.EchoRequest(text="hello"), echo.EchoReply)
         assert isinstance(reply, echo.EchoReply)
         assert (reply.text, reply.caller.user_id) == ("hello", "alice")
         assert reply.caller.session_id == client.session_id
@@ -292,6 +292,11 @@ async def test_feature_link_request_returns_the_typed_reply(tmp_path: Path) -> N
         assert session.frames[-1].echo_request.text == "no wait"
         with pytest.raises(ValueError, match="clients do not send"):
             await link.send(echo.EchoReply(text="not mine to send"))
+        with pytest.raises(ValueError, match="sent by the client's session"):
+            await link.send(pb.Ping())
+        with pytest.raises(ParleyError) as caught:
+            await link.request(echo.EchoRequest(text="typed"), presence_pb.PresenceResult)
+        assert caught.value.code == "INTERNAL" and "echo_reply" in caught.value.message
 
 
 async def test_feature_link_request_raises_for_an_error_reply_or_a_timeout(
@@ -306,13 +311,16 @@ async def test_feature_link_request_raises_for_an_error_reply_or_a_timeout(
             ErrorCode.ERROR_CODE_CAPABILITY_NOT_ANNOUNCED, "messaging is off"
         )
         with pytest.raises(ParleyError) as caught:
-            await notes.link.request(echo.EchoRequest(text="hello"))
+            await notes.link.request(echo.EchoRequest(text="hello"), echo.EchoReply)
         assert (caught.value.code, caught.value.message) == (
             "CAPABILITY_NOT_ANNOUNCED",
             "messaging is off",
         )
+        assert caught.value.type == ErrorType.CAPABILITY
         h.gateways[0].echo_error = None
         with pytest.raises(ParleyError) as caught:
-            await notes.link.request(echo.EchoRequest(text="slow", delay_ms=500), timeout=0.1)
+            await notes.link.request(
+                echo.EchoRequest(text="slow", delay_ms=500), echo.EchoReply, timeout=0.1
+            )
         assert caught.value.code == "TIMEOUT"
         assert client.is_started and not recorder.failed

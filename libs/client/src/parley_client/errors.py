@@ -45,6 +45,8 @@ def _code_value(code: str | int) -> int:
 
 def default_type(code: int) -> ErrorType:
     """The type an error code has unless the raiser knows better."""
+    if code == ErrorCode.ERROR_CODE_CAPABILITY_NOT_ANNOUNCED:
+        return ErrorType.CAPABILITY
     return ErrorType.NETWORK if code in _NETWORK_CODES else ErrorType.OTHER
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -20,6 +20,8 @@ from parley_client.logs import AreaLog
 from parley_protocol.bodies import CLIENT_BODIES, body_of
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
+
+R = TypeVar("R", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -114,24 +116,36 @@ class FeatureLink:
         body = client_body(message)
         return await self._channel(body).send(body, message)
 
-    async def request(self, message: Message, timeout: float | None = None) -> Message:
-        """Send `message` and return the body of the reply (an EchoReply for an
-        EchoRequest). Raises ParleyError for an Error reply, a timeout (`timeout`, default
-        the client's request timeout) or a lost connection."""
+    async def request(self, message: Message, reply: type[R], timeout: float | None = None) -> R:
+        """Send `message` and return the body of its reply, of type `reply` (an EchoReply
+        for an EchoRequest). Raises ParleyError for an Error reply, a reply of another type,
+        a timeout (`timeout`, default the client's request timeout) or a lost connection."""
         body = client_body(message)
-        reply = await self._channel(body).request(body, message, timeout)
-        name = reply.WhichOneof("body")
-        if name is None:
-            raise ParleyError(ErrorCode.ERROR_CODE_INTERNAL, f"the reply to {body} has no body")
-        answer: Message = getattr(reply, name)
+        envelope = await self._channel(body).request(body, message, timeout)
+        name = envelope.WhichOneof("body")
+        answer = getattr(envelope, name) if name else None
+        if not isinstance(answer, reply):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INTERNAL,
+                f"the gateway answered {body} with {name or 'nothing'}, not "
+                f"{reply.DESCRIPTOR.full_name}",
+            )
         return answer
 
 
+# Client bodies the session itself sends (sign-in, heartbeats, tokens, listening, leaving):
+# a feature sending one would confuse the session's view of its connection.
+SESSION_BODIES = frozenset({"hello", "ping", "refresh_token", "listen", "goodbye"})
+
+
 def client_body(message: Message) -> str:
-    """The Envelope body a client sends `message` in; ValueError if clients send none."""
+    """The Envelope body a feature sends `message` in; ValueError if clients send none, or
+    the session keeps it to itself."""
     body = body_of(message)
     if body not in CLIENT_BODIES:
         raise ValueError(
             f"{message.DESCRIPTOR.full_name} is the {body!r} body, which clients do not send"
         )
+    if body in SESSION_BODIES:
+        raise ValueError(f"{body!r} is sent by the client's session, not by a feature")
     return body

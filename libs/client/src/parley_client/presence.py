@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from parley_client.errors import ParleyError
 from parley_client.features import FeatureLink
 from parley_protocol import validation
-from parley_protocol.bodies import body_of
-from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import presence as presence_pb
 
@@ -44,13 +42,10 @@ class Presence:
         if not ids:
             return {}
         reply = await self._link.request(
-            presence_pb.PresenceQuery(user_ids=ids), timeout or DEFAULT_PRESENCE_TIMEOUT
+            presence_pb.PresenceQuery(user_ids=ids),
+            presence_pb.PresenceResult,
+            timeout or DEFAULT_PRESENCE_TIMEOUT,
         )
-        if not isinstance(reply, presence_pb.PresenceResult):
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INTERNAL,
-                f"the gateway answered PresenceQuery with {body_of(reply)}",
-            )
         result = {user_id: UserPresence(user_id, False, 0) for user_id in ids}
         for user in reply.users:
             if user.user_id in result:
