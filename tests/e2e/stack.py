@@ -13,9 +13,30 @@ from typing import Any
 
 import aiohttp
 
+from parley_client import ParleyClient
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
 from tests.support.wire import registration_body
+
+ECHO = ServiceDef(name="echo", module="tests.support.echo", health_port=0, restart=False)
+"""The echo test service (tests/support/echo), run as a process like any service."""
+
+
+def make_client(
+    stack: E2EStack, user: str, state: Path, secret: bool = True, gateways: list[str] | None = None
+) -> ParleyClient:
+    builder = (
+        ParleyClient.builder()
+        .application_key(stack.app_key)
+        .user_id(user)
+        .environment_hosts([stack.host(g) for g in gateways or stack.gateways])
+        .persistence_dir(state)
+    )
+    if secret:
+        builder.application_secret(stack.app_secret)
+    client = builder.build()
+    client.set_support_messaging(True)
+    return client
 
 
 def gateway_def(name: str) -> ServiceDef:
@@ -92,6 +113,7 @@ async def start_stack(
     database_url: str,
     gateways: Sequence[str] = ("gateway-a", "gateway-b"),
     auth_env: Mapping[str, str] | None = None,
+    extra: Sequence[ServiceDef] = (),
 ) -> E2EStack:
     services = [
         ServiceDef(
@@ -103,6 +125,7 @@ async def start_stack(
             master_key=True,
         ),
         *(gateway_def(g) for g in gateways),
+        *extra,
     ]
     settings = StackSettings(
         home=home,

@@ -13,8 +13,7 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
 from tests.support.wire import RawClient
 
-from .stack import E2EStack
-from .test_registration import make_client
+from .stack import E2EStack, make_client
 
 
 @pytest_asyncio.fixture(loop_scope="session")

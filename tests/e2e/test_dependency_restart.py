@@ -20,8 +20,7 @@ from parley_devstack.postgres import EmbeddedPostgres
 from parley_service.devices import DeviceEvents
 from tests.support.wire import RawClient, eventually
 
-from .stack import E2EStack, start_stack
-from .test_registration import make_client
+from .stack import E2EStack, make_client, start_stack
 
 RECOVERY_GOAL_SECONDS = 5.0
 

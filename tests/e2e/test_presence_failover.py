@@ -13,8 +13,7 @@ from parley_client import ParleyClient
 from parley_protocol.pb import client as pb
 from tests.support.wire import RawClient, eventually
 
-from .stack import E2EStack
-from .test_registration import make_client
+from .stack import E2EStack, make_client
 
 
 async def online(observer: ParleyClient, user: str, devices: int = 1) -> bool:

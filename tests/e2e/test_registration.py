@@ -11,7 +11,7 @@ import pytest
 from parley_client import ClientListener, ConfigurationError, ParleyClient, ParleyError
 from parley_protocol.signatures import registration_signature
 
-from .stack import E2EStack
+from .stack import E2EStack, make_client
 
 
 class Recorder(ClientListener):
@@ -36,23 +36,6 @@ class Recorder(ClientListener):
             client.user_id, client.application_key, self.sequence, self.secret
         )
         registration.register(signature, self.sequence)
-
-
-def make_client(
-    stack: E2EStack, user: str, state: Path, secret: bool = True, gateways: list[str] | None = None
-) -> ParleyClient:
-    builder = (
-        ParleyClient.builder()
-        .application_key(stack.app_key)
-        .user_id(user)
-        .environment_hosts([stack.host(g) for g in gateways or stack.gateways])
-        .persistence_dir(state)
-    )
-    if secret:
-        builder.application_secret(stack.app_secret)
-    client = builder.build()
-    client.set_support_messaging(True)
-    return client
 
 
 async def registrations_counted(stack: E2EStack) -> float:
