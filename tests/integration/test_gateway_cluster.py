@@ -101,7 +101,7 @@ async def test_bad_presence_queries_get_a_specific_error(
 def _event(text: str, except_connection: str = "") -> bytes:
     envelope = client.Envelope(error=common.Error(code=ErrorCode.ERROR_CODE_NOT_FOUND, reason=text))
     event = routing.DeviceEvent(
-        envelope=envelope.SerializeToString(), except_connection_id=except_connection
+        envelope=envelope.SerializeToString(), except_session_id=except_connection
     )
     data: bytes = event.SerializeToString()
     return data

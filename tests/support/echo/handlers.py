@@ -28,7 +28,7 @@ class EchoHandlers:
                 caller.application_key,
                 caller.user_id,
                 echo_pb2.EchoEvent(text=request.text, from_connection_id=caller.connection_id),
-                except_connection_id=caller.connection_id,
+                except_session_id=caller.session_id,
             )
         return echo_pb2.EchoReply(
             text=request.text, caller=caller.to_proto(), answered_by=self._instance_id

@@ -25,18 +25,19 @@ class DeviceEvents:
         self._nc = nc
 
     async def to_user(
-        self, application_key: str, user_id: str, event: Message, except_connection_id: str = ""
+        self, application_key: str, user_id: str, event: Message, except_session_id: str = ""
     ) -> None:
-        """Send `event` to every connected device of the user (but `except_connection_id`)."""
+        """Send `event` to every connected device of the user (but the session
+        `except_session_id`: the sender's own, say)."""
         await self._publish(
-            subjects.device_events(application_key, user_id), event, except_connection_id
+            subjects.device_events(application_key, user_id), event, except_session_id
         )
 
     async def to_connection(self, gateway_id: str, connection_id: str, event: Message) -> None:
         """Send `event` to one device connection (as a presence record or Caller names it)."""
         await self._publish(subjects.connection_events(gateway_id, connection_id), event, "")
 
-    async def _publish(self, subject: str, event: Message, except_connection_id: str) -> None:
+    async def _publish(self, subject: str, event: Message, except_session_id: str) -> None:
         body = bodies.body_of(event)
         if body not in bodies.EVENT_BODIES:
             raise TypeError(f"{body} is not an EVENT body of parley.v1.Envelope")
@@ -48,6 +49,6 @@ class DeviceEvents:
                 f"({framing.MAX_FRAME_BYTES} bytes)",
             )
         data = routing_pb2.DeviceEvent(
-            envelope=envelope, except_connection_id=except_connection_id
+            envelope=envelope, except_session_id=except_session_id
         ).SerializeToString()
         await self._nc.publish(subject, data, headers=tracing.inject({}) or None)

@@ -5,7 +5,7 @@ all of that user's sessions on this gateway and dropped with the last of them; t
 has one wildcard subscription on `parley.conn.<gateway_id>.*` for events addressed to one
 connection. Every message lands in one queue, drained in order by one task: a
 `parley.v1.DeviceEvent` whose envelope goes to the target sessions (except
-`except_connection_id`), numbered with each session's own server seq. That task never
+`except_session_id`), numbered with each session's own server seq. That task never
 waits for a client (`Session.send` drops one that stops reading), and a session still
 signing in holds its events until its Welcome is out.
 """
@@ -156,7 +156,7 @@ class Router:
             targets = list(self._users.get(msg.subject, ()))
         delivered = 0
         for session in targets:
-            if session.connection_id == event.except_connection_id or not session.active:
+            if session.session_id == event.except_session_id or not session.active:
                 continue
             if session.held is not None:  # signing in: goes out right after the Welcome
                 if session.hold(envelope):

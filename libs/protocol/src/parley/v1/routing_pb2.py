@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from parley.v1 import options_pb2 as parley_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17parley/v1/routing.proto\x12\tparley.v1\x1a\x17parley/v1/options.proto\"\xb3\x01\n\x06\x43\x61ller\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x12\n\ngateway_id\x18\x05 \x01(\t\x12\x15\n\rconnection_id\x18\x06 \x01(\t\x12+\n\x0c\x63\x61pabilities\x18\x07 \x03(\x0e\x32\x15.parley.v1.Capability\"D\n\rClientRequest\x12!\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x11.parley.v1.Caller\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"=\n\x0b\x44\x65viceEvent\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65xcept_connection_id\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17parley/v1/routing.proto\x12\tparley.v1\x1a\x17parley/v1/options.proto\"\xb3\x01\n\x06\x43\x61ller\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x12\n\ngateway_id\x18\x05 \x01(\t\x12\x15\n\rconnection_id\x18\x06 \x01(\t\x12+\n\x0c\x63\x61pabilities\x18\x07 \x03(\x0e\x32\x15.parley.v1.Capability\"D\n\rClientRequest\x12!\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x11.parley.v1.Caller\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\":\n\x0b\x44\x65viceEvent\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x19\n\x11\x65xcept_session_id\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,5 +37,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTREQUEST']._serialized_start=245
   _globals['_CLIENTREQUEST']._serialized_end=313
   _globals['_DEVICEEVENT']._serialized_start=315
-  _globals['_DEVICEEVENT']._serialized_end=376
+  _globals['_DEVICEEVENT']._serialized_end=373
 # @@protoc_insertion_point(module_scope)

@@ -34,9 +34,9 @@ class ClientRequest(_message.Message):
     def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., envelope: _Optional[bytes] = ...) -> None: ...
 
 class DeviceEvent(_message.Message):
-    __slots__ = ("envelope", "except_connection_id")
+    __slots__ = ("envelope", "except_session_id")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
-    EXCEPT_CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCEPT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     envelope: bytes
-    except_connection_id: str
-    def __init__(self, envelope: _Optional[bytes] = ..., except_connection_id: _Optional[str] = ...) -> None: ...
+    except_session_id: str
+    def __init__(self, envelope: _Optional[bytes] = ..., except_session_id: _Optional[str] = ...) -> None: ...
