@@ -1,4 +1,5 @@
-"""SubjectMux: many subscriptions with no task or queue each, across a NATS restart."""
+"""SubjectMux: many subscriptions with no task or queue each, across a NATS restart;
+drops counted the same in both modes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
 
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.ports import free_port
@@ -88,3 +90,42 @@ async def test_interests_are_replayed_after_a_nats_restart(tmp_path: Path) -> No
         if not nc.is_closed:
             await nc.close()
         await server.stop()
+
+
+def _dropped_total() -> float:
+    value = REGISTRY.get_sample_value(
+        "parley_gateway_device_events_dropped_total", {"reason": "queue_full"}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize("light", [True, False], ids=["light", "fallback"])
+async def test_a_full_queue_drops_and_counts_the_same_in_both_modes(
+    nats_server: EmbeddedNats, light: bool
+) -> None:
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(nats_server.url, error_cb=on_error)
+    pub = await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc, queue_size=2, light=light)
+        assert mux.light is light
+        await mux.add(f"full.{light}")
+        before = _dropped_total()
+        for i in range(5):
+            await pub.publish(f"full.{light}", str(i).encode())
+        await pub.flush()
+        deadline = asyncio.get_running_loop().time() + 2
+        while mux.dropped < 3:
+            assert asyncio.get_running_loop().time() < deadline, f"dropped {mux.dropped}"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert mux.dropped == 3 and _dropped_total() - before == 3
+        assert [(await _next(mux))[1] for _ in range(2)] == [b"0", b"1"]  # the first kept
+        assert errors == []  # not nats-py's slow-consumer path: counted by the mux alone
+    finally:
+        await nc.close()
+        await pub.close()

@@ -36,3 +36,9 @@ REFUSALS = Counter(
     "Connections and frames refused for load, by reason (max_connections, frame_rate).",
     ["reason"],
 )
+DROPPED = Counter(
+    "parley_gateway_device_events_dropped_total",
+    "Device events dropped before delivery, by reason (queue_full: the gateway's event queue "
+    "was full). Counted the same way with light and with ordinary NATS subscriptions.",
+    ["reason"],
+)

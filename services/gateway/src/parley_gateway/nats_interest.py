@@ -11,11 +11,21 @@ like any subscription. That costs a couple of hundred bytes per subject.
 This leans on nats-py internals (`_subs`, `_sid`, `_send_command`, `_send_unsubscribe`).
 `SubjectMux` checks them at start and falls back to ordinary subscriptions when they are
 missing, so a nats-py upgrade can cost memory but not correctness.
+
+Both modes go through `SubjectMux._put`: a message that finds the queue full is dropped and
+counted on `parley_gateway_device_events_dropped_total{reason="queue_full"}`. (In light
+mode the interests' `_pending_queue` is an `_Inlet` whose `put_nowait` is `_put` and never
+raises, so nats-py's own slow-consumer path is not taken. In fallback mode nats-py's
+per-subscription queue comes first, but its callback moves each message on at once: only a
+stalled event loop could fill it, and nats-py would report that as a slow consumer through
+the connection's error callback.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -23,11 +33,23 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.protocol import command as prot_command
 
+from parley_gateway.metrics import DROPPED
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.nats")
 
 DEFAULT_QUEUE_SIZE = 65_536
+DROP_LOG_INTERVAL = 5.0  # seconds between two device_event_dropped lines
+
+
+class _Inlet:
+    """An interest's `_pending_queue`: nats-py's reader calls its `put_nowait`, which is
+    `SubjectMux._put` (it queues, or counts a drop; it never raises)."""
+
+    __slots__ = ("put_nowait",)
+
+    def __init__(self, put: Callable[[Msg], None]) -> None:
+        self.put_nowait = put
 
 
 class _Interest:
@@ -49,7 +71,7 @@ class _Interest:
         self._id = sid
         self._subject = subject
         self._mux = mux
-        self._pending_queue = mux.queue
+        self._pending_queue = mux._inlet
         self._pending_size = 0
         self._received = 0
 
@@ -76,10 +98,15 @@ class SubjectMux:
         self.light = light and _has_internals(nc)
         if light and not self.light:
             log.warning("nats_internals_missing", fallback="one nats-py subscription per subject")
+        self.dropped = 0
+        """Messages dropped because `queue` was full (also counted in DROPPED)."""
+        self._inlet = _Inlet(self._put)
         self._sids: dict[str, int] = {}  # light mode: subject -> sid
         self._subs: dict[str, Subscription] = {}  # fallback mode
         self._next_flush: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._dropped_logged = 0
+        self._drop_logged_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._sids) + len(self._subs)
@@ -145,7 +172,23 @@ class SubjectMux:
             await self.remove(subject)
 
     async def _enqueue(self, msg: Msg) -> None:
+        """The callback of the ordinary subscriptions (fallback mode)."""
+        self._put(msg)
+
+    def _put(self, msg: Msg) -> None:
+        """Every message of both modes comes here: queued, or dropped and counted."""
         try:
             self.queue.put_nowait(msg)
         except asyncio.QueueFull:
-            log.warning("device_event_dropped", reason="queue full", subject=msg.subject)
+            self.dropped += 1
+            DROPPED.labels("queue_full").inc()
+            now = time.monotonic()
+            if now - self._drop_logged_at >= DROP_LOG_INTERVAL:
+                log.warning(
+                    "device_event_dropped",
+                    reason="queue full",
+                    subject=msg.subject,
+                    dropped=self.dropped - self._dropped_logged,
+                    light=self.light,
+                )
+                self._drop_logged_at, self._dropped_logged = now, self.dropped
