@@ -42,3 +42,10 @@ DROPPED = Counter(
     "was full). Counted the same way with light and with ordinary NATS subscriptions.",
     ["reason"],
 )
+DROPPED.labels("queue_full")  # exported as 0 from the start, so rates work before a drop
+NATS_LIGHT_MODE = Gauge(
+    "parley_gateway_nats_light_mode",
+    "1 while device-event subscriptions use the light path (no task or queue per "
+    "subscription), 0 with ordinary nats-py subscriptions (its self-test failed or nats-py "
+    "lacks the internals it needs).",
+)
