@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 PROTO_SRC := protos
 PROTO_OUT := libs/protocol/src
 PROTOS := $(wildcard $(PROTO_SRC)/parley/v1/*.proto)
+# Every Python package of the libraries and services, found by folder (a new service needs
+# no edit here); the generated protobuf package is left to protoc.
+PACKAGES := $(filter-out $(PROTO_OUT)/parley,$(patsubst %/__init__.py,%,\
+  $(wildcard libs/*/src/*/__init__.py services/*/src/*/__init__.py)))
 
 .PHONY: run test install proto proto-check lint typecheck unit integration e2e bench system-deps clean
 
@@ -21,8 +25,10 @@ $(UV):
 	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 
+# --all-packages: every workspace member (each folder of libs/ and services/), so a new
+# service is installed without being listed anywhere.
 install: $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --all-packages --frozen --quiet
 
 run: install
 	$(PY) -m parley_devstack run
@@ -44,7 +50,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy libs/protocol/src/parley_protocol libs/service/src/parley_service libs/client/src/parley_client libs/devstack/src/parley_devstack services/auth/src/parley_auth services/gateway/src/parley_gateway
+	$(VENV)/bin/mypy $(PACKAGES)
 
 unit: install
 	$(PY) -m pytest tests/unit

@@ -1,17 +1,24 @@
-"""SubjectMux: many subscriptions with no task or queue each, across a NATS restart."""
+"""SubjectMux: many subscriptions with no task or queue each, across a NATS restart; the
+light mode's self-test and fallback; drops counted the same in both modes."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
 
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.ports import free_port
+from parley_gateway import nats_interest
 from parley_gateway.nats_interest import SubjectMux
+
+LIGHT_INTEREST = nats_interest._Interest  # (one test replaces the module's)
 
 
 async def _next(mux: SubjectMux, timeout: float = 2.0) -> tuple[str, bytes]:
@@ -88,3 +95,141 @@ async def test_interests_are_replayed_after_a_nats_restart(tmp_path: Path) -> No
         if not nc.is_closed:
             await nc.close()
         await server.stop()
+
+
+def _light_gauge() -> float | None:
+    return REGISTRY.get_sample_value("parley_gateway_nats_light_mode")
+
+
+def _dropped_total() -> float:
+    value = REGISTRY.get_sample_value(
+        "parley_gateway_device_events_dropped_total", {"reason": "queue_full"}
+    )
+    return value or 0.0
+
+
+def _light_failures(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [
+        getattr(r, "fields", {})
+        for r in caplog.records
+        if r.getMessage() == "nats_light_mode_failed"
+    ]
+
+
+async def test_the_self_test_keeps_light_mode_on_a_real_server(
+    nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    nc, pub = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc)
+        subs_before = dict(nc._subs)
+        with caplog.at_level(logging.WARNING, logger="parley.gateway.nats"):
+            await mux.start()
+        assert mux.light and _light_gauge() == 1.0
+        assert not _light_failures(caplog)
+        # The probe leaves nothing behind: no subject, no table entry, nothing queued.
+        assert len(mux) == 0 and nc._subs == subs_before and mux.queue.empty()
+        tasks_before = len(asyncio.all_tasks())
+        await mux.add("selftest.ok")
+        assert len(asyncio.all_tasks()) == tasks_before  # still no task per subject
+        await pub.publish("selftest.ok", b"delivered")
+        assert await _next(mux) == ("selftest.ok", b"delivered")
+    finally:
+        await nc.close()
+        await pub.close()
+
+
+async def _assert_delivery_after_fallback(mux: SubjectMux, nc: NATS, pub: NATS) -> None:
+    """Ordinary subscriptions now, for the subjects added before and after the fallback."""
+    assert not mux.light and _light_gauge() == 0.0
+    assert not any(isinstance(sub, LIGHT_INTEREST) for sub in nc._subs.values())
+    await mux.add("fallback.late")
+    assert "fallback.early" in mux and "fallback.late" in mux and len(mux) == 2
+    await pub.publish("fallback.early", b"early")
+    await pub.publish("fallback.late", b"late")
+    assert await _next(mux) == ("fallback.early", b"early")
+    assert await _next(mux) == ("fallback.late", b"late")
+    await pub.flush()
+    await asyncio.sleep(0.1)
+    assert mux.queue.empty()  # each once: the light interest is gone, not doubled
+    await mux.remove("fallback.early")
+    await nc.flush()
+    await pub.publish("fallback.early", b"gone")
+    await pub.flush()
+    await asyncio.sleep(0.05)
+    assert mux.queue.empty()
+
+
+async def test_a_probe_that_never_arrives_falls_back_to_ordinary_subscriptions(
+    nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    nc, pub = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc)
+        await mux.add("fallback.early")  # added through the light path before the test
+        # As if nats-py no longer handed messages to an interest's `_pending_queue`.
+        mux._inlet.put_nowait = lambda msg: None
+        with caplog.at_level(logging.WARNING, logger="parley.gateway.nats"):
+            await mux.start(timeout=0.3)
+        [failure] = _light_failures(caplog)
+        assert failure["reason"] == "the probe did not arrive within 0.3 s"
+        await _assert_delivery_after_fallback(mux, nc, pub)
+    finally:
+        await nc.close()
+        await pub.close()
+
+
+async def test_a_light_path_that_raises_falls_back_to_ordinary_subscriptions(
+    nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nc, pub = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc)
+        await mux.add("fallback.early")
+
+        class ChangedInternals:
+            def __init__(self, *args: object) -> None:
+                raise AttributeError("'Client' object has no attribute '_subs_by_sid'")
+
+        monkeypatch.setattr(nats_interest, "_Interest", ChangedInternals)
+        with caplog.at_level(logging.WARNING, logger="parley.gateway.nats"):
+            await mux.start()
+        [failure] = _light_failures(caplog)
+        assert failure["reason"].startswith("AttributeError: ")
+        await _assert_delivery_after_fallback(mux, nc, pub)
+    finally:
+        await nc.close()
+        await pub.close()
+
+
+@pytest.mark.parametrize("light", [True, False], ids=["light", "fallback"])
+async def test_a_full_queue_drops_and_counts_the_same_in_both_modes(
+    nats_server: EmbeddedNats, light: bool
+) -> None:
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(nats_server.url, error_cb=on_error)
+    pub = await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc, queue_size=2, light=light)
+        await mux.start()
+        assert mux.light is light
+        await mux.add(f"full.{light}")
+        before = _dropped_total()
+        for i in range(5):
+            await pub.publish(f"full.{light}", str(i).encode())
+        await pub.flush()
+        deadline = asyncio.get_running_loop().time() + 2
+        while mux.dropped < 3:
+            assert asyncio.get_running_loop().time() < deadline, f"dropped {mux.dropped}"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert mux.dropped == 3 and _dropped_total() - before == 3
+        assert [(await _next(mux))[1] for _ in range(2)] == [b"0", b"1"]  # the first kept
+        assert errors == []  # not nats-py's slow-consumer path: counted by the mux alone
+    finally:
+        await nc.close()
+        await pub.close()

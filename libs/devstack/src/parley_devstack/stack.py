@@ -7,7 +7,8 @@
    ``PARLEY_AUTH_MASTER_KEY`` is set.
 4. ``python -m parley_auth.admin migrate``, then once: ``create-account`` and ``create-app``
    for the sandbox, whose JSON is kept in ``.parley/sandbox-app.json`` (0600).
-5. Every service of :mod:`parley_devstack.services` runs under the :class:`Supervisor`;
+5. Every service found by :mod:`parley_devstack.services` (each ``services/<name>/`` whose
+   pyproject.toml has a ``[tool.parley.service]`` table) runs under the :class:`Supervisor`;
    once all answer ``/readyz`` a banner shows how to connect.
 6. SIGINT/SIGTERM stop the services, then PostgreSQL, then NATS; the exit code is 0.
 """
@@ -31,7 +32,14 @@ from typing import Any, TextIO
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.ports import LOOPBACK, free_port, port_is_free, preferred_port
 from parley_devstack.postgres import EmbeddedPostgres
-from parley_devstack.services import ADMIN_MODULE, GATEWAY, SERVICES, ServiceDef
+from parley_devstack.services import (
+    ADMIN_MODULE,
+    GATEWAY,
+    RootNotFoundError,
+    ServiceDef,
+    ServiceTableError,
+    discover,
+)
 from parley_devstack.supervisor import ServiceSpec, Supervisor, shutdown_signals
 from parley_service.logs import safe_url
 
@@ -60,14 +68,20 @@ class StackSettings:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, cwd: Path | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        services: Sequence[ServiceDef] | None = None,
     ) -> StackSettings:
+        """Settings from ``env``; public-port variables of ``services`` (found by folder when
+        not given) are taken as overrides."""
         env = os.environ if env is None else env
         cwd = Path.cwd() if cwd is None else cwd
+        services = discover() if services is None else services
         home = Path(env.get("PARLEY_HOME") or ".parley")
         overrides = {
             s.public_port_env: env[s.public_port_env]
-            for s in SERVICES
+            for s in services
             if s.public_port_env and env.get(s.public_port_env)
         }
         return cls(
@@ -90,12 +104,14 @@ class DevStack:
         self,
         settings: StackSettings,
         *,
-        services: Sequence[ServiceDef] = SERVICES,
+        services: Sequence[ServiceDef] | None = None,
         out: TextIO | None = None,
         ready_timeout: float = READY_TIMEOUT,
     ) -> None:
+        """``services``: those found by folder (:func:`parley_devstack.services.discover`)
+        unless given."""
         self.settings = settings
-        self.services = list(services)
+        self.services = list(discover() if services is None else services)
         self.ready_timeout = ready_timeout
         self._out = out or sys.stdout
         self.name_width = max([8, *(len(s.name) for s in self.services)])
@@ -440,7 +456,12 @@ def _write_private(path: Path, text: str) -> None:
 
 async def run_stack(settings: StackSettings | None = None) -> int:
     """Start everything, supervise until SIGINT/SIGTERM, stop everything. Returns the exit code."""
-    stack = DevStack(settings or StackSettings.from_env())
+    try:
+        services = discover()
+    except (ServiceTableError, RootNotFoundError) as exc:
+        print(f"make run cannot start: {exc}", file=sys.stderr)
+        return 1
+    stack = DevStack(settings or StackSettings.from_env(services=services), services=services)
     logging.basicConfig(
         level=logging.INFO, format=f"{'stack':<{stack.name_width}} | %(message)s", stream=sys.stdout
     )

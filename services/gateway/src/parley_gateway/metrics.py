@@ -47,3 +47,16 @@ ROUTED_SECONDS = Histogram(
     ["service"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+DROPPED = Counter(
+    "parley_gateway_device_events_dropped_total",
+    "Device events dropped before delivery, by reason (queue_full: the gateway's event queue "
+    "was full). Counted the same way with light and with ordinary NATS subscriptions.",
+    ["reason"],
+)
+DROPPED.labels("queue_full")  # exported as 0 from the start, so rates work before a drop
+NATS_LIGHT_MODE = Gauge(
+    "parley_gateway_nats_light_mode",
+    "1 while device-event subscriptions use the light path (no task or queue per "
+    "subscription), 0 with ordinary nats-py subscriptions (its self-test failed or nats-py "
+    "lacks the internals it needs).",
+)

@@ -8,14 +8,28 @@ reader hands each message to `interest._pending_queue.put_nowait`, which here is
 queue shared by every interest and drained by one task; its reconnect logic replays them
 like any subscription. That costs a couple of hundred bytes per subject.
 
-This leans on nats-py internals (`_subs`, `_sid`, `_send_command`, `_send_unsubscribe`).
-`SubjectMux` checks them at start and falls back to ordinary subscriptions when they are
-missing, so a nats-py upgrade can cost memory but not correctness.
+This leans on nats-py internals (`_subs`, `_sid`, `_send_command`, `_send_unsubscribe`,
+and the reader calling `_pending_queue.put_nowait`), so nats-py is bounded to the minor
+version it is tested with. `SubjectMux` checks the attributes when made, and `start()`
+sends itself a probe through the light path: when the probe does not come back (or
+anything raises) it logs `nats_light_mode_failed` and moves every subject to ordinary
+subscriptions. A nats-py change can cost memory, not correctness. `mux.light` and the
+gauge `parley_gateway_nats_light_mode` tell which mode is in use.
+
+Both modes go through `SubjectMux._put`: a message that finds the queue full is dropped and
+counted on `parley_gateway_device_events_dropped_total{reason="queue_full"}`. (In light
+mode the interests' `_pending_queue` is an `_Inlet` whose `put_nowait` is `_put` and never
+raises, so nats-py's own slow-consumer path is not taken. In fallback mode nats-py's
+per-subscription queue comes first, but its callback moves each message on at once: only a
+stalled event loop could fill it, and nats-py would report that as a slow consumer through
+the connection's error callback.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -23,11 +37,24 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.protocol import command as prot_command
 
+from parley_gateway.metrics import DROPPED, NATS_LIGHT_MODE
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.nats")
 
 DEFAULT_QUEUE_SIZE = 65_536
+PROBE_TIMEOUT = 2.0
+DROP_LOG_INTERVAL = 5.0  # seconds between two device_event_dropped lines
+
+
+class _Inlet:
+    """An interest's `_pending_queue`: nats-py's reader calls its `put_nowait`, which is
+    `SubjectMux._put` (it queues, or counts a drop; it never raises)."""
+
+    __slots__ = ("put_nowait",)
+
+    def __init__(self, put: Callable[[Msg], None]) -> None:
+        self.put_nowait = put
 
 
 class _Interest:
@@ -49,7 +76,7 @@ class _Interest:
         self._id = sid
         self._subject = subject
         self._mux = mux
-        self._pending_queue = mux.queue
+        self._pending_queue = mux._inlet
         self._pending_size = 0
         self._received = 0
 
@@ -76,10 +103,87 @@ class SubjectMux:
         self.light = light and _has_internals(nc)
         if light and not self.light:
             log.warning("nats_internals_missing", fallback="one nats-py subscription per subject")
+        NATS_LIGHT_MODE.set(int(self.light))
+        self.dropped = 0
+        """Messages dropped because `queue` was full (also counted in DROPPED)."""
+        self._inlet = _Inlet(self._put)
         self._sids: dict[str, int] = {}  # light mode: subject -> sid
         self._subs: dict[str, Subscription] = {}  # fallback mode
         self._next_flush: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._probe_subject: str | None = None
+        self._probe: asyncio.Future[None] | None = None
+        self._dropped_logged = 0
+        self._drop_logged_at = float("-inf")
+
+    async def start(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """Check the light path end to end; on failure fall back to ordinary subscriptions.
+
+        In light mode: subscribe a fresh inbox subject through the light path, publish a
+        probe to it on the same connection and wait up to `timeout` seconds for nats-py's
+        reader to hand it to `_put`. When it does not arrive, or anything raises, log
+        `nats_light_mode_failed` once and move every subject (any added already too) to
+        ordinary nats-py subscriptions. Call it before use; it does nothing in fallback mode.
+        """
+        if not self.light:
+            return
+        try:
+            reason = await self._self_test(timeout)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is None:
+            return
+        log.warning(
+            "nats_light_mode_failed", reason=reason, fallback="one nats-py subscription per subject"
+        )
+        await self._fall_back()
+
+    async def _self_test(self, timeout: float) -> str | None:
+        """None when a probe makes it through the light path, else why not."""
+        if getattr(self.nc, "options", {}).get("no_echo"):
+            return "the connection has no_echo: the probe cannot come back"
+        subject = self.nc.new_inbox()
+        probe = asyncio.get_running_loop().create_future()
+        self._probe_subject, self._probe = subject, probe
+        try:
+            async with asyncio.timeout(timeout):
+                await self.add(subject)
+                await self.nc.publish(subject, b"probe")
+                await self.nc.flush()
+                await probe
+        except TimeoutError:
+            return f"the probe did not arrive within {timeout:g} s"
+        finally:
+            self._probe_subject = self._probe = None
+            try:
+                await self.remove(subject)
+            except Exception as exc:
+                log.warning("nats_probe_unsubscribe_failed", error=str(exc))
+        return None
+
+    async def _fall_back(self) -> None:
+        """Move every subject from the light path to ordinary subscriptions."""
+        # Switch first, with no await in between: from here every add and remove is ordinary.
+        self.light = False
+        NATS_LIGHT_MODE.set(0)
+        light, self._sids = self._sids, {}
+        nc: Any = self.nc
+        for subject, sid in light.items():
+            try:
+                nc._subs.pop(sid, None)  # nats-py ignores messages for a sid it does not know
+            except Exception as exc:
+                log.warning("nats_light_unsubscribe_failed", subject=subject, error=str(exc))
+        for subject, sid in light.items():
+            try:
+                if nc.is_connected:
+                    await nc._send_unsubscribe(sid)
+            except Exception as exc:
+                log.warning("nats_light_unsubscribe_failed", subject=subject, error=str(exc))
+        subjects = list(light)
+        for subject in subjects:
+            await self.add(subject, confirm=False)
+        if subjects:
+            await self._confirm()
 
     def __len__(self) -> int:
         return len(self._sids) + len(self._subs)
@@ -145,7 +249,27 @@ class SubjectMux:
             await self.remove(subject)
 
     async def _enqueue(self, msg: Msg) -> None:
+        """The callback of the ordinary subscriptions (fallback mode)."""
+        self._put(msg)
+
+    def _put(self, msg: Msg) -> None:
+        """Every message of both modes comes here: queued, or dropped and counted."""
+        if msg.subject == self._probe_subject:
+            if self._probe is not None and not self._probe.done():
+                self._probe.set_result(None)
+            return
         try:
             self.queue.put_nowait(msg)
         except asyncio.QueueFull:
-            log.warning("device_event_dropped", reason="queue full", subject=msg.subject)
+            self.dropped += 1
+            DROPPED.labels("queue_full").inc()
+            now = time.monotonic()
+            if now - self._drop_logged_at >= DROP_LOG_INTERVAL:
+                log.warning(
+                    "device_event_dropped",
+                    reason="queue full",
+                    subject=msg.subject,
+                    dropped=self.dropped - self._dropped_logged,
+                    light=self.light,
+                )
+                self._drop_logged_at, self._dropped_logged = now, self.dropped

@@ -55,6 +55,7 @@ class Router:
         signing in that has too many events held."""
         self._lookup = lookup
         self._overflow = overflow
+        await self.mux.start()  # light-mode self-test (falls back to ordinary subscriptions)
         await self.mux.add(self._connections_subject)
         self._task = asyncio.create_task(self._deliver_loop(), name="gateway-deliver")
 
