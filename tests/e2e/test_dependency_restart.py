@@ -5,6 +5,10 @@ under auth and two gateway replicas with signed-in clients."""
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,10 +21,12 @@ from parley.v1 import echo_pb2
 from parley_client import ParleyClient
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
+from parley_devstack.services import ServiceDef
+from parley_devstack.stack import DevStack, StackSettings
 from parley_service.devices import DeviceEvents
 from tests.support.wire import RawClient, eventually
 
-from .stack import E2EStack, make_client, start_stack
+from .stack import E2EStack, gateway_def, make_client, start_stack
 
 RECOVERY_GOAL_SECONDS = 5.0
 
@@ -161,3 +167,56 @@ async def test_a_postgres_restart_is_survived_without_restarting_a_service(blip:
         assert _starts(stack) == before, "a service was restarted"
     finally:
         await alice.terminate()
+
+
+async def test_make_run_brings_back_its_embedded_nats_and_postgres(tmp_path: Path) -> None:
+    """`make run`'s own NATS and PostgreSQL die: it starts them again with the same data on
+    the same ports, and clients sign in without a service being restarted."""
+    base = Path(tempfile.mkdtemp(prefix="parley-test-run-"))  # see the postgres_server fixture
+    os.chmod(base, 0o755)
+    services = [
+        ServiceDef(
+            name="auth", module="parley_auth", health_port=0, database=True, master_key=True
+        ),
+        gateway_def("gateway"),
+    ]
+    settings = StackSettings(home=base / "home", nats_port=0)
+    out = io.StringIO()
+    devstack = DevStack(settings, services=services, out=out)
+    try:
+        await devstack.start()
+        stack = E2EStack(devstack, out)
+        assert devstack.nats is not None and devstack.postgres is not None
+        nats_url, database_url = devstack.nats_url, devstack.database_url
+        before = _starts(stack)
+        for server in (devstack.nats, devstack.postgres):
+            old_pid = server.pid
+            assert server.kill()
+            await eventually(
+                lambda s=server, p=old_pid: _alive_again(s, p),  # type: ignore[misc]
+                timeout=30,
+                what=f"{type(server).__name__} started again",
+            )
+            client = make_client(stack, "after a crash", tmp_path / str(old_pid), ["gateway"])
+            await eventually(lambda c=client: _starts_ok(c), timeout=15, what="a client signs in")
+            await client.terminate()
+        # The addresses the banner showed are still the ones in use.
+        assert (devstack.nats_url, devstack.database_url) == (nats_url, database_url)
+        assert "NATS exited; starting it again" in out.getvalue()
+        assert "PostgreSQL exited; starting it again" in out.getvalue()
+        assert _starts(stack) == before, "a service was restarted"
+    finally:
+        await devstack.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _alive_again(server: EmbeddedNats | EmbeddedPostgres, old_pid: int | None) -> bool:
+    return server.running and server.pid != old_pid
+
+
+async def _starts_ok(client: ParleyClient) -> bool:
+    try:
+        await client.start()
+    except Exception:
+        return False
+    return True

@@ -49,6 +49,10 @@ ENVIRONMENT = "sandbox"
 DATABASE_NAME = "parley"
 NATS_PORT = 4222
 READY_TIMEOUT = 30.0
+# How often `make run` looks at its embedded NATS and PostgreSQL (and waits after a failed
+# restart before it tries again).
+WATCH_SECONDS = 0.5
+WATCH_RETRY_SECONDS = 2.0
 ADMIN_TIMEOUT = 120.0
 MASTER_KEY_ENV = "PARLEY_AUTH_MASTER_KEY"
 
@@ -65,6 +69,8 @@ class StackSettings:
     master_key: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     """Public-port variables from our environment (e.g. PARLEY_GATEWAY_PORT)."""
+    nats_port: int = NATS_PORT
+    """The embedded NATS's port when free (0: any free port)."""
 
     @classmethod
     def from_env(
@@ -123,6 +129,7 @@ class DevStack:
         self.master_key = settings.master_key or ""
         self.sandbox_app: dict[str, Any] = {}
         self.ports: dict[str, ServicePorts] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def home(self) -> Path:
@@ -138,6 +145,8 @@ class DevStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.master_key = self._master_key()
         await self._start_infrastructure()
+        if self.nats is not None or self.postgres is not None:
+            self._watcher = asyncio.create_task(self._watch_infrastructure(), name="watch-infra")
         await self._prepare_auth()
         self._plan_ports()
         for service in self.services:
@@ -146,6 +155,11 @@ class DevStack:
 
     async def stop(self) -> None:
         """Services first, then PostgreSQL, then NATS. Safe to call more than once."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self.supervisor.names:
             self.say("stopping services")
             await self.supervisor.stop_all()
@@ -157,6 +171,24 @@ class DevStack:
             if self.nats.running:
                 self.say("stopping NATS")
             await self.nats.stop()
+
+    async def _watch_infrastructure(self) -> None:
+        """Start the embedded NATS or PostgreSQL again, with the same data on the same port,
+        when it dies: the services reconnect by themselves and the banner stays true."""
+        delay = WATCH_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            delay = WATCH_SECONDS
+            for name, server in (("NATS", self.nats), ("PostgreSQL", self.postgres)):
+                if server is None or server.running:
+                    continue
+                self.say(f"{name} exited; starting it again with the same data and port")
+                try:
+                    await server.start()
+                    self.say(f"{name} is back")
+                except Exception as exc:  # try again a little later
+                    self.say(f"{name} did not start again: {exc}")
+                    delay = WATCH_RETRY_SECONDS
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -192,9 +224,10 @@ class DevStack:
                 self.say("using external PostgreSQL from PARLEY_DATABASE_URL")
 
     async def _start_nats(self) -> None:
-        port = preferred_port(NATS_PORT)
-        if port != NATS_PORT:
-            self.say(f"port {NATS_PORT} is busy; NATS uses port {port}")
+        wanted = self.settings.nats_port
+        port = preferred_port(wanted) if wanted else free_port()
+        if wanted and port != wanted:
+            self.say(f"port {wanted} is busy; NATS uses port {port}")
         self.nats = EmbeddedNats(self.home / "nats", port=port)
         await self.nats.start()
         self.nats_url = self.nats.url
