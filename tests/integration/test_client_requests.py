@@ -222,7 +222,7 @@ async def test_a_service_refuses_a_request_that_names_no_caller(
     assert info.value.field == "caller"
 
 
-async def test_device_events_reach_every_device_of_a_user_but_one_or_a_single_connection(
+async def test_device_events_reach_every_device_of_a_user_but_one_or_a_single_session(
     stack: Stack, app: App, echo: EchoHandlers, bus: NATS
 ) -> None:
     user = "gil"
@@ -239,11 +239,10 @@ async def test_device_events_reach_every_device_of_a_user_but_one_or_a_single_co
             assert event.WhichOneof("body") == "echo_event" and event.reply_to == 0
             assert event.echo_event.text == "ping all"
             assert event.echo_event.from_connection_id == welcomes[0].session_id
-        # One connection, addressed by gateway and connection id.
+        # One device session, addressed by its id.
         events = DeviceEvents(bus)
-        target = welcomes[2]
-        await events.to_connection(
-            target.gateway_id, target.session_id, echo_pb2.EchoEvent(text="just you")
+        await events.to_session(
+            app.key, user, welcomes[2].session_id, echo_pb2.EchoEvent(text="just you")
         )
         assert (await devices[2].recv()).echo_event.text == "just you"
         with pytest.raises(TimeoutError):

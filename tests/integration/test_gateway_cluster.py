@@ -116,7 +116,8 @@ async def test_device_events_reach_every_device_of_the_user_on_both_gateways(
     bystander = await stack.signed_in(app, "max", index=0)
     lee = subjects.device_events(app.key, "lee")
     # Two sessions of lee on gateway 1 share one subscription.
-    assert lee in stack.gateway(0).router.mux and lee in stack.gateway(1).router.mux
+    subscribed = subjects.user_events(app.key, "lee", live=True)
+    assert subscribed in stack.gateway(0).router.mux and subscribed in stack.gateway(1).router.mux
 
     await bus.publish(lee, _event("to all"))
     for c in (one, two, three):
@@ -124,12 +125,11 @@ async def test_device_events_reach_every_device_of_the_user_on_both_gateways(
         assert got.error.reason == "to all"
         assert got.seq == 2  # the session's own numbering: the Welcome was 1
 
-    # To every device but one (e.g. the sender's own), and to one connection only.
+    # To every device but one (e.g. the sender's own), and to one session only.
     await bus.publish(lee, _event("not you", two.welcome.session_id))
-    gateway_zero = stack.gateway(0).gateway_id
-    await bus.publish(subjects.connection_events(gateway_zero, "nobody"), _event("lost"))
+    await bus.publish(subjects.session_events(app.key, "lee", "nobody"), _event("lost"))
     await bus.publish(
-        subjects.connection_events(gateway_zero, one.welcome.session_id), _event("direct")
+        subjects.session_events(app.key, "lee", one.welcome.session_id), _event("direct")
     )
     # Events the gateway must not pass on: not a DeviceEvent, or a client message inside.
     await bus.publish(lee, b"\xff\xff garbage")
@@ -149,7 +149,7 @@ async def test_device_events_reach_every_device_of_the_user_on_both_gateways(
         return lee not in stack.gateway(1).router.mux
 
     await eventually(unsubscribed)
-    assert lee in stack.gateway(0).router.mux
+    assert subscribed in stack.gateway(0).router.mux
     await bus.publish(lee, _event("still here"))
     assert (await one.recv()).error.reason == "still here"
     for c in (one, bystander):

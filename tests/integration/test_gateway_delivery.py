@@ -256,7 +256,7 @@ async def test_a_failed_first_subscribe_fails_every_session_of_the_user_waiting_
     stack: Stack, app: App, bus: NATS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gw = stack.gateway()
-    subject = subjects.device_events(app.key, "una")
+    subject = subjects.user_events(app.key, "una", live=True)  # what the gateway subscribes to
     real_add = gw.router.mux.add
 
     async def failing_add(s: str, confirm: bool = True) -> None:
@@ -284,6 +284,6 @@ async def test_a_failed_first_subscribe_fails_every_session_of_the_user_waiting_
 
     monkeypatch.undo()
     again = await stack.signed_in(app, "una")
-    await bus.publish(subject, _event("routed again"))
+    await bus.publish(subjects.device_events(app.key, "una"), _event("routed again"))
     assert (await again.recv()).error.reason == "routed again"
     await again.close()

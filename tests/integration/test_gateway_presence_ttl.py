@@ -19,7 +19,10 @@ from tests.integration.gateway_stack import Stack, eventually, start_stack
 async def test_entries_are_refreshed_and_expire_when_their_gateway_stops_refreshing(
     own_nats: EmbeddedNats, database_url: str
 ) -> None:
-    stack: Stack = await start_stack(own_nats.url, database_url, presence_ttl_seconds=1.0)
+    # Without a resume window, entries live just the presence TTL (with one, at least it).
+    stack: Stack = await start_stack(
+        own_nats.url, database_url, presence_ttl_seconds=1.0, event_window_seconds=0
+    )
     nc = await nats.connect(own_nats.url)
     try:
         kv = await nc.jetstream().key_value(subjects.PRESENCE_BUCKET)

@@ -56,7 +56,8 @@ def test_user_id_encoding_is_a_safe_subject_token(user_id: str) -> None:
     assert all(c.isalnum() or c in "-_" for c in token)
     assert subjects.decode_user_id(token) == user_id
     subject = subjects.device_events("196087a1-e815-4bc4-8984-60d8d8a43f1d", user_id)
-    assert subject.count(".") == 3
+    assert subject.count(".") == 4  # parley.dev.<app>.<user>.<target>
+    assert subjects.user_events("k", user_id).count(".") == 4
 
 
 def test_guide_signature_matches_its_definition() -> None:

@@ -44,19 +44,36 @@ def client_request(service: str, body: str) -> str:
     return f"parley.client.{service}.{body}"
 
 
+# Device events are published on parley.dev.<app>.<user_enc>.<target>: the target is
+# ALL_DEVICES (every device of the user) or one session id. With the resume window on, the
+# stream EVENTS keeps them and republishes each, numbered, on parley.ev.<...> (the same
+# tokens), which is what gateways then subscribe to.
+ALL_DEVICES = "_"
+DEVICE_EVENTS = "parley.dev.>"
+LIVE_EVENTS_PREFIX = "parley.ev."
+EVENTS_STREAM = "EVENTS"
+
+
 def device_events(app_key: str, user_id: str) -> str:
-    """Events for every connected device of a user; each gateway holding one subscribes."""
-    return f"parley.dev.{app_key}.{encode_user_id(user_id)}"
+    """Events for every connected device of a user."""
+    return f"parley.dev.{app_key}.{encode_user_id(user_id)}.{ALL_DEVICES}"
 
 
-def connection_events(gateway_id: str, connection_id: str) -> str:
-    """Events for one device connection."""
-    return f"parley.conn.{gateway_id}.{connection_id}"
+def session_events(app_key: str, user_id: str, session_id: str) -> str:
+    """Events for one device session of a user."""
+    return f"parley.dev.{app_key}.{encode_user_id(user_id)}.{session_id}"
 
 
-def gateway_connections(gateway_id: str) -> str:
-    """Wildcard a gateway subscribes to once for all of its connections."""
-    return f"parley.conn.{gateway_id}.*"
+def user_events(app_key: str, user_id: str, live: bool = False) -> str:
+    """Every event of a user's devices (a gateway's one subscription per user, and the
+    resume window's filter); `live`: the numbered copies the window republishes."""
+    prefix = LIVE_EVENTS_PREFIX if live else "parley.dev."
+    return f"{prefix}{app_key}.{encode_user_id(user_id)}.>"
+
+
+def gateway_takeover(gateway_id: str) -> str:
+    """Where a gateway hears that a session it holds was resumed elsewhere."""
+    return f"parley.gateway.{gateway_id}.takeover"
 
 
 def presence_key(app_key: str, user_id: str, connection_id: str) -> str:

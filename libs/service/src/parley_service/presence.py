@@ -192,9 +192,9 @@ class PresenceReader:
             except Exception:
                 log.warning("presence_entry_unreadable", key=subject[len(PRESENCE_PREFIX) :])
                 continue
-            if self.liveness.is_live(entry.gateway_id):
-                record = DeviceRecord.from_entry(entry)
-                found[user_id].append(record)
+            # Disconnected sessions stay in the bucket (for a resume) but are offline.
+            if not entry.disconnected_at_ms and self.liveness.is_live(entry.gateway_id):
+                found[user_id].append(DeviceRecord.from_entry(entry))
         return found
 
     async def listening_devices(

@@ -48,6 +48,10 @@ class ServiceSettings:
     jetstream_replicas: int = 1
     # How often a service checks that its JetStream assets are still there.
     asset_check_seconds: float = 5.0
+    # Device events are kept this long in the resume window (stream EVENTS), so a client
+    # that reconnects (to any gateway) misses none; 0 turns the window off (events at most
+    # once). Every service of a deployment must agree: publishers then wait for the window.
+    event_window_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         """Refuse values that would fail later, naming the variable (subclasses call this)."""
@@ -68,6 +72,11 @@ class ServiceSettings:
         positive("PARLEY_DRAIN_TIMEOUT_SECONDS", self.drain_timeout_seconds)
         positive("PARLEY_STARTUP_TIMEOUT_SECONDS", self.startup_timeout_seconds)
         positive("PARLEY_ASSET_CHECK_SECONDS", self.asset_check_seconds)
+        if not 0 <= self.event_window_seconds <= 86_400:  # also refuses NaN
+            raise SettingsError(
+                "PARLEY_EVENT_WINDOW_SECONDS must be 0 (off) to 86400, not "
+                f"{self.event_window_seconds!r}"
+            )
         if not 1 <= self.jetstream_replicas <= 5:
             raise SettingsError(
                 f"PARLEY_JETSTREAM_REPLICAS must be 1 to 5, not {self.jetstream_replicas}"

@@ -8,9 +8,11 @@ from parley_gateway.gateway import Gateway
 from parley_gateway.http_api import HttpApi
 from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
+from parley_gateway.resume import Resumer
 from parley_gateway.routing import Router
 from parley_gateway.settings import GatewaySettings
 from parley_gateway.tokens import TokenVerifier
+from parley_gateway.window import EventWindow
 from parley_protocol import subjects
 from parley_service.logs import get_logger
 from parley_service.presence import PresenceReader
@@ -51,16 +53,25 @@ async def setup(runtime: Runtime) -> None:
         settings.jwks_max_age_seconds,
     )
     peers = Peers(runtime.nc, settings.gateway_id, settings.peer_heartbeat_seconds, runtime.clock)
+    presence = PresenceStore(runtime.nc, settings.gateway_id, settings.presence_entry_ttl_seconds)
+    window = EventWindow(
+        runtime.nc,
+        settings.event_window_seconds,
+        settings.event_window_max_events,
+        settings.event_window_file,
+        settings.jetstream_replicas,
+    )
     gateway = Gateway(
         settings,
         runtime.clock,
         verifier,
-        PresenceStore(runtime.nc, settings.gateway_id, settings.presence_ttl_seconds),
-        Router(runtime.nc, settings.gateway_id),
+        presence,
+        Router(runtime.nc, window.enabled),
         peers,
         Forwarder(runtime.bus, settings.gateway_id, settings.max_requests_in_flight),
         PresenceReader(runtime.nc, peers.liveness),
         runtime.assets,
+        Resumer(runtime.nc, settings.gateway_id, presence, window),
     )
 
     async def on_keys_changed(msg: object) -> None:

@@ -10,18 +10,24 @@ are bounded (a drain takes at most drain_timeout_seconds, dropping what is left)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
+from parley.v1 import presence_pb2
 from parley_gateway.forward import Forwarder
 from parley_gateway.metrics import CONNECTIONS, DELIVERIES
 from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
+from parley_gateway.resume import Resumer
 from parley_gateway.routing import Router
 from parley_gateway.session import ACTIVE, AWAITING_HELLO, CLOSING, Session
 from parley_gateway.settings import GatewaySettings
 from parley_gateway.tokens import TokenVerifier
-from parley_protocol import framing
+from parley_protocol import framing, subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.assets import JetStreamAssets
@@ -50,8 +56,12 @@ class Gateway:
         forwarder: Forwarder,
         presence_reader: PresenceReader,
         assets: JetStreamAssets,
+        resumer: Resumer,
     ) -> None:
         self.assets = assets
+        self.resumer = resumer
+        self.window = resumer.window
+        self._takeovers: Subscription | None = None
         self.settings = settings
         self.clock = clock
         self.verifier = verifier
@@ -90,12 +100,16 @@ class Gateway:
         check_server_version(self.presence.nc)  # presence reads need NATS 2.11+
         await self.presence.open(self.assets)
         self.assets.on_restored(self._rewrite_presence)
+        await self.window.open(self.assets)
+        self._takeovers = await self.presence.nc.subscribe(
+            subjects.gateway_takeover(self.gateway_id), cb=self._on_takeover
+        )
         try:
             await self.verifier.refresh()
         except ParleyError as err:
             # Auth may start after us; the first Hello fetches the JWKS again.
             log.warning("jwks_unavailable_at_start", error=str(err))
-        await self.router.start(self.sessions.get, self._held_overflow)
+        await self.router.start(self._held_overflow)
         await self.peers.start()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -126,8 +140,8 @@ class Gateway:
     def full(self) -> bool:
         return len(self.sessions) >= self.settings.max_connections
 
-    async def sign_in(self, session: Session) -> None:
-        """Route the user's device events here and publish its presence.
+    async def route(self, session: Session) -> None:
+        """Route the user's device events here (presence follows once the session is known).
 
         Device events arriving from here on are held until `session.release()`, called
         once the Welcome is written, so none reaches the client before its Welcome.
@@ -136,7 +150,28 @@ class Gateway:
         session.state = ACTIVE
         session.signed_in = True
         await self.router.add(session)
-        await self.presence.put(session)
+
+    async def _on_takeover(self, msg: Msg) -> None:
+        """A session held here was resumed on another connection: close the old one."""
+        takeover = presence_pb2.SessionTakeover()
+        try:
+            takeover.ParseFromString(msg.data)
+        except DecodeError:
+            log.warning("takeover_unreadable")
+            return
+        for old in self.router.sessions_of(takeover.application_key, takeover.user_id):
+            if (
+                old.session_id == takeover.session_id
+                and old.connection_id != takeover.connection_id
+                and not old.taken_over
+            ):
+                old.taken_over = True  # the new connection owns the presence entry now
+                err = ParleyError(
+                    ErrorCode.ERROR_CODE_WRONG_STATE,
+                    "this session was resumed on another connection",
+                )
+                self.close_soon(old, err, framing.CLOSE_TAKEN_OVER)
+                log.info("session_taken_over", by_gateway=takeover.gateway_id)
 
     def _held_overflow(self, session: Session) -> None:
         DELIVERIES.labels("held_overflow").inc()
@@ -154,16 +189,26 @@ class Gateway:
             if session.signed_in:
                 session.signed_in = False
                 await self.router.remove(session)
-                try:
-                    await self.presence.delete(session)
-                except Exception as exc:  # the entry expires by itself
-                    log.warning("presence_delete_failed", error=str(exc))
+                await self._leave_presence(session)
         finally:
             # Listed until cleaned up, so a drain waits for the clean-up too.
             if self.sessions.pop(session.connection_id, None) is not None:
                 CONNECTIONS.dec()
             if not self.sessions:
                 self._empty.set()
+
+    async def _leave_presence(self, session: Session) -> None:
+        """Offline now: the entry goes (Goodbye, or no resume window), or stays marked
+        disconnected as the record a resume checks; a taken-over session leaves it alone."""
+        if session.taken_over:
+            return
+        try:
+            if session.leaving or not self.window.enabled:
+                await self.presence.delete(session)
+            else:
+                await self.presence.disconnected(session, now_ms(self.clock))
+        except Exception as exc:  # the entry expires by itself
+            log.warning("presence_leave_failed", error=str(exc))
 
     def close_soon(self, session: Session, err: ParleyError, close_code: int) -> None:
         """Send `err` and close, from outside the session's handler (no waiting here)."""
@@ -272,6 +317,11 @@ class Gateway:
         await asyncio.gather(*self._loops, *self._closing, return_exceptions=True)
         self._loops.clear()
         await self.forwarder.cancel()
+        if self._takeovers is not None:
+            with contextlib.suppress(Exception):
+                await self._takeovers.unsubscribe()
+            self._takeovers = None
+        await self.window.close()
         await self.peers.stop()
         await self.router.stop()
         if self._runner is not None:

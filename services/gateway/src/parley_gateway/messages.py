@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from parley.v1 import client_pb2, presence_pb2
 from parley_gateway.gateway import Gateway
+from parley_gateway.resume import Outcome, valid_session_id
 from parley_gateway.session import CLOSING, Session
 from parley_gateway.tokens import Claims
 from parley_protocol import bodies, framing
@@ -52,38 +53,50 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     _take_claims(s, claims)
     s.connected_at_ms = now_ms(gw.clock)
     s.capabilities = bodies.capability_mask(msg.capabilities)
+    previous = msg.resume_session_id
+    resuming = bool(previous) and gw.window.enabled and valid_session_id(previous)
+    if resuming:
+        # Tentatively: events for the old session are held for this one while deciding.
+        s.session_id = previous
     try:
-        await gw.sign_in(s)
+        await gw.route(s)
+        decision = await gw.resumer.decide(s, previous, msg.resume_from_event) if previous else None
+        if decision is not None and decision.resumed:
+            s.last_event = msg.resume_from_event  # the client has everything up to its ack
+        elif resuming:
+            s.session_id = s.connection_id  # a new session: what was held was the old one's
+            s.held = []
+        await gw.presence.put(s)
+        if decision is not None and decision.holder is not None:
+            await gw.resumer.take_over(s, decision.holder)
+        elif (
+            decision is not None
+            and decision.outcome != Outcome.RESUME_OUTCOME_REFUSED
+            and valid_session_id(previous)
+        ):
+            await gw.presence.forget(s.application_key, s.user_id, previous, s.instance_id)
     except Exception as exc:
         log.warning("sign_in_failed", error=str(exc))
         unavailable = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "cannot sign in now; reconnect")
         await s.fail(unavailable, env.seq, framing.CLOSE_TRY_AGAIN_LATER)
         return False
-    if msg.resume_session_id and msg.resume_session_id != s.connection_id:
-        await _forget_previous(gw, s, msg.resume_session_id)
     if s.state == CLOSING:  # timed out, drained or overflowed while signing in
         return False
     welcome = client_pb2.Welcome(
-        session_id=s.connection_id,
+        session_id=s.session_id,
         gateway_id=gw.gateway_id,
         heartbeat_interval_ms=gw.settings.heartbeat_interval_ms,
         server_time_ms=now_ms(gw.clock),
         token_expires_at_ms=s.token_expires_at_ms,
+        resume=decision.outcome if decision is not None else Outcome.RESUME_OUTCOME_UNSPECIFIED,
+        resume_reason=decision.reason if decision is not None else "",
     )
     await s.send(client_pb2.Envelope(reply_to=env.seq, welcome=welcome))
+    if decision is not None and decision.resumed and not await s.replay(decision.missed):
+        return True  # the connection went during the replay; its handler ends it
     await s.release()  # the device events that came meanwhile, in order
     log.debug("session_started", app=s.application_key, connection=s.connection_id)
     return True
-
-
-async def _forget_previous(gw: Gateway, s: Session, previous: str) -> None:
-    # Keyed by the verified application and user: a client can only clear its own entries.
-    if len(previous) > 64 or not previous.replace("-", "").replace("_", "").isalnum():
-        return  # not a session id this gateway family hands out: nothing to forget
-    try:
-        await gw.presence.forget(s.application_key, s.user_id, previous)
-    except Exception as exc:  # it expires by itself
-        log.warning("presence_forget_failed", error=str(exc))
 
 
 def _take_claims(s: Session, claims: Claims) -> None:
@@ -164,6 +177,7 @@ async def presence_query(gw: Gateway, s: Session, env: client_pb2.Envelope) -> b
 
 
 async def goodbye(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
+    s.leaving = True  # no resume: the session ends here
     await gw.closed(s)  # forget presence at once, before the closing handshake
     await s.close(framing.CLOSE_NORMAL, "goodbye")
     return False

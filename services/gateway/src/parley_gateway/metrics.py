@@ -60,3 +60,21 @@ NATS_LIGHT_MODE = Gauge(
     "subscription), 0 with ordinary nats-py subscriptions (its self-test failed or nats-py "
     "lacks the internals it needs).",
 )
+RESUMES = Counter(
+    "parley_gateway_resumes_total",
+    "Hellos that asked to resume a session, by outcome (resumed, expired, refused, "
+    "overflowed, disabled).",
+    ["outcome"],
+)
+EVENTS_REPLAYED = Counter(
+    "parley_gateway_events_replayed_total",
+    "Device events replayed to resumed sessions from the resume window.",
+)
+WINDOW_EVENTS = Gauge(
+    "parley_gateway_event_window_messages",
+    "Device events held in the resume window (stream EVENTS), as this gateway last read it.",
+)
+WINDOW_BYTES = Gauge(
+    "parley_gateway_event_window_bytes",
+    "Bytes held in the resume window (stream EVENTS), as this gateway last read it.",
+)

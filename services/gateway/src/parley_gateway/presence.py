@@ -1,8 +1,12 @@
-"""The presence writer: one entry per signed-in device connection in the NATS KV bucket
-`presence` (any service reads it through `parley_service.presence.PresenceReader`).
+"""The presence writer: one entry per device session in the NATS KV bucket `presence`
+(any service reads it through `parley_service.presence.PresenceReader`).
 
-Each entry expires `ttl` seconds after its last write, so the entries of a gateway that
-crashed disappear by themselves; live gateways rewrite theirs every ttl/3 from one loop.
+An entry is keyed by application, user and session. While the session's connection is up
+it says where (gateway, connection) and what the device can do; when the connection ends
+without a Goodbye it is marked disconnected (the device is offline) and stays as the record
+a resume checks. Each entry expires `ttl` seconds after its last write (at least the resume
+window), so the entries of a gateway that crashed disappear by themselves; live gateways
+rewrite theirs every ttl/3 from one loop.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, TypeVar
 
+import nats.js.errors
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
@@ -86,7 +92,7 @@ class PresenceStore:
             ttl=self._ttl,
             storage=StorageType.MEMORY,
             direct=True,
-            description="Parley presence: one entry per signed-in device connection",
+            description="Parley presence: one entry per device session",
         )
         await assets.add(KeyValueBucket(config))
         kv = await self._js.key_value(self._bucket)
@@ -110,9 +116,9 @@ class PresenceStore:
         return self.ttl_seconds / 3
 
     def key(self, device: Device) -> str:
-        return subjects.presence_key(device.application_key, device.user_id, device.connection_id)
+        return subjects.presence_key(device.application_key, device.user_id, device.session_id)
 
-    def entry(self, device: Device) -> bytes:
+    def entry(self, device: Device, disconnected_at_ms: int = 0) -> bytes:
         entry = presence_pb2.PresenceEntry(
             gateway_id=self._gateway_id,
             connection_id=device.connection_id,
@@ -123,8 +129,9 @@ class PresenceStore:
             messaging=device.messaging,
             active_connection=device.active_connection,
             managed_push=device.managed_push,
-            listening=device.listening,
+            listening=device.listening and not disconnected_at_ms,
             user_id=device.user_id,
+            disconnected_at_ms=disconnected_at_ms,
         )
         data: bytes = entry.SerializeToString()
         return data
@@ -134,14 +141,50 @@ class PresenceStore:
             await self.kv.put(self.key(device), self.entry(device), validate_keys=False)
 
     async def delete(self, device: Device) -> None:
-        with self._watching("delete"):
-            await self.kv.delete(self.key(device), validate_keys=False)
+        """Remove the device's entry (it said Goodbye), unless another connection resumed its
+        session meanwhile."""
+        if await self._still_ours(device):
+            with self._watching("delete"):
+                await self.kv.delete(self.key(device), validate_keys=False)
 
-    async def forget(self, application_key: str, user_id: str, connection_id: str) -> None:
-        """Remove a device's earlier entry (a reconnect names the session it had)."""
-        key = subjects.presence_key(application_key, user_id, connection_id)
-        with self._watching("delete"):
-            await self.kv.delete(key, validate_keys=False)
+    async def disconnected(self, device: Device, at_ms: int) -> None:
+        """The connection ended without a Goodbye: the device is offline, and its entry stays
+        (for its TTL: the resume window) as the record a resume checks."""
+        if await self._still_ours(device):
+            with self._watching("put"):
+                await self.kv.put(self.key(device), self.entry(device, at_ms), validate_keys=False)
+
+    async def _still_ours(self, device: Device) -> bool:
+        entry = await self.record(device.application_key, device.user_id, device.session_id)
+        return entry is not None and entry.connection_id == device.connection_id
+
+    async def record(
+        self, application_key: str, user_id: str, session_id: str
+    ) -> presence_pb2.PresenceEntry | None:
+        """The entry of one device session (connected or not), or None."""
+        key = subjects.presence_key(application_key, user_id, session_id)
+        try:
+            with self._watching("get"):
+                found = await self.kv.get(key, validate_keys=False)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        entry = presence_pb2.PresenceEntry()
+        try:
+            entry.ParseFromString(found.value or b"")
+        except DecodeError:
+            return None
+        return entry
+
+    async def forget(
+        self, application_key: str, user_id: str, session_id: str, instance_id: str
+    ) -> None:
+        """Remove the entry of a session the device had before (a reconnect that does not
+        resume it names it), if it is this device's."""
+        entry = await self.record(application_key, user_id, session_id)
+        if entry is not None and entry.instance_id == instance_id:
+            key = subjects.presence_key(application_key, user_id, session_id)
+            with self._watching("delete"):
+                await self.kv.delete(key, validate_keys=False)
 
     @contextlib.contextmanager
     def _watching(self, operation: str) -> Iterator[None]:

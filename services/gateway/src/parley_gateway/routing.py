@@ -1,13 +1,15 @@
 """Device events from the bus to the sessions they are for.
 
-Each user connected here has one subscription on `parley.dev.<app>.<user>`, shared by
-all of that user's sessions on this gateway and dropped with the last of them; the gateway
-has one wildcard subscription on `parley.conn.<gateway_id>.*` for events addressed to one
-connection. Every message lands in one queue, drained in order by one task: a
-`parley.v1.DeviceEvent` whose envelope goes to the target sessions (except
-`except_session_id`), numbered with each session's own server seq. That task never
-waits for a client (`Session.send` drops one that stops reading), and a session still
-signing in holds its events until its Welcome is out.
+Each user connected here has one subscription, shared by all of that user's sessions on
+this gateway and dropped with the last of them: `parley.ev.<app>.<user>.>` (the numbered
+copies the resume window republishes) or, with the window off, `parley.dev.<app>.<user>.>`.
+The last token of an event's subject is its target: `_` for every device of the user
+(except `except_session_id`), or one session id. Every message lands in one queue, drained
+in order by one task, which writes the envelope to the target sessions with the event's
+number (`Envelope.event`: its sequence in the window, 0 without one). A session never gets
+an event numbered at or below one it already has (a resume's replay and live events
+overlap). That task never waits for a client (`Session.send` drops one that stops
+reading), and a session still signing in holds its events until its Welcome is out.
 """
 
 from __future__ import annotations
@@ -28,21 +30,19 @@ from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.routing")
 
-SessionLookup = Callable[[str], Session | None]
 OverflowHandler = Callable[[Session], None]
+SEQUENCE_HEADER = "Nats-Sequence"
 
 
 class Router:
-    def __init__(self, nc: NATS, gateway_id: str, light: bool = True) -> None:
+    def __init__(self, nc: NATS, window: bool, light: bool = True) -> None:
         self.mux = SubjectMux(nc, light=light)
-        self.gateway_id = gateway_id
-        self._connections_subject = subjects.gateway_connections(gateway_id)
-        self._connection_prefix = self._connections_subject[:-1]  # "parley.conn.<gw>."
+        # With the resume window: subscribe to its numbered copies of the events.
+        self.window = window
         # Subject of a user's device events -> that user's signed-in sessions here.
         self._users: dict[str, list[Session]] = {}
         # Subject -> its first subscribe, while in flight: later sessions wait for it.
         self._subscribing: dict[str, asyncio.Future[None]] = {}
-        self._lookup: SessionLookup = lambda _: None
         self._overflow: OverflowHandler = lambda _: None
         self._task: asyncio.Task[None] | None = None
 
@@ -50,13 +50,18 @@ class Router:
     def users(self) -> int:
         return len(self._users)
 
-    async def start(self, lookup: SessionLookup, overflow: OverflowHandler) -> None:
-        """Deliver events for connections found by `lookup`; `overflow` gets a session still
-        signing in that has too many events held."""
-        self._lookup = lookup
+    def sessions_of(self, application_key: str, user_id: str) -> list[Session]:
+        """The signed-in sessions of a user on this gateway."""
+        subject = subjects.user_events(application_key, user_id, live=self.window)
+        return list(self._users.get(subject, ()))
+
+    def subject(self, session: Session) -> str:
+        return subjects.user_events(session.application_key, session.user_id, live=self.window)
+
+    async def start(self, overflow: OverflowHandler) -> None:
+        """Deliver events; `overflow` gets a session still signing in with too many held."""
         self._overflow = overflow
         await self.mux.start()  # light-mode self-test (falls back to ordinary subscriptions)
-        await self.mux.add(self._connections_subject)
         self._task = asyncio.create_task(self._deliver_loop(), name="gateway-deliver")
 
     async def stop(self) -> None:
@@ -77,7 +82,7 @@ class Router:
         Returns once the subscription is in place; when it cannot be made, every session of
         the user that waited for it fails too and the user is not routed at all.
         """
-        subject = subjects.device_events(session.application_key, session.user_id)
+        subject = self.subject(session)
         sessions = self._users.get(subject)
         if sessions is not None:
             sessions.append(session)
@@ -107,7 +112,7 @@ class Router:
         subscribing.set_result(None)
 
     async def remove(self, session: Session) -> None:
-        subject = subjects.device_events(session.application_key, session.user_id)
+        subject = self.subject(session)
         if self._drop(subject, session):
             try:
                 await self.mux.remove(subject)
@@ -150,13 +155,14 @@ class Router:
         if body not in bodies.EVENT_BODIES:
             return _refuse(msg, "device_event_not_an_event", body=body)
         envelope.reply_to = 0  # an event answers no request of this client's
-        if msg.subject.startswith(self._connection_prefix):
-            one = self._lookup(msg.subject[len(self._connection_prefix) :])
-            targets = [one] if one is not None else []
-        else:
-            targets = list(self._users.get(msg.subject, ()))
+        if self.window:
+            envelope.event = int((msg.headers or {}).get(SEQUENCE_HEADER, 0) or 0)
+        head, _, target = msg.subject.rpartition(".")
+        sessions = list(self._users.get(head + ".>", ()))
         delivered = 0
-        for session in targets:
+        for session in sessions:
+            if target != subjects.ALL_DEVICES and session.session_id != target:
+                continue
             if session.session_id == event.except_session_id or not session.active:
                 continue
             if session.held is not None:  # signing in: goes out right after the Welcome
@@ -164,7 +170,7 @@ class Router:
                     delivered += 1
                 else:
                     self._overflow(session)
-            elif await session.send(envelope):
+            elif await session.send_event(envelope):
                 delivered += 1
         DELIVERIES.labels("delivered" if delivered else "no_session").inc()
         return delivered

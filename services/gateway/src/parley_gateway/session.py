@@ -36,6 +36,8 @@ WRITE_BUFFER_HIGH = 1024 * 1024
 CLOSE_LINGER_SECONDS = 2.0
 # Device events kept for a session between its sign-in and its Welcome.
 MAX_HELD_FRAMES = 64
+# How long a resume's replay waits for a slow reader to take what was written before.
+REPLAY_DRAIN_SECONDS = 5.0
 
 
 def new_connection_id() -> str:
@@ -45,6 +47,7 @@ def new_connection_id() -> str:
 
 class Session:
     __slots__ = (
+        "acked",
         "application_key",
         "capabilities",
         "connected_at_ms",
@@ -53,7 +56,9 @@ class Session:
         "held",
         "in_seq",
         "instance_id",
+        "last_event",
         "last_heard",
+        "leaving",
         "listening",
         "opened_at",
         "out_seq",
@@ -61,6 +66,7 @@ class Session:
         "session_id",
         "signed_in",
         "state",
+        "taken_over",
         "token_expires_at_ms",
         "tokens",
         "tokens_at",
@@ -95,6 +101,10 @@ class Session:
         self.capabilities = 0
         self.listening = False
         self.forwarding = 0  # routed requests of this session waiting for their replies
+        self.last_event = 0  # the highest event number sent in this session
+        self.acked = 0  # the highest event number the client said it handled
+        self.leaving = False  # said Goodbye: no resume, its presence goes at once
+        self.taken_over = False  # resumed on another connection, which owns its presence
         self.signed_in = False  # routed and in presence: undone when the session ends
         # Device events that came between sign-in and Welcome; None once the Welcome is out.
         self.held: list[client_pb2.Envelope] | None = None
@@ -149,9 +159,31 @@ class Session:
     async def release(self) -> None:
         """Write the device events held during sign-in, in order; events go straight out after."""
         while self.held:
-            if not await self.send(self.held.pop(0)):
+            if not await self.send_event(self.held.pop(0)):
                 break
         self.held = None
+
+    async def send_event(self, envelope: client_pb2.Envelope) -> bool:
+        """Write a device event unless its number shows the client has it already."""
+        number = envelope.event
+        if number:
+            if number <= self.last_event:
+                return True  # a replay and live delivery overlap: the client has this one
+            self.last_event = number
+        return await self.send(envelope)
+
+    async def replay(self, events: list[client_pb2.Envelope]) -> bool:
+        """Write the events a resume replays, in order, waiting (boundedly) for a client that
+        reads slower than they come instead of dropping it; False if the connection went."""
+        loop = asyncio.get_running_loop()
+        for envelope in events:
+            deadline = loop.time() + REPLAY_DRAIN_SECONDS
+            # The transport's buffer level has no event to wait on: look again shortly.
+            while self.buffered() > SEND_BUFFER_CAP // 2 and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            if not await self.send_event(envelope):
+                return False
+        return True
 
     def buffered(self) -> int:
         """Bytes written but not yet taken by the client."""

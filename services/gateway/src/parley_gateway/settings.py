@@ -37,6 +37,11 @@ class GatewaySettings(ServiceSettings):
     # Routed requests of one session waiting for their services' replies at once; beyond
     # that a request gets RATE_LIMITED.
     max_requests_in_flight: int = 16
+    # The resume window (with the shared event_window_seconds): events kept per device
+    # session (and per user for those to every device); a resume that would replay more
+    # starts a new session instead. File storage survives a NATS restart; memory is faster.
+    event_window_max_events: int = 1000
+    event_window_file: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +61,7 @@ class GatewaySettings(ServiceSettings):
             ("PARLEY_SESSION_FRAME_BURST", self.session_frame_burst),
             ("PARLEY_SESSION_FRAME_RATE", self.session_frame_rate),
             ("PARLEY_MAX_REQUESTS_IN_FLIGHT", self.max_requests_in_flight),
+            ("PARLEY_EVENT_WINDOW_MAX_EVENTS", self.event_window_max_events),
         ):
             if value <= 0:
                 raise SettingsError(f"{name} must be greater than 0, not {value}")
@@ -68,6 +74,15 @@ class GatewaySettings(ServiceSettings):
             raise SettingsError(
                 f"PARLEY_PRESENCE_TTL_SECONDS must be at least 1, not {self.presence_ttl_seconds}"
             )
+
+    @property
+    def window(self) -> bool:
+        return self.event_window_seconds > 0
+
+    @property
+    def presence_entry_ttl_seconds(self) -> float:
+        """Presence entries double as resume records: they live at least the window."""
+        return max(self.presence_ttl_seconds, self.event_window_seconds)
 
     @property
     def heartbeat_timeout_seconds(self) -> float:

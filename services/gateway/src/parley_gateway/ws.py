@@ -135,6 +135,8 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         await session.send_error(err, seq)
         return True
     session.in_seq = seq
+    if envelope.ack > session.acked:  # the client handled events up to this one
+        session.acked = envelope.ack
     if body not in bodies.CLIENT_BODIES:
         what = f"{body!r} is a server message" if body else "the frame carries no known message"
         err = ParleyError(
