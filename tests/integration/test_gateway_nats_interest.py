@@ -167,7 +167,9 @@ async def test_a_probe_that_never_arrives_falls_back_to_ordinary_subscriptions(
     try:
         mux = SubjectMux(nc)
         await mux.add("fallback.early")  # added through the light path before the test
-        # As if nats-py no longer handed messages to an interest's `_pending_queue`.
+        # As if nats-py no longer handed messages to the light path: neither through the
+        # connection's `_process_msg` nor to an interest's `_pending_queue`.
+        mux._take_messages_first = lambda: None  # type: ignore[method-assign]
         mux._inlet.put_nowait = lambda msg: None
         with caplog.at_level(logging.WARNING, logger="parley.gateway.nats"):
             await mux.start(timeout=0.3)
@@ -230,6 +232,40 @@ async def test_a_full_queue_drops_and_counts_the_same_in_both_modes(
         assert mux.dropped == 3 and _dropped_total() - before == 3
         assert [(await _next(mux))[1] for _ in range(2)] == [b"0", b"1"]  # the first kept
         assert errors == []  # not nats-py's slow-consumer path: counted by the mux alone
+    finally:
+        await nc.close()
+        await pub.close()
+
+
+def test_the_event_number_is_read_from_raw_headers() -> None:
+    block = (
+        b"NATS/1.0\r\nNats-Stream: EVENTS\r\nNats-Subject: parley.dev.a.b._\r\n"
+        b"Nats-Sequence: 12345\r\nNats-Last-Sequence: 12000\r\n\r\n"
+    )
+    assert nats_interest.sequence_of(block) == 12345
+    assert nats_interest.sequence_of(b"NATS/1.0\r\nNats-Sequence:7\r\n\r\n") == 7
+    assert nats_interest.sequence_of(b"NATS/1.0\r\nOther: 1\r\n\r\n") == 0
+    assert nats_interest.sequence_of(b"NATS/1.0\r\nNats-Sequence: x\r\n\r\n") == 0
+    assert nats_interest.sequence_of(None) == 0
+
+
+@pytest.mark.parametrize("light", [True, False], ids=["light", "fallback"])
+async def test_deliveries_carry_the_event_number_in_both_modes(
+    nats_server: EmbeddedNats, light: bool
+) -> None:
+    nc, pub = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    try:
+        mux = SubjectMux(nc, light=light)
+        await mux.start()
+        await mux.add(f"numbered.{light}")
+        await pub.publish(f"numbered.{light}", b"x", headers={"Nats-Sequence": "42"})
+        await pub.publish(f"numbered.{light}", b"y")
+        await pub.flush()
+        first = await asyncio.wait_for(mux.queue.get(), 2)
+        second = await asyncio.wait_for(mux.queue.get(), 2)
+        assert isinstance(first, nats_interest.Delivery)
+        assert (first.subject, first.data, first.sequence) == (f"numbered.{light}", b"x", 42)
+        assert (second.data, second.sequence) == (b"y", 0)
     finally:
         await nc.close()
         await pub.close()

@@ -16,6 +16,13 @@ anything raises) it logs `nats_light_mode_failed` and moves every subject to ord
 subscriptions. A nats-py change can cost memory, not correctness. `mux.light` and the
 gauge `parley_gateway_nats_light_mode` tell which mode is in use.
 
+In light mode the mux also takes its messages before nats-py builds a `Msg` for them (it
+wraps the connection's `_process_msg` for its own sids): no header dict, no Msg object, just
+a `Delivery` of the subject, the payload and the resume window's event number, read
+straight from the raw headers. That halves the per-event cost of the numbered events the
+window republishes (nats-py parses every header line of every message). The self-test's
+probe takes the same path, so a nats-py that calls it differently is caught too.
+
 Both modes go through `SubjectMux._put`: a message that finds the queue full is dropped and
 counted on `parley_gateway_device_events_dropped_total{reason="queue_full"}`. (In light
 mode the interests' `_pending_queue` is an `_Inlet` whose `put_nowait` is `_put` and never
@@ -42,9 +49,41 @@ from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.nats")
 
+# The header the resume window's republished copies carry their number (stream sequence) in.
+_SEQUENCE_HEADER = b"\r\nNats-Sequence:"
+
 DEFAULT_QUEUE_SIZE = 65_536
 PROBE_TIMEOUT = 2.0
 DROP_LOG_INTERVAL = 5.0  # seconds between two device_event_dropped lines
+
+
+class Delivery:
+    """One message for the router: subject, payload, and the event number (0 if none)."""
+
+    __slots__ = ("data", "sequence", "subject")
+
+    def __init__(self, subject: str, data: bytes, sequence: int) -> None:
+        self.subject = subject
+        self.data = data
+        self.sequence = sequence
+
+    @classmethod
+    def of(cls, msg: Msg) -> Delivery:
+        sequence = (msg.headers or {}).get("Nats-Sequence", "0")
+        return cls(msg.subject, msg.data, int(sequence) if sequence.isdigit() else 0)
+
+
+def sequence_of(headers: bytes | None) -> int:
+    """The Nats-Sequence header of a raw header block (`NATS/1.0\r\nName: value...`), or 0."""
+    if not headers:
+        return 0
+    at = headers.find(_SEQUENCE_HEADER)
+    if at < 0:
+        return 0
+    start = at + len(_SEQUENCE_HEADER)
+    end = headers.find(b"\r\n", start)
+    value = headers[start : end if end >= 0 else len(headers)].strip()
+    return int(value) if value.isdigit() else 0
 
 
 class _Inlet:
@@ -53,7 +92,7 @@ class _Inlet:
 
     __slots__ = ("put_nowait",)
 
-    def __init__(self, put: Callable[[Msg], None]) -> None:
+    def __init__(self, put: Callable[[Msg | Delivery], None]) -> None:
         self.put_nowait = put
 
 
@@ -99,7 +138,7 @@ class SubjectMux:
 
     def __init__(self, nc: NATS, queue_size: int = DEFAULT_QUEUE_SIZE, light: bool = True) -> None:
         self.nc = nc
-        self.queue: asyncio.Queue[Msg] = asyncio.Queue(queue_size)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue(queue_size)
         self.light = light and _has_internals(nc)
         if light and not self.light:
             log.warning("nats_internals_missing", fallback="one nats-py subscription per subject")
@@ -127,6 +166,7 @@ class SubjectMux:
         """
         if not self.light:
             return
+        self._take_messages_first()
         try:
             reason = await self._self_test(timeout)
         except Exception as exc:
@@ -137,6 +177,30 @@ class SubjectMux:
             "nats_light_mode_failed", reason=reason, fallback="one nats-py subscription per subject"
         )
         await self._fall_back()
+
+    def _take_messages_first(self) -> None:
+        """Have the connection hand messages of light interests straight to `_put`."""
+        nc: Any = self.nc
+        original = getattr(nc, "_process_msg", None)
+        if not callable(original):
+            log.warning("nats_fast_path_missing", fallback="nats-py builds each message")
+            return
+        subs: dict[int, object] = nc._subs
+        stats: dict[str, int] = nc.stats
+        put = self._put
+
+        async def process_msg(
+            sid: int, subject: bytes | str, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            if type(subs.get(sid)) is not _Interest:
+                await original(sid, subject, reply, data, headers)
+                return
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            name = subject.decode() if isinstance(subject, bytes) else subject
+            put(Delivery(name, data, sequence_of(headers)))
+
+        nc._process_msg = process_msg
 
     async def _self_test(self, timeout: float) -> str | None:
         """None when a probe makes it through the light path, else why not."""
@@ -252,8 +316,10 @@ class SubjectMux:
         """The callback of the ordinary subscriptions (fallback mode)."""
         self._put(msg)
 
-    def _put(self, msg: Msg) -> None:
+    def _put(self, msg: Msg | Delivery) -> None:
         """Every message of both modes comes here: queued, or dropped and counted."""
+        if isinstance(msg, Msg):
+            msg = Delivery.of(msg)
         if msg.subject == self._probe_subject:
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)

@@ -19,11 +19,10 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from parley.v1 import client_pb2, routing_pb2
 from parley_gateway.metrics import DELIVERIES
-from parley_gateway.nats_interest import SubjectMux
+from parley_gateway.nats_interest import Delivery, SubjectMux
 from parley_gateway.session import Session
 from parley_protocol import bodies, framing, subjects
 from parley_service.logs import get_logger
@@ -31,7 +30,6 @@ from parley_service.logs import get_logger
 log = get_logger("parley.gateway.routing")
 
 OverflowHandler = Callable[[Session], None]
-SEQUENCE_HEADER = "Nats-Sequence"
 
 
 class Router:
@@ -140,7 +138,7 @@ class Router:
             except Exception:
                 log.exception("device_event_failed", subject=msg.subject)
 
-    async def deliver(self, msg: Msg) -> int:
+    async def deliver(self, msg: Delivery) -> int:
         """Write one bus message's envelope to its target sessions; returns how many."""
         event = routing_pb2.DeviceEvent()
         envelope = client_pb2.Envelope()
@@ -156,7 +154,7 @@ class Router:
             return _refuse(msg, "device_event_not_an_event", body=body)
         envelope.reply_to = 0  # an event answers no request of this client's
         if self.window:
-            envelope.event = int((msg.headers or {}).get(SEQUENCE_HEADER, 0) or 0)
+            envelope.event = msg.sequence
         head, _, target = msg.subject.rpartition(".")
         sessions = list(self._users.get(head + ".>", ()))
         delivered = 0
@@ -176,7 +174,7 @@ class Router:
         return delivered
 
 
-def _refuse(msg: Msg, event: str, **fields: object) -> int:
+def _refuse(msg: Delivery, event: str, **fields: object) -> int:
     DELIVERIES.labels("bad_event").inc()
     log.warning(event, subject=msg.subject, **fields)
     return 0
