@@ -4,6 +4,12 @@ It speaks the real wire protocol: POST /v1/register and /v1/token in the proto3 
 mapping with problem+json errors, and /v1/connect with one protobuf Envelope per binary
 frame. Registration rules follow the auth contract (signatures, sequences, timestamps).
 Several `FakeGateway`s share one `FakeBackend`, like replicas share auth and presence.
+
+With `FakeBackend.windows` on, the backend also keeps the resume windows: it numbers the
+device events it pushes (per session, with gaps, from the start again in a new session),
+keeps them with the acks the client sent, and a Hello that asks to resume gets the session
+back (its events after resume_from_event replayed right after the Welcome, the connection
+that held it closed with 4409) or a new session and the reason.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from google.protobuf import json_format
 
 from parley_client import ClientListener, Feature, ParleyClient, ParleyClientBuilder
 from parley_client import ParleyError as ClientParleyError
-from parley_protocol import framing, http, signatures, validation
+from parley_protocol import bodies, framing, http, signatures, validation
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth, client, echo, routing
 
@@ -49,8 +55,28 @@ class Device:
 
 
 @dataclass
+class FakeWindow:
+    """One session's resume window: its numbered events and the acks its client sent."""
+
+    session_id: str
+    user_id: str
+    events: list[client.Envelope] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)  # every ack a frame carried, in order
+    replayed: list[int] = field(default_factory=list)  # event numbers sent again on resumes
+    last_event: int = 0
+    connection: FakeSession | None = None  # where its events go now (None: nowhere)
+
+    @property
+    def acked(self) -> int:
+        return max(self.acks, default=0)
+
+    def numbers(self) -> list[int]:
+        return [event.event for event in self.events]
+
+
+@dataclass
 class FakeBackend:
-    """What auth and presence hold, shared by every fake gateway replica."""
+    """What auth, presence and the resume windows hold, shared by every fake replica."""
 
     application_key: str = APP_KEY
     application_secret: str = APP_SECRET
@@ -61,6 +87,30 @@ class FakeBackend:
     register_requests: list[auth.RegisterRequest] = field(default_factory=list)
     token_requests: list[auth.TokenRequest] = field(default_factory=list)
     listening: dict[str, set[str]] = field(default_factory=dict)  # user: session ids
+    windows: bool = False  # keep resume windows (else: no numbering, resumes are DISABLED)
+    sessions: dict[str, FakeWindow] = field(default_factory=dict)  # session id: window
+    event_step: int = 2  # numbers increase with gaps, as the contract allows
+    resume_answer: int | None = None  # answer every resume so (EXPIRED, REFUSED, ...)
+    resume_reason: str = ""  # and say why
+    replay_before: int = 0  # replay this many events at or below resume_from_event as well
+
+    async def push(self, user_id: str, envelope: client.Envelope) -> list[int]:
+        """A device event to every session of `user_id` in the window, live or not: numbered,
+        kept, and sent where the session is connected. The numbers it got."""
+        windows = [w for w in self.sessions.values() if w.user_id == user_id]
+        return [await self.push_to(window, envelope) for window in windows]
+
+    async def push_to(self, window: FakeWindow, envelope: client.Envelope) -> int:
+        window.last_event += self.event_step
+        kept = client.Envelope()
+        kept.CopyFrom(envelope)
+        kept.event = window.last_event
+        window.events.append(kept)
+        connection = window.connection
+        if connection is not None and not connection.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await connection.send(kept)
+        return kept.event
 
     def register(self, request: auth.RegisterRequest) -> auth.RegisterResponse:
         self.register_requests.append(request)
@@ -143,9 +193,19 @@ class FakeSession:
     seq_problems: list[str] = field(default_factory=list)
     server_seq: int = 0
     hello_at: float = 0.0  # time.monotonic() when its Hello arrived
+    window: FakeWindow | None = None
+    transport: asyncio.BaseTransport | None = None
 
     def bodies(self) -> list[str]:
         return [framing.body_name(envelope) for envelope in self.frames]
+
+    async def send(self, envelope: client.Envelope) -> None:
+        """Send a copy of `envelope`, numbered with this connection's next seq."""
+        self.server_seq += 1
+        sent = client.Envelope()
+        sent.CopyFrom(envelope)
+        sent.seq = self.server_seq
+        await self.ws.send_bytes(framing.encode(sent))
 
 
 class FakeGateway:
@@ -199,15 +259,28 @@ class FakeGateway:
             await self._runner.cleanup()
             self._runner = None
 
+    async def kill(self) -> None:
+        """Die: every connection breaks without a close frame, and nothing answers any more."""
+        for session in self.sessions:
+            if session.transport is not None:
+                session.transport.abort()
+        await self.stop()
+
     async def drop_all(self, code: int = 1001) -> None:
         for session in list(self.sessions):
             if not session.ws.closed:
                 await session.ws.close(code=code)
 
     async def send_to_all(self, envelope: client.Envelope) -> None:
-        for session in self.sessions:
+        """Send to every live session; an EVENT body is a numbered device event when the
+        backend keeps windows."""
+        numbered = self.backend.windows and framing.body_name(envelope) in bodies.EVENT_BODIES
+        for session in list(self.sessions):
             if not session.ws.closed:
-                await self._send(session, envelope)
+                if numbered and session.window is not None:
+                    await self.backend.push_to(session.window, envelope)
+                else:
+                    await self._send(session, envelope)
 
     def live_sessions(self) -> list[FakeSession]:
         return [session for session in self.sessions if not session.ws.closed]
@@ -250,20 +323,22 @@ class FakeGateway:
     # -- WebSocket -------------------------------------------------------------------------
 
     async def _send(self, session: FakeSession, envelope: client.Envelope) -> None:
-        session.server_seq += 1
-        envelope.seq = session.server_seq
-        await session.ws.send_bytes(framing.encode(envelope))
+        await session.send(envelope)
 
     async def _connect(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=framing.MAX_FRAME_BYTES)
         await ws.prepare(request)
-        session = FakeSession(str(uuid.uuid4()), ws)
+        session = FakeSession(str(uuid.uuid4()), ws, transport=request.transport)
         self.sessions.append(session)
         try:
             await self._serve(session)
         finally:
-            for sessions in self.backend.listening.values():
-                sessions.discard(session.session_id)
+            window = session.window
+            if window is not None and window.connection is session:
+                window.connection = None
+            if window is None or window.connection is None:  # not resumed elsewhere
+                for sessions in self.backend.listening.values():
+                    sessions.discard(session.session_id)
         return ws
 
     async def _serve(self, session: FakeSession) -> None:
@@ -303,6 +378,7 @@ class FakeGateway:
             await self._send(session, framing.error_envelope(err, hello_env.seq))
             await ws.close(code=self.hello_close_code or framing.close_code_for(err.code))
             return
+        outcome, reason = await self._resume(session, hello)
         await self._send(
             session,
             client.Envelope(
@@ -313,15 +389,21 @@ class FakeGateway:
                     heartbeat_interval_ms=self.heartbeat_ms,
                     server_time_ms=now_ms(),
                     token_expires_at_ms=expires,
+                    resume=outcome,
+                    resume_reason=reason,
                 ),
             ),
         )
+        if session.window is not None:
+            await self._replay(session, hello.resume_from_event, outcome)
         last_seq = hello_env.seq
         async for message in ws:
             if message.type != WSMsgType.BINARY:
                 continue
             envelope = framing.decode(message.data)
             session.frames.append(envelope)
+            if envelope.ack and session.window is not None:
+                session.window.acks.append(envelope.ack)
             if envelope.seq <= last_seq:
                 session.seq_problems.append(f"seq {envelope.seq} after {last_seq}")
             last_seq = envelope.seq
@@ -368,6 +450,7 @@ class FakeGateway:
             await self._echo(session, envelope)
             return
         elif body == "goodbye":
+            self.backend.sessions.pop(session.session_id, None)
             await session.ws.close(code=1000)
             return
         else:
@@ -376,6 +459,54 @@ class FakeGateway:
                 envelope.seq,
             )
         await self._send(session, reply)
+
+    async def _resume(self, session: FakeSession, hello: client.Hello) -> tuple[int, str]:
+        """Decide what becomes of the Hello's resume_session_id: the Welcome's outcome and
+        reason. Takes the session over when it resumes; opens a window for a new one."""
+        backend = self.backend
+        asked = hello.resume_session_id
+        outcome, reason = client.RESUME_OUTCOME_UNSPECIFIED, ""
+        if asked:
+            window = backend.sessions.get(asked)
+            if backend.resume_answer is not None:
+                outcome, reason = backend.resume_answer, backend.resume_reason
+            elif not backend.windows:
+                outcome, reason = client.RESUME_OUTCOME_DISABLED, "no resume window here"
+            elif window is None:
+                outcome, reason = client.RESUME_OUTCOME_EXPIRED, "no such session"
+            elif window.user_id != hello.user_id:
+                outcome, reason = client.RESUME_OUTCOME_REFUSED, "another user's session"
+            else:
+                outcome = client.RESUME_OUTCOME_RESUMED
+            if outcome == client.RESUME_OUTCOME_RESUMED and window is not None:
+                session.session_id = asked
+                session.window = window
+                previous, window.connection = window.connection, None
+                if previous is not None and not previous.ws.closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await previous.ws.close(code=framing.CLOSE_TAKEN_OVER)
+                return outcome, reason
+            backend.sessions.pop(asked, None)
+        if backend.windows:
+            session.window = FakeWindow(session.session_id, hello.user_id)
+            backend.sessions[session.session_id] = session.window
+        return outcome, reason
+
+    async def _replay(self, session: FakeSession, after: int, outcome: int) -> None:
+        """Send a resumed session's events after `after` (and `replay_before` more), then
+        let new events come to this connection."""
+        window = session.window
+        assert window is not None
+        if outcome == client.RESUME_OUTCOME_RESUMED:
+            numbers = window.numbers()
+            index = next((i for i, n in enumerate(numbers) if n > after), len(numbers))
+            index = max(0, index - self.backend.replay_before)
+            while index < len(window.events):  # events pushed meanwhile are appended
+                event = window.events[index]
+                window.replayed.append(event.event)
+                await session.send(event)
+                index += 1
+        window.connection = session
 
     async def _echo(self, session: FakeSession, envelope: client.Envelope) -> None:
         """Answer like the echo service: the text back with the caller as the gateway knows

@@ -18,6 +18,7 @@ from parley_client.errors import ConfigurationError, ConfigurationProblem, Error
 from parley_client.features import Connected, Feature, FeatureLink
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
+from parley_client.resume import ResumeStats
 
 __all__ = [
     "Capabilities",
@@ -32,5 +33,6 @@ __all__ = [
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",
+    "ResumeStats",
     "UserPresence",
 ]

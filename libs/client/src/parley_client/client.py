@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import random
 from collections.abc import Awaitable, Iterable, Mapping
@@ -22,6 +23,7 @@ from parley_client.listening import Listening
 from parley_client.logs import ClientLog
 from parley_client.presence import Presence, UserPresence
 from parley_client.registration import ClientRegistration
+from parley_client.resume import ResumeStats
 from parley_client.session import Session
 from parley_client.tokens import Authenticator
 from parley_protocol.clock import Clock, SystemClock
@@ -107,6 +109,7 @@ class ParleyClient:
         self._connections = 0  # welcomes so far, over every start
         self._listening = Listening(self._log, config.request_timeout)
         self._failure: ParleyError | None = None
+        self._resume_stats = ResumeStats()
 
     # -- construction -----------------------------------------------------------------------
 
@@ -195,6 +198,12 @@ class ParleyClient:
     def session_id(self) -> str | None:
         welcome = self._session.welcome if self._session else None
         return welcome.session_id if welcome is not None else None
+
+    @property
+    def resume_stats(self) -> ResumeStats:
+        """A copy of the counts of resumed sessions, new sessions after a refused resume, and
+        replayed events dropped as already received."""
+        return dataclasses.replace(self._resume_stats)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -373,6 +382,7 @@ class ParleyClient:
             request_timeout=config.request_timeout,
             heartbeat_interval=config.heartbeat_interval,
             rng=self._rng,
+            resume_stats=self._resume_stats,
         )
         self._session = session
         return session
@@ -440,21 +450,25 @@ class _Events:
     def __init__(self, client: ParleyClient) -> None:
         self._client = client
 
-    def hello(self, access_token: str) -> pb.Hello:
+    def hello(self, access_token: str, resume_session_id: str, resume_from_event: int) -> pb.Hello:
         client = self._client
         return hello_message(
-            client._config, client._capabilities, access_token, client.session_id or ""
+            client._config,
+            client._capabilities,
+            access_token,
+            resume_session_id=resume_session_id,
+            resume_from_event=resume_from_event,
         )
 
     async def restore(self, connection: Connection) -> None:
         await self._client._listening.apply(connection)
 
-    def connected(self, welcome: pb.Welcome) -> None:
+    def connected(self, welcome: pb.Welcome, resumed: bool) -> None:
         client = self._client
         client._features.connected(
             Connected(
                 reconnected=client._connections > 0,
-                resumed=False,
+                resumed=resumed,
                 session_id=welcome.session_id,
                 gateway_id=welcome.gateway_id,
             )

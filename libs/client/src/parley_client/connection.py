@@ -4,6 +4,8 @@ Every frame is one `parley.v1.Envelope`. The client numbers its frames 1, 2, 3, 
 server frame with `reply_to` answers the client frame with that `seq` (an `Error` body
 fails the request). Every other frame goes to `dispatch`, also those that come between
 Hello and Welcome: they are held until the Welcome is in, or dropped if the Hello fails.
+Every frame after the Hello carries the client's ack (`ack()`); when the ack moved and no
+frame carried it since, a Ping does (acks.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import aiohttp
 from google.protobuf.message import Message
 
+from parley_client.acks import AckPinger
 from parley_client.config import Endpoint
 from parley_client.errors import ErrorType, ParleyError
 from parley_client.logs import ClientLog
@@ -34,6 +37,15 @@ def _frame_error(envelope: pb.Envelope) -> ParleyError:
     return ParleyError.from_protocol(ProtocolError.from_proto(envelope.error))
 
 
+def _no_ack() -> int:
+    return 0
+
+
+def _ignore_outcome(future: asyncio.Future[pb.Envelope]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Connection:
     """A live, welcomed WebSocket to one gateway replica. Build it with `Connection.open`."""
 
@@ -44,12 +56,16 @@ class Connection:
         clock: Clock,
         log: ClientLog,
         dispatch: Callable[[pb.Envelope], None],
+        ack: Callable[[], int] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._ws = ws
         self._clock = clock
         self._log = log
         self._dispatch = dispatch
+        self._ack = ack or _no_ack
+        self._sent_ack = 0  # the highest ack a frame carried so far
+        self._acks = AckPinger(self._ack, lambda: self._sent_ack, self._ping_for_ack)
         self._seq = 0
         self._send_lock = asyncio.Lock()
         self._pending: dict[int, asyncio.Future[pb.Envelope]] = {}
@@ -71,8 +87,10 @@ class Connection:
         clock: Clock,
         log: ClientLog,
         dispatch: Callable[[pb.Envelope], None],
+        ack: Callable[[], int] | None = None,
     ) -> tuple[Connection, pb.Welcome]:
-        """Connect, send Hello and wait for Welcome; ParleyError if any step fails."""
+        """Connect, send Hello and wait for Welcome; ParleyError if any step fails. The frames
+        sent after the Hello carry `ack()` (the Hello asks its own resume, if any)."""
         url = endpoint.connect_url
         try:
             async with asyncio.timeout(timeout):
@@ -104,9 +122,9 @@ class Connection:
         except (aiohttp.ClientError, OSError) as exc:
             raise ParleyError.network(f"cannot connect to {url}: {exc}") from exc
 
-        connection = cls(ws, endpoint, clock, log, dispatch)
+        connection = cls(ws, endpoint, clock, log, dispatch, ack)
         try:
-            hello_seq = await connection.send("hello", hello)
+            hello_seq, _ = await connection._send("hello", hello, carry_ack=False)
             welcome, held = await connection._await_welcome(hello_seq, timeout)
         except BaseException:
             await connection._drop()
@@ -150,6 +168,11 @@ class Connection:
         finally:
             self._pending.pop(seq, None)
 
+    def ack_advanced(self) -> None:
+        """The ack moved: a Ping carries it soon, unless another frame does first."""
+        if not self.is_closed:
+            self._acks.advanced()
+
     def start_heartbeat(self, interval: float) -> None:
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._beat(interval))
@@ -179,11 +202,11 @@ class Connection:
     # -- internals ------------------------------------------------------------------------
 
     async def _send(
-        self, body: str, message: Message, expect_reply: bool = False
+        self, body: str, message: Message, expect_reply: bool = False, carry_ack: bool = True
     ) -> tuple[int, asyncio.Future[pb.Envelope] | None]:
         async with self._send_lock:
             seq = self._seq + 1
-            envelope = pb.Envelope(seq=seq)
+            envelope = pb.Envelope(seq=seq, ack=self._ack() if carry_ack else 0)
             getattr(envelope, body).CopyFrom(message)
             data = framing.encode(envelope)
             if len(data) > framing.MAX_FRAME_BYTES:
@@ -206,7 +229,20 @@ class Connection:
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
                 self._pending.pop(seq, None)
                 raise ParleyError.network(f"cannot send to {self.endpoint}: {exc}") from exc
+            self._sent_ack = max(self._sent_ack, envelope.ack)
             return seq, reply
+
+    async def _ping_for_ack(self) -> None:
+        """A Ping that carries the ack; its Pong is not waited for."""
+        try:
+            _, pong = await self._send(
+                "ping", pb.Ping(client_time_ms=now_ms(self._clock)), expect_reply=True
+            )
+        except ParleyError as exc:
+            self._log.debug("connection", f"cannot send the ack to {self.endpoint}: {exc}")
+            return
+        assert pong is not None
+        pong.add_done_callback(_ignore_outcome)
 
     async def _await_welcome(
         self, hello_seq: int, timeout: float
@@ -359,6 +395,7 @@ class Connection:
         current = asyncio.current_task()
         if self._heartbeat is not None and self._heartbeat is not current:
             self._heartbeat.cancel()
+        self._acks.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT + 1)
         if self._reader is not None and self._reader is not current:
@@ -402,3 +439,4 @@ class Connection:
         self._closed.set_result(reason)
         if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
             self._heartbeat.cancel()
+        self._acks.stop()

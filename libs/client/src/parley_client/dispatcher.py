@@ -1,7 +1,8 @@
 """Hands the client's unsolicited frames and connection notices to its features.
 
 Each feature has a queue and a task of its own, so a handler that takes seconds delays only
-its own feature's frames; each feature hears everything in the order it happened.
+its own feature's frames; each feature hears everything in the order it happened. Whoever
+dispatches a frame may ask to hear when it was handled (the ack of a numbered event).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ FEATURE_STOP_TIMEOUT = 1.0
 
 F = TypeVar("F", bound=Feature)
 
-_Notice = tuple[str, Callable[[], object]]
+# Called once a frame was handled: its handler returned or raised, or nobody takes it.
+Handled = Callable[[], None]
+_Notice = tuple[str, Callable[[], object], Handled | None]
 
 
 class _Runner:
@@ -36,8 +39,8 @@ class _Runner:
         self._queue: asyncio.Queue[_Notice | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    def put(self, handler: str, call: Callable[[], object]) -> None:
-        self._queue.put_nowait((handler, call))
+    def put(self, handler: str, call: Callable[[], object], handled: Handled | None = None) -> None:
+        self._queue.put_nowait((handler, call, handled))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"parley feature {self.feature.name}"
@@ -51,7 +54,7 @@ class _Runner:
 
     async def _run(self) -> None:
         while (notice := await self._queue.get()) is not None:
-            handler, call = notice
+            handler, call, handled = notice
             try:
                 result = call()
                 if inspect.isawaitable(result):
@@ -60,6 +63,8 @@ class _Runner:
                 self._log.error(
                     self.feature.name, f"{type(self.feature).__name__}.{handler} raised {exc!r}"
                 )
+            if handled is not None:
+                handled()
 
 
 class FeatureDispatcher:
@@ -95,9 +100,11 @@ class FeatureDispatcher:
                 return runner.feature
         raise LookupError(f"no {kind.__name__} feature was added to this client")
 
-    def dispatch(self, envelope: pb.Envelope) -> None:
+    def dispatch(self, envelope: pb.Envelope, handled: Handled | None = None) -> None:
         """Queue an unsolicited frame for the feature that receives its body. An Error that
-        answers no request is logged (and handed on, if a feature receives errors)."""
+        answers no request is logged (and handed on, if a feature receives errors).
+        `handled` is called once the feature's `on_frame` returned or raised, or at once if
+        no feature receives the body."""
         if self._closed:
             return
         body = envelope.WhichOneof("body") or ""
@@ -111,8 +118,10 @@ class FeatureDispatcher:
         if runner is None:
             if body != "error":
                 self._log.debug("client", f"no feature receives {body} frames; one was dropped")
+            if handled is not None:
+                handled()
             return
-        runner.put("on_frame", functools.partial(runner.feature.on_frame, envelope))
+        runner.put("on_frame", functools.partial(runner.feature.on_frame, envelope), handled)
 
     def connected(self, connected: Connected) -> None:
         """Tell every feature of a new connection."""

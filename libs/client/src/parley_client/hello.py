@@ -20,9 +20,15 @@ def client_version() -> str:
 
 
 def hello_message(
-    config: ClientConfig, capabilities: Capabilities, access_token: str, resume_session_id: str
+    config: ClientConfig,
+    capabilities: Capabilities,
+    access_token: str,
+    *,
+    resume_session_id: str = "",
+    resume_from_event: int = 0,
 ) -> pb.Hello:
-    """The Hello for one connection; `resume_session_id` is the session it replaces, if any."""
+    """The Hello for one connection; `resume_session_id` is the session it asks to resume
+    (or replaces), after event `resume_from_event`."""
     return pb.Hello(
         access_token=access_token,
         application_key=config.application_key or "",
@@ -35,4 +41,5 @@ def hello_message(
         ),
         client_version=client_version(),
         resume_session_id=resume_session_id,
+        resume_from_event=resume_from_event,
     )

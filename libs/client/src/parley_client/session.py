@@ -4,8 +4,11 @@ A `Session` owns at most one `Connection` at a time. When the socket drops witho
 `close()`, it reconnects with backoff and jitter (spread over seconds after a drain, held
 back after RATE_LIMITED), trying the replicas in turn starting with a random other one,
 with a valid token, and has its client re-apply what the app asked for (listening).
+Each reconnect asks to resume the session from the client's ack (resume.py), unless the
+gateway closed with 4409: the session lives on another connection, so a new one starts.
 Incoming frames that are not replies go, in order, to one `dispatch` callable (the
-client's features); a connection's frames wait until its client has heard of it.
+client's features), each numbered event once; a connection's frames wait until its client
+has heard of it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from parley_client.config import Endpoint
 from parley_client.connection import Connection
 from parley_client.errors import ParleyError, terminated
 from parley_client.logs import ClientLog
+from parley_client.resume import FrameDispatch, Resume, ResumeStats
 from parley_client.tokens import Authenticator
+from parley_protocol import framing
 from parley_protocol.clock import Clock
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
@@ -61,15 +66,17 @@ def is_fatal(error: ParleyError) -> bool:
 class SessionEvents(Protocol):
     """What the session tells its client."""
 
-    def hello(self, access_token: str) -> pb.Hello: ...
+    def hello(self, access_token: str, resume_session_id: str, resume_from_event: int) -> pb.Hello:
+        """The Hello of a connection; it asks to resume that session, if any."""
 
     async def session_down(self, reason: ParleyError) -> None: ...
 
     async def restore(self, connection: Connection) -> None:
         """Re-apply what the app asked for on a new connection, before it counts as up."""
 
-    def connected(self, welcome: pb.Welcome) -> None:
-        """A connection is up (before its frames are dispatched)."""
+    def connected(self, welcome: pb.Welcome, resumed: bool) -> None:
+        """A connection is up (before its frames are dispatched); `resumed`: it goes on with
+        the previous session, so no event was missed."""
 
     async def session_up(self) -> None: ...
 
@@ -104,12 +111,13 @@ class Session:
         endpoints: Sequence[Endpoint],
         authenticator: Authenticator,
         events: SessionEvents,
-        dispatch: Dispatch,
+        dispatch: FrameDispatch,
         clock: Clock,
         log: ClientLog,
         request_timeout: float,
         heartbeat_interval: float | None,
         rng: random.Random | None = None,
+        resume_stats: ResumeStats | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("a session needs at least one endpoint")
@@ -133,6 +141,7 @@ class Session:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._resume = Resume(resume_stats or ResumeStats(), log, self._ack_advanced)
 
     # -- what the client uses ------------------------------------------------------------
 
@@ -218,7 +227,7 @@ class Session:
         endpoint = self._endpoints[index]
         endpoints = self._rotation(index)
         token = await self._auth.valid_token(endpoints)
-        gate = _Gate(self._dispatch)
+        gate = _Gate(self._deliver)
         try:
             connection, welcome = await self._open(endpoint, token.token, gate)
         except ParleyError as exc:
@@ -228,7 +237,7 @@ class Session:
                 "session", f"{endpoint} refused the access token ({exc.code}); renewing it"
             )
             token = await self._auth.new_token(endpoints)
-            gate = _Gate(self._dispatch)
+            gate = _Gate(self._deliver)
             connection, welcome = await self._open(endpoint, token.token, gate)
         await self._welcomed(index, connection, welcome)
         gate.open()
@@ -242,6 +251,7 @@ class Session:
         self._index = index
         self.connection = connection
         self.welcome = welcome
+        resumed = self._resume.welcomed(welcome)
         self._auth.learn_server_time(welcome.server_time_ms)
         self._auth.confirm_expiry(welcome.token_expires_at_ms)
         interval = self._heartbeat_interval(welcome)
@@ -254,7 +264,7 @@ class Session:
         )
         await self._events.restore(connection)
         self._up = not connection.is_closed
-        self._events.connected(welcome)
+        self._events.connected(welcome, resumed)
 
     def _heartbeat_interval(self, welcome: pb.Welcome) -> float:
         """The app's interval, but never longer than the gateway's: it drops sessions that
@@ -271,12 +281,22 @@ class Session:
         return await Connection.open(
             self._http,
             endpoint,
-            self._events.hello(token),
+            self._events.hello(token, *self._resume.ask()),
             timeout=self._request_timeout,
             clock=self._clock,
             log=self._log,
             dispatch=dispatch,
+            ack=lambda: self._resume.acked,
         )
+
+    def _deliver(self, envelope: pb.Envelope) -> None:
+        """A frame of the welcomed connection: to the features, once (resume.py)."""
+        self._resume.deliver(envelope, self._dispatch)
+
+    def _ack_advanced(self) -> None:
+        connection = self.live_connection
+        if connection is not None:
+            connection.ack_advanced()
 
     async def _supervise(self) -> None:
         """Wait for the connection to drop; reconnect unless closing or the error is fatal."""
@@ -290,6 +310,13 @@ class Session:
                 refresh.cancel()
             if self._closing:
                 return
+            if connection.peer_close_code == framing.CLOSE_TAKEN_OVER:
+                self._log.info(
+                    "session",
+                    f"session {self.welcome.session_id if self.welcome else ''} was resumed "
+                    "on another connection; this client starts a new one",
+                )
+                self._resume.taken_over()
             fatal = self._fatal or (
                 reason if is_fatal(reason) and (reason.error_code not in _TOKEN_REFUSED) else None
             )

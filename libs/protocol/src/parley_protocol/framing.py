@@ -24,6 +24,7 @@ CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TIMEOUT = 4408
+CLOSE_TAKEN_OVER = 4409  # the session was resumed on another connection
 CLOSE_RATE_LIMITED = 4429
 CLOSE_TAKEN_OVER = 4409  # the session was resumed on another connection
 
@@ -45,9 +46,16 @@ _CLOSE_ERRORS: dict[int, int] = {
     CLOSE_TIMEOUT: ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
     CLOSE_RATE_LIMITED: ErrorCode.ERROR_CODE_RATE_LIMITED,
 }
-# Closes after which a client simply reconnects, whatever Error frames came before.
+# Closes after which a client simply reconnects, whatever Error frames came before (after
+# CLOSE_TAKEN_OVER without asking to resume: its session lives on another connection).
 RECONNECT_CLOSES = frozenset(
-    {CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER}
+    {
+        CLOSE_NORMAL,
+        CLOSE_GOING_AWAY,
+        CLOSE_SERVICE_RESTART,
+        CLOSE_TRY_AGAIN_LATER,
+        CLOSE_TAKEN_OVER,
+    }
 )
 
 
