@@ -26,7 +26,6 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TIMEOUT = 4408
 CLOSE_TAKEN_OVER = 4409  # the session was resumed on another connection
 CLOSE_RATE_LIMITED = 4429
-CLOSE_TAKEN_OVER = 4409  # the session was resumed on another connection
 
 # Both halves of the close-code contract, here so the gateway and clients agree.
 # Errors that mean "try again later", not "you may not": the session closes with 1013.
