@@ -39,14 +39,14 @@ def make_client(
     return client
 
 
-def gateway_def(name: str) -> ServiceDef:
+def gateway_def(name: str, env: Mapping[str, str] | None = None) -> ServiceDef:
     return ServiceDef(
         name=name,
         module="parley_gateway",
         health_port=0,
         public_port=0,
         public_port_env="PARLEY_GATEWAY_PORT",
-        env={"PARLEY_GATEWAY_ID": name},
+        env={"PARLEY_GATEWAY_ID": name, **(env or {})},
         restart=False,
     )
 
@@ -114,6 +114,7 @@ async def start_stack(
     gateways: Sequence[str] = ("gateway-a", "gateway-b"),
     auth_env: Mapping[str, str] | None = None,
     extra: Sequence[ServiceDef] = (),
+    gateway_env: Mapping[str, str] | None = None,
 ) -> E2EStack:
     services = [
         ServiceDef(
@@ -124,7 +125,7 @@ async def start_stack(
             database=True,
             master_key=True,
         ),
-        *(gateway_def(g) for g in gateways),
+        *(gateway_def(g, gateway_env) for g in gateways),
         *extra,
     ]
     settings = StackSettings(

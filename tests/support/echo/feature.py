@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from parley.v1 import echo_pb2
-from parley_client import Feature, FeatureLink
+from parley_client import Connected, Feature, FeatureLink
 from parley_protocol.pb import client as pb
 
 
@@ -19,6 +19,7 @@ class EchoFeature(Feature):
         self.events: asyncio.Queue[echo_pb2.EchoEvent] = asyncio.Queue()
         # Each event handler sleeps this long first (to show it delays no other feature).
         self.block_seconds = block_seconds
+        self.connections: list[Connected] = []
 
     def attached(self, link: FeatureLink) -> None:
         self._link = link
@@ -27,6 +28,9 @@ class EchoFeature(Feature):
         assert self._link is not None, "add the feature to a client first"
         request = echo_pb2.EchoRequest(text=text, **fields)  # type: ignore[arg-type]
         return await self._link.request(request, echo_pb2.EchoReply)
+
+    async def on_connected(self, connected: Connected) -> None:
+        self.connections.append(connected)
 
     async def on_frame(self, envelope: pb.Envelope) -> None:
         if self.block_seconds:
