@@ -66,6 +66,7 @@ test: install proto-check lint typecheck
 
 bench: install
 	$(PY) bench/connect.py
+	$(PY) bench/events.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
