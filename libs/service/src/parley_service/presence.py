@@ -11,7 +11,6 @@ crashed, and its entries (which outlive it until their TTL) no longer count.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import DEFAULT_PREFIX
 from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.kv import KV_MARKER_REASON, KV_OP
 
@@ -27,6 +25,7 @@ from parley.v1 import presence_pb2
 from parley_protocol import subjects
 from parley_protocol.clock import Clock
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.direct_get import direct_get
 from parley_service.logs import get_logger
 
 log = get_logger("parley.presence")
@@ -206,33 +205,16 @@ class PresenceReader:
 
     async def _last_per_subject(self, filters: list[str]) -> list[tuple[str, bytes]]:
         """Latest live message of every subject matching `filters` (batched direct get)."""
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
-        found: list[tuple[str, bytes]] = []
-        try:
-            request = json.dumps({"multi_last": filters, "batch": 10_000}).encode()
-            await self._nc.publish(
-                f"{DEFAULT_PREFIX}.DIRECT.GET.{PRESENCE_STREAM}", request, reply=inbox
-            )
-            while True:
-                msg = await sub.next_msg(timeout=QUERY_TIMEOUT_SECONDS)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "204" or status == "404":  # end of batch / nothing matched
-                    break
-                if status:
-                    raise ParleyError(
-                        ErrorCode.ERROR_CODE_UNAVAILABLE,
-                        f"presence store answered {status} {headers.get('Description', '')}",
-                    )
-                if KV_OP in headers or KV_MARKER_REASON in headers:
-                    continue  # a deletion or expiry marker
-                found.append((headers.get("Nats-Subject", ""), msg.data))
-        except nats.errors.TimeoutError as exc:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_TIMEOUT, "presence store did not answer in time"
-            ) from exc
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
-        return found
+        stored, _ = await direct_get(
+            self._nc,
+            PRESENCE_STREAM,
+            {"multi_last": filters, "batch": 10_000},
+            "presence store",
+            QUERY_TIMEOUT_SECONDS,
+        )
+        # Deletion and expiry markers say the key is gone.
+        return [
+            (m.subject, m.data)
+            for m in stored
+            if KV_OP not in m.headers and KV_MARKER_REASON not in m.headers
+        ]

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass
 
-import nats.errors
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
@@ -26,6 +24,7 @@ from parley_gateway.metrics import WINDOW_BYTES, WINDOW_EVENTS
 from parley_protocol import bodies, framing, subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.assets import JetStreamAssets, Stream
+from parley_service.direct_get import direct_get
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.window")
@@ -134,37 +133,14 @@ class EventWindow:
 
     async def _read(self, subject: str, seq: int) -> tuple[list[tuple[int, str, bytes]], int]:
         """One batched direct get from `seq`: [(number, target, data)], and how many more."""
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
-        found: list[tuple[int, str, bytes]] = []
+        request = {"seq": seq, "next_by_subj": subject, "batch": BATCH}
         try:
-            request = json.dumps({"seq": seq, "next_by_subj": subject, "batch": BATCH})
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{subjects.EVENTS_STREAM}", request.encode(), reply=inbox
+            stored, pending = await direct_get(
+                self._nc, subjects.EVENTS_STREAM, request, "the event window", READ_TIMEOUT_SECONDS
             )
-            while True:
-                msg = await sub.next_msg(timeout=READ_TIMEOUT_SECONDS)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "404":  # nothing (more) for this subject
-                    return found, 0
-                if status == "204":  # end of the batch
-                    return found, int(headers.get("Nats-Num-Pending", "0") or 0)
-                if status:
-                    raise ParleyError(
-                        ErrorCode.ERROR_CODE_UNAVAILABLE,
-                        f"the event window answered {status} {headers.get('Description', '')}",
-                    )
-                stored = headers.get("Nats-Subject", "")
-                number = int(headers.get("Nats-Sequence", "0") or 0)
-                found.append((number, stored.rpartition(".")[2], msg.data))
-        except nats.errors.TimeoutError as exc:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_UNAVAILABLE, "the event window did not answer in time"
-            ) from exc
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+        except ParleyError as exc:
+            raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, exc.reason) from exc
+        return [(m.sequence, m.subject.rpartition(".")[2], m.data) for m in stored], pending
 
     async def _occupancy_loop(self) -> None:
         js = self._nc.jetstream()
