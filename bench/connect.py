@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from measure import cpu_seconds, percentile, rss_kib
+
 from parley_client import ParleyClient
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
@@ -39,26 +41,6 @@ GATEWAY_FD_RESERVE = 100  # listening sockets, NATS, health port, epoll, logs ..
 def default_clients() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(100, min(20_000, hard - GATEWAY_FD_RESERVE))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 # -- worker processes: simulated clients ------------------------------------------------------

@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import nats
+from measure import cpu_seconds, percentile
 
 from parley.v1 import echo_pb2
 from parley_devstack.services import ServiceDef
@@ -50,18 +51,6 @@ from parley_protocol.pb import client as pb
 from parley_service.devices import DeviceEvents
 
 QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def gateway(name: str, window: bool) -> ServiceDef:
