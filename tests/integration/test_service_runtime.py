@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -193,6 +194,35 @@ async def test_unreachable_nats_is_a_clear_start_up_error_and_nothing_is_left_op
         await rt.start(settings, setup)
     assert time.monotonic() - began < 5
     assert port_is_free(health)  # the health port was closed again
+
+
+async def test_a_nats_server_too_old_for_presence_is_a_clear_start_up_error() -> None:
+    """A server that says it is NATS 2.10 (it speaks just enough of the protocol)."""
+
+    async def old_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        info = {"server_id": "old", "version": "2.10.22", "proto": 1, "headers": True}
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        while line := await reader.readline():
+            if line.startswith(b"PING"):
+                writer.write(b"PONG\r\n")
+                await writer.drain()
+
+    server = await asyncio.start_server(old_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    health = free_port()
+    settings = ServiceSettings(
+        service_name="sample", nats_url=f"nats://127.0.0.1:{port}", health_port=health
+    )
+
+    async def setup(runtime: rt.Runtime) -> None:
+        raise AssertionError("setup must not run on a NATS that is too old")
+
+    try:
+        with pytest.raises(rt.StartupError, match=r"NATS server 2\.10\.22 is too old"):
+            await rt.start(settings, setup)
+        assert port_is_free(health)
+    finally:
+        server.close()
 
 
 async def test_a_failing_setup_closes_what_start_opened(nats_server: object) -> None:

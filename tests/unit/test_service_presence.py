@@ -24,7 +24,7 @@ def test_a_recent_nats_server_is_accepted(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["2.10.22", "2.9.0", "0.0.0-unknown"])
 def test_an_older_nats_server_is_refused_with_the_reason(version: str) -> None:
-    with pytest.raises(RuntimeError, match=r"too old: presence needs 2\.11 or newer"):
+    with pytest.raises(RuntimeError, match=r"too old: Parley needs 2\.11 or newer"):
         check_server_version(_Connected(version))  # type: ignore[arg-type]
 
 

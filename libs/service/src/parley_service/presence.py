@@ -82,12 +82,13 @@ def check_server_version(nc: NATS, minimum: tuple[int, int] = MIN_NATS_SERVER) -
     version = nc.connected_server_version
     try:
         found = (version.major, version.minor)
+        name = f"{version.major}.{version.minor}.{version.patch}"
     except (ValueError, TypeError):
-        found = (0, 0)
+        found, name = (0, 0), "of an unknown version"
     if found < minimum:
         raise RuntimeError(
-            f"NATS server {version} is too old: presence needs {minimum[0]}.{minimum[1]} or "
-            "newer (batched KV direct gets)"
+            f"NATS server {name} is too old: Parley needs {minimum[0]}.{minimum[1]} or newer "
+            "(presence reads several keys in one batched direct get)"
         )
 
 

@@ -27,6 +27,7 @@ from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool
 from parley_service.health import HealthServer
 from parley_service.logs import configure_logging, get_logger, safe_url
+from parley_service.presence import check_server_version
 from parley_service.settings import ServiceSettings, SettingsError
 
 log = get_logger("parley.runtime")
@@ -131,6 +132,12 @@ async def connect_nats(
             f"cannot reach NATS at {safe_url(settings.nats_url)} within "
             f"{settings.startup_timeout_seconds:g} s ({type(exc).__name__}: {exc})"
         ) from exc
+    try:
+        check_server_version(nc)  # presence reads (every service's) need 2.11+
+    except RuntimeError as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise StartupError(f"{exc} (at {safe_url(settings.nats_url)})") from exc
     return nc
 
 

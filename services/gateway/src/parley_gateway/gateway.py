@@ -32,7 +32,7 @@ from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.assets import JetStreamAssets
 from parley_service.logs import get_logger
-from parley_service.presence import PresenceReader, check_server_version
+from parley_service.presence import PresenceReader
 
 log = get_logger("parley.gateway")
 
@@ -97,7 +97,6 @@ class Gateway:
             raise
 
     async def _start(self, app: web.Application) -> None:
-        check_server_version(self.presence.nc)  # presence reads need NATS 2.11+
         await self.presence.open(self.assets)
         self.assets.on_restored(self._rewrite_presence)
         await self.window.open(self.assets)
