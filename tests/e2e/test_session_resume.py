@@ -22,7 +22,7 @@ from parley_protocol.pb import client as pb
 from parley_service.devices import DeviceEvents
 from tests.support.echo.feature import EchoFeature
 from tests.support.proxy import TcpProxy
-from tests.support.wire import RawClient, eventually
+from tests.support.wire import RawClient, bounded, eventually
 
 from .stack import E2EStack, start_stack
 
@@ -99,6 +99,7 @@ async def _started(
     return client, feature
 
 
+@bounded(90)
 async def test_a_killed_gateway_loses_no_event_of_its_clients(
     stack: E2EStack, tmp_path: Path
 ) -> None:
@@ -126,6 +127,7 @@ async def test_a_killed_gateway_loses_no_event_of_its_clients(
         await client.terminate()
 
 
+@bounded(90)
 async def test_a_silent_network_loses_no_event_and_the_old_connection_is_closed(
     stack: E2EStack, tmp_path: Path
 ) -> None:
@@ -156,6 +158,7 @@ async def test_a_silent_network_loses_no_event_and_the_old_connection_is_closed(
         await proxy.stop()
 
 
+@bounded(90)
 async def test_a_resume_past_the_window_starts_a_new_session_and_features_hear_it(
     tmp_path: Path, postgres_server: EmbeddedPostgres
 ) -> None:
@@ -199,6 +202,7 @@ async def test_a_resume_past_the_window_starts_a_new_session_and_features_hear_i
         await own_nats.stop()
 
 
+@bounded(90)
 async def test_a_forged_or_foreign_session_is_refused_and_nothing_leaks(
     stack: E2EStack, tmp_path: Path
 ) -> None:

@@ -212,3 +212,32 @@ async def test_a_deployment_without_a_window_says_so(
         assert frame.event == 0 and frame.echo_event.text == "n"
         await nc.close()
         await again.close()
+
+
+async def test_a_late_write_of_an_old_connection_cannot_undo_a_resume(
+    stack: Stack, app: App
+) -> None:
+    """The old connection's gateway ends it just as the session is resumed elsewhere: its
+    conditional write loses, and the record keeps naming the new connection."""
+    token = await stack.token(app, "race")
+    c = await stack.connect(0)
+    welcome = await _hello(c, stack, app, "race", token)
+    old = next(s for s in stack.gateway(0).sessions.values() if s.session_id == welcome.session_id)
+    store = stack.gateway(0).presence
+    revision = await store._revision_if_ours(old)  # read just before the resume lands
+    assert revision is not None
+    again = await stack.connect(1)
+    resumed = await _hello(again, stack, app, "race", token, welcome.session_id, 0)
+    assert resumed.resume == R.RESUME_OUTCOME_RESUMED
+    # The old gateway's conditional writes, with the revision it read before: both lose.
+    entry = store.entry(old, disconnected_at_ms=1)
+    key = store.key(old)
+    with pytest.raises(nats_py.js.errors.KeyWrongLastSequenceError):
+        await store.kv.update(key, entry, last=revision, validate_keys=False)
+    await store.disconnected(old, 1)  # reads again: no longer its connection, writes nothing
+    await store.delete(old)
+    record = await store.record(app.key, "race", welcome.session_id)
+    assert record is not None and not record.disconnected_at_ms
+    assert record.gateway_id == stack.gateway(1).gateway_id
+    await c.close()
+    await again.close()

@@ -4,14 +4,17 @@ a raw WebSocket client that sends what the reference client never would, and wai
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiohttp
 
 from parley_protocol import signatures
 from parley_protocol.pb import client
+
+T = TypeVar("T", bound=Callable[..., Awaitable[Any]])
 
 SERVER_SCHEME = "REGISTRATION_SCHEME_APPLICATION_SERVER"
 SECRET_SCHEME = "REGISTRATION_SCHEME_APPLICATION_SECRET"
@@ -37,6 +40,21 @@ def registration_body(
         "signature": signatures.self_signed_registration(user_id, app_key, ts, secret),
         "timestamp_ms": str(ts),
     }
+
+
+def bounded(seconds: float) -> Callable[[T], T]:
+    """Fail an async test that takes over `seconds` with a TimeoutError whose traceback shows
+    where it waited (a plain test timeout only shows the event loop idling)."""
+
+    def wrap(test: T) -> T:
+        @functools.wraps(test)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            async with asyncio.timeout(seconds):
+                return await test(*args, **kwargs)
+
+        return cast(T, run)
+
+    return wrap
 
 
 async def eventually(

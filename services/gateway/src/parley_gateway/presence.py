@@ -143,25 +143,38 @@ class PresenceStore:
     async def delete(self, device: Device) -> None:
         """Remove the device's entry (it said Goodbye), unless another connection resumed its
         session meanwhile."""
-        if await self._still_ours(device):
-            with self._watching("delete"):
-                await self.kv.delete(self.key(device), validate_keys=False)
+        revision = await self._revision_if_ours(device)
+        if revision is not None:
+            with self._watching("delete"), _unless_changed():
+                await self.kv.delete(self.key(device), last=revision, validate_keys=False)
 
     async def disconnected(self, device: Device, at_ms: int) -> None:
         """The connection ended without a Goodbye: the device is offline, and its entry stays
         (for its TTL: the resume window) as the record a resume checks."""
-        if await self._still_ours(device):
-            with self._watching("put"):
-                await self.kv.put(self.key(device), self.entry(device, at_ms), validate_keys=False)
+        revision = await self._revision_if_ours(device)
+        if revision is not None:
+            entry = self.entry(device, at_ms)
+            with self._watching("put"), _unless_changed():
+                await self.kv.update(self.key(device), entry, last=revision, validate_keys=False)
 
-    async def _still_ours(self, device: Device) -> bool:
-        entry = await self.record(device.application_key, device.user_id, device.session_id)
-        return entry is not None and entry.connection_id == device.connection_id
+    async def _revision_if_ours(self, device: Device) -> int | None:
+        """The revision of the device's entry while it still names this connection: a write
+        conditional on it cannot undo a resume on another connection in between."""
+        found = await self._get(device.application_key, device.user_id, device.session_id)
+        if found is None or found[0].connection_id != device.connection_id:
+            return None
+        return found[1]
 
     async def record(
         self, application_key: str, user_id: str, session_id: str
     ) -> presence_pb2.PresenceEntry | None:
         """The entry of one device session (connected or not), or None."""
+        found = await self._get(application_key, user_id, session_id)
+        return None if found is None else found[0]
+
+    async def _get(
+        self, application_key: str, user_id: str, session_id: str
+    ) -> tuple[presence_pb2.PresenceEntry, int] | None:
         key = subjects.presence_key(application_key, user_id, session_id)
         try:
             with self._watching("get"):
@@ -173,7 +186,7 @@ class PresenceStore:
             entry.ParseFromString(found.value or b"")
         except DecodeError:
             return None
-        return entry
+        return entry, int(found.revision or 0)
 
     async def forget(
         self, application_key: str, user_id: str, session_id: str, instance_id: str
@@ -221,3 +234,12 @@ class PresenceStore:
         if batch:
             failed += await flush()
         return failed
+
+
+@contextlib.contextmanager
+def _unless_changed() -> Iterator[None]:
+    """A conditional write that lost the race: someone else owns the entry now."""
+    try:
+        yield
+    except nats.js.errors.KeyWrongLastSequenceError:
+        log.debug("presence_entry_taken_over")
