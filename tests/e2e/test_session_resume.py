@@ -50,6 +50,7 @@ class Stream:
     def __init__(self, stack: E2EStack, user: str) -> None:
         self._stack, self._user = stack, user
         self.sent = 0
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Stream:
@@ -59,17 +60,18 @@ class Stream:
 
     async def _run(self) -> None:
         events = DeviceEvents(self._nc)
-        while True:
+        while not self._stop.is_set():
             event = echo_pb2.EchoEvent(text=str(self.sent))
             await events.to_user(self._stack.app_key, self._user, event)
             self.sent += 1
-            await asyncio.sleep(1 / RATE)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1 / RATE)
 
     async def __aexit__(self, *exc: object) -> None:
+        # Not cancelled mid-publish: an event the window took is counted as sent.
         assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stop.set()
+        await self._task
         await self._nc.close()
 
 

@@ -16,7 +16,6 @@ jobs, statistics). File assets are replicated over `PARLEY_JETSTREAM_REPLICAS` s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, KeyValueConfig, StorageType, StreamConfig
 from nats.js.client import KV_STREAM_TEMPLATE
 
+from parley_service import tasks
 from parley_service.logs import get_logger
 
 log = get_logger("parley.assets")
@@ -225,11 +225,7 @@ class JetStreamAssets:
 
     async def close(self) -> None:
         self._closed = True
-        for task in (self._watch, self._restoring):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await tasks.stop(self._watch, self._restoring)
         self._watch = self._restoring = None
 
     async def _restore(self) -> None:

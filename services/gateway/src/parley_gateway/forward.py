@@ -20,6 +20,7 @@ from parley_gateway.session import Session
 from parley_protocol import bodies, framing
 from parley_protocol.bodies import Route
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service import tasks
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
 
@@ -81,10 +82,7 @@ class Forwarder:
             return False
 
     async def cancel(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await tasks.stop(*self._tasks)
 
     async def _forward(self, session: Session, envelope: client_pb2.Envelope, route: Route) -> None:
         started = time.perf_counter()

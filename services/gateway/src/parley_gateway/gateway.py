@@ -30,6 +30,7 @@ from parley_gateway.tokens import TokenVerifier
 from parley_protocol import framing, subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service import tasks
 from parley_service.assets import JetStreamAssets
 from parley_service.logs import get_logger
 from parley_service.presence import PresenceReader
@@ -311,9 +312,7 @@ class Gateway:
         if self.sessions:
             await self._close_all("gateway is stopping; reconnect", WS_CLOSE_TIMEOUT_SECONDS)
             await self._wait_empty(1.0)
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, *self._closing, return_exceptions=True)
+        await tasks.stop(*self._loops, *self._closing)
         self._loops.clear()
         await self.forwarder.cancel()
         if self._takeovers is not None:

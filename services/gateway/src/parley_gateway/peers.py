@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 from parley.v1 import presence_pb2
 from parley_protocol import subjects
 from parley_protocol.clock import Clock
+from parley_service import tasks
 from parley_service.logs import get_logger
 from parley_service.presence import MISSED_BEATS, GatewayLiveness
 
@@ -51,11 +52,8 @@ class Peers:
 
     async def stop(self) -> None:
         """Say goodbye, so the others stop counting this gateway's entries at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         with contextlib.suppress(nats.errors.Error):
             await self._beat(alive=False)
         await self.liveness.stop()

@@ -25,6 +25,7 @@ from parley_gateway.metrics import DELIVERIES
 from parley_gateway.nats_interest import Delivery, SubjectMux
 from parley_gateway.session import Session
 from parley_protocol import bodies, framing, subjects
+from parley_service import tasks
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.routing")
@@ -63,10 +64,8 @@ class Router:
         self._task = asyncio.create_task(self._deliver_loop(), name="gateway-deliver")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         self._users.clear()
         self._subscribing.clear()
         try:

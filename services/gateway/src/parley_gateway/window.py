@@ -12,7 +12,6 @@ last event it handled; `missed()` reads what came after it for that device's ses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -23,6 +22,7 @@ from parley.v1 import client_pb2, routing_pb2
 from parley_gateway.metrics import WINDOW_BYTES, WINDOW_EVENTS
 from parley_protocol import bodies, framing, subjects
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service import tasks
 from parley_service.assets import JetStreamAssets, Stream
 from parley_service.direct_get import direct_get
 from parley_service.logs import get_logger
@@ -90,11 +90,8 @@ class EventWindow:
         self._task = asyncio.create_task(self._occupancy_loop(), name="gateway-window")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     async def missed(
         self, application_key: str, user_id: str, session_id: str, after: int
