@@ -397,10 +397,14 @@ def main() -> None:
     parser.add_argument("--paced", type=float, default=5000.0, help="events/s for the CPU runs")
     args = parser.parse_args()
 
-    off = asyncio.run(throughput(False, args.users, args.events, acked=False))
-    print(f"window off: {off}", flush=True)
-    on = asyncio.run(throughput(True, args.users, args.events, acked=False))
-    print(f"window on:  {on}", flush=True)
+    # As fast as possible, three times a mode, alternating (a run lasts about a second and
+    # this machine's noise is large): the run with the median rate stands for its mode.
+    saturated: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for window in (False, True) * 3:
+        run = asyncio.run(throughput(window, args.users, args.events, acked=False))
+        print(f"window {'on ' if window else 'off'}: {run}", flush=True)
+        saturated[window].append(run)
+    off, on = (sorted(saturated[w], key=lambda r: r["events_per_second"])[1] for w in (False, True))
     acked = asyncio.run(throughput(True, args.users, args.events, acked=True))
     print(f"window on, acknowledged publishes: {acked}", flush=True)
     # The same paced load in each mode, alternating, three times: this machine's noise is
