@@ -59,6 +59,14 @@ async def _hello(
     return reply.welcome
 
 
+async def _closed_with(c: RawClient) -> int:
+    """Read (and drop) frames until the connection closes; the close code."""
+    while True:
+        msg = await c.ws.receive(timeout=5)
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            return int(msg.data)
+
+
 async def _texts(c: RawClient, count: int) -> list[tuple[int, str]]:
     got = []
     for _ in range(count):
@@ -103,11 +111,7 @@ async def test_events_are_numbered_and_a_resume_elsewhere_replays_what_was_misse
     assert [n for n, _ in replayed] == sorted(n for n, _ in replayed)
     assert replayed[0][0] == numbers[2]
     # The old connection was closed: its session lives on the new one.
-    closed = False
-    while not closed:
-        msg = await first.ws.receive(timeout=5)
-        closed = msg.type == aiohttp.WSMsgType.CLOSE
-    assert msg.data == framing.CLOSE_TAKEN_OVER
+    assert await _closed_with(first) == framing.CLOSE_TAKEN_OVER
     # Nothing more (no duplicate) comes on the new connection.
     with pytest.raises(TimeoutError):
         await second.ws.receive(timeout=0.3)
@@ -179,9 +183,9 @@ async def test_more_missed_events_than_the_window_keeps_start_a_new_session(
     token = await stack.token(app, "ovi")
     c = await stack.connect(0)
     welcome = await _hello(c, stack, app, "ovi", token)
-    await c.close()
     for i in range(25):  # the window keeps 20 per device
         await events.to_user(app.key, "ovi", echo_pb2.EchoEvent(text=f"x{i}"))
+    await _texts(c, 25)  # the old connection stays open (its network went silent, say)
     again = await stack.connect(1)
     fresh = await _hello(again, stack, app, "ovi", token, welcome.session_id, 0)
     assert fresh.resume == R.RESUME_OUTCOME_OVERFLOWED
@@ -189,6 +193,11 @@ async def test_more_missed_events_than_the_window_keeps_start_a_new_session(
     assert fresh.session_id != welcome.session_id
     with pytest.raises(TimeoutError):
         await again.ws.receive(timeout=0.3)  # a new session: nothing replayed
+    # The device's old connection is closed all the same, and its record is gone.
+    closed = await _closed_with(c)
+    assert closed == framing.CLOSE_TAKEN_OVER
+    await asyncio.sleep(0.2)
+    assert await stack.gateway(1).presence.record(app.key, "ovi", welcome.session_id) is None
     await again.close()
 
 

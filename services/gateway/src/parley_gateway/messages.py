@@ -68,9 +68,11 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
             s.held = []
         await gw.presence.put(s)
         if decision is not None and decision.holder is not None:
+            # The device's old connection is still open somewhere: close it.
             await gw.resumer.take_over(s, decision.holder)
-        elif (
+        if (
             decision is not None
+            and not decision.resumed
             and decision.outcome != Outcome.RESUME_OUTCOME_REFUSED
             and valid_session_id(previous)
         ):

@@ -37,7 +37,8 @@ class Decision:
     outcome: client_pb2.ResumeOutcome
     reason: str = ""
     missed: list[client_pb2.Envelope] = field(default_factory=list)
-    # Where the session's connection was, when it still looked connected.
+    # The record of the device's session while it still looked connected: that old
+    # connection is closed (the session goes on here, or the device starts a new one).
     holder: presence_pb2.PresenceEntry | None = None
 
     @property
@@ -88,22 +89,23 @@ class Resumer:
         if record.instance_id != session.instance_id:
             log.warning("resume_of_another_device", app=session.application_key)
             return Decision(Outcome.RESUME_OUTCOME_REFUSED, "the session is another device's")
+        holder = None if record.disconnected_at_ms else record
         missed = await self.window.missed(session.application_key, session.user_id, previous, after)
         if missed.overflowed:
             return Decision(
                 Outcome.RESUME_OUTCOME_OVERFLOWED,
                 f"{self.window.max_events} or more events were missed; the window keeps "
                 f"{self.window.max_events} per device",
+                holder=holder,
             )
-        holder = None if record.disconnected_at_ms else record
         return Decision(Outcome.RESUME_OUTCOME_RESUMED, missed=missed.events, holder=holder)
 
     async def take_over(self, session: Session, holder: presence_pb2.PresenceEntry) -> None:
-        """Have the gateway that still holds the session's old connection close it."""
+        """Have the gateway that still holds the device's old connection close it."""
         if holder.connection_id == session.connection_id:
             return
         takeover = presence_pb2.SessionTakeover(
-            session_id=session.session_id,
+            session_id=holder.session_id or holder.connection_id,
             application_key=session.application_key,
             user_id=session.user_id,
             gateway_id=self._gateway_id,
