@@ -95,3 +95,28 @@ def test_sip_identity_is_user_at_server() -> None:
     assert validate_sip_identity("alice@sip.example.org")
     with pytest.raises(ParleyError):
         validate_sip_identity("no-at-sign")
+
+
+def test_call_ids_headers_sdp_and_dtmf_are_checked() -> None:
+    from parley_protocol import validation as v
+
+    assert v.validate_call_id("0f8c1a3e-1b2c-4d5e-8f90-123456789abc")
+    for bad in ("", "not-a-uuid", "0F8C1A3E-1B2C-4D5E-8F90-123456789ABC"):
+        with pytest.raises(ParleyError) as info:
+            v.validate_call_id(bad)
+        assert info.value.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT
+    assert v.validate_call_headers({"topic": "démo"}) == {"topic": "démo"}
+    with pytest.raises(ParleyError) as info:
+        v.validate_call_headers({"k": "é" * 512})  # 1 + 1024 bytes
+    assert info.value.code == ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE
+    assert v.validate_call_headers({"k": "x" * 1023}) == {"k": "x" * 1023}
+    with pytest.raises(ParleyError):
+        v.validate_call_headers({"": "x"})
+    assert v.validate_sdp("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n")
+    for bad in ("", "hello", "v=0" + "x" * 40_000):
+        with pytest.raises(ParleyError):
+            v.validate_sdp(bad)
+    assert v.validate_dtmf("123#*AD") == "123#*AD"
+    for bad in ("", "12x", "1" * 33):
+        with pytest.raises(ParleyError):
+            v.validate_dtmf(bad)

@@ -13,6 +13,7 @@ AUTH_REGISTER = "parley.auth.register"
 AUTH_TOKEN = "parley.auth.token"
 AUTH_JWKS = "parley.auth.jwks"
 AUTH_APP_LOOKUP = "parley.auth.app_lookup"
+AUTH_USER_LOOKUP = "parley.auth.user_lookup"
 # Published by auth when its signing keys change (rotation): verifiers refetch the JWKS.
 AUTH_KEYS_CHANGED = "parley.auth.keys_changed"
 
@@ -24,6 +25,13 @@ GATEWAY_HEARTBEAT = "parley.gateway.heartbeat"
 
 # KV buckets.
 PRESENCE_BUCKET = "presence"
+# One key per call, <app>.<call_id> (parley.v1.CallRecord).
+CALLS_BUCKET = "calls"
+
+
+def call_key(app_key: str, call_id: str) -> str:
+    return f"{app_key}.{call_id}"
+
 
 # Header names carried on bus messages.
 TRACEPARENT_HEADER = "traceparent"

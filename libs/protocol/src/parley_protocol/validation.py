@@ -106,3 +106,66 @@ def validate_sip_headers(headers: dict[str, str], field: str = "headers") -> dic
                 field,
             )
     return headers
+
+
+MAX_CALL_HEADERS_BYTES = 1024
+MAX_SDP_BYTES = 32 * 1024
+_CALL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DTMF = re.compile(r"[0-9*#A-Da-d]{1,32}")
+
+
+def validate_call_id(call_id: str, field: str = "call_id") -> str:
+    """A call id is a lowercase UUID the caller chose."""
+    if not _CALL_ID.fullmatch(call_id):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"call id {call_id[:64]!r} is not a lowercase UUID",
+            field,
+        )
+    return call_id
+
+
+def validate_call_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
+    """Call headers: a string map of at most 1024 bytes of UTF-8, keys and values together."""
+    size = 0
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_HEADER, "call headers map strings to strings", field
+            )
+        if not name:
+            raise ParleyError(ErrorCode.ERROR_CODE_INVALID_HEADER, "a header name is empty", field)
+        size += len(name.encode()) + len(value.encode())
+    if size > MAX_CALL_HEADERS_BYTES:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+            f"call headers are {size} bytes of UTF-8; the limit is {MAX_CALL_HEADERS_BYTES}",
+            field,
+        )
+    return headers
+
+
+def validate_sdp(sdp: str, field: str = "sdp") -> str:
+    """A session description: starts with v=0, at most MAX_SDP_BYTES (it is relayed, not read)."""
+    if not sdp.startswith("v=0"):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a session description starts with v=0", field
+        )
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+            f"the session description is over {MAX_SDP_BYTES} bytes",
+            field,
+        )
+    return sdp
+
+
+def validate_dtmf(digits: str, field: str = "dtmf") -> str:
+    """DTMF digits: 1 to 32 of 0-9, *, #, A-D."""
+    if not _DTMF.fullmatch(digits):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"{digits[:40]!r} is not 1 to 32 DTMF digits (0-9, *, #, A-D)",
+            field,
+        )
+    return digits

@@ -100,3 +100,19 @@ class AppLookupResponse(_message.Message):
     account_id: str
     name: str
     def __init__(self, application_key: _Optional[str] = ..., environment: _Optional[str] = ..., account_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class UserLookupRequest(_message.Message):
+    __slots__ = ("application_key", "user_id")
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    application_key: str
+    user_id: str
+    def __init__(self, application_key: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class UserLookupResponse(_message.Message):
+    __slots__ = ("registered", "devices")
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    registered: bool
+    devices: int
+    def __init__(self, registered: _Optional[bool] = ..., devices: _Optional[int] = ...) -> None: ...

@@ -1,3 +1,4 @@
+from parley.v1 import calls_pb2 as _calls_pb2
 from parley.v1 import common_pb2 as _common_pb2
 from parley.v1 import echo_pb2 as _echo_pb2
 from parley.v1 import options_pb2 as _options_pb2
@@ -26,7 +27,7 @@ RESUME_OUTCOME_OVERFLOWED: ResumeOutcome
 RESUME_OUTCOME_DISABLED: ResumeOutcome
 
 class Envelope(_message.Message):
-    __slots__ = ("seq", "reply_to", "traceparent", "event", "ack", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event")
+    __slots__ = ("seq", "reply_to", "traceparent", "event", "ack", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event", "start_call", "ring_call", "answer_call", "hangup_call", "send_call_signal", "get_ice_servers", "start_call_reply", "call_ack", "ice_servers", "call_incoming", "call_progressing", "call_answered", "call_ended", "call_signal_received")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +48,20 @@ class Envelope(_message.Message):
     ECHO_REQUEST_FIELD_NUMBER: _ClassVar[int]
     ECHO_REPLY_FIELD_NUMBER: _ClassVar[int]
     ECHO_EVENT_FIELD_NUMBER: _ClassVar[int]
+    START_CALL_FIELD_NUMBER: _ClassVar[int]
+    RING_CALL_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_CALL_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_CALL_FIELD_NUMBER: _ClassVar[int]
+    SEND_CALL_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    GET_ICE_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    START_CALL_REPLY_FIELD_NUMBER: _ClassVar[int]
+    CALL_ACK_FIELD_NUMBER: _ClassVar[int]
+    ICE_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    CALL_INCOMING_FIELD_NUMBER: _ClassVar[int]
+    CALL_PROGRESSING_FIELD_NUMBER: _ClassVar[int]
+    CALL_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    CALL_SIGNAL_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     reply_to: int
     traceparent: str
@@ -67,7 +82,21 @@ class Envelope(_message.Message):
     echo_request: _echo_pb2.EchoRequest
     echo_reply: _echo_pb2.EchoReply
     echo_event: _echo_pb2.EchoEvent
-    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ...) -> None: ...
+    start_call: _calls_pb2.StartCall
+    ring_call: _calls_pb2.RingCall
+    answer_call: _calls_pb2.AnswerCall
+    hangup_call: _calls_pb2.HangupCall
+    send_call_signal: _calls_pb2.SendCallSignal
+    get_ice_servers: _calls_pb2.GetIceServers
+    start_call_reply: _calls_pb2.StartCallReply
+    call_ack: _calls_pb2.CallAck
+    ice_servers: _calls_pb2.IceServers
+    call_incoming: _calls_pb2.CallIncoming
+    call_progressing: _calls_pb2.CallProgressing
+    call_answered: _calls_pb2.CallAnswered
+    call_ended: _calls_pb2.CallEnded
+    call_signal_received: _calls_pb2.CallSignalReceived
+    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ..., start_call: _Optional[_Union[_calls_pb2.StartCall, _Mapping]] = ..., ring_call: _Optional[_Union[_calls_pb2.RingCall, _Mapping]] = ..., answer_call: _Optional[_Union[_calls_pb2.AnswerCall, _Mapping]] = ..., hangup_call: _Optional[_Union[_calls_pb2.HangupCall, _Mapping]] = ..., send_call_signal: _Optional[_Union[_calls_pb2.SendCallSignal, _Mapping]] = ..., get_ice_servers: _Optional[_Union[_calls_pb2.GetIceServers, _Mapping]] = ..., start_call_reply: _Optional[_Union[_calls_pb2.StartCallReply, _Mapping]] = ..., call_ack: _Optional[_Union[_calls_pb2.CallAck, _Mapping]] = ..., ice_servers: _Optional[_Union[_calls_pb2.IceServers, _Mapping]] = ..., call_incoming: _Optional[_Union[_calls_pb2.CallIncoming, _Mapping]] = ..., call_progressing: _Optional[_Union[_calls_pb2.CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[_calls_pb2.CallAnswered, _Mapping]] = ..., call_ended: _Optional[_Union[_calls_pb2.CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[_calls_pb2.CallSignalReceived, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id", "resume_from_event")

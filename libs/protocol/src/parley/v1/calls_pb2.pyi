@@ -1,0 +1,259 @@
+from parley.v1 import common_pb2 as _common_pb2
+from parley.v1 import options_pb2 as _options_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CallEndCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALL_END_CAUSE_UNSPECIFIED: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_HUNG_UP: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_DENIED: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_CANCELED: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_NO_ANSWER: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_TIMEOUT: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_FAILURE: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_OTHER_DEVICE_ANSWERED: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_INACTIVE: _ClassVar[CallEndCause]
+
+class CallPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALL_PHASE_UNSPECIFIED: _ClassVar[CallPhase]
+    CALL_PHASE_INITIATING: _ClassVar[CallPhase]
+    CALL_PHASE_RINGING: _ClassVar[CallPhase]
+    CALL_PHASE_ANSWERED: _ClassVar[CallPhase]
+    CALL_PHASE_ENDED: _ClassVar[CallPhase]
+CALL_END_CAUSE_UNSPECIFIED: CallEndCause
+CALL_END_CAUSE_HUNG_UP: CallEndCause
+CALL_END_CAUSE_DENIED: CallEndCause
+CALL_END_CAUSE_CANCELED: CallEndCause
+CALL_END_CAUSE_NO_ANSWER: CallEndCause
+CALL_END_CAUSE_TIMEOUT: CallEndCause
+CALL_END_CAUSE_FAILURE: CallEndCause
+CALL_END_CAUSE_OTHER_DEVICE_ANSWERED: CallEndCause
+CALL_END_CAUSE_INACTIVE: CallEndCause
+CALL_PHASE_UNSPECIFIED: CallPhase
+CALL_PHASE_INITIATING: CallPhase
+CALL_PHASE_RINGING: CallPhase
+CALL_PHASE_ANSWERED: CallPhase
+CALL_PHASE_ENDED: CallPhase
+
+class StartCall(_message.Message):
+    __slots__ = ("call_id", "callee_user_id", "video", "headers", "offer_sdp")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLEE_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    callee_user_id: str
+    video: bool
+    headers: _containers.ScalarMap[str, str]
+    offer_sdp: str
+    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ...) -> None: ...
+
+class RingCall(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class AnswerCall(_message.Message):
+    __slots__ = ("call_id", "answer_sdp")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_SDP_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    answer_sdp: str
+    def __init__(self, call_id: _Optional[str] = ..., answer_sdp: _Optional[str] = ...) -> None: ...
+
+class HangupCall(_message.Message):
+    __slots__ = ("call_id", "cause", "error")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    cause: CallEndCause
+    error: _common_pb2.Error
+    def __init__(self, call_id: _Optional[str] = ..., cause: _Optional[_Union[CallEndCause, str]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
+
+class SendCallSignal(_message.Message):
+    __slots__ = ("call_id", "signal")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    signal: CallSignal
+    def __init__(self, call_id: _Optional[str] = ..., signal: _Optional[_Union[CallSignal, _Mapping]] = ...) -> None: ...
+
+class CallSignal(_message.Message):
+    __slots__ = ("offer_sdp", "answer_sdp", "video_paused", "dtmf")
+    OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_SDP_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_PAUSED_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    offer_sdp: str
+    answer_sdp: str
+    video_paused: bool
+    dtmf: str
+    def __init__(self, offer_sdp: _Optional[str] = ..., answer_sdp: _Optional[str] = ..., video_paused: _Optional[bool] = ..., dtmf: _Optional[str] = ...) -> None: ...
+
+class GetIceServers(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StartCallReply(_message.Message):
+    __slots__ = ("call_id", "devices_reached", "push_pairs")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_REACHED_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    devices_reached: int
+    push_pairs: _containers.RepeatedCompositeFieldContainer[PushPair]
+    def __init__(self, call_id: _Optional[str] = ..., devices_reached: _Optional[int] = ..., push_pairs: _Optional[_Iterable[_Union[PushPair, _Mapping]]] = ...) -> None: ...
+
+class PushPair(_message.Message):
+    __slots__ = ("push_data", "push_payload")
+    PUSH_DATA_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    push_data: bytes
+    push_payload: bytes
+    def __init__(self, push_data: _Optional[bytes] = ..., push_payload: _Optional[bytes] = ...) -> None: ...
+
+class CallAck(_message.Message):
+    __slots__ = ("call_id", "phase")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    phase: CallPhase
+    def __init__(self, call_id: _Optional[str] = ..., phase: _Optional[_Union[CallPhase, str]] = ...) -> None: ...
+
+class IceServers(_message.Message):
+    __slots__ = ("servers", "expires_at_ms")
+    SERVERS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    servers: _containers.RepeatedCompositeFieldContainer[IceServer]
+    expires_at_ms: int
+    def __init__(self, servers: _Optional[_Iterable[_Union[IceServer, _Mapping]]] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class IceServer(_message.Message):
+    __slots__ = ("urls", "username", "credential")
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    urls: _containers.RepeatedScalarFieldContainer[str]
+    username: str
+    credential: str
+    def __init__(self, urls: _Optional[_Iterable[str]] = ..., username: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
+
+class CallIncoming(_message.Message):
+    __slots__ = ("call_id", "caller_user_id", "video", "headers", "offer_sdp", "started_at_ms")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    caller_user_id: str
+    video: bool
+    headers: _containers.ScalarMap[str, str]
+    offer_sdp: str
+    started_at_ms: int
+    def __init__(self, call_id: _Optional[str] = ..., caller_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., started_at_ms: _Optional[int] = ...) -> None: ...
+
+class CallProgressing(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class CallAnswered(_message.Message):
+    __slots__ = ("call_id", "answer_sdp")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_SDP_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    answer_sdp: str
+    def __init__(self, call_id: _Optional[str] = ..., answer_sdp: _Optional[str] = ...) -> None: ...
+
+class CallEnded(_message.Message):
+    __slots__ = ("call_id", "cause", "error", "ended_at_ms")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    cause: CallEndCause
+    error: _common_pb2.Error
+    ended_at_ms: int
+    def __init__(self, call_id: _Optional[str] = ..., cause: _Optional[_Union[CallEndCause, str]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., ended_at_ms: _Optional[int] = ...) -> None: ...
+
+class CallSignalReceived(_message.Message):
+    __slots__ = ("call_id", "signal")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    signal: CallSignal
+    def __init__(self, call_id: _Optional[str] = ..., signal: _Optional[_Union[CallSignal, _Mapping]] = ...) -> None: ...
+
+class CallRecord(_message.Message):
+    __slots__ = ("call_id", "application_key", "caller_user_id", "caller_session_id", "callee_user_id", "video", "headers", "offer_sdp", "phase", "offered_session_ids", "answered_session_id", "started_at_ms", "answered_at_ms", "ended_at_ms", "end_cause", "deadline_ms", "deadline_cause")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    CALLER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLEE_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    OFFERED_SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    END_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    application_key: str
+    caller_user_id: str
+    caller_session_id: str
+    callee_user_id: str
+    video: bool
+    headers: _containers.ScalarMap[str, str]
+    offer_sdp: str
+    phase: CallPhase
+    offered_session_ids: _containers.RepeatedScalarFieldContainer[str]
+    answered_session_id: str
+    started_at_ms: int
+    answered_at_ms: int
+    ended_at_ms: int
+    end_cause: CallEndCause
+    deadline_ms: int
+    deadline_cause: CallEndCause
+    def __init__(self, call_id: _Optional[str] = ..., application_key: _Optional[str] = ..., caller_user_id: _Optional[str] = ..., caller_session_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., phase: _Optional[_Union[CallPhase, str]] = ..., offered_session_ids: _Optional[_Iterable[str]] = ..., answered_session_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., answered_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., end_cause: _Optional[_Union[CallEndCause, str]] = ..., deadline_ms: _Optional[int] = ..., deadline_cause: _Optional[_Union[CallEndCause, str]] = ...) -> None: ...
