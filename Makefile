@@ -61,7 +61,15 @@ integration: install
 e2e: install
 	$(PY) -m pytest tests/e2e
 
-test: install proto-check lint typecheck
+# System packages the tests use, installed through apt when missing (needs root):
+# coturn, a real TURN server that the call tests relay media through.
+system-deps:
+	@command -v turnserver >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "the tests need coturn (turnserver); install it"; exit 1; }; \
+	  echo "installing coturn"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; }
+
+test: install system-deps proto-check lint typecheck
 	$(PY) -m pytest tests
 
 bench: install
