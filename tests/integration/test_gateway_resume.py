@@ -137,8 +137,13 @@ async def test_a_resume_after_a_clean_disconnect_keeps_the_session(
     await asyncio.sleep(0.2)
     await again.close()
     third = await stack.connect(1)
+    restorations = stack.gateway(1).assets.restorations
     fresh = await _hello(third, stack, app, "sam", token, welcome.session_id, 0)
     assert fresh.resume == R.RESUME_OUTCOME_EXPIRED and fresh.session_id != welcome.session_id
+    # Looking for a record that is not there is not losing the bucket: nothing is rebuilt.
+    await asyncio.sleep(0.3)
+    assert stack.gateway(1).assets.restorations == restorations
+    assert stack.gateway(1).assets.missing == []
     await third.close()
 
 

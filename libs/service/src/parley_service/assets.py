@@ -46,6 +46,14 @@ MISSING_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.ConnectionReconnectingError,
     nats.errors.OutboundBufferLimitError,
 )
+
+
+def asset_missing(exc: BaseException) -> bool:
+    """Whether an operation's error says the asset (or JetStream) is not there. A missing
+    *key* of a bucket (KeyNotFoundError is a NotFoundError too) says nothing of the kind."""
+    return isinstance(exc, MISSING_ERRORS) and not isinstance(exc, nats.js.errors.KeyValueError)
+
+
 # ... and those worth retrying while JetStream comes back (it answers errors meanwhile).
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (*MISSING_ERRORS, nats.js.errors.APIError)
 RETRY_FIRST_SECONDS = 0.1

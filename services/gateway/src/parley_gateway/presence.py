@@ -24,7 +24,7 @@ from nats.js.kv import KeyValue
 
 from parley.v1 import presence_pb2
 from parley_protocol import subjects
-from parley_service.assets import MISSING_ERRORS, JetStreamAssets, KeyValueBucket
+from parley_service.assets import MISSING_ERRORS, JetStreamAssets, KeyValueBucket, asset_missing
 from parley_service.logs import get_logger
 from parley_service.presence import PRESENCE_STREAM
 
@@ -205,7 +205,7 @@ class PresenceStore:
         try:
             yield
         except MISSING_ERRORS as exc:
-            if self._assets is not None:
+            if self._assets is not None and asset_missing(exc):
                 self._assets.lost(f"presence {operation}: {type(exc).__name__}")
             raise
 
