@@ -155,15 +155,17 @@ def test_no_root_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_root(root / "deep" / "er") == root
 
 
-def test_the_repository_runs_auth_then_gateway_on_todays_ports() -> None:
+def test_the_repository_runs_auth_then_gateway_then_calls_on_todays_ports() -> None:
     found = discover()
-    assert [s.name for s in found] == ["auth", GATEWAY]
-    auth, gateway = found
+    assert [s.name for s in found] == ["auth", GATEWAY, "calls"]
+    auth, gateway, calls = found
     assert (auth.module, auth.health_port, auth.public_port) == ("parley_auth", 9101, None)
     assert auth.database and auth.master_key and auth.restart
     assert (gateway.module, gateway.health_port) == ("parley_gateway", 9102)
     assert (gateway.public_port, gateway.public_port_env) == (8080, "PARLEY_GATEWAY_PORT")
     assert not gateway.database and not gateway.master_key
+    assert (calls.module, calls.health_port, calls.public_port) == ("parley_calls", 9103, None)
+    assert not calls.database and not calls.master_key
     # ... and the gateway's public-port variable is taken as an override.
     settings = StackSettings.from_env({"PARLEY_GATEWAY_PORT": "18080"}, cwd=Path("/"))
     assert settings.overrides == {"PARLEY_GATEWAY_PORT": "18080"}

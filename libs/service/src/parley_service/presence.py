@@ -197,6 +197,15 @@ class PresenceReader:
                 found[user_id].append(DeviceRecord.from_entry(entry))
         return found
 
+    async def session_exists(self, application_key: str, user_id: str, session_id: str) -> bool:
+        """Whether the device session still has its record: connected, or disconnected but
+        resumable (until its TTL). False once it said Goodbye or its record expired.
+
+        Raises ParleyError UNAVAILABLE or TIMEOUT when the presence store cannot answer.
+        """
+        key = subjects.presence_key(application_key, user_id, session_id)
+        return bool(await self._last_per_subject([PRESENCE_PREFIX + key]))
+
     async def listening_devices(
         self, application_key: str, user_ids: Sequence[str]
     ) -> dict[str, int]:

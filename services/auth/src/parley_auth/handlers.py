@@ -5,6 +5,8 @@ register:   a device proves it may act for a user (self-signed or app-server sig
 token:      a device credential is traded for a fresh access token.
 jwks:       the public keys that verify access tokens.
 app_lookup: public facts about an application (never its secret).
+user_lookup: whether a user of an application ever registered a device (a call to a user
+            who never did ends at once).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def declare_endpoints(bus: Bus, handlers: AuthHandlers) -> None:
     bus.endpoint(subjects.AUTH_TOKEN, auth_pb2.TokenRequest, handlers.token, queue)
     bus.endpoint(subjects.AUTH_JWKS, auth_pb2.JwksRequest, handlers.jwks, queue)
     bus.endpoint(subjects.AUTH_APP_LOOKUP, auth_pb2.AppLookupRequest, handlers.app_lookup, queue)
+    bus.endpoint(subjects.AUTH_USER_LOOKUP, auth_pb2.UserLookupRequest, handlers.user_lookup, queue)
 
 
 def _invalid(reason: str, field: str) -> ParleyError:
@@ -249,7 +252,7 @@ class AuthHandlers:
         TOKENS_ISSUED.inc()
         return auth_pb2.AccessToken(token=token, expires_at_ms=claims.expires_at_ms)
 
-    # jwks, app_lookup ---------------------------------------------------------------
+    # jwks, app_lookup, user_lookup --------------------------------------------------
 
     async def jwks(self, req: auth_pb2.JwksRequest) -> auth_pb2.JwksResponse:
         return auth_pb2.JwksResponse(jwks_json=json.dumps(self._keys.jwks(), sort_keys=True))
@@ -270,3 +273,10 @@ class AuthHandlers:
             account_id=str(app.account_id),
             name=app.name,
         )
+
+    async def user_lookup(self, req: auth_pb2.UserLookupRequest) -> auth_pb2.UserLookupResponse:
+        """Whether the user ever registered a device in the application (any environment)."""
+        key = validate_application_key(req.application_key)
+        user_id = validate_user_id(req.user_id)
+        devices = await store.count_user_devices(self._db, key, user_id)
+        return auth_pb2.UserLookupResponse(registered=devices > 0, devices=devices)

@@ -278,6 +278,18 @@ async def get_device_instance(db: Db, instance_id: uuid.UUID) -> DeviceInstance 
     )
 
 
+async def count_user_devices(db: Db, application_key: str, user_id: str) -> int:
+    """Devices ever registered for (application, user), revoked ones included."""
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM auth.device_instances d"
+        " JOIN auth.applications a ON a.id = d.application_id"
+        " WHERE a.key = $1 AND d.user_id = $2",
+        application_key,
+        user_id,
+    )
+    return count
+
+
 async def touch_device_instance(db: Db, instance_id: uuid.UUID, at: datetime) -> None:
     await db.execute(
         "UPDATE auth.device_instances SET last_token_at = $2 WHERE id = $1", instance_id, at

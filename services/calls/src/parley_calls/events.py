@@ -1,0 +1,78 @@
+"""Call events to the parties' device sessions, and the one way a call's end is told.
+
+Events are sent after the change they tell of was written (only by the writer that won),
+each to one device session, through the resume window: a device that reconnects within it
+still gets them. A failed send is logged and counted; the call's state stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import nats.errors
+from google.protobuf.message import Message
+
+from parley.v1 import calls_pb2, common_pb2
+from parley_calls import records
+from parley_calls.metrics import CALLS_ENDED, EVENTS_FAILED
+from parley_calls.records import Target
+from parley_protocol import bodies
+from parley_protocol.errors import ParleyError
+from parley_service.devices import DeviceEvents
+from parley_service.logs import get_logger
+
+log = get_logger("parley.calls.events")
+
+
+class CallEvents:
+    def __init__(self, devices: DeviceEvents) -> None:
+        self._devices = devices
+
+    async def send(self, application_key: str, targets: Sequence[Target], event: Message) -> None:
+        """Send `event` to each target session at once."""
+        results = await asyncio.gather(
+            *(
+                self._devices.to_session(application_key, t.user_id, t.session_id, event)
+                for t in targets
+            ),
+            return_exceptions=True,
+        )
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, (ParleyError, nats.errors.Error, OSError, TimeoutError)):
+                    raise result
+                EVENTS_FAILED.inc()
+                log.warning(
+                    "call_event_failed",
+                    body=bodies.body_of(event),
+                    session=target.session_id,
+                    error=str(result),
+                )
+
+    async def ended(
+        self,
+        before: calls_pb2.CallRecord,
+        after: calls_pb2.CallRecord,
+        by_session_id: str = "",
+        error: common_pb2.Error | None = None,
+    ) -> None:
+        """Tell who must hear it that a call ended (the writer of the end calls this once)."""
+        cause = records.cause_name(after.end_cause)
+        CALLS_ENDED.labels(cause).inc()
+        log.info(
+            "call_ended",
+            app=after.application_key,
+            call=after.call_id,
+            cause=cause,
+            was=records.phase_name(before.phase),
+            error=error.reason if error is not None else None,
+        )
+        event = calls_pb2.CallEnded(
+            call_id=after.call_id, cause=after.end_cause, ended_at_ms=after.ended_at_ms
+        )
+        if error is not None:
+            event.error.CopyFrom(error)
+        await self.send(
+            after.application_key, records.ended_targets(before, after, by_session_id), event
+        )

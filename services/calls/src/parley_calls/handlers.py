@@ -1,0 +1,298 @@
+"""The calls service's client requests, each a routed body answered for a verified caller.
+
+start_call:       offer a call to the callee's devices that take calls now (CallIncoming)
+ring_call:        a callee device rings (the caller hears CallProgressing, once)
+answer_call:      the first answer wins (CallAnswered to the caller, CallEnded
+                  OTHER_DEVICE_ANSWERED to the other devices)
+hangup_call:      cancel, decline or end a call (CallEnded to whom it concerns)
+send_call_signal: relay a signal to the other party of an answered call
+get_ice_servers:  STUN and TURN servers, TURN with short-lived credentials
+
+Identity comes from the Caller only. Every change is a compare-and-set of the call's record
+(see store.py); only the request whose write lands sends the events of that change.
+"""
+
+from __future__ import annotations
+
+from parley.v1 import auth_pb2, calls_pb2
+from parley_calls import records
+from parley_calls.events import CallEvents
+from parley_calls.metrics import CALLS_STARTED, SETUP_SECONDS
+from parley_calls.settings import CallsSettings
+from parley_calls.store import CallStore
+from parley_calls.turn import IceConfig
+from parley_protocol import subjects
+from parley_protocol.clock import Clock, now_ms
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_protocol.validation import (
+    validate_call_headers,
+    validate_call_id,
+    validate_dtmf,
+    validate_sdp,
+    validate_user_id,
+)
+from parley_service.bus import Bus
+from parley_service.client_requests import Caller
+from parley_service.logs import get_logger
+from parley_service.presence import PresenceReader
+
+log = get_logger("parley.calls.handlers")
+
+# How long StartCall waits for auth to say whether the callee ever registered.
+USER_LOOKUP_TIMEOUT_SECONDS = 2.0
+
+
+def declare_endpoints(bus: Bus, handlers: CallHandlers) -> None:
+    bus.client_endpoint(calls_pb2.StartCall, handlers.start_call)
+    bus.client_endpoint(calls_pb2.RingCall, handlers.ring_call)
+    bus.client_endpoint(calls_pb2.AnswerCall, handlers.answer_call)
+    bus.client_endpoint(calls_pb2.HangupCall, handlers.hangup_call)
+    bus.client_endpoint(calls_pb2.SendCallSignal, handlers.send_call_signal)
+    bus.client_endpoint(calls_pb2.GetIceServers, handlers.get_ice_servers)
+
+
+def _ack(record: calls_pb2.CallRecord) -> calls_pb2.CallAck:
+    return calls_pb2.CallAck(call_id=record.call_id, phase=record.phase)
+
+
+class CallHandlers:
+    def __init__(
+        self,
+        settings: CallsSettings,
+        store: CallStore,
+        presence: PresenceReader,
+        events: CallEvents,
+        bus: Bus,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._presence = presence
+        self._events = events
+        self._bus = bus
+        self._clock = clock
+        self._ice = IceConfig.from_settings(settings)
+        self._setup_ms = int(settings.call_setup_timeout_seconds * 1000)
+        self._ringing_ms = int(settings.call_ringing_timeout_seconds * 1000)
+
+    def _now_ms(self) -> int:
+        return now_ms(self._clock)
+
+    # start ----------------------------------------------------------------------------
+
+    async def start_call(
+        self, caller: Caller, request: calls_pb2.StartCall
+    ) -> calls_pb2.StartCallReply:
+        app = caller.application_key
+        call_id = validate_call_id(request.call_id)
+        callee = validate_user_id(request.callee_user_id, "callee_user_id")
+        if callee == caller.user_id:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "you cannot call yourself", "callee_user_id"
+            )
+        headers = validate_call_headers(dict(request.headers))
+        offer_sdp = validate_sdp(request.offer_sdp, "offer_sdp")
+
+        existing = await self._store.get(app, call_id)
+        if existing is not None:
+            return self._started_before(caller, existing.record)
+        await self._require_registered(app, callee)
+        devices = (await self._presence.devices(app, [callee]))[callee]
+        record = records.new_call(
+            call_id=call_id,
+            application_key=app,
+            caller_user_id=caller.user_id,
+            caller_session_id=caller.session_id,
+            callee_user_id=callee,
+            video=request.video,
+            headers=headers,
+            offer_sdp=offer_sdp,
+            offered_session_ids=[d.session_id for d in devices if d.calling and d.listening],
+            now_ms=self._now_ms(),
+            setup_timeout_ms=self._setup_ms,
+            ringing_timeout_ms=self._ringing_ms,
+        )
+        if not await self._store.create(record):
+            # The same StartCall raced itself (a retry): answer from what was written.
+            stored = await self._store.get(app, call_id)
+            if stored is None:
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_UNAVAILABLE, "the call changed while starting; retry"
+                )
+            return self._started_before(caller, stored.record)
+        CALLS_STARTED.inc()
+        log.info(
+            "call_started",
+            app=app,
+            call=call_id,
+            caller=caller.user_id,
+            callee=callee,
+            video=record.video,
+            devices=len(record.offered_session_ids),
+        )
+        incoming = calls_pb2.CallIncoming(
+            call_id=call_id,
+            caller_user_id=caller.user_id,
+            video=record.video,
+            headers=headers,
+            offer_sdp=offer_sdp,
+            started_at_ms=record.started_at_ms,
+        )
+        await self._events.send(app, records.offered_targets(record), incoming)
+        return _start_reply(record)
+
+    def _started_before(
+        self, caller: Caller, record: calls_pb2.CallRecord
+    ) -> calls_pb2.StartCallReply:
+        """A StartCall with the id of a call that exists: the same caller's retry gets the
+        same reply; anyone else's is refused."""
+        if (record.caller_user_id, record.caller_session_id) != (
+            caller.user_id,
+            caller.session_id,
+        ):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "this call id belongs to another call",
+                "call_id",
+            )
+        return _start_reply(record)
+
+    async def _require_registered(self, application_key: str, user_id: str) -> None:
+        """NOT_FOUND unless the user ever registered a device (asked of auth)."""
+        found = await self._bus.request(
+            subjects.AUTH_USER_LOOKUP,
+            auth_pb2.UserLookupRequest(application_key=application_key, user_id=user_id),
+            auth_pb2.UserLookupResponse,
+            USER_LOOKUP_TIMEOUT_SECONDS,
+        )
+        if not found.registered:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_NOT_FOUND,
+                f"{user_id} has never registered a device in this application",
+                "callee_user_id",
+            )
+
+    # ring, answer ---------------------------------------------------------------------
+
+    async def ring_call(self, caller: Caller, request: calls_pb2.RingCall) -> calls_pb2.CallAck:
+        call_id = validate_call_id(request.call_id)
+        change = await self._store.change(
+            caller.application_key,
+            call_id,
+            lambda record: records.ring(
+                record, self._actor(record, caller), self._now_ms(), self._ringing_ms
+            ),
+        )
+        if change.changed:
+            log.info("call_ringing", app=caller.application_key, call=call_id)
+            await self._events.send(
+                caller.application_key,
+                [records.caller_target(change.after)],
+                calls_pb2.CallProgressing(call_id=call_id),
+            )
+        return _ack(change.after)
+
+    async def answer_call(self, caller: Caller, request: calls_pb2.AnswerCall) -> calls_pb2.CallAck:
+        call_id = validate_call_id(request.call_id)
+        answer_sdp = validate_sdp(request.answer_sdp, "answer_sdp")
+        change = await self._store.change(
+            caller.application_key,
+            call_id,
+            lambda record: records.answer(record, self._actor(record, caller), self._now_ms()),
+        )
+        if change.changed:
+            after = change.after
+            SETUP_SECONDS.observe(max(0, after.answered_at_ms - after.started_at_ms) / 1000)
+            log.info("call_answered", app=caller.application_key, call=call_id)
+            await self._events.send(
+                caller.application_key,
+                [records.caller_target(after)],
+                calls_pb2.CallAnswered(call_id=call_id, answer_sdp=answer_sdp),
+            )
+            others = records.offered_targets(after, but=caller.session_id)
+            if others:
+                ended = calls_pb2.CallEnded(
+                    call_id=call_id,
+                    cause=records.OTHER_DEVICE_ANSWERED,
+                    ended_at_ms=after.answered_at_ms,
+                )
+                await self._events.send(caller.application_key, others, ended)
+        return _ack(change.after)
+
+    # hang up --------------------------------------------------------------------------
+
+    async def hangup_call(self, caller: Caller, request: calls_pb2.HangupCall) -> calls_pb2.CallAck:
+        call_id = validate_call_id(request.call_id)
+        if request.cause not in records.DEVICE_CAUSES:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                "a device hangs up with no cause, or with FAILURE or INACTIVE",
+                "cause",
+            )
+        change = await self._store.change(
+            caller.application_key,
+            call_id,
+            lambda record: records.hang_up(
+                record, self._actor(record, caller), request.cause, self._now_ms()
+            ),
+        )
+        if change.changed:
+            error = (
+                request.error
+                if request.cause != records.UNSPECIFIED and request.HasField("error")
+                else None
+            )
+            await self._events.ended(change.before, change.after, caller.session_id, error)
+        return _ack(change.after)
+
+    # signals --------------------------------------------------------------------------
+
+    async def send_call_signal(
+        self, caller: Caller, request: calls_pb2.SendCallSignal
+    ) -> calls_pb2.CallAck:
+        call_id = validate_call_id(request.call_id)
+        _validate_signal(request.signal)
+        stored = await self._store.get(caller.application_key, call_id)
+        if stored is None:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_NOT_FOUND, f"no call {call_id} in this application", "call_id"
+            )
+        target = records.signal_target(stored.record, self._actor(stored.record, caller))
+        await self._events.send(
+            caller.application_key,
+            [target],
+            calls_pb2.CallSignalReceived(call_id=call_id, signal=request.signal),
+        )
+        return _ack(stored.record)
+
+    # ICE servers ----------------------------------------------------------------------
+
+    async def get_ice_servers(
+        self, caller: Caller, request: calls_pb2.GetIceServers
+    ) -> calls_pb2.IceServers:
+        return self._ice.servers(caller.application_key, caller.user_id, self._clock.time())
+
+    @staticmethod
+    def _actor(record: calls_pb2.CallRecord, caller: Caller) -> records.Actor:
+        return records.actor_of(record, caller.user_id, caller.session_id)
+
+
+def _start_reply(record: calls_pb2.CallRecord) -> calls_pb2.StartCallReply:
+    return calls_pb2.StartCallReply(
+        call_id=record.call_id, devices_reached=len(record.offered_session_ids)
+    )
+
+
+def _validate_signal(signal: calls_pb2.CallSignal) -> None:
+    kind = signal.WhichOneof("kind")
+    if kind is None:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            "the signal is empty: an offer, an answer, video_paused or DTMF digits",
+            "signal",
+        )
+    if kind == "offer_sdp":
+        validate_sdp(signal.offer_sdp, "signal.offer_sdp")
+    elif kind == "answer_sdp":
+        validate_sdp(signal.answer_sdp, "signal.answer_sdp")
+    elif kind == "dtmf":
+        validate_dtmf(signal.dtmf, "signal.dtmf")
