@@ -225,7 +225,7 @@ class Call:
             self._remote_audio = RemoteTrack("audio")
             self._remote_video = RemoteTrack("video") if video else None
         self._video_added = False
-        self.remote_video_paused = False
+        self._remote_video_paused = False
         self._last_frame = 0.0
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -274,6 +274,11 @@ class Call:
     def remote_video_track(self) -> MediaStreamTrack | None:
         """The far side's video in a video call; None otherwise and in signalling-only mode."""
         return self._remote_video
+
+    @property
+    def remote_video_paused(self) -> bool:
+        """The far side said it paused its video (and has not resumed it since)."""
+        return self._remote_video_paused
 
     def add_call_listener(self, listener: CallListener) -> None:
         self._listeners.add(listener)
@@ -366,7 +371,7 @@ class Call:
         self._host.spawn(self._restart(), f"parley call {self.call_id} restart")
         return future
 
-    # -- events from the service (the call client hands them over) ---------------------------
+    # -- for the call client, not for apps: events from the service, and its questions -------
 
     def on_incoming(self, tell: Callable[[], Awaitable[None] | None]) -> None:
         self._notices.put(tell)
@@ -390,7 +395,7 @@ class Call:
         elif kind == "answer_sdp":
             self._host.spawn(self._remote_answer(signal.answer_sdp), f"parley call {self.call_id}")
         elif kind == "video_paused":
-            self.remote_video_paused = signal.video_paused
+            self._remote_video_paused = signal.video_paused
             paused = "on_video_track_paused" if signal.video_paused else "on_video_track_resumed"
             self._tell(paused, self)
         elif kind == "dtmf":

@@ -63,7 +63,8 @@ class MediaEvents(Protocol):
         """The peer connection's connectionState changed (e.g. "connected", "failed")."""
 
     def media_track(self, media: Media, kind: str, track: MediaStreamTrack) -> None:
-        """The far side's track of `kind`, for the app (every frame, once read)."""
+        """The far side's track of `kind`, for the app (every frame, once read); told once
+        the connection is up."""
 
     def media_frame(self, media: Media, kind: str) -> None:
         """A frame of the far side's `kind` arrived."""
