@@ -37,6 +37,7 @@ from parley_client import ParleyError as ClientParleyError
 from parley_protocol import bodies, framing, http, signatures, validation
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth, client, echo, routing
+from tests.unit.calls_double import CALL_BODIES, FakeCalls
 
 APP_KEY = "196087a1-e815-4bc4-8984-60d8d8a43f1d"
 APP_SECRET = "oYdgGRXoxEuJhGDY2KQ/HQ=="
@@ -93,6 +94,34 @@ class FakeBackend:
     resume_answer: int | None = None  # answer every resume so (EXPIRED, REFUSED, ...)
     resume_reason: str = ""  # and say why
     replay_before: int = 0  # replay this many events at or below resume_from_event as well
+    gateways: list[FakeGateway] = field(default_factory=list)  # every replica, as started
+    calls: FakeCalls = field(init=False)  # the calls service
+
+    def __post_init__(self) -> None:
+        self.calls = FakeCalls(
+            self.deliver,
+            self.live_sessions,
+            lambda user_id: any(d.user_id == user_id for d in self.devices.values()),
+            lambda user_id: self.listening.get(user_id, set()),
+        )
+
+    def live_sessions(self, user_id: str) -> list[FakeSession]:
+        """The signed-in, open connections of `user_id` on every replica."""
+        return [
+            session
+            for gateway in self.gateways
+            for session in gateway.live_sessions()
+            if session.hello is not None and session.hello.user_id == user_id
+        ]
+
+    async def deliver(self, session: FakeSession, envelope: client.Envelope) -> None:
+        """A device event to one session: numbered in its window when windows are kept
+        (so it follows the session to its current connection), else sent on the connection."""
+        if self.windows and session.window is not None:
+            await self.push_to(session.window, envelope)
+        elif not session.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await session.send(envelope)
 
     async def push(self, user_id: str, envelope: client.Envelope) -> list[int]:
         """A device event to every session of `user_id` in the window, live or not: numbered,
@@ -234,6 +263,7 @@ class FakeGateway:
         app.router.add_post("/v1/token", self._token)
         app.router.add_get("/v1/connect", self._connect)
         self._app = app
+        backend.gateways.append(self)
 
     @property
     def host(self) -> str:
@@ -449,6 +479,9 @@ class FakeGateway:
         elif body == "echo_request":
             await self._echo(session, envelope)
             return
+        elif body in CALL_BODIES:
+            self._serve_call_request(session, envelope)
+            return
         elif body == "goodbye":
             self.backend.sessions.pop(session.session_id, None)
             await session.ws.close(code=1000)
@@ -541,6 +574,40 @@ class FakeGateway:
                         await self._send(other, client.Envelope(echo_event=event))
 
         task = asyncio.create_task(answer())
+        self._echoes.add(task)
+        task.add_done_callback(self._echoes.discard)
+
+    def _serve_call_request(self, session: FakeSession, envelope: client.Envelope) -> None:
+        """Forward to the calls service in a task of its own, as the gateway does (after the
+        capability check), and send its reply."""
+        assert session.hello is not None
+        body = framing.body_name(envelope)
+
+        async def serve() -> None:
+            assert session.hello is not None
+            reply: client.Envelope | None
+            if not session.hello.capabilities.calling:
+                error = ParleyError(
+                    ErrorCode.ERROR_CODE_CAPABILITY_NOT_ANNOUNCED,
+                    f"{body} needs the calling capability, which this session did not "
+                    "announce in its Hello (enable it before starting the client)",
+                    "capabilities",
+                )
+                reply = framing.error_envelope(error, envelope.seq)
+            else:
+                try:
+                    answer = await self.backend.calls.handle(session, body, getattr(envelope, body))
+                except ParleyError as err:
+                    reply = framing.error_envelope(err, envelope.seq)
+                else:
+                    reply = None if answer is None else bodies.envelope_of(answer)
+                    if reply is not None:
+                        reply.reply_to = envelope.seq
+            if reply is not None and not session.ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await self._send(session, reply)
+
+        task = asyncio.create_task(serve())
         self._echoes.add(task)
         task.add_done_callback(self._echoes.discard)
 

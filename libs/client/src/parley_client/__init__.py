@@ -9,9 +9,28 @@ client = (ParleyClient.builder()
 client.set_support_messaging(True)
 client.add_client_listener(listener)
 await client.start()
+
+The media sources (ToneSource, SilenceSource, PatternSource, PatternMark) are aiortc tracks:
+they are imported from parley_client.sources when first named, so a client in
+signalling-only mode never loads aiortc.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from parley_client.audio import AudioController
 from parley_client.builder import ParleyClientBuilder
+from parley_client.call import (
+    Call,
+    CallDetails,
+    CallDirection,
+    CallEndCause,
+    CallListener,
+    CallState,
+    PushPair,
+)
+from parley_client.calls import CallClient, CallClientListener
 from parley_client.client import ClientListener, ParleyClient
 from parley_client.config import Capabilities
 from parley_client.errors import ConfigurationError, ConfigurationProblem, ErrorType, ParleyError
@@ -19,8 +38,32 @@ from parley_client.features import Connected, Feature, FeatureLink
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
+from parley_client.video import ResizeBehaviour, VideoController
+
+if TYPE_CHECKING:
+    from parley_client.sources import PatternMark, PatternSource, SilenceSource, ToneSource
+
+_SOURCES = frozenset({"PatternMark", "PatternSource", "SilenceSource", "ToneSource"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOURCES:
+        from parley_client import sources
+
+        return getattr(sources, name)
+    raise AttributeError(f"module 'parley_client' has no attribute {name!r}")
+
 
 __all__ = [
+    "AudioController",
+    "Call",
+    "CallClient",
+    "CallClientListener",
+    "CallDetails",
+    "CallDirection",
+    "CallEndCause",
+    "CallListener",
+    "CallState",
     "Capabilities",
     "ClientListener",
     "ClientRegistration",
@@ -33,6 +76,13 @@ __all__ = [
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",
+    "PatternMark",
+    "PatternSource",
+    "PushPair",
+    "ResizeBehaviour",
     "ResumeStats",
+    "SilenceSource",
+    "ToneSource",
     "UserPresence",
+    "VideoController",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -114,6 +115,38 @@ class ParleyClientBuilder(Generic[C]):
         """How long `on_registration_credentials_required` may take to answer."""
         value = _seconds("registration_timeout", seconds)
         self._config = replace(self._config, registration_timeout=value)
+        return self
+
+    def ice_host_addresses(self, addresses: Iterable[str] | None) -> Self:
+        """The local addresses calls offer as ICE host candidates (e.g. ["127.0.0.1"] for
+        calls within one machine); None: every address but loopback."""
+        if addresses is None:
+            self._config = replace(self._config, ice_host_addresses=None)
+            return self
+        if isinstance(addresses, str):
+            raise _bad("ice_host_addresses", "must be a list of IP addresses, not a string")
+        chosen = []
+        for address in addresses:
+            try:
+                chosen.append(str(ipaddress.ip_address(_text("ice_host_addresses", address))))
+            except ValueError:
+                raise _bad("ice_host_addresses", f"{address!r} is not an IP address") from None
+        if not chosen:
+            raise _bad("ice_host_addresses", "is empty; leave it out for every address")
+        self._config = replace(self._config, ice_host_addresses=tuple(chosen))
+        return self
+
+    def ice_transport_policy(self, policy: str) -> Self:
+        """ "all" (default) or "relay": media only through the TURN server."""
+        if policy not in ("all", "relay"):
+            raise _bad("ice_transport_policy", f"must be 'all' or 'relay', not {policy!r}")
+        self._config = replace(self._config, ice_transport_policy=policy)
+        return self
+
+    def inactive_timeout(self, seconds: float) -> Self:
+        """End an established call (INACTIVE) when no media arrives for this long (10 s)."""
+        value = _seconds("inactive_timeout", seconds)
+        self._config = replace(self._config, inactive_timeout=value)
         return self
 
     def from_env(self, environ: Mapping[str, str] | None = None) -> Self:

@@ -11,7 +11,9 @@ from typing import TypeVar
 
 import aiohttp
 
+from parley_client.audio import AudioController
 from parley_client.builder import ParleyClientBuilder
+from parley_client.calls import CallClient
 from parley_client.config import Capabilities, ClientConfig, Endpoint, check_configuration
 from parley_client.connection import Connection
 from parley_client.dispatcher import FeatureDispatcher
@@ -26,6 +28,7 @@ from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
 from parley_client.session import Session
 from parley_client.tokens import Authenticator
+from parley_client.video import VideoController
 from parley_protocol.clock import Clock, SystemClock
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
@@ -110,6 +113,9 @@ class ParleyClient:
         self._listening = Listening(self._log, config.request_timeout)
         self._failure: ParleyError | None = None
         self._resume_stats = ResumeStats()
+        self._audio = AudioController(config.media)
+        self._video = VideoController(config.media)
+        self._calls: CallClient | None = None  # plugged in when calling is used
 
     # -- construction -----------------------------------------------------------------------
 
@@ -258,6 +264,8 @@ class ParleyClient:
             await self._fail(exc)
             raise
         self._failure = None
+        if self._capabilities.calling:
+            _ = self.call_client  # incoming calls need the feature from the first frame
         self._set_state(_State.STARTING)
         session = self._new_session(endpoints)
         self._log.info(
@@ -296,6 +304,8 @@ class ParleyClient:
         self._stopping = asyncio.get_running_loop().create_future()
         try:
             was_running = self._state in _RUNNING
+            if self._calls is not None:  # hang up while the connection still takes frames
+                await self._calls.terminate()
             self._set_state(_State.STOPPED)
             if self._opening is not None:
                 self._opening.cancel()
@@ -337,6 +347,32 @@ class ParleyClient:
     ) -> dict[str, UserPresence]:
         """Whether each user (of this application) has a listening device."""
         return await self._presence.query(user_ids, timeout)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    @property
+    def call_client(self) -> CallClient:
+        """Calls to and from other users (the calling capability must be on to make them)."""
+        if self._calls is None:
+            self._calls = CallClient(
+                config=self._config,
+                log=self._log,
+                started=lambda: self._state is _State.STARTED,
+                running=lambda: self._state in _RUNNING,
+                session_id=lambda: self.session_id,
+                audio=self._audio,
+                video=self._video,
+            )
+            self._features.add(self._calls)
+        return self._calls
+
+    @property
+    def audio_controller(self) -> AudioController:
+        return self._audio
+
+    @property
+    def video_controller(self) -> VideoController:
+        return self._video
 
     # -- features ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from parley_protocol.errors import ParleyError as ProtocolError
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_REGISTRATION_TIMEOUT = 60.0
+DEFAULT_INACTIVE_TIMEOUT = 10.0
 
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
@@ -136,6 +137,12 @@ class ClientConfig:
     heartbeat_interval: float | None = None
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
+    # Calls: the local addresses ICE offers (None: every address but loopback, aioice's
+    # choice), "all" or "relay" (TURN only), and how long an established call may go
+    # without media before it ends INACTIVE.
+    ice_host_addresses: tuple[str, ...] | None = None
+    ice_transport_policy: str = "all"
+    inactive_timeout: float = DEFAULT_INACTIVE_TIMEOUT
 
     @property
     def storage_dir(self) -> Path:

@@ -1,0 +1,382 @@
+"""`CallClient`: app-to-app calls, audio and video (the guide's CallClient), a client feature.
+
+It receives the call events (CallIncoming, CallProgressing, CallAnswered, CallEnded,
+CallSignalReceived) and hands each to its `Call`; it places calls (StartCall) and keeps the
+ICE servers of the session (GetIceServers, asked before the first call of a session and kept
+until they expire).
+
+A reconnect of the signalling connection leaves calls alone: media flows peer to peer. When
+the session could not be resumed, the service's events for calls still being set up went to
+the old session, so those calls end (FAILURE, a NETWORK error); answered calls go on. A
+hang-up that could not be sent while disconnected is sent after the reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from parley_client.audio import AudioController
+from parley_client.call import HANGUP_ACK_TIMEOUT, Call, CallDirection, CallEndCause
+from parley_client.config import ClientConfig
+from parley_client.errors import ErrorType, ParleyError, terminated
+from parley_client.features import Connected, Feature, FeatureLink
+from parley_client.listeners import ListenerSet
+from parley_client.logs import ClientLog
+from parley_client.media import IceServer, Media, MediaSettings, SignallingMedia
+from parley_client.video import VideoController
+from parley_protocol import validation
+from parley_protocol.errors import ErrorCode
+from parley_protocol.errors import ParleyError as ProtocolError
+from parley_protocol.pb import calls as calls_pb
+from parley_protocol.pb import client as pb
+
+if TYPE_CHECKING:
+    from aiortc.mediastreams import MediaStreamTrack
+
+# ICE servers are asked again this long before they expire.
+ICE_REFRESH_MARGIN_MS = 30_000
+# How long terminate() lets the media of ended calls close.
+MEDIA_CLOSE_TIMEOUT = 2.0
+
+
+class CallClientListener:
+    """Events of the call client. A no-op here; override it as a plain method or coroutine."""
+
+    def on_incoming_call(self, call_client: CallClient, call: Call) -> Awaitable[None] | None:
+        """Another user calls: add a CallListener to `call`, then `call.answer()` or
+        `call.hangup()`. The caller hears that it rings at once."""
+        return None
+
+
+@dataclass
+class _IceCache:
+    session_id: str
+    servers: tuple[IceServer, ...]
+    expires_at_ms: int  # 0: for the whole session
+
+
+class CallClient(Feature):
+    """Places and receives calls: `client.call_client`."""
+
+    name = "calls"
+    bodies = frozenset(
+        {
+            "call_incoming",
+            "call_progressing",
+            "call_answered",
+            "call_ended",
+            "call_signal_received",
+        }
+    )
+
+    def __init__(
+        self,
+        *,
+        config: ClientConfig,
+        log: ClientLog,
+        started: Callable[[], bool],
+        running: Callable[[], bool],
+        session_id: Callable[[], str | None],
+        audio: AudioController,
+        video: VideoController,
+    ) -> None:
+        self._config = config
+        self._client_log = log
+        self._started = started
+        self._running = running
+        self._session = session_id
+        self._audio = audio
+        self._video = video
+        self._link: FeatureLink | None = None
+        self._listeners: ListenerSet[CallClientListener] = ListenerSet(log, "calls")
+        self._calls: dict[str, Call] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsent: dict[str, calls_pb.HangupCall] = {}
+        self._ice: _IceCache | None = None
+        self._ice_lock = asyncio.Lock()
+        self._closed = False
+        video.bind(self._remote_video, self._video_paused)
+
+    # -- the app's side ------------------------------------------------------------------------
+
+    def add_call_client_listener(self, listener: CallClientListener) -> None:
+        self._listeners.add(listener)
+
+    def remove_call_client_listener(self, listener: CallClientListener) -> None:
+        self._listeners.remove(listener)
+
+    @property
+    def calls(self) -> list[Call]:
+        """The calls that have not ended, oldest first."""
+        return list(self._calls.values())
+
+    def get_call(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def call_user(self, user_id: str, headers: Mapping[str, str] | None = None) -> Call:
+        """Call `user_id` (audio). Returns at once (INITIATING); follow the call with a
+        CallListener. ParleyError at once for an invalid user id or headers (at most 1024
+        bytes of UTF-8) or when the client is not started."""
+        return self._call(user_id, headers, video=False)
+
+    def call_user_video(self, user_id: str, headers: Mapping[str, str] | None = None) -> Call:
+        """Like `call_user`, with video both ways (the video controller's capture source)."""
+        return self._call(user_id, headers, video=True)
+
+    # -- Feature -------------------------------------------------------------------------------
+
+    def attached(self, link: FeatureLink) -> None:
+        self._link = link
+
+    async def on_frame(self, envelope: pb.Envelope) -> None:
+        if self._closed:
+            return
+        body = envelope.WhichOneof("body")
+        if body == "call_incoming":
+            self._incoming(envelope.call_incoming)
+            return
+        message = getattr(envelope, body or "")
+        call = self._calls.get(message.call_id)
+        if call is None:
+            self.link.log.debug(f"{body} of call {message.call_id}, which is not here; dropped")
+            return
+        if body == "call_progressing":
+            call.on_progressing()
+        elif body == "call_answered":
+            call.on_answered(envelope.call_answered.answer_sdp)
+        elif body == "call_ended":
+            ended = envelope.call_ended
+            error = (
+                ParleyError.from_protocol(ProtocolError.from_proto(ended.error))
+                if ended.HasField("error") and ended.error.code
+                else None
+            )
+            call.on_ended(CallEndCause.from_wire(ended.cause), error, ended.ended_at_ms)
+        elif body == "call_signal_received":
+            call.on_signal(envelope.call_signal_received.signal)
+
+    async def on_connected(self, connected: Connected) -> None:
+        if connected.reconnected and not connected.resumed:
+            lost = ParleyError(
+                ErrorCode.ERROR_CODE_UNAVAILABLE,
+                "the signalling session was lost while the call was set up",
+                ErrorType.NETWORK,
+            )
+            for call in self.calls:
+                if not call.answered:
+                    call.end_now(CallEndCause.FAILURE, lost)
+                    self._unsent[call.call_id] = calls_pb.HangupCall(
+                        call_id=call.call_id,
+                        cause=CallEndCause.FAILURE.value,
+                        error=lost.to_protocol().to_proto(),
+                    )
+        unsent, self._unsent = self._unsent, {}
+        for message in unsent.values():
+            self.spawn(self._resend(message), "parley calls hangup")
+
+    async def on_disconnected(self, reason: ParleyError) -> None:
+        if self._running():
+            return  # the client reconnects; calls go on
+        for call in self.calls:
+            call.end_now(CallEndCause.FAILURE, reason)
+        await self._finish_calls(list(self._calls.values()))
+
+    async def terminate(self) -> None:
+        """End every call (telling the service, when it can), close their media, tell their
+        listeners. The client calls this first when it terminates."""
+        if self._closed:
+            return
+        self._closed = True
+        calls = self.calls
+        await asyncio.gather(*(self._hang_up(call) for call in calls if call.placed))
+        for call in calls:
+            call.end_now(call.expected_cause())
+        await self._finish_calls(calls)
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=MEDIA_CLOSE_TIMEOUT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # -- CallHost ------------------------------------------------------------------------------
+
+    @property
+    def link(self) -> FeatureLink:
+        if self._link is None:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE, "the call client is not attached to a client"
+            )
+        return self._link
+
+    @property
+    def client_log(self) -> ClientLog:
+        return self._client_log
+
+    @property
+    def media_on(self) -> bool:
+        return self._config.media
+
+    @property
+    def inactive_timeout(self) -> float:
+        return self._config.inactive_timeout
+
+    async def make_media(self, call: Call) -> Media:
+        if not self._config.media:
+            return SignallingMedia()
+        from parley_client.media import PeerMedia
+
+        settings = await self._media_settings()
+
+        def local_tracks() -> list[MediaStreamTrack]:
+            tracks = [self._audio.local_track()]
+            if call.is_video:
+                tracks.append(self._video.local_track_for_call())
+            return tracks
+
+        return PeerMedia(settings, call, local_tracks, call.is_video)
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(work), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def call_ended(self, call: Call) -> None:
+        if self._calls.get(call.call_id) is call:
+            del self._calls[call.call_id]
+
+    def unsent_hangup(self, message: calls_pb.HangupCall) -> None:
+        if not self._closed:
+            self._unsent[message.call_id] = message
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _call(self, user_id: str, headers: Mapping[str, str] | None, video: bool) -> Call:
+        chosen = dict(headers or {})
+        try:
+            validation.validate_user_id(user_id, "user_id")
+            validation.validate_call_headers(chosen, "headers")
+        except ProtocolError as exc:
+            raise ParleyError.from_protocol(exc) from None
+        if self._closed:
+            raise terminated()
+        if not self._started():
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE,
+                "calls can be made once the client is started (and connected)",
+                ErrorType.OTHER,
+            )
+        call = Call(
+            self,
+            call_id=str(uuid.uuid4()),
+            direction=CallDirection.OUTGOING,
+            remote_user_id=user_id,
+            headers=chosen,
+            video=video,
+        )
+        self._calls[call.call_id] = call
+        self.link.log.info(f"calling {user_id!r} ({'video' if video else 'audio'}): {call.call_id}")
+        self.spawn(call.place(), f"parley call {call.call_id} place")
+        return call
+
+    def _incoming(self, incoming: calls_pb.CallIncoming) -> None:
+        if incoming.call_id in self._calls:
+            return
+        try:
+            validation.validate_call_id(incoming.call_id)
+            validation.validate_user_id(incoming.caller_user_id, "caller_user_id")
+        except ProtocolError as exc:
+            self.link.log.warning(f"an incoming call was dropped: {exc}")
+            return
+        call = Call(
+            self,
+            call_id=incoming.call_id,
+            direction=CallDirection.INCOMING,
+            remote_user_id=incoming.caller_user_id,
+            headers=dict(incoming.headers),
+            video=incoming.video,
+            offer_sdp=incoming.offer_sdp,
+            started_time=incoming.started_at_ms / 1000 if incoming.started_at_ms else None,
+        )
+        self._calls[call.call_id] = call
+        self.link.log.info(f"incoming call {call.call_id} from {call.remote_user_id!r}")
+        self.spawn(self._ring(call), f"parley call {call.call_id} ring")
+        call.on_incoming(lambda: self._listeners.emit("on_incoming_call", self, call))
+
+    async def _ring(self, call: Call) -> None:
+        try:
+            await self.link.request(calls_pb.RingCall(call_id=call.call_id), calls_pb.CallAck)
+        except ParleyError as exc:
+            self.link.log.info(f"call {call.call_id}: RingCall refused: {exc}")
+
+    async def _hang_up(self, call: Call) -> None:
+        message = calls_pb.HangupCall(call_id=call.call_id)
+        try:
+            await self.link.request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT)
+        except ParleyError as exc:
+            self.link.log.info(f"call {call.call_id}: hang-up not acknowledged ({exc})")
+
+    async def _resend(self, message: calls_pb.HangupCall) -> None:
+        try:
+            await self.link.request(message, calls_pb.CallAck)
+        except ParleyError as exc:
+            self.link.log.info(f"call {message.call_id}: hang-up not delivered: {exc}")
+
+    async def _finish_calls(self, calls: list[Call]) -> None:
+        await asyncio.gather(*(call.finish() for call in calls))
+
+    async def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.link.log.error(f"{asyncio.current_task()!r} failed: {exc!r}")
+
+    async def _media_settings(self) -> MediaSettings:
+        config = self._config
+        return MediaSettings(
+            ice_servers=await self._ice_servers(),
+            ice_transport_policy=config.ice_transport_policy,
+            host_addresses=config.ice_host_addresses,
+        )
+
+    async def _ice_servers(self) -> tuple[IceServer, ...]:
+        async with self._ice_lock:
+            now_ms = int(time.time() * 1000)
+            session_id = self._session() or ""
+            cached = self._ice
+            if (
+                cached is not None
+                and cached.session_id == session_id
+                and (
+                    cached.expires_at_ms == 0
+                    or now_ms < cached.expires_at_ms - ICE_REFRESH_MARGIN_MS
+                )
+            ):
+                return cached.servers
+            try:
+                reply = await self.link.request(calls_pb.GetIceServers(), calls_pb.IceServers)
+            except ParleyError as exc:
+                self.link.log.warning(f"no ICE servers ({exc}); host candidates only")
+                return ()
+            servers = tuple(
+                IceServer(tuple(s.urls), s.username, s.credential) for s in reply.servers
+            )
+            self._ice = _IceCache(session_id, servers, reply.expires_at_ms)
+            return servers
+
+    def _remote_video(self) -> MediaStreamTrack | None:
+        for call in reversed(self.calls):
+            if call.remote_video_track is not None:
+                return call.remote_video_track
+        return None
+
+    def _video_paused(self, paused: bool) -> None:
+        for call in self.calls:
+            call.signal_video_paused(paused)
