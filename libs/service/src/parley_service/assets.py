@@ -192,6 +192,7 @@ class JetStreamAssets:
         self._restoring: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
+        self._again = False  # a loss was reported while a restoration ran
         self.restorations = 0  # how many times assets were made again (for tests, metrics)
 
     @property
@@ -214,11 +215,15 @@ class JetStreamAssets:
         self._hooks.append(hook)
 
     def lost(self, reason: str) -> None:
-        """An operation found an asset missing: make them all again (in the background)."""
+        """An operation found an asset missing: make them all again (in the background). A
+        loss reported while a restoration runs has it go round once more when it is done
+        (what it already made may be gone again)."""
+        self._missing.update(self.names)
         if self._restoring is None or self._restoring.done():
             log.warning("asset_lost", reason=reason)
-            self._missing.update(self.names)
             self._restoring = asyncio.create_task(self._restore(), name="jetstream-restore")
+        else:  # one line per restoration, however many operations find it missing
+            self._again = True
 
     def reconnected(self) -> None:
         """The NATS connection came back (the server may have restarted)."""
@@ -239,6 +244,7 @@ class JetStreamAssets:
     async def _restore(self) -> None:
         delay = RETRY_FIRST_SECONDS
         while not self._closed:
+            self._again = False
             try:
                 for asset in self._assets:
                     await asset.ensure(self._js)
@@ -248,7 +254,8 @@ class JetStreamAssets:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
-            break
+            if not self._again:
+                break
         self.restorations += 1
         log.info("assets_restored", assets=self.names)
         for hook in self._hooks:
