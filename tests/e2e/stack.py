@@ -39,6 +39,13 @@ def make_client(
     return client
 
 
+def calls_def(env: Mapping[str, str] | None = None) -> ServiceDef:
+    """The calls service, as a process (settings such as timeouts or TURN in `env`)."""
+    return ServiceDef(
+        name="calls", module="parley_calls", health_port=0, env=dict(env or {}), restart=False
+    )
+
+
 def gateway_def(name: str, env: Mapping[str, str] | None = None) -> ServiceDef:
     return ServiceDef(
         name=name,
@@ -115,7 +122,9 @@ async def start_stack(
     auth_env: Mapping[str, str] | None = None,
     extra: Sequence[ServiceDef] = (),
     gateway_env: Mapping[str, str] | None = None,
+    calls_env: Mapping[str, str] | None = None,
 ) -> E2EStack:
+    """Auth, the gateways and the calls service as processes (plus `extra`)."""
     services = [
         ServiceDef(
             name="auth",
@@ -126,6 +135,7 @@ async def start_stack(
             master_key=True,
         ),
         *(gateway_def(g, gateway_env) for g in gateways),
+        calls_def(calls_env),
         *extra,
     ]
     settings = StackSettings(

@@ -26,7 +26,8 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import calls as calls_pb
 from parley_protocol.pb import echo
-from tests.unit.call_parties import StalledTrack, established_call, party
+from tests.support.calls import established_call
+from tests.unit.call_parties import StalledTrack, party
 from tests.unit.client_double import harness, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

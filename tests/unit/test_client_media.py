@@ -9,41 +9,15 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from parley_client import Call, PatternMark, PatternSource, ToneSource
+from parley_client import PatternSource, ToneSource
 from parley_client.media import IceServer, MediaSettings, PeerMedia
 from parley_protocol.pb import calls as calls_pb
-from tests.unit.call_parties import Party, established_call, party
+from tests.support.calls import Party, established_call
+from tests.support.media import SAMPLE_RATE, dominant_hz, marks, received_audio, rms
+from tests.unit.call_parties import party
 from tests.unit.client_double import Harness, harness, wait_until
-
-SAMPLE_RATE = 48_000
-
-
-async def received_audio(call: Call, seconds: float) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """The far side's audio as `call.remote_audio_track` gives it for `seconds`: the first
-    channel, as floats of full scale."""
-    track = call.remote_audio_track
-    assert track is not None
-    chunks = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        frame = await asyncio.wait_for(track.recv(), 2)
-        assert frame.sample_rate == SAMPLE_RATE
-        samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-        chunks.append(samples.astype(np.float64) / 32768)
-    return np.concatenate(chunks)
-
-
-def dominant_hz(samples: np.ndarray[Any, np.dtype[np.float64]]) -> float:
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)[int(spectrum.argmax())])
-
-
-def rms(samples: np.ndarray[Any, np.dtype[np.float64]]) -> float:
-    return float(np.sqrt(np.mean(samples**2)))
 
 
 async def media_parties(h: Harness) -> tuple[Party, Party]:
@@ -114,12 +88,6 @@ async def test_video_patterns_are_recognised_on_the_far_side(tmp_path: Path) -> 
             assert {m.pattern_id for m in recognised} == {sender}
             counters = [m.counter for m in recognised]
             assert all((b - a) % 256 in (1, 2) for a, b in itertools.pairwise(counters))
-
-
-async def marks(call: Call, count: int) -> list[PatternMark | None]:
-    track = call.remote_video_track
-    assert track is not None
-    return [PatternSource.decode(await asyncio.wait_for(track.recv(), 3)) for _ in range(count)]
 
 
 async def test_video_pause_and_resume_reach_the_far_side(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """ICE servers for devices: STUN as configured, TURN with short-lived credentials.
 
 TURN credentials follow the REST scheme TURN servers such as coturn check with a shared
-secret (`use-auth-secret`): the username is "<expiry unix time>:<app>:<user>" and the
+secret (`use-auth-secret`): the username is "<expiry unix time>:<app>.<user>" and the
 password Base64(HMAC-SHA1(secret, username)), so the TURN server needs no call to Parley.
+The user ID goes in its subject-token form (base64url): coturn refuses usernames holding
+spaces and other characters user IDs may have, and a second ':' would end its timestamp.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass, field
 
 from parley.v1 import calls_pb2
 from parley_calls.settings import CallsSettings
+from parley_protocol import subjects
 
 
 def turn_username(expires_at: int, application_key: str, user_id: str) -> str:
-    return f"{expires_at}:{application_key}:{user_id}"
+    return f"{expires_at}:{application_key}.{subjects.encode_user_id(user_id)}"
 
 
 def turn_password(secret: str, username: str) -> str:
