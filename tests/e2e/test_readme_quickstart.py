@@ -40,7 +40,11 @@ async def test_readme_quick_start_runs_as_written(stack: E2EStack, tmp_path: Pat
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = out.decode()
     assert proc.returncode == 0, text
-    assert "started on gateway gateway-a" in text
-    assert "user_id='alice', online=True, devices=1" in text
+    assert "alice started on gateway gateway-a" in text
+    assert "bob started on gateway gateway-a" in text
+    assert "user_id='bob', online=True, devices=1" in text
+    assert "bob: incoming call from alice {'topic': 'demo'}" in text
+    assert "alice: talking to bob" in text
+    assert "alice: call ended HUNG_UP after" in text
     # The device credential was kept, so a second run does not register again.
     assert list((tmp_path / ".local/share/parley").rglob("*.json"))
