@@ -75,6 +75,7 @@ test: install system-deps proto-check lint typecheck
 bench: install
 	$(PY) bench/connect.py
 	$(PY) bench/events.py
+	$(PY) bench/call_setup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

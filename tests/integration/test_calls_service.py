@@ -268,6 +268,24 @@ async def test_a_call_rings_on_every_listening_device_and_the_first_answer_wins(
     assert record is not None and record.end_cause == C.CALL_END_CAUSE_HUNG_UP
 
 
+async def test_an_answer_that_comes_before_the_ring_still_tells_the_caller_it_progressed(
+    people: People, calls: rt.Runtime, app: App
+) -> None:
+    """A device sends RingCall and AnswerCall at once; they may reach the service in either
+    order. The caller hears CallProgressing before CallAnswered all the same, once."""
+    caller_id, callee_id = _user("ann"), _user("bob")
+    caller = await people.device(caller_id, gateway=0, listening=False)
+    phone = await people.device(callee_id, gateway=1)
+    call_id, _ = await caller.start(callee_id)
+    await phone.event("call_incoming")
+    assert (await phone.answer(call_id)).phase == C.CALL_PHASE_ANSWERED  # no ring first
+    assert (await caller.event("call_progressing")).call_progressing.call_id == call_id
+    assert (await caller.event("call_answered")).call_answered.call_id == call_id
+    assert (await phone.ring(call_id)).phase == C.CALL_PHASE_ANSWERED  # the late ring
+    await caller.quiet("call_progressing")
+    await caller.hang_up(call_id)
+
+
 async def test_a_concurrent_double_answer_has_exactly_one_winner(
     people: People, nats_server: EmbeddedNats
 ) -> None:

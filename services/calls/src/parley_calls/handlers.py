@@ -203,6 +203,14 @@ class CallHandlers:
             after = change.after
             SETUP_SECONDS.observe(max(0, after.answered_at_ms - after.started_at_ms) / 1000)
             log.info("call_answered", app=caller.application_key, call=call_id)
+            if change.before.phase == records.INITIATING:
+                # Answered before its RingCall got here (a device may send both at once, and
+                # they travel apart): the caller still hears the callee was reached first.
+                await self._events.send(
+                    caller.application_key,
+                    [records.caller_target(after)],
+                    calls_pb2.CallProgressing(call_id=call_id),
+                )
             await self._events.send(
                 caller.application_key,
                 [records.caller_target(after)],
