@@ -202,6 +202,12 @@ async def test_video_patterns_are_recognised_across_replicas(
         await eventually(lambda: _has(bob.heard(incoming), "video-resumed"), what="resumed")
         await call.send_dtmf("12#")
         await eventually(lambda: _has(bob.heard(incoming), "dtmf:12#"), what="dtmf")
+        # A new media path (what the client does when its network changes: aiortc has no ICE
+        # restart, so a new peer connection is negotiated through the calls service).
+        await call.restart_media()
+        assert abs(dominant_hz(await received_audio(incoming, 0.6)) - 440) <= 5
+        assert abs(dominant_hz(await received_audio(call, 0.6)) - 880) <= 5
+        assert call.state is CallState.ESTABLISHED
         await call.hangup()
     finally:
         await alice.client.terminate()
