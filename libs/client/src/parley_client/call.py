@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from parley_client.call_details import (
+    CallDetails,
+    CallDirection,
+    CallEndCause,
+    CallState,
+    PushPair,
+)
 from parley_client.errors import ErrorType, ParleyError
 from parley_client.features import FeatureLink
 from parley_client.futures import app_future, settle
@@ -50,61 +55,6 @@ HANGUP_ACK_TIMEOUT = 1.0
 HANGUP_GRACE = 0.5
 # How long listeners of an ended call may take before the client stops waiting for them.
 NOTICES_TIMEOUT = 1.0
-
-
-class CallState(enum.Enum):
-    INITIATING = "initiating"
-    PROGRESSING = "progressing"
-    ESTABLISHED = "established"
-    ENDED = "ended"
-
-
-class CallDirection(enum.Enum):
-    INCOMING = "incoming"
-    OUTGOING = "outgoing"
-
-
-class CallEndCause(enum.Enum):
-    """Why a call ended (the values are parley.v1.CallEndCause's)."""
-
-    HUNG_UP = calls_pb.CALL_END_CAUSE_HUNG_UP
-    DENIED = calls_pb.CALL_END_CAUSE_DENIED
-    CANCELED = calls_pb.CALL_END_CAUSE_CANCELED
-    NO_ANSWER = calls_pb.CALL_END_CAUSE_NO_ANSWER
-    TIMEOUT = calls_pb.CALL_END_CAUSE_TIMEOUT
-    FAILURE = calls_pb.CALL_END_CAUSE_FAILURE
-    OTHER_DEVICE_ANSWERED = calls_pb.CALL_END_CAUSE_OTHER_DEVICE_ANSWERED
-    INACTIVE = calls_pb.CALL_END_CAUSE_INACTIVE
-
-    @classmethod
-    def from_wire(cls, value: int) -> CallEndCause:
-        """The cause a CallEnded names (an unknown or unset one is a FAILURE)."""
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.FAILURE
-
-
-@dataclass(frozen=True)
-class PushPair:
-    """The callee's push data and the payload to deliver (the guide's PushPair)."""
-
-    push_data: bytes
-    push_payload: bytes
-
-
-@dataclass(frozen=True)
-class CallDetails:
-    """What is known of a call; times are seconds since the epoch (None: not yet)."""
-
-    started_time: float
-    progressed_time: float | None
-    established_time: float | None
-    ended_time: float | None
-    duration: float  # seconds from established to ended (0 if it never was)
-    end_cause: CallEndCause | None
-    error: ParleyError | None
-    is_video_offered: bool
 
 
 class CallListener:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from parley_client.audio import AudioController
-from parley_client.call import HANGUP_ACK_TIMEOUT, Call, CallDirection, CallEndCause
+from parley_client.call import HANGUP_ACK_TIMEOUT, Call
+from parley_client.call_details import CallDirection, CallEndCause
 from parley_client.config import ClientConfig
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.features import Connected, Feature, FeatureLink
