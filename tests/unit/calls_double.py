@@ -116,7 +116,7 @@ class FakeCalls:
         assert session.hello is not None
         validation.validate_call_id(start.call_id)
         validation.validate_user_id(start.callee_user_id, "callee_user_id")
-        validation.validate_call_headers(dict(start.headers))
+        validation.validate_headers(dict(start.headers))
         validation.validate_sdp(start.offer_sdp, "offer_sdp")
         existing = self.calls.get(start.call_id)
         if existing is not None:

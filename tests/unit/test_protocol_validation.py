@@ -105,13 +105,13 @@ def test_call_ids_headers_sdp_and_dtmf_are_checked() -> None:
         with pytest.raises(ParleyError) as info:
             v.validate_call_id(bad)
         assert info.value.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT
-    assert v.validate_call_headers({"topic": "démo"}) == {"topic": "démo"}
+    assert v.validate_headers({"topic": "démo"}) == {"topic": "démo"}
     with pytest.raises(ParleyError) as info:
-        v.validate_call_headers({"k": "é" * 512})  # 1 + 1024 bytes
+        v.validate_headers({"k": "é" * 512})  # 1 + 1024 bytes
     assert info.value.code == ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE
-    assert v.validate_call_headers({"k": "x" * 1023}) == {"k": "x" * 1023}
+    assert v.validate_headers({"k": "x" * 1023}) == {"k": "x" * 1023}
     with pytest.raises(ParleyError):
-        v.validate_call_headers({"": "x"})
+        v.validate_headers({"": "x"})
     assert v.validate_sdp("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n")
     for bad in ("", "hello", "v=0" + "x" * 40_000):
         with pytest.raises(ParleyError):
@@ -120,3 +120,26 @@ def test_call_ids_headers_sdp_and_dtmf_are_checked() -> None:
     for bad in ("", "12x", "1" * 33):
         with pytest.raises(ParleyError):
             v.validate_dtmf(bad)
+
+
+def test_message_ids_recipients_and_texts_are_checked() -> None:
+    from parley_protocol import validation as v
+
+    assert v.validate_message_id("0f8c1a3e-1b2c-4d5e-8f90-123456789abc")
+    with pytest.raises(ParleyError):
+        v.validate_message_id("nope")
+    assert v.validate_recipients(["bob", "a.b *>"]) == ["bob", "a.b *>"]
+    for bad, code in (
+        ([], ErrorCode.ERROR_CODE_INVALID_ARGUMENT),
+        ([f"u{i}" for i in range(11)], ErrorCode.ERROR_CODE_INVALID_ARGUMENT),
+        (["bob", "bob"], ErrorCode.ERROR_CODE_INVALID_ARGUMENT),
+        (["x" * 41], ErrorCode.ERROR_CODE_INVALID_USER_ID),
+    ):
+        with pytest.raises(ParleyError) as info:
+            v.validate_recipients(bad)
+        assert info.value.code == code
+    assert len(v.validate_recipients([f"u{i}" for i in range(3)], limit=3)) == 3
+    assert v.validate_message_text("é" * 100, limit=200)
+    with pytest.raises(ParleyError) as info:
+        v.validate_message_text("é" * 101, limit=200)
+    assert info.value.code == ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE

@@ -261,7 +261,7 @@ class CallClient(Feature):
         chosen = dict(headers or {})
         try:
             validation.validate_user_id(user_id, "user_id")
-            validation.validate_call_headers(chosen, "headers")
+            validation.validate_headers(chosen, "headers")
         except ProtocolError as exc:
             raise ParleyError.from_protocol(exc) from None
         if self._closed:

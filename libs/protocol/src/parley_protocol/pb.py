@@ -5,8 +5,19 @@ from parley.v1 import calls_pb2 as calls
 from parley.v1 import client_pb2 as client
 from parley.v1 import common_pb2 as common
 from parley.v1 import echo_pb2 as echo
+from parley.v1 import messaging_pb2 as messaging
 from parley.v1 import options_pb2 as options
 from parley.v1 import presence_pb2 as presence
 from parley.v1 import routing_pb2 as routing
 
-__all__ = ["auth", "calls", "client", "common", "echo", "options", "presence", "routing"]
+__all__ = [
+    "auth",
+    "calls",
+    "client",
+    "common",
+    "echo",
+    "messaging",
+    "options",
+    "presence",
+    "routing",
+]

@@ -108,15 +108,15 @@ def validate_sip_headers(headers: dict[str, str], field: str = "headers") -> dic
     return headers
 
 
-MAX_CALL_HEADERS_BYTES = 1024
+MAX_HEADERS_BYTES = 1024
 MAX_SDP_BYTES = 32 * 1024
-_CALL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DTMF = re.compile(r"[0-9*#A-Da-d]{1,32}")
 
 
 def validate_call_id(call_id: str, field: str = "call_id") -> str:
     """A call id is a lowercase UUID the caller chose."""
-    if not _CALL_ID.fullmatch(call_id):
+    if not _UUID.fullmatch(call_id):
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
             f"call id {call_id[:64]!r} is not a lowercase UUID",
@@ -125,21 +125,22 @@ def validate_call_id(call_id: str, field: str = "call_id") -> str:
     return call_id
 
 
-def validate_call_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
-    """Call headers: a string map of at most 1024 bytes of UTF-8, keys and values together."""
+def validate_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
+    """Headers of a call or a message: a string map of at most 1024 bytes of UTF-8, keys and
+    values together."""
     size = 0
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ParleyError(
-                ErrorCode.ERROR_CODE_INVALID_HEADER, "call headers map strings to strings", field
+                ErrorCode.ERROR_CODE_INVALID_HEADER, "headers map strings to strings", field
             )
         if not name:
             raise ParleyError(ErrorCode.ERROR_CODE_INVALID_HEADER, "a header name is empty", field)
         size += len(name.encode()) + len(value.encode())
-    if size > MAX_CALL_HEADERS_BYTES:
+    if size > MAX_HEADERS_BYTES:
         raise ParleyError(
             ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
-            f"call headers are {size} bytes of UTF-8; the limit is {MAX_CALL_HEADERS_BYTES}",
+            f"headers are {size} bytes of UTF-8; the limit is {MAX_HEADERS_BYTES}",
             field,
         )
     return headers
@@ -169,3 +170,55 @@ def validate_dtmf(digits: str, field: str = "dtmf") -> str:
             field,
         )
     return digits
+
+
+DEFAULT_MAX_RECIPIENTS = 10
+DEFAULT_MAX_TEXT_BYTES = 64 * 1024
+
+
+def validate_message_id(message_id: str, field: str = "message_id") -> str:
+    """A message id is a lowercase UUID the sender's client chose."""
+    if not _UUID.fullmatch(message_id):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"message id {message_id[:64]!r} is not a lowercase UUID",
+            field,
+        )
+    return message_id
+
+
+def validate_recipients(
+    recipient_ids: list[str], limit: int = DEFAULT_MAX_RECIPIENTS, field: str = "recipient_ids"
+) -> list[str]:
+    """One to `limit` distinct, valid user IDs."""
+    if not recipient_ids:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a message has no recipient", field
+        )
+    if len(recipient_ids) > limit:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"a message has {len(recipient_ids)} recipients; the limit is {limit}",
+            field,
+        )
+    for index, user_id in enumerate(recipient_ids):
+        validate_user_id(user_id, f"{field}[{index}]")
+    if len(set(recipient_ids)) != len(recipient_ids):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a recipient is named twice", field
+        )
+    return recipient_ids
+
+
+def validate_message_text(
+    text: str, limit: int = DEFAULT_MAX_TEXT_BYTES, field: str = "text"
+) -> str:
+    """A message text of at most `limit` bytes of UTF-8."""
+    size = len(text.encode())
+    if size > limit:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+            f"the text is {size} bytes of UTF-8; the limit is {limit}",
+            field,
+        )
+    return text

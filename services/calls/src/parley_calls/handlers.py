@@ -25,9 +25,9 @@ from parley_protocol import subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import (
-    validate_call_headers,
     validate_call_id,
     validate_dtmf,
+    validate_headers,
     validate_sdp,
     validate_user_id,
 )
@@ -89,7 +89,7 @@ class CallHandlers:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "you cannot call yourself", "callee_user_id"
             )
-        headers = validate_call_headers(dict(request.headers))
+        headers = validate_headers(dict(request.headers))
         offer_sdp = validate_sdp(request.offer_sdp, "offer_sdp")
 
         existing = await self._store.get(app, call_id)

@@ -119,16 +119,8 @@ class StartCallReply(_message.Message):
     PUSH_PAIRS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     devices_reached: int
-    push_pairs: _containers.RepeatedCompositeFieldContainer[PushPair]
-    def __init__(self, call_id: _Optional[str] = ..., devices_reached: _Optional[int] = ..., push_pairs: _Optional[_Iterable[_Union[PushPair, _Mapping]]] = ...) -> None: ...
-
-class PushPair(_message.Message):
-    __slots__ = ("push_data", "push_payload")
-    PUSH_DATA_FIELD_NUMBER: _ClassVar[int]
-    PUSH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    push_data: bytes
-    push_payload: bytes
-    def __init__(self, push_data: _Optional[bytes] = ..., push_payload: _Optional[bytes] = ...) -> None: ...
+    push_pairs: _containers.RepeatedCompositeFieldContainer[_common_pb2.PushPair]
+    def __init__(self, call_id: _Optional[str] = ..., devices_reached: _Optional[int] = ..., push_pairs: _Optional[_Iterable[_Union[_common_pb2.PushPair, _Mapping]]] = ...) -> None: ...
 
 class CallAck(_message.Message):
     __slots__ = ("call_id", "phase")

@@ -25,11 +25,12 @@ _sym_db = _symbol_database.Default()
 from parley.v1 import calls_pb2 as parley_dot_v1_dot_calls__pb2
 from parley.v1 import common_pb2 as parley_dot_v1_dot_common__pb2
 from parley.v1 import echo_pb2 as parley_dot_v1_dot_echo__pb2
+from parley.v1 import messaging_pb2 as parley_dot_v1_dot_messaging__pb2
 from parley.v1 import options_pb2 as parley_dot_v1_dot_options__pb2
 from parley.v1 import presence_pb2 as parley_dot_v1_dot_presence__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/client.proto\x12\tparley.v1\x1a\x15parley/v1/calls.proto\x1a\x16parley/v1/common.proto\x1a\x14parley/v1/echo.proto\x1a\x17parley/v1/options.proto\x1a\x18parley/v1/presence.proto\"\xdc\x0c\n\x08\x45nvelope\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08reply_to\x18\x02 \x01(\x04\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\x04\x12\x0b\n\x03\x61\x63k\x18\x05 \x01(\x04\x12\'\n\x05hello\x18\n \x01(\x0b\x32\x10.parley.v1.HelloB\x04\xc8\xf3\x18\x01H\x00\x12%\n\x04ping\x18\x0b \x01(\x0b\x32\x0f.parley.v1.PingB\x04\xc8\xf3\x18\x01H\x00\x12\x36\n\rrefresh_token\x18\x0c \x01(\x0b\x32\x17.parley.v1.RefreshTokenB\x04\xc8\xf3\x18\x01H\x00\x12\x38\n\x0epresence_query\x18\r \x01(\x0b\x32\x18.parley.v1.PresenceQueryB\x04\xc8\xf3\x18\x01H\x00\x12+\n\x07goodbye\x18\x0e \x01(\x0b\x32\x12.parley.v1.GoodbyeB\x04\xc8\xf3\x18\x01H\x00\x12)\n\x06listen\x18\x0f \x01(\x0b\x32\x11.parley.v1.ListenB\x04\xc8\xf3\x18\x01H\x00\x12+\n\x07welcome\x18\x64 \x01(\x0b\x32\x12.parley.v1.WelcomeB\x04\xc8\xf3\x18\x02H\x00\x12%\n\x04pong\x18\x65 \x01(\x0b\x32\x0f.parley.v1.PongB\x04\xc8\xf3\x18\x02H\x00\x12\'\n\x05\x65rror\x18\x66 \x01(\x0b\x32\x10.parley.v1.ErrorB\x04\xc8\xf3\x18\x03H\x00\x12:\n\x0fpresence_result\x18g \x01(\x0b\x32\x19.parley.v1.PresenceResultB\x04\xc8\xf3\x18\x02H\x00\x12\x38\n\x0etoken_accepted\x18h \x01(\x0b\x32\x18.parley.v1.TokenAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12:\n\x0flisten_accepted\x18i \x01(\x0b\x32\x19.parley.v1.ListenAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12\x35\n\x0c\x65\x63ho_request\x18\xc8\x01 \x01(\x0b\x32\x16.parley.v1.EchoRequestB\x04\xc8\xf3\x18\x01H\x00\x12\x31\n\necho_reply\x18\xc9\x01 \x01(\x0b\x32\x14.parley.v1.EchoReplyB\x04\xc8\xf3\x18\x02H\x00\x12\x31\n\necho_event\x18\xca\x01 \x01(\x0b\x32\x14.parley.v1.EchoEventB\x04\xc8\xf3\x18\x03H\x00\x12\x31\n\nstart_call\x18\xac\x02 \x01(\x0b\x32\x14.parley.v1.StartCallB\x04\xc8\xf3\x18\x01H\x00\x12/\n\tring_call\x18\xad\x02 \x01(\x0b\x32\x13.parley.v1.RingCallB\x04\xc8\xf3\x18\x01H\x00\x12\x33\n\x0b\x61nswer_call\x18\xae\x02 \x01(\x0b\x32\x15.parley.v1.AnswerCallB\x04\xc8\xf3\x18\x01H\x00\x12\x33\n\x0bhangup_call\x18\xaf\x02 \x01(\x0b\x32\x15.parley.v1.HangupCallB\x04\xc8\xf3\x18\x01H\x00\x12<\n\x10send_call_signal\x18\xb0\x02 \x01(\x0b\x32\x19.parley.v1.SendCallSignalB\x04\xc8\xf3\x18\x01H\x00\x12:\n\x0fget_ice_servers\x18\xb1\x02 \x01(\x0b\x32\x18.parley.v1.GetIceServersB\x04\xc8\xf3\x18\x01H\x00\x12<\n\x10start_call_reply\x18\xc0\x02 \x01(\x0b\x32\x19.parley.v1.StartCallReplyB\x04\xc8\xf3\x18\x02H\x00\x12-\n\x08\x63\x61ll_ack\x18\xc1\x02 \x01(\x0b\x32\x12.parley.v1.CallAckB\x04\xc8\xf3\x18\x02H\x00\x12\x33\n\x0bice_servers\x18\xc2\x02 \x01(\x0b\x32\x15.parley.v1.IceServersB\x04\xc8\xf3\x18\x02H\x00\x12\x37\n\rcall_incoming\x18\xd4\x02 \x01(\x0b\x32\x17.parley.v1.CallIncomingB\x04\xc8\xf3\x18\x03H\x00\x12=\n\x10\x63\x61ll_progressing\x18\xd5\x02 \x01(\x0b\x32\x1a.parley.v1.CallProgressingB\x04\xc8\xf3\x18\x03H\x00\x12\x37\n\rcall_answered\x18\xd6\x02 \x01(\x0b\x32\x17.parley.v1.CallAnsweredB\x04\xc8\xf3\x18\x03H\x00\x12\x31\n\ncall_ended\x18\xd7\x02 \x01(\x0b\x32\x14.parley.v1.CallEndedB\x04\xc8\xf3\x18\x03H\x00\x12\x44\n\x14\x63\x61ll_signal_received\x18\xd8\x02 \x01(\x0b\x32\x1d.parley.v1.CallSignalReceivedB\x04\xc8\xf3\x18\x03H\x00\x42\x06\n\x04\x62ody\"\xc4\x01\n\x05Hello\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12-\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32\x17.parley.v1.Capabilities\x12\x16\n\x0e\x63lient_version\x18\x05 \x01(\t\x12\x19\n\x11resume_session_id\x18\x06 \x01(\t\x12\x19\n\x11resume_from_event\x18\x07 \x01(\x04\"c\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x63\x61lling\x18\x01 \x01(\x08\x12\x11\n\tmessaging\x18\x02 \x01(\x08\x12\x19\n\x11\x61\x63tive_connection\x18\x03 \x01(\x08\x12\x14\n\x0cmanaged_push\x18\x04 \x01(\x08\"\xc6\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x16\n\x0eserver_time_ms\x18\x04 \x01(\x03\x12\x1b\n\x13token_expires_at_ms\x18\x05 \x01(\x03\x12(\n\x06resume\x18\x06 \x01(\x0e\x32\x18.parley.v1.ResumeOutcome\x12\x15\n\rresume_reason\x18\x07 \x01(\t\"\x1e\n\x04Ping\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\"6\n\x04Pong\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\x02 \x01(\x03\"$\n\x0cRefreshToken\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\",\n\rTokenAccepted\x12\x1b\n\x13token_expires_at_ms\x18\x01 \x01(\x03\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1b\n\x06Listen\x12\x11\n\tlistening\x18\x01 \x01(\x08\"#\n\x0eListenAccepted\x12\x11\n\tlistening\x18\x01 \x01(\x08*\xbf\x01\n\rResumeOutcome\x12\x1e\n\x1aRESUME_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESUME_OUTCOME_RESUMED\x10\x01\x12\x1a\n\x16RESUME_OUTCOME_EXPIRED\x10\x02\x12\x1a\n\x16RESUME_OUTCOME_REFUSED\x10\x03\x12\x1d\n\x19RESUME_OUTCOME_OVERFLOWED\x10\x04\x12\x1b\n\x17RESUME_OUTCOME_DISABLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/client.proto\x12\tparley.v1\x1a\x15parley/v1/calls.proto\x1a\x16parley/v1/common.proto\x1a\x14parley/v1/echo.proto\x1a\x19parley/v1/messaging.proto\x1a\x17parley/v1/options.proto\x1a\x18parley/v1/presence.proto\"\xc7\x12\n\x08\x45nvelope\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08reply_to\x18\x02 \x01(\x04\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\x04\x12\x0b\n\x03\x61\x63k\x18\x05 \x01(\x04\x12\'\n\x05hello\x18\n \x01(\x0b\x32\x10.parley.v1.HelloB\x04\xc8\xf3\x18\x01H\x00\x12%\n\x04ping\x18\x0b \x01(\x0b\x32\x0f.parley.v1.PingB\x04\xc8\xf3\x18\x01H\x00\x12\x36\n\rrefresh_token\x18\x0c \x01(\x0b\x32\x17.parley.v1.RefreshTokenB\x04\xc8\xf3\x18\x01H\x00\x12\x38\n\x0epresence_query\x18\r \x01(\x0b\x32\x18.parley.v1.PresenceQueryB\x04\xc8\xf3\x18\x01H\x00\x12+\n\x07goodbye\x18\x0e \x01(\x0b\x32\x12.parley.v1.GoodbyeB\x04\xc8\xf3\x18\x01H\x00\x12)\n\x06listen\x18\x0f \x01(\x0b\x32\x11.parley.v1.ListenB\x04\xc8\xf3\x18\x01H\x00\x12+\n\x07welcome\x18\x64 \x01(\x0b\x32\x12.parley.v1.WelcomeB\x04\xc8\xf3\x18\x02H\x00\x12%\n\x04pong\x18\x65 \x01(\x0b\x32\x0f.parley.v1.PongB\x04\xc8\xf3\x18\x02H\x00\x12\'\n\x05\x65rror\x18\x66 \x01(\x0b\x32\x10.parley.v1.ErrorB\x04\xc8\xf3\x18\x03H\x00\x12:\n\x0fpresence_result\x18g \x01(\x0b\x32\x19.parley.v1.PresenceResultB\x04\xc8\xf3\x18\x02H\x00\x12\x38\n\x0etoken_accepted\x18h \x01(\x0b\x32\x18.parley.v1.TokenAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12:\n\x0flisten_accepted\x18i \x01(\x0b\x32\x19.parley.v1.ListenAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12\x35\n\x0c\x65\x63ho_request\x18\xc8\x01 \x01(\x0b\x32\x16.parley.v1.EchoRequestB\x04\xc8\xf3\x18\x01H\x00\x12\x31\n\necho_reply\x18\xc9\x01 \x01(\x0b\x32\x14.parley.v1.EchoReplyB\x04\xc8\xf3\x18\x02H\x00\x12\x31\n\necho_event\x18\xca\x01 \x01(\x0b\x32\x14.parley.v1.EchoEventB\x04\xc8\xf3\x18\x03H\x00\x12\x31\n\nstart_call\x18\xac\x02 \x01(\x0b\x32\x14.parley.v1.StartCallB\x04\xc8\xf3\x18\x01H\x00\x12/\n\tring_call\x18\xad\x02 \x01(\x0b\x32\x13.parley.v1.RingCallB\x04\xc8\xf3\x18\x01H\x00\x12\x33\n\x0b\x61nswer_call\x18\xae\x02 \x01(\x0b\x32\x15.parley.v1.AnswerCallB\x04\xc8\xf3\x18\x01H\x00\x12\x33\n\x0bhangup_call\x18\xaf\x02 \x01(\x0b\x32\x15.parley.v1.HangupCallB\x04\xc8\xf3\x18\x01H\x00\x12<\n\x10send_call_signal\x18\xb0\x02 \x01(\x0b\x32\x19.parley.v1.SendCallSignalB\x04\xc8\xf3\x18\x01H\x00\x12:\n\x0fget_ice_servers\x18\xb1\x02 \x01(\x0b\x32\x18.parley.v1.GetIceServersB\x04\xc8\xf3\x18\x01H\x00\x12<\n\x10start_call_reply\x18\xc0\x02 \x01(\x0b\x32\x19.parley.v1.StartCallReplyB\x04\xc8\xf3\x18\x02H\x00\x12-\n\x08\x63\x61ll_ack\x18\xc1\x02 \x01(\x0b\x32\x12.parley.v1.CallAckB\x04\xc8\xf3\x18\x02H\x00\x12\x33\n\x0bice_servers\x18\xc2\x02 \x01(\x0b\x32\x15.parley.v1.IceServersB\x04\xc8\xf3\x18\x02H\x00\x12\x37\n\rcall_incoming\x18\xd4\x02 \x01(\x0b\x32\x17.parley.v1.CallIncomingB\x04\xc8\xf3\x18\x03H\x00\x12=\n\x10\x63\x61ll_progressing\x18\xd5\x02 \x01(\x0b\x32\x1a.parley.v1.CallProgressingB\x04\xc8\xf3\x18\x03H\x00\x12\x37\n\rcall_answered\x18\xd6\x02 \x01(\x0b\x32\x17.parley.v1.CallAnsweredB\x04\xc8\xf3\x18\x03H\x00\x12\x31\n\ncall_ended\x18\xd7\x02 \x01(\x0b\x32\x14.parley.v1.CallEndedB\x04\xc8\xf3\x18\x03H\x00\x12\x44\n\x14\x63\x61ll_signal_received\x18\xd8\x02 \x01(\x0b\x32\x1d.parley.v1.CallSignalReceivedB\x04\xc8\xf3\x18\x03H\x00\x12\x35\n\x0csend_message\x18\x90\x03 \x01(\x0b\x32\x16.parley.v1.SendMessageB\x04\xc8\xf3\x18\x01H\x00\x12\x35\n\x0c\x61\x63k_messages\x18\x91\x03 \x01(\x0b\x32\x16.parley.v1.AckMessagesB\x04\xc8\xf3\x18\x01H\x00\x12\x39\n\x0e\x66\x65tch_messages\x18\x92\x03 \x01(\x0b\x32\x18.parley.v1.FetchMessagesB\x04\xc8\xf3\x18\x01H\x00\x12/\n\tmark_read\x18\x93\x03 \x01(\x0b\x32\x13.parley.v1.MarkReadB\x04\xc8\xf3\x18\x01H\x00\x12\x33\n\x0bsend_typing\x18\x94\x03 \x01(\x0b\x32\x15.parley.v1.SendTypingB\x04\xc8\xf3\x18\x01H\x00\x12=\n\x10message_accepted\x18\xa4\x03 \x01(\x0b\x32\x1a.parley.v1.MessageAcceptedB\x04\xc8\xf3\x18\x02H\x00\x12\x37\n\rmessage_batch\x18\xa5\x03 \x01(\x0b\x32\x17.parley.v1.MessageBatchB\x04\xc8\xf3\x18\x02H\x00\x12\x39\n\x0emessages_acked\x18\xa6\x03 \x01(\x0b\x32\x18.parley.v1.MessagesAckedB\x04\xc8\xf3\x18\x02H\x00\x12=\n\x10message_incoming\x18\xb8\x03 \x01(\x0b\x32\x1a.parley.v1.MessageIncomingB\x04\xc8\xf3\x18\x03H\x00\x12\x35\n\x0cmessage_sent\x18\xb9\x03 \x01(\x0b\x32\x16.parley.v1.MessageSentB\x04\xc8\xf3\x18\x03H\x00\x12?\n\x11message_delivered\x18\xba\x03 \x01(\x0b\x32\x1b.parley.v1.MessageDeliveredB\x04\xc8\xf3\x18\x03H\x00\x12\x35\n\x0cmessage_read\x18\xbb\x03 \x01(\x0b\x32\x16.parley.v1.MessageReadB\x04\xc8\xf3\x18\x03H\x00\x12\x39\n\x0etyping_changed\x18\xbc\x03 \x01(\x0b\x32\x18.parley.v1.TypingChangedB\x04\xc8\xf3\x18\x03H\x00\x42\x06\n\x04\x62ody\"\xc4\x01\n\x05Hello\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12-\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32\x17.parley.v1.Capabilities\x12\x16\n\x0e\x63lient_version\x18\x05 \x01(\t\x12\x19\n\x11resume_session_id\x18\x06 \x01(\t\x12\x19\n\x11resume_from_event\x18\x07 \x01(\x04\"c\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x63\x61lling\x18\x01 \x01(\x08\x12\x11\n\tmessaging\x18\x02 \x01(\x08\x12\x19\n\x11\x61\x63tive_connection\x18\x03 \x01(\x08\x12\x14\n\x0cmanaged_push\x18\x04 \x01(\x08\"\xc6\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x16\n\x0eserver_time_ms\x18\x04 \x01(\x03\x12\x1b\n\x13token_expires_at_ms\x18\x05 \x01(\x03\x12(\n\x06resume\x18\x06 \x01(\x0e\x32\x18.parley.v1.ResumeOutcome\x12\x15\n\rresume_reason\x18\x07 \x01(\t\"\x1e\n\x04Ping\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\"6\n\x04Pong\x12\x16\n\x0e\x63lient_time_ms\x18\x01 \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\x02 \x01(\x03\"$\n\x0cRefreshToken\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\",\n\rTokenAccepted\x12\x1b\n\x13token_expires_at_ms\x18\x01 \x01(\x03\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1b\n\x06Listen\x12\x11\n\tlistening\x18\x01 \x01(\x08\"#\n\x0eListenAccepted\x12\x11\n\tlistening\x18\x01 \x01(\x08*\xbf\x01\n\rResumeOutcome\x12\x1e\n\x1aRESUME_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESUME_OUTCOME_RESUMED\x10\x01\x12\x1a\n\x16RESUME_OUTCOME_EXPIRED\x10\x02\x12\x1a\n\x16RESUME_OUTCOME_REFUSED\x10\x03\x12\x1d\n\x19RESUME_OUTCOME_OVERFLOWED\x10\x04\x12\x1b\n\x17RESUME_OUTCOME_DISABLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -94,28 +95,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE'].fields_by_name['call_ended']._serialized_options = b'\310\363\030\003'
   _globals['_ENVELOPE'].fields_by_name['call_signal_received']._loaded_options = None
   _globals['_ENVELOPE'].fields_by_name['call_signal_received']._serialized_options = b'\310\363\030\003'
-  _globals['_RESUMEOUTCOME']._serialized_start=2555
-  _globals['_RESUMEOUTCOME']._serialized_end=2746
-  _globals['_ENVELOPE']._serialized_start=158
-  _globals['_ENVELOPE']._serialized_end=1786
-  _globals['_HELLO']._serialized_start=1789
-  _globals['_HELLO']._serialized_end=1985
-  _globals['_CAPABILITIES']._serialized_start=1987
-  _globals['_CAPABILITIES']._serialized_end=2086
-  _globals['_WELCOME']._serialized_start=2089
-  _globals['_WELCOME']._serialized_end=2287
-  _globals['_PING']._serialized_start=2289
-  _globals['_PING']._serialized_end=2319
-  _globals['_PONG']._serialized_start=2321
-  _globals['_PONG']._serialized_end=2375
-  _globals['_REFRESHTOKEN']._serialized_start=2377
-  _globals['_REFRESHTOKEN']._serialized_end=2413
-  _globals['_TOKENACCEPTED']._serialized_start=2415
-  _globals['_TOKENACCEPTED']._serialized_end=2459
-  _globals['_GOODBYE']._serialized_start=2461
-  _globals['_GOODBYE']._serialized_end=2486
-  _globals['_LISTEN']._serialized_start=2488
-  _globals['_LISTEN']._serialized_end=2515
-  _globals['_LISTENACCEPTED']._serialized_start=2517
-  _globals['_LISTENACCEPTED']._serialized_end=2552
+  _globals['_ENVELOPE'].fields_by_name['send_message']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['send_message']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['ack_messages']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['ack_messages']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['fetch_messages']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['fetch_messages']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['mark_read']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['mark_read']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['send_typing']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['send_typing']._serialized_options = b'\310\363\030\001'
+  _globals['_ENVELOPE'].fields_by_name['message_accepted']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['message_accepted']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['message_batch']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['message_batch']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['messages_acked']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['messages_acked']._serialized_options = b'\310\363\030\002'
+  _globals['_ENVELOPE'].fields_by_name['message_incoming']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['message_incoming']._serialized_options = b'\310\363\030\003'
+  _globals['_ENVELOPE'].fields_by_name['message_sent']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['message_sent']._serialized_options = b'\310\363\030\003'
+  _globals['_ENVELOPE'].fields_by_name['message_delivered']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['message_delivered']._serialized_options = b'\310\363\030\003'
+  _globals['_ENVELOPE'].fields_by_name['message_read']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['message_read']._serialized_options = b'\310\363\030\003'
+  _globals['_ENVELOPE'].fields_by_name['typing_changed']._loaded_options = None
+  _globals['_ENVELOPE'].fields_by_name['typing_changed']._serialized_options = b'\310\363\030\003'
+  _globals['_RESUMEOUTCOME']._serialized_start=3329
+  _globals['_RESUMEOUTCOME']._serialized_end=3520
+  _globals['_ENVELOPE']._serialized_start=185
+  _globals['_ENVELOPE']._serialized_end=2560
+  _globals['_HELLO']._serialized_start=2563
+  _globals['_HELLO']._serialized_end=2759
+  _globals['_CAPABILITIES']._serialized_start=2761
+  _globals['_CAPABILITIES']._serialized_end=2860
+  _globals['_WELCOME']._serialized_start=2863
+  _globals['_WELCOME']._serialized_end=3061
+  _globals['_PING']._serialized_start=3063
+  _globals['_PING']._serialized_end=3093
+  _globals['_PONG']._serialized_start=3095
+  _globals['_PONG']._serialized_end=3149
+  _globals['_REFRESHTOKEN']._serialized_start=3151
+  _globals['_REFRESHTOKEN']._serialized_end=3187
+  _globals['_TOKENACCEPTED']._serialized_start=3189
+  _globals['_TOKENACCEPTED']._serialized_end=3233
+  _globals['_GOODBYE']._serialized_start=3235
+  _globals['_GOODBYE']._serialized_end=3260
+  _globals['_LISTEN']._serialized_start=3262
+  _globals['_LISTEN']._serialized_end=3289
+  _globals['_LISTENACCEPTED']._serialized_start=3291
+  _globals['_LISTENACCEPTED']._serialized_end=3326
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 from parley.v1 import calls_pb2 as _calls_pb2
 from parley.v1 import common_pb2 as _common_pb2
 from parley.v1 import echo_pb2 as _echo_pb2
+from parley.v1 import messaging_pb2 as _messaging_pb2
 from parley.v1 import options_pb2 as _options_pb2
 from parley.v1 import presence_pb2 as _presence_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -27,7 +28,7 @@ RESUME_OUTCOME_OVERFLOWED: ResumeOutcome
 RESUME_OUTCOME_DISABLED: ResumeOutcome
 
 class Envelope(_message.Message):
-    __slots__ = ("seq", "reply_to", "traceparent", "event", "ack", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event", "start_call", "ring_call", "answer_call", "hangup_call", "send_call_signal", "get_ice_servers", "start_call_reply", "call_ack", "ice_servers", "call_incoming", "call_progressing", "call_answered", "call_ended", "call_signal_received")
+    __slots__ = ("seq", "reply_to", "traceparent", "event", "ack", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event", "start_call", "ring_call", "answer_call", "hangup_call", "send_call_signal", "get_ice_servers", "start_call_reply", "call_ack", "ice_servers", "call_incoming", "call_progressing", "call_answered", "call_ended", "call_signal_received", "send_message", "ack_messages", "fetch_messages", "mark_read", "send_typing", "message_accepted", "message_batch", "messages_acked", "message_incoming", "message_sent", "message_delivered", "message_read", "typing_changed")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +63,19 @@ class Envelope(_message.Message):
     CALL_ANSWERED_FIELD_NUMBER: _ClassVar[int]
     CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
     CALL_SIGNAL_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    SEND_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ACK_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    FETCH_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MARK_READ_FIELD_NUMBER: _ClassVar[int]
+    SEND_TYPING_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_BATCH_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_ACKED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_INCOMING_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_SENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_READ_FIELD_NUMBER: _ClassVar[int]
+    TYPING_CHANGED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     reply_to: int
     traceparent: str
@@ -96,7 +110,20 @@ class Envelope(_message.Message):
     call_answered: _calls_pb2.CallAnswered
     call_ended: _calls_pb2.CallEnded
     call_signal_received: _calls_pb2.CallSignalReceived
-    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ..., start_call: _Optional[_Union[_calls_pb2.StartCall, _Mapping]] = ..., ring_call: _Optional[_Union[_calls_pb2.RingCall, _Mapping]] = ..., answer_call: _Optional[_Union[_calls_pb2.AnswerCall, _Mapping]] = ..., hangup_call: _Optional[_Union[_calls_pb2.HangupCall, _Mapping]] = ..., send_call_signal: _Optional[_Union[_calls_pb2.SendCallSignal, _Mapping]] = ..., get_ice_servers: _Optional[_Union[_calls_pb2.GetIceServers, _Mapping]] = ..., start_call_reply: _Optional[_Union[_calls_pb2.StartCallReply, _Mapping]] = ..., call_ack: _Optional[_Union[_calls_pb2.CallAck, _Mapping]] = ..., ice_servers: _Optional[_Union[_calls_pb2.IceServers, _Mapping]] = ..., call_incoming: _Optional[_Union[_calls_pb2.CallIncoming, _Mapping]] = ..., call_progressing: _Optional[_Union[_calls_pb2.CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[_calls_pb2.CallAnswered, _Mapping]] = ..., call_ended: _Optional[_Union[_calls_pb2.CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[_calls_pb2.CallSignalReceived, _Mapping]] = ...) -> None: ...
+    send_message: _messaging_pb2.SendMessage
+    ack_messages: _messaging_pb2.AckMessages
+    fetch_messages: _messaging_pb2.FetchMessages
+    mark_read: _messaging_pb2.MarkRead
+    send_typing: _messaging_pb2.SendTyping
+    message_accepted: _messaging_pb2.MessageAccepted
+    message_batch: _messaging_pb2.MessageBatch
+    messages_acked: _messaging_pb2.MessagesAcked
+    message_incoming: _messaging_pb2.MessageIncoming
+    message_sent: _messaging_pb2.MessageSent
+    message_delivered: _messaging_pb2.MessageDelivered
+    message_read: _messaging_pb2.MessageRead
+    typing_changed: _messaging_pb2.TypingChanged
+    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ..., start_call: _Optional[_Union[_calls_pb2.StartCall, _Mapping]] = ..., ring_call: _Optional[_Union[_calls_pb2.RingCall, _Mapping]] = ..., answer_call: _Optional[_Union[_calls_pb2.AnswerCall, _Mapping]] = ..., hangup_call: _Optional[_Union[_calls_pb2.HangupCall, _Mapping]] = ..., send_call_signal: _Optional[_Union[_calls_pb2.SendCallSignal, _Mapping]] = ..., get_ice_servers: _Optional[_Union[_calls_pb2.GetIceServers, _Mapping]] = ..., start_call_reply: _Optional[_Union[_calls_pb2.StartCallReply, _Mapping]] = ..., call_ack: _Optional[_Union[_calls_pb2.CallAck, _Mapping]] = ..., ice_servers: _Optional[_Union[_calls_pb2.IceServers, _Mapping]] = ..., call_incoming: _Optional[_Union[_calls_pb2.CallIncoming, _Mapping]] = ..., call_progressing: _Optional[_Union[_calls_pb2.CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[_calls_pb2.CallAnswered, _Mapping]] = ..., call_ended: _Optional[_Union[_calls_pb2.CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[_calls_pb2.CallSignalReceived, _Mapping]] = ..., send_message: _Optional[_Union[_messaging_pb2.SendMessage, _Mapping]] = ..., ack_messages: _Optional[_Union[_messaging_pb2.AckMessages, _Mapping]] = ..., fetch_messages: _Optional[_Union[_messaging_pb2.FetchMessages, _Mapping]] = ..., mark_read: _Optional[_Union[_messaging_pb2.MarkRead, _Mapping]] = ..., send_typing: _Optional[_Union[_messaging_pb2.SendTyping, _Mapping]] = ..., message_accepted: _Optional[_Union[_messaging_pb2.MessageAccepted, _Mapping]] = ..., message_batch: _Optional[_Union[_messaging_pb2.MessageBatch, _Mapping]] = ..., messages_acked: _Optional[_Union[_messaging_pb2.MessagesAcked, _Mapping]] = ..., message_incoming: _Optional[_Union[_messaging_pb2.MessageIncoming, _Mapping]] = ..., message_sent: _Optional[_Union[_messaging_pb2.MessageSent, _Mapping]] = ..., message_delivered: _Optional[_Union[_messaging_pb2.MessageDelivered, _Mapping]] = ..., message_read: _Optional[_Union[_messaging_pb2.MessageRead, _Mapping]] = ..., typing_changed: _Optional[_Union[_messaging_pb2.TypingChanged, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id", "resume_from_event")

@@ -73,3 +73,11 @@ class Error(_message.Message):
     reason: str
     field: str
     def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class PushPair(_message.Message):
+    __slots__ = ("push_data", "push_payload")
+    PUSH_DATA_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    push_data: bytes
+    push_payload: bytes
+    def __init__(self, push_data: _Optional[bytes] = ..., push_payload: _Optional[bytes] = ...) -> None: ...
