@@ -63,6 +63,15 @@ class Outbox:
         self.load()
         return list(self._unsent.values())
 
+    def get(self, message_id: str) -> Unsent | None:
+        self.load()
+        return self._unsent.get(message_id)
+
+    def oldest(self) -> Unsent | None:
+        """The message queued first (None if there is none)."""
+        self.load()
+        return next(iter(self._unsent.values()), None)
+
     def load(self) -> None:
         """Read the file (once): what an earlier run left unsent."""
         if self._loaded:
