@@ -12,7 +12,6 @@ queued fails with a NETWORK error; one the service refused fails at once with it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -249,14 +248,12 @@ class MessageSender:
         await self._failed(message, error)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._guard(work), name=name)
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
 
-    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            try:
-                await work
-            except Exception as exc:
-                self._log.error(f"{asyncio.current_task()!r} failed: {exc!r}")
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error(f"{task.get_name()} failed: {task.exception()!r}")
