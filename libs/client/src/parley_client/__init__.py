@@ -28,6 +28,14 @@ from parley_client.client import ClientListener, ParleyClient
 from parley_client.config import Capabilities
 from parley_client.errors import ConfigurationError, ConfigurationProblem, ErrorType, ParleyError
 from parley_client.features import Connected, Feature, FeatureLink
+from parley_client.message import (
+    Message,
+    MessageDeliveryInfo,
+    MessageFailureInfo,
+    MessageReadInfo,
+    WritableMessage,
+)
+from parley_client.messaging import MessageClient, MessageClientListener
 from parley_client.presence import UserPresence
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
@@ -66,6 +74,12 @@ __all__ = [
     "ErrorType",
     "Feature",
     "FeatureLink",
+    "Message",
+    "MessageClient",
+    "MessageClientListener",
+    "MessageDeliveryInfo",
+    "MessageFailureInfo",
+    "MessageReadInfo",
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",
@@ -78,4 +92,5 @@ __all__ = [
     "ToneSource",
     "UserPresence",
     "VideoController",
+    "WritableMessage",
 ]

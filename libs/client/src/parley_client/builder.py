@@ -78,7 +78,8 @@ class ParleyClientBuilder(Generic[C]):
         return self
 
     def persistence_dir(self, path: str | os.PathLike[str]) -> Self:
-        """Where device credentials are kept (default: ~/.local/share/parley)."""
+        """Where device credentials, unsent messages and the ids of messages already shown
+        are kept (default: ~/.local/share/parley)."""
         if not isinstance(path, str | os.PathLike):
             raise _bad("persistence_dir", f"must be a path, not {type(path).__name__}")
         text = os.fspath(path)
@@ -147,6 +148,13 @@ class ParleyClientBuilder(Generic[C]):
         """End an established call (INACTIVE) when no media arrives for this long (10 s)."""
         value = _seconds("inactive_timeout", seconds)
         self._config = replace(self._config, inactive_timeout=value)
+        return self
+
+    def message_retry_period(self, seconds: float) -> Self:
+        """How long a message that could not be sent (a NETWORK failure: not connected, timed
+        out, service unavailable) is kept and retried before it fails (12 h)."""
+        value = _seconds("message_retry_period", seconds)
+        self._config = replace(self._config, message_retry_period=value)
         return self
 
     def from_env(self, environ: Mapping[str, str] | None = None) -> Self:

@@ -23,6 +23,7 @@ from parley_client.hello import hello_message
 from parley_client.listeners import ListenerSet
 from parley_client.listening import Listening
 from parley_client.logs import ClientLog
+from parley_client.messaging import MessageClient
 from parley_client.presence import Presence, UserPresence
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
@@ -116,6 +117,7 @@ class ParleyClient:
         self._audio = AudioController(config.media)
         self._video = VideoController(config.media)
         self._calls: CallClient | None = None  # plugged in when calling is used
+        self._messages: MessageClient | None = None  # plugged in when messaging is used
 
     # -- construction -----------------------------------------------------------------------
 
@@ -266,6 +268,8 @@ class ParleyClient:
         self._failure = None
         if self._capabilities.calling:
             _ = self.call_client  # incoming calls need the feature from the first frame
+        if self._capabilities.messaging:
+            _ = self.message_client  # so do incoming messages
         self._set_state(_State.STARTING)
         session = self._new_session(endpoints)
         self._log.info(
@@ -306,6 +310,8 @@ class ParleyClient:
             was_running = self._state in _RUNNING
             if self._calls is not None:  # hang up while the connection still takes frames
                 await self._calls.terminate()
+            if self._messages is not None:  # acknowledgements still waiting go out
+                await self._messages.terminate()
             self._set_state(_State.STOPPED)
             if self._opening is not None:
                 self._opening.cancel()
@@ -365,6 +371,21 @@ class ParleyClient:
             )
             self._features.add(self._calls)
         return self._calls
+
+    # -- messages ----------------------------------------------------------------------------
+
+    @property
+    def message_client(self) -> MessageClient:
+        """Instant messages to and from other users (the messaging capability must be on to
+        send them)."""
+        if self._messages is None:
+            self._messages = MessageClient(
+                config=self._config,
+                log=self._log,
+                started=lambda: self._state is not _State.NEW,
+            )
+            self._features.add(self._messages)
+        return self._messages
 
     @property
     def audio_controller(self) -> AudioController:

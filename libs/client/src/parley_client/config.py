@@ -19,6 +19,8 @@ from parley_protocol.errors import ParleyError as ProtocolError
 DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_REGISTRATION_TIMEOUT = 60.0
 DEFAULT_INACTIVE_TIMEOUT = 10.0
+# How long an unsent message is retried (the guide's 12 hours) before it fails.
+DEFAULT_MESSAGE_RETRY_PERIOD = 12 * 3600.0
 
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
@@ -143,6 +145,9 @@ class ClientConfig:
     ice_host_addresses: tuple[str, ...] | None = None
     ice_transport_policy: str = "all"
     inactive_timeout: float = DEFAULT_INACTIVE_TIMEOUT
+    # Messages: how long one that could not be sent for a NETWORK reason is retried before
+    # it fails (on_message_failed).
+    message_retry_period: float = DEFAULT_MESSAGE_RETRY_PERIOD
 
     @property
     def storage_dir(self) -> Path:
