@@ -1,6 +1,7 @@
-"""Composition root of the messaging service: settings, the three group-commit writers
-(sends, acknowledgements, reads), recipients' registrations, presence, device events, the
-handlers of the routed messaging bodies, and the retention purge."""
+"""Composition root of the messaging service: settings, the four group-commit writers
+(sends, acknowledgements, reads, told marks), recipients' registrations, presence, device
+events, the handlers of the routed messaging bodies, the redelivery sweeper and the
+retention purge."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from parley_messaging.handlers import (
     MessageWriter,
     MessagingHandlers,
     ReceiptWriter,
+    ToldWriter,
     declare_endpoints,
 )
 from parley_messaging.purge import Purger
+from parley_messaging.redeliver import Redeliverer
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
 from parley_service.devices import DeviceEvents
@@ -44,8 +47,14 @@ def purger_of(runtime: Runtime) -> Purger:
     return purger
 
 
+def redeliverer_of(runtime: Runtime) -> Redeliverer:
+    redeliverer = runtime.components["redeliverer"]
+    assert isinstance(redeliverer, Redeliverer)
+    return redeliverer
+
+
 def writer_of(runtime: Runtime, kind: str) -> GroupCommit[object, object]:
-    """The group-commit writer of `kind`: messages, acks or reads."""
+    """The group-commit writer of `kind`: messages, acks, reads or told."""
     writer = runtime.components[f"{kind}_writer"]
     assert isinstance(writer, GroupCommit)
     return writer
@@ -62,10 +71,12 @@ async def setup(runtime: Runtime) -> None:
     pool = runtime.db
     timeout = settings.message_commit_timeout_seconds
 
-    def writer(kind: str, write: commits.Write[T, R]) -> GroupCommit[T, R]:
+    def writer(
+        kind: str, write: commits.Write[T, R], synchronous: bool = True
+    ) -> GroupCommit[T, R]:
         group: GroupCommit[T, R] = GroupCommit(
             kind,
-            commits.in_transaction(pool, write, timeout, kind),
+            commits.in_transaction(pool, write, timeout, kind, synchronous),
             settings.message_batch_max,
             settings.message_batch_window_seconds,
         )
@@ -76,10 +87,13 @@ async def setup(runtime: Runtime) -> None:
     messages: MessageWriter = writer("messages", commits.write_messages)
     acks: ReceiptWriter = writer("acks", commits.write_acks)
     reads: ReceiptWriter = writer("reads", commits.write_reads)
+    # A told mark lost in a crash only makes the sweeper tell it again.
+    told: ToldWriter = writer("told", commits.write_told, synchronous=False)
 
     liveness = GatewayLiveness(runtime.nc, runtime.clock)
     await liveness.start()
     runtime.on_stop(liveness.stop)
+    presence = PresenceReader(runtime.nc, liveness)
     events = MessageEvents(
         DeviceEvents(runtime.nc, settings.window), DeviceEvents(runtime.nc, window=False)
     )
@@ -89,22 +103,36 @@ async def setup(runtime: Runtime) -> None:
         messages,
         acks,
         reads,
+        told,
         RegisteredUsers(runtime.bus, settings.message_registered_cache_size),
-        PresenceReader(runtime.nc, liveness),
+        presence,
         events,
         runtime.clock,
     )
     purger = Purger(pool, runtime.clock, settings.retention_seconds, settings.message_purge_seconds)
+    redeliverer = Redeliverer(
+        pool,
+        events,
+        presence,
+        runtime.clock,
+        settings.message_redeliver_seconds,
+        settings.message_redeliver_after_seconds,
+        settings.message_redeliver_max_age_seconds,
+    )
     runtime.components.update(
         messaging=handlers,
         purger=purger,
+        redeliverer=redeliverer,
         messages_writer=messages,
         acks_writer=acks,
         reads_writer=reads,
+        told_writer=told,
     )
     declare_endpoints(runtime.bus, handlers)
     purger.start()
     runtime.on_stop(purger.stop)
+    redeliverer.start()
+    runtime.on_stop(redeliverer.stop)
     log.info(
         "messaging_ready",
         max_recipients=settings.message_max_recipients,

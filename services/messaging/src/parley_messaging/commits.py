@@ -9,6 +9,8 @@ Each write takes the batch and gives one result per request, in order:
 - `write_acks`: records per (message, device instance) that the device has the message; the
   first acknowledgement of a recipient makes the message delivered to that recipient.
 - `write_reads`: marks messages read by their recipient (a read message is delivered too).
+- `write_told`: marks messages and receipts told (their events were taken); this one may
+  commit without waiting for the disk: a mark lost only makes the sweeper tell it again.
 
 Acknowledgements and reads count only messages addressed to the request's user within the
 retention time; other ids are left out. Each delivered or read mark is given to exactly
@@ -62,11 +64,13 @@ class NewMessage:
 @dataclass(frozen=True)
 class Stored:
     """What a send came to: `created` (this request stored it) or the message that was
-    there already, with its sender and the time it was accepted."""
+    there already, with its sender, the time it was accepted and whether it was told."""
 
     created: bool
     sender_id: str
     sent_at_ms: int
+    seq: int
+    told: bool = False
 
 
 async def write_messages(conn: Db, batch: Sequence[NewMessage]) -> list[Stored | ParleyError]:
@@ -109,10 +113,12 @@ async def write_messages(conn: Db, batch: Sequence[NewMessage]) -> list[Stored |
         key = MessageKey(message.application_key, message.message_id)
         if key in inserted:
             original = batch[first[key]]
-            results.append(Stored(first[key] == index, original.sender_id, original.sent_at_ms))
+            results.append(
+                Stored(first[key] == index, original.sender_id, original.sent_at_ms, inserted[key])
+            )
         elif key in heads:
             head = heads[key]
-            results.append(Stored(False, head.sender_id, to_ms(head.sent_at)))
+            results.append(Stored(False, head.sender_id, to_ms(head.sent_at), head.seq, head.told))
         else:  # there when inserted, gone when looked up: purged in between
             results.append(
                 ParleyError(
@@ -144,6 +150,7 @@ class ReceiptRequest:
 class Receipt:
     """A message became delivered to (or read by) `user_id`: the sender is to hear it."""
 
+    seq: int
     message_id: uuid.UUID
     sender_id: str
     user_id: str
@@ -218,7 +225,51 @@ async def _write_receipts(
 
 
 def _receipt(row: Addressed, mark: store.Marked) -> Receipt:
-    return Receipt(row.message_id, row.sender_id, mark.recipient_id, to_ms(mark.at))
+    return Receipt(row.seq, row.message_id, row.sender_id, mark.recipient_id, to_ms(mark.at))
+
+
+# -- told marks -------------------------------------------------------------------------------
+
+MESSAGE = "message"
+DELIVERED = "delivered"
+READ = "read"
+
+
+@dataclass(frozen=True)
+class Told:
+    """The events of a message (MessageIncoming and MessageSent), or of one recipient's
+    delivered or read receipt (`recipient_id`), were taken by the device events."""
+
+    kind: str  # MESSAGE, DELIVERED or READ
+    seq: int
+    recipient_id: str = ""
+
+
+@dataclass(frozen=True)
+class ToldMarks:
+    """One request's told marks, at `at_ms`."""
+
+    marks: tuple[Told, ...]
+    at_ms: int
+
+
+async def write_told(conn: Db, batch: Sequence[ToldMarks]) -> list[None]:
+    """Set told_at, delivered_told_at and read_told_at of the batch's marks (those set
+    already stay as they are)."""
+    if not batch:
+        return []
+    at = to_datetime(max(item.at_ms for item in batch))
+    marks = sorted({m for item in batch for m in item.marks}, key=lambda m: (m.seq, m.recipient_id))
+    messages = [m.seq for m in marks if m.kind == MESSAGE]
+    if messages:
+        await store.mark_messages_told(conn, messages, at)
+    for kind in (DELIVERED, READ):
+        rows = [m for m in marks if m.kind == kind]
+        if rows:
+            await store.mark_receipts_told(
+                conn, [m.seq for m in rows], [m.recipient_id for m in rows], at, kind == READ
+            )
+    return [None] * len(batch)
 
 
 # -- transactions ---------------------------------------------------------------------------
@@ -229,18 +280,23 @@ def in_transaction(
     write: Write[T, R],
     timeout_seconds: float,
     kind: str,
+    synchronous: bool = True,
 ) -> Callable[[Sequence[T]], Awaitable[Sequence[R]]]:
-    """A flush for GroupCommit: `write` the batch in one transaction with synchronous commit,
-    within `timeout_seconds` (TimeoutError: UNAVAILABLE to the requests; the outcome of a
-    commit cut off is unknown, and a retry is answered from what was stored). A deadlock or
-    serialization failure against another replica runs the batch again."""
+    """A flush for GroupCommit: `write` the batch in one transaction with synchronous commit
+    (unless `synchronous` is false: the told marks), within `timeout_seconds` (TimeoutError:
+    UNAVAILABLE to the requests; the outcome of a commit cut off is unknown, and a retry is
+    answered from what was stored). A deadlock or serialization failure against another
+    replica runs the batch again."""
 
     async def flush(batch: Sequence[T]) -> Sequence[R]:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with asyncio.timeout(timeout_seconds):
                     async with pool.acquire() as conn, conn.transaction():
-                        await store.require_synchronous_commit(conn)
+                        if synchronous:
+                            await store.require_synchronous_commit(conn)
+                        else:
+                            await store.allow_asynchronous_commit(conn)
                         return await write(conn, batch)
             except asyncpg.TransactionRollbackError as exc:
                 if attempt == ATTEMPTS:

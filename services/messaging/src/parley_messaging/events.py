@@ -3,7 +3,8 @@
 Messages and receipts go through the resume window (`DeviceEvents` waits for the window to
 take each), so a device that reconnects within it still gets them; a device away longer
 fetches its messages (FetchMessages). A failed send is logged and counted; what it told
-stands (the message is stored, the receipt recorded). Typing indicators are published
+stands (the message is stored, the receipt recorded), and the caller learns which sends
+were taken: only those are marked told (the sweeper tells the rest again). Typing indicators are published
 without waiting for the window: they are not stored and a late one is worthless.
 """
 
@@ -34,18 +35,25 @@ class MessageEvents:
         self._devices = devices
         self._typing = typing_devices
 
-    async def message_accepted(self, application_key: str, message: messaging_pb2.Message) -> None:
+    async def message_accepted(self, application_key: str, message: messaging_pb2.Message) -> bool:
         """MessageIncoming to every device of each recipient, MessageSent to every device of
-        the sender (the sending one included), all at once."""
+        the sender (the sending one included), all at once; whether all were taken."""
         incoming = messaging_pb2.MessageIncoming(message=message)
         sent = messaging_pb2.MessageSent(message=message)
         targets: list[tuple[str, Message]] = [(user, incoming) for user in message.recipient_ids]
         targets.append((message.sender_id, sent))
-        await self._send_all(application_key, targets)
+        return all(await self._send_all(application_key, targets))
 
-    async def delivered(self, application_key: str, receipts: Sequence[Receipt]) -> None:
-        """MessageDelivered to every device of each message's sender."""
-        await self._send_all(
+    async def incoming(
+        self, application_key: str, message: messaging_pb2.Message, user_ids: Sequence[str]
+    ) -> list[bool]:
+        """MessageIncoming again to every device of these recipients; which were taken."""
+        incoming = messaging_pb2.MessageIncoming(message=message)
+        return await self._send_all(application_key, [(user, incoming) for user in user_ids])
+
+    async def delivered(self, application_key: str, receipts: Sequence[Receipt]) -> list[bool]:
+        """MessageDelivered to every device of each message's sender; which were taken."""
+        return await self._send_all(
             application_key,
             [
                 (
@@ -58,9 +66,9 @@ class MessageEvents:
             ],
         )
 
-    async def read(self, application_key: str, receipts: Sequence[Receipt]) -> None:
-        """MessageRead to every device of each message's sender."""
-        await self._send_all(
+    async def read(self, application_key: str, receipts: Sequence[Receipt]) -> list[bool]:
+        """MessageRead to every device of each message's sender; which were taken."""
+        return await self._send_all(
             application_key,
             [
                 (
@@ -83,18 +91,24 @@ class MessageEvents:
         except _SEND_ERRORS as exc:
             self._failed(event, recipient_id, exc)
 
-    async def _send_all(self, application_key: str, targets: Sequence[tuple[str, Message]]) -> None:
+    async def _send_all(
+        self, application_key: str, targets: Sequence[tuple[str, Message]]
+    ) -> list[bool]:
+        """Send each event to its user's devices, all at once; which were taken."""
         if not targets:
-            return
+            return []
         results = await asyncio.gather(
             *(self._devices.to_user(application_key, user, event) for user, event in targets),
             return_exceptions=True,
         )
+        taken: list[bool] = []
         for (user, event), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, _SEND_ERRORS):
                     raise result
                 self._failed(event, user, result)
+            taken.append(not isinstance(result, BaseException))
+        return taken
 
     @staticmethod
     def _failed(event: Message, user_id: str, exc: BaseException) -> None:

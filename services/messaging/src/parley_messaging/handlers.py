@@ -5,7 +5,8 @@ send_message:   validate, check every recipient ever registered (auth), commit (
                 with concurrent sends), then MessageIncoming to the recipients' devices and
                 MessageSent to the sender's; the reply lists the recipients with no device
                 online. A retried send (same id, same sender) is answered from what was
-                stored; the same id from another sender is PERMISSION_DENIED.
+                stored, and tells the stored message only if it was not told yet; the
+                same id from another sender is PERMISSION_DENIED.
 ack_messages:   this device instance has these messages (grouped commits); a recipient's
                 first device to acknowledge makes a message delivered (MessageDelivered
                 to the sender's devices, once per recipient).
@@ -14,6 +15,9 @@ fetch_messages: the messages to the caller's user this device instance has not
 mark_read:      the caller's user read these messages (MessageRead to the sender's devices,
                 once per reader; a message read is delivered too).
 send_typing:    TypingChanged to the other user's devices (not stored).
+
+Events that were taken by the device events are then marked told (grouped commits of their
+own); what is not marked is told again by the sweeper (redeliver.py).
 
 Identity comes from the Caller only: the sender of a message, the user whose messages are
 fetched, acknowledged or read, the device instance that acknowledges. Acknowledgements and
@@ -29,8 +33,16 @@ import uuid
 from collections.abc import Sequence
 
 from parley.v1 import messaging_pb2
-from parley_messaging import records, store
-from parley_messaging.commits import NewMessage, ReceiptOutcome, ReceiptRequest, Stored
+from parley_messaging import commits, records, store
+from parley_messaging.commits import (
+    NewMessage,
+    Receipt,
+    ReceiptOutcome,
+    ReceiptRequest,
+    Stored,
+    Told,
+    ToldMarks,
+)
 from parley_messaging.events import MessageEvents
 from parley_messaging.group_commit import GroupCommit
 from parley_messaging.metrics import (
@@ -61,6 +73,7 @@ log = get_logger("parley.messaging.handlers")
 
 MessageWriter = GroupCommit[NewMessage, Stored | ParleyError]
 ReceiptWriter = GroupCommit[ReceiptRequest, ReceiptOutcome]
+ToldWriter = GroupCommit[ToldMarks, None]
 
 
 def declare_endpoints(bus: Bus, handlers: MessagingHandlers) -> None:
@@ -79,6 +92,7 @@ class MessagingHandlers:
         messages: MessageWriter,
         acks: ReceiptWriter,
         reads: ReceiptWriter,
+        told: ToldWriter,
         registered: RegisteredUsers,
         presence: PresenceReader,
         events: MessageEvents,
@@ -88,6 +102,7 @@ class MessagingHandlers:
         self._messages = messages
         self._acks = acks
         self._reads = reads
+        self._told = told
         self._registered = registered
         self._presence = presence
         self._events = events
@@ -167,17 +182,45 @@ class MessagingHandlers:
                 recipients=len(recipients),
             )
             _, offline = await asyncio.gather(
-                self._events.message_accepted(app, message), self._offline(app, recipients)
+                self._tell(app, stored.seq, message), self._offline(app, recipients)
+            )
+        elif not stored.told:
+            # A retry of a message whose events were not all taken: tell what was stored.
+            log.info("message_send_repeated", app=app, message=given.message_id, told=False)
+            found = (await store.messages_by_seq(self._pool, [stored.seq])).get(stored.seq)
+            if found is not None:
+                recipients = found.message.recipient_ids
+                message = records.message_of(found.message)
+            _, offline = await asyncio.gather(
+                self._tell(app, stored.seq, message if found else None),
+                self._offline(app, recipients),
             )
         else:
             # A retry: the same reply, nothing stored or told twice.
-            log.info("message_send_repeated", app=app, message=given.message_id)
+            log.info("message_send_repeated", app=app, message=given.message_id, told=True)
             offline = await self._offline(app, recipients)
         return messaging_pb2.MessageAccepted(
             message_id=given.message_id,
             timestamp_ms=stored.sent_at_ms,
             offline=[messaging_pb2.RecipientPush(recipient_id=user) for user in offline],
         )
+
+    async def _tell(
+        self, application_key: str, seq: int, message: messaging_pb2.Message | None
+    ) -> None:
+        """Tell the message's recipients and sender; once all took it, mark it told."""
+        if message is not None and await self._events.message_accepted(application_key, message):
+            await self._mark([Told(commits.MESSAGE, seq)])
+
+    async def _mark(self, marks: Sequence[Told]) -> None:
+        """Record that these events were taken. A failure is only logged: the sweeper tells
+        them again (devices drop what they have)."""
+        if not marks:
+            return
+        try:
+            await self._told.submit(ToldMarks(tuple(marks), now_ms(self._clock)))
+        except Exception as exc:
+            log.warning("told_mark_failed", marks=len(marks), error=repr(exc))
 
     async def _offline(self, application_key: str, recipients: Sequence[str]) -> list[str]:
         """The recipients with no connected device that announced messaging (the app may
@@ -203,10 +246,18 @@ class MessagingHandlers:
         self, caller: Caller, request: messaging_pb2.MarkRead
     ) -> messaging_pb2.MessagesAcked:
         outcome = await self._receipts(self._reads, caller, request.message_ids)
-        await self._delivered(caller.application_key, outcome)
+        app = caller.application_key
         if outcome.read:
             READ.inc(len(outcome.read))
-            await self._events.read(caller.application_key, outcome.read)
+        if outcome.delivered:
+            DELIVERED.inc(len(outcome.delivered))
+        delivered, read = await asyncio.gather(
+            self._events.delivered(app, outcome.delivered), self._events.read(app, outcome.read)
+        )
+        await self._mark(
+            _told(commits.DELIVERED, outcome.delivered, delivered)
+            + _told(commits.READ, outcome.read, read)
+        )
         return messaging_pb2.MessagesAcked(count=outcome.count)
 
     async def _receipts(
@@ -231,7 +282,8 @@ class MessagingHandlers:
     async def _delivered(self, application_key: str, outcome: ReceiptOutcome) -> None:
         if outcome.delivered:
             DELIVERED.inc(len(outcome.delivered))
-            await self._events.delivered(application_key, outcome.delivered)
+            taken = await self._events.delivered(application_key, outcome.delivered)
+            await self._mark(_told(commits.DELIVERED, outcome.delivered, taken))
 
     # fetch ----------------------------------------------------------------------------
 
@@ -264,6 +316,10 @@ class MessagingHandlers:
         recipient = validate_user_id(request.recipient_id, "recipient_id")
         await self._events.typing(caller.application_key, recipient, caller.user_id, request.typing)
         return messaging_pb2.MessagesAcked(count=1)
+
+
+def _told(kind: str, receipts: Sequence[Receipt], taken: Sequence[bool]) -> list[Told]:
+    return [Told(kind, r.seq, r.user_id) for r, ok in zip(receipts, taken, strict=True) if ok]
 
 
 def _instance_of(caller: Caller) -> uuid.UUID:

@@ -58,3 +58,15 @@ PURGED = Counter(
     "parley_messaging_purged_total",
     "Messages deleted after the retention time.",
 )
+RETOLD = Counter(
+    "parley_messaging_retold_total",
+    "Events told again by the redelivery sweeper, by kind (message: incoming and sent of a "
+    "message never told; delivered, read: receipts never told; incoming: an undelivered "
+    "message to an online recipient).",
+    ["kind"],
+)
+REDELIVER_ROUNDS = Counter(
+    "parley_messaging_redeliver_rounds_total",
+    "Rounds of the redelivery sweeper, by outcome (ok, failed).",
+    ["outcome"],
+)

@@ -1,5 +1,5 @@
 """Settings of the messaging service: the shared ones plus the limits of a message, the
-retention time and its purge, and the batching of commits."""
+retention time and its purge, the batching of commits, and the redelivery sweeper."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ class MessagingSettings(ServiceSettings):
     # Users known to have registered a device, remembered per replica (least recently
     # used go first); 0 asks auth every time.
     message_registered_cache_size: int = 100_000
+    # How often each replica's sweeper tells again what was committed but not told.
+    message_redeliver_seconds: float = 2.0
+    # Told again when still not told (or not delivered) this long after it was accepted
+    # (told, or last told again): the events of a send in flight are not doubled.
+    message_redeliver_after_seconds: float = 3.0
+    # Undelivered messages are told again to online recipients until they are this old;
+    # older ones wait for the recipient's fetch.
+    message_redeliver_max_age_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,6 +82,15 @@ class MessagingSettings(ServiceSettings):
             raise SettingsError(
                 "PARLEY_MESSAGE_REGISTERED_CACHE_SIZE must be 0 or more, not "
                 f"{self.message_registered_cache_size}"
+            )
+        positive("PARLEY_MESSAGE_REDELIVER_SECONDS", self.message_redeliver_seconds)
+        positive("PARLEY_MESSAGE_REDELIVER_AFTER_SECONDS", self.message_redeliver_after_seconds)
+        positive("PARLEY_MESSAGE_REDELIVER_MAX_AGE_SECONDS", self.message_redeliver_max_age_seconds)
+        if self.message_redeliver_max_age_seconds > self.retention_seconds:
+            raise SettingsError(
+                "PARLEY_MESSAGE_REDELIVER_MAX_AGE_SECONDS must not exceed the retention time "
+                f"({self.retention_seconds:.0f} seconds), not "
+                f"{self.message_redeliver_max_age_seconds!r}"
             )
 
     @property

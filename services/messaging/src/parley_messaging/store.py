@@ -43,6 +43,9 @@ class MessageHead:
     message_id: uuid.UUID
     sender_id: str
     sent_at: datetime
+    seq: int
+    # Its events were taken by the device events (told_at is set).
+    told: bool
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,35 @@ class StoredMessage:
     text: str
     headers: dict[str, str]
     sent_at: datetime
+
+
+@dataclass(frozen=True)
+class AppMessage:
+    """A stored message and its application (what the sweeper tells)."""
+
+    application_key: str
+    message: StoredMessage
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    """A recipient row delivered (or read) whose receipt the sender has not been told."""
+
+    application_key: str
+    seq: int
+    message_id: uuid.UUID
+    sender_id: str
+    recipient_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """A recipient row not delivered yet that the sweeper took to tell again."""
+
+    application_key: str
+    seq: int
+    recipient_id: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +114,12 @@ async def require_synchronous_commit(db: Db) -> None:
     """Inside a transaction: its COMMIT returns only once the WAL is flushed to disk,
     whatever the server's or the role's default (what is acknowledged survives a crash)."""
     await db.execute("SET LOCAL synchronous_commit TO on")
+
+
+async def allow_asynchronous_commit(db: Db) -> None:
+    """Inside a transaction: its COMMIT returns before the WAL is flushed (a crash may lose
+    it: only for writes whose loss is harmless)."""
+    await db.execute("SET LOCAL synchronous_commit TO off")
 
 
 # -- sends --------------------------------------------------------------------------------
@@ -133,7 +171,8 @@ async def insert_recipients(
 async def find_messages(db: Db, keys: Sequence[MessageKey]) -> dict[MessageKey, MessageHead]:
     """The stored messages of these (application, message id) keys."""
     records = await db.fetch(
-        "SELECT m.application_key, m.message_id, m.sender_id, m.sent_at"
+        "SELECT m.application_key, m.message_id, m.sender_id, m.sent_at, m.seq,"
+        " m.told_at IS NOT NULL AS told"
         " FROM unnest($1::text[], $2::uuid[]) AS k(application_key, message_id)"
         " JOIN messaging.messages m"
         "  ON m.application_key = k.application_key AND m.message_id = k.message_id",
@@ -142,7 +181,7 @@ async def find_messages(db: Db, keys: Sequence[MessageKey]) -> dict[MessageKey, 
     )
     return {
         MessageKey(r["application_key"], r["message_id"]): MessageHead(
-            r["application_key"], r["message_id"], r["sender_id"], r["sent_at"]
+            r["application_key"], r["message_id"], r["sender_id"], r["sent_at"], r["seq"], r["told"]
         )
         for r in records
     }
@@ -261,9 +300,7 @@ async def fetch_unacknowledged(
     """The messages addressed to the user, sent at or after the cutoff, that the device
     instance has not acknowledged, oldest first (by sequence), at most `limit`."""
     records = await db.fetch(
-        "SELECT m.seq, m.message_id, m.sender_id, m.text, m.headers, m.sent_at,"
-        " ARRAY(SELECT x.recipient_id FROM messaging.recipients x"
-        "  WHERE x.message_seq = m.seq ORDER BY x.position) AS recipient_ids"
+        f"SELECT {_MESSAGE_COLUMNS}"
         " FROM messaging.recipients r"
         " JOIN messaging.messages m ON m.seq = r.message_seq"
         " WHERE r.application_key = $1 AND r.recipient_id = $2 AND m.sent_at >= $4"
@@ -277,18 +314,157 @@ async def fetch_unacknowledged(
         cutoff,
         limit,
     )
+    return [_stored(r) for r in records]
+
+
+def _stored(r: Any) -> StoredMessage:
+    return StoredMessage(
+        seq=r["seq"],
+        message_id=r["message_id"],
+        sender_id=r["sender_id"],
+        recipient_ids=list(r["recipient_ids"]),
+        text=r["text"],
+        headers=json.loads(r["headers"]),
+        sent_at=r["sent_at"],
+    )
+
+
+# The columns of a whole message (StoredMessage, and its application) from `m`.
+_MESSAGE_COLUMNS = (
+    "m.application_key, m.seq, m.message_id, m.sender_id, m.text, m.headers, m.sent_at,"
+    " ARRAY(SELECT x.recipient_id FROM messaging.recipients x"
+    "  WHERE x.message_seq = m.seq ORDER BY x.position) AS recipient_ids"
+)
+
+
+async def messages_by_seq(db: Db, seqs: Sequence[int]) -> dict[int, AppMessage]:
+    """The whole messages of these sequence numbers (those still stored)."""
+    records = await db.fetch(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages m WHERE m.seq = ANY($1::bigint[])",
+        list(seqs),
+    )
+    return {r["seq"]: AppMessage(r["application_key"], _stored(r)) for r in records}
+
+
+# -- told marks ------------------------------------------------------------------------------
+#
+# A told mark skips rows another transaction holds (the sweeper, telling the same thing):
+# that one marks them, or they are told once more later. Either way nothing waits.
+
+
+async def mark_messages_told(db: Db, seqs: Sequence[int], at: datetime) -> int:
+    """Set told_at of these messages where it is not set; return how many were set."""
+    status: str = await db.execute(
+        "UPDATE messaging.messages SET told_at = $2"
+        " WHERE seq IN (SELECT seq FROM messaging.messages"
+        "  WHERE seq = ANY($1::bigint[]) AND told_at IS NULL"
+        "  ORDER BY seq FOR NO KEY UPDATE SKIP LOCKED)",
+        list(seqs),
+        at,
+    )
+    return int(status.split()[-1])
+
+
+async def mark_receipts_told(
+    db: Db, seqs: Sequence[int], recipient_ids: Sequence[str], at: datetime, read: bool
+) -> int:
+    """Set delivered_told_at (read_told_at when `read`) of these (message, recipient) rows
+    where it is not set; return how many were set."""
+    column = "read_told_at" if read else "delivered_told_at"
+    status: str = await db.execute(
+        f"UPDATE messaging.recipients r SET {column} = $3"
+        " FROM (SELECT x.message_seq, x.recipient_id"
+        "  FROM unnest($1::bigint[], $2::text[]) AS d(seq, recipient_id)"
+        "  JOIN messaging.recipients x"
+        "   ON x.message_seq = d.seq AND x.recipient_id = d.recipient_id"
+        f"  WHERE x.{column} IS NULL"
+        "  ORDER BY x.message_seq, x.recipient_id"
+        "  FOR NO KEY UPDATE OF x SKIP LOCKED) AS due"
+        " WHERE r.message_seq = due.message_seq AND r.recipient_id = due.recipient_id",
+        list(seqs),
+        list(recipient_ids),
+        at,
+    )
+    return int(status.split()[-1])
+
+
+# -- the redelivery sweeper -------------------------------------------------------------------
+
+
+async def claim_untold_messages(db: Db, before: datetime, limit: int) -> list[AppMessage]:
+    """Inside the sweeper's transaction: lock up to `limit` of the oldest messages accepted
+    before `before` and not told, skipping those another replica holds; return them whole.
+    The caller tells them, marks them (`mark_messages_told`) and commits."""
+    records = await db.fetch(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages m"
+        " WHERE m.told_at IS NULL AND m.sent_at < $1"
+        " ORDER BY m.sent_at LIMIT $2"
+        " FOR NO KEY UPDATE OF m SKIP LOCKED",
+        before,
+        limit,
+    )
+    return [AppMessage(r["application_key"], _stored(r)) for r in records]
+
+
+async def claim_untold_receipts(
+    db: Db, before: datetime, limit: int, read: bool
+) -> list[ReceiptRow]:
+    """Inside the sweeper's transaction: lock up to `limit` recipient rows delivered (read,
+    when `read`) before `before` whose receipt was not told, skipping those another replica
+    holds; return them. The caller tells the senders, marks them and commits."""
+    at, told = ("read_at", "read_told_at") if read else ("delivered_at", "delivered_told_at")
+    records = await db.fetch(
+        f"SELECT r.application_key, r.message_seq, m.message_id, m.sender_id, r.recipient_id,"
+        f" r.{at} AS at"
+        " FROM messaging.recipients r JOIN messaging.messages m ON m.seq = r.message_seq"
+        f" WHERE r.{at} IS NOT NULL AND r.{told} IS NULL AND r.{at} < $1"
+        f" ORDER BY r.{at} LIMIT $2"
+        " FOR NO KEY UPDATE OF r SKIP LOCKED",
+        before,
+        limit,
+    )
     return [
-        StoredMessage(
-            seq=r["seq"],
-            message_id=r["message_id"],
-            sender_id=r["sender_id"],
-            recipient_ids=list(r["recipient_ids"]),
-            text=r["text"],
-            headers=json.loads(r["headers"]),
-            sent_at=r["sent_at"],
+        ReceiptRow(
+            r["application_key"],
+            r["message_seq"],
+            r["message_id"],
+            r["sender_id"],
+            r["recipient_id"],
+            r["at"],
         )
         for r in records
     ]
+
+
+async def claim_undelivered(
+    db: Db, now: datetime, told_before: datetime, oldest: datetime, limit: int
+) -> list[Undelivered]:
+    """Take up to `limit` recipient rows not delivered, of messages accepted at or after
+    `oldest` and told before `told_before`, not taken since `told_before` (retold_at), and
+    set their retold_at to `now`; rows another replica holds are skipped. One statement:
+    two replicas never take the same row in one round, and a row comes back only after
+    `now - told_before` seconds."""
+    records = await db.fetch(
+        "WITH due AS ("
+        "  SELECT r.message_seq, r.recipient_id"
+        "  FROM messaging.recipients r JOIN messaging.messages m ON m.seq = r.message_seq"
+        "  WHERE r.delivered_at IS NULL"
+        "   AND r.message_seq >= coalesce((SELECT f.seq FROM messaging.messages f"
+        "    WHERE f.sent_at >= $3 ORDER BY f.sent_at LIMIT 1), 9223372036854775807)"
+        "   AND m.sent_at >= $3 AND m.told_at < $2"
+        "   AND (r.retold_at IS NULL OR r.retold_at < $2)"
+        "  ORDER BY r.message_seq, r.recipient_id LIMIT $4"
+        "  FOR NO KEY UPDATE OF r SKIP LOCKED"
+        " )"
+        " UPDATE messaging.recipients r SET retold_at = $1 FROM due"
+        " WHERE r.message_seq = due.message_seq AND r.recipient_id = due.recipient_id"
+        " RETURNING r.application_key, r.message_seq, r.recipient_id",
+        now,
+        told_before,
+        oldest,
+        limit,
+    )
+    return [Undelivered(r["application_key"], r["message_seq"], r["recipient_id"]) for r in records]
 
 
 # -- retention -----------------------------------------------------------------------------
