@@ -155,10 +155,10 @@ def test_no_root_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_root(root / "deep" / "er") == root
 
 
-def test_the_repository_runs_auth_then_gateway_then_calls_on_todays_ports() -> None:
+def test_the_repository_runs_auth_gateway_calls_then_messaging_on_todays_ports() -> None:
     found = discover()
-    assert [s.name for s in found] == ["auth", GATEWAY, "calls"]
-    auth, gateway, calls = found
+    assert [s.name for s in found] == ["auth", GATEWAY, "calls", "messaging"]
+    auth, gateway, calls, messaging = found
     assert (auth.module, auth.health_port, auth.public_port) == ("parley_auth", 9101, None)
     assert auth.database and auth.master_key and auth.restart
     assert (gateway.module, gateway.health_port) == ("parley_gateway", 9102)
@@ -166,6 +166,9 @@ def test_the_repository_runs_auth_then_gateway_then_calls_on_todays_ports() -> N
     assert not gateway.database and not gateway.master_key
     assert (calls.module, calls.health_port, calls.public_port) == ("parley_calls", 9103, None)
     assert not calls.database and not calls.master_key
+    assert (messaging.module, messaging.health_port) == ("parley_messaging", 9104)
+    assert messaging.public_port is None
+    assert messaging.database and not messaging.master_key and messaging.restart
     # ... and the gateway's public-port variable is taken as an override.
     settings = StackSettings.from_env({"PARLEY_GATEWAY_PORT": "18080"}, cwd=Path("/"))
     assert settings.overrides == {"PARLEY_GATEWAY_PORT": "18080"}

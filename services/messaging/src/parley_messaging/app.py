@@ -1,0 +1,142 @@
+"""Composition root of the messaging service: settings, the four group-commit writers
+(sends, acknowledgements, reads, told marks), recipients' registrations, presence, device
+events, the handlers of the routed messaging bodies, the redelivery sweeper and the
+retention purge."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from parley_messaging import commits
+from parley_messaging.events import MessageEvents
+from parley_messaging.group_commit import GroupCommit
+from parley_messaging.handlers import (
+    MessageWriter,
+    MessagingHandlers,
+    ReceiptWriter,
+    ToldWriter,
+    declare_endpoints,
+)
+from parley_messaging.purge import Purger
+from parley_messaging.redeliver import Redeliverer
+from parley_messaging.registered import RegisteredUsers
+from parley_messaging.settings import MessagingSettings
+from parley_service.devices import DeviceEvents
+from parley_service.logs import get_logger
+from parley_service.presence import GatewayLiveness, PresenceReader
+from parley_service.runtime import Migrations, Runtime
+
+log = get_logger("parley.messaging")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SETTINGS = MessagingSettings
+MIGRATIONS = Migrations("messaging", "parley_messaging.migrations")
+
+
+def handlers_of(runtime: Runtime) -> MessagingHandlers:
+    handlers = runtime.components["messaging"]
+    assert isinstance(handlers, MessagingHandlers)
+    return handlers
+
+
+def purger_of(runtime: Runtime) -> Purger:
+    purger = runtime.components["purger"]
+    assert isinstance(purger, Purger)
+    return purger
+
+
+def redeliverer_of(runtime: Runtime) -> Redeliverer:
+    redeliverer = runtime.components["redeliverer"]
+    assert isinstance(redeliverer, Redeliverer)
+    return redeliverer
+
+
+def writer_of(runtime: Runtime, kind: str) -> GroupCommit[object, object]:
+    """The group-commit writer of `kind`: messages, acks, reads or told."""
+    writer = runtime.components[f"{kind}_writer"]
+    assert isinstance(writer, GroupCommit)
+    return writer
+
+
+async def setup(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if not isinstance(settings, MessagingSettings):
+        raise TypeError(
+            f"the messaging service needs MessagingSettings, not {type(settings).__name__}"
+        )
+    if not settings.database_url:
+        raise ValueError("the messaging service needs PARLEY_DATABASE_URL")
+    pool = runtime.db
+    timeout = settings.message_commit_timeout_seconds
+
+    def writer(
+        kind: str, write: commits.Write[T, R], synchronous: bool = True
+    ) -> GroupCommit[T, R]:
+        group: GroupCommit[T, R] = GroupCommit(
+            kind,
+            commits.in_transaction(pool, write, timeout, kind, synchronous),
+            settings.message_batch_max,
+            settings.message_batch_window_seconds,
+        )
+        group.start()
+        runtime.on_stop(group.stop)
+        return group
+
+    messages: MessageWriter = writer("messages", commits.write_messages)
+    acks: ReceiptWriter = writer("acks", commits.write_acks)
+    reads: ReceiptWriter = writer("reads", commits.write_reads)
+    # A told mark lost in a crash only makes the sweeper tell it again.
+    told: ToldWriter = writer("told", commits.write_told, synchronous=False)
+
+    liveness = GatewayLiveness(runtime.nc, runtime.clock)
+    await liveness.start()
+    runtime.on_stop(liveness.stop)
+    presence = PresenceReader(runtime.nc, liveness)
+    events = MessageEvents(
+        DeviceEvents(runtime.nc, settings.window), DeviceEvents(runtime.nc, window=False)
+    )
+    handlers = MessagingHandlers(
+        settings,
+        pool,
+        messages,
+        acks,
+        reads,
+        told,
+        RegisteredUsers(runtime.bus, settings.message_registered_cache_size),
+        presence,
+        events,
+        runtime.clock,
+    )
+    purger = Purger(pool, runtime.clock, settings.retention_seconds, settings.message_purge_seconds)
+    redeliverer = Redeliverer(
+        pool,
+        events,
+        presence,
+        runtime.clock,
+        settings.message_redeliver_seconds,
+        settings.message_redeliver_after_seconds,
+        settings.message_redeliver_max_age_seconds,
+    )
+    runtime.components.update(
+        messaging=handlers,
+        purger=purger,
+        redeliverer=redeliverer,
+        messages_writer=messages,
+        acks_writer=acks,
+        reads_writer=reads,
+        told_writer=told,
+    )
+    declare_endpoints(runtime.bus, handlers)
+    purger.start()
+    runtime.on_stop(purger.stop)
+    redeliverer.start()
+    runtime.on_stop(redeliverer.stop)
+    log.info(
+        "messaging_ready",
+        max_recipients=settings.message_max_recipients,
+        max_text_bytes=settings.message_max_text_bytes,
+        retention_days=settings.message_retention_days,
+        batch_max=settings.message_batch_max,
+    )

@@ -1,0 +1,334 @@
+"""The messaging service's client requests, each a routed body answered for a verified
+caller.
+
+send_message:   validate, check every recipient ever registered (auth), commit (grouped
+                with concurrent sends), then MessageIncoming to the recipients' devices and
+                MessageSent to the sender's; the reply lists the recipients with no device
+                online. A retried send (same id, same sender) is answered from what was
+                stored, and tells the stored message only if it was not told yet; the
+                same id from another sender is PERMISSION_DENIED.
+ack_messages:   this device instance has these messages (grouped commits); a recipient's
+                first device to acknowledge makes a message delivered (MessageDelivered
+                to the sender's devices, once per recipient).
+fetch_messages: the messages to the caller's user this device instance has not
+                acknowledged, within the retention time, oldest first.
+mark_read:      the caller's user read these messages (MessageRead to the sender's devices,
+                once per reader; a message read is delivered too).
+send_typing:    TypingChanged to the other user's devices (not stored).
+
+Events that were taken by the device events are then marked told (grouped commits of their
+own); what is not marked is told again by the sweeper (redeliver.py).
+
+Identity comes from the Caller only: the sender of a message, the user whose messages are
+fetched, acknowledged or read, the device instance that acknowledges. Acknowledgements and
+reads of ids that are not messages to the caller's user (another user's, another
+application's, unknown, expired, or the caller's own sent messages) are left out, not
+refused: the reply's count says how many counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from parley.v1 import messaging_pb2
+from parley_messaging import commits, records, store
+from parley_messaging.commits import (
+    NewMessage,
+    Receipt,
+    ReceiptOutcome,
+    ReceiptRequest,
+    Stored,
+    Told,
+    ToldMarks,
+)
+from parley_messaging.events import MessageEvents
+from parley_messaging.group_commit import GroupCommit
+from parley_messaging.metrics import (
+    DELIVERED,
+    FETCHED,
+    FETCHES,
+    MESSAGES_ACCEPTED,
+    MESSAGES_REFUSED,
+    READ,
+)
+from parley_messaging.registered import RegisteredUsers
+from parley_messaging.settings import MessagingSettings
+from parley_protocol.clock import Clock, now_ms
+from parley_protocol.errors import ErrorCode, ParleyError, code_name
+from parley_protocol.validation import (
+    validate_headers,
+    validate_message_text,
+    validate_recipients,
+    validate_user_id,
+)
+from parley_service import db
+from parley_service.bus import Bus
+from parley_service.client_requests import Caller
+from parley_service.logs import get_logger
+from parley_service.presence import PresenceReader
+
+log = get_logger("parley.messaging.handlers")
+
+MessageWriter = GroupCommit[NewMessage, Stored | ParleyError]
+ReceiptWriter = GroupCommit[ReceiptRequest, ReceiptOutcome]
+ToldWriter = GroupCommit[ToldMarks, None]
+
+
+def declare_endpoints(bus: Bus, handlers: MessagingHandlers) -> None:
+    bus.client_endpoint(messaging_pb2.SendMessage, handlers.send_message)
+    bus.client_endpoint(messaging_pb2.AckMessages, handlers.ack_messages)
+    bus.client_endpoint(messaging_pb2.FetchMessages, handlers.fetch_messages)
+    bus.client_endpoint(messaging_pb2.MarkRead, handlers.mark_read)
+    bus.client_endpoint(messaging_pb2.SendTyping, handlers.send_typing)
+
+
+class MessagingHandlers:
+    def __init__(
+        self,
+        settings: MessagingSettings,
+        pool: store.Db,
+        messages: MessageWriter,
+        acks: ReceiptWriter,
+        reads: ReceiptWriter,
+        told: ToldWriter,
+        registered: RegisteredUsers,
+        presence: PresenceReader,
+        events: MessageEvents,
+        clock: Clock,
+    ) -> None:
+        self._pool = pool
+        self._messages = messages
+        self._acks = acks
+        self._reads = reads
+        self._told = told
+        self._registered = registered
+        self._presence = presence
+        self._events = events
+        self._clock = clock
+        self._max_recipients = settings.message_max_recipients
+        self._max_text_bytes = settings.message_max_text_bytes
+        self._retention_ms = int(settings.retention_seconds * 1000)
+        self._fetch_limit = settings.message_fetch_limit
+
+    # send -----------------------------------------------------------------------------
+
+    async def send_message(
+        self, caller: Caller, request: messaging_pb2.SendMessage
+    ) -> messaging_pb2.MessageAccepted:
+        try:
+            return await self._send(caller, request)
+        except ParleyError as err:
+            MESSAGES_REFUSED.labels(err.code_name).inc()
+            raise
+        except Exception as exc:
+            unavailable = ErrorCode.ERROR_CODE_UNAVAILABLE
+            MESSAGES_REFUSED.labels(
+                code_name(unavailable if db.is_unavailable(exc) else ErrorCode.ERROR_CODE_INTERNAL)
+            ).inc()
+            raise
+
+    async def _send(
+        self, caller: Caller, request: messaging_pb2.SendMessage
+    ) -> messaging_pb2.MessageAccepted:
+        app = caller.application_key
+        if not request.HasField("message"):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a SendMessage carries a message", "message"
+            )
+        given = request.message
+        message_id = records.message_uuid(given.message_id)
+        recipients = validate_recipients(list(given.recipient_ids), self._max_recipients)
+        text = validate_message_text(given.text, self._max_text_bytes)
+        headers = validate_headers(dict(given.headers))
+        message = messaging_pb2.Message(
+            message_id=given.message_id,
+            sender_id=caller.user_id,
+            recipient_ids=recipients,
+            text=text,
+            headers=headers,
+            timestamp_ms=now_ms(self._clock),
+        )
+        records.require_fits_frame(message)
+        await self._registered.require(app, recipients)
+
+        stored = await self._messages.submit(
+            NewMessage(
+                application_key=app,
+                message_id=message_id,
+                sender_id=caller.user_id,
+                recipient_ids=tuple(recipients),
+                text=text,
+                headers=headers,
+                sent_at_ms=message.timestamp_ms,
+            )
+        )
+        if isinstance(stored, ParleyError):
+            raise stored
+        if stored.sender_id != caller.user_id:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "this message id belongs to another message",
+                "message_id",
+            )
+        if stored.created:
+            MESSAGES_ACCEPTED.inc()
+            log.info(
+                "message_accepted",
+                app=app,
+                message=given.message_id,
+                sender=caller.user_id,
+                recipients=len(recipients),
+            )
+            _, offline = await asyncio.gather(
+                self._tell(app, stored.seq, message), self._offline(app, recipients)
+            )
+        elif not stored.told:
+            # A retry of a message whose events were not all taken: tell what was stored.
+            log.info("message_send_repeated", app=app, message=given.message_id, told=False)
+            found = (await store.messages_by_seq(self._pool, [stored.seq])).get(stored.seq)
+            if found is not None:
+                recipients = found.message.recipient_ids
+                message = records.message_of(found.message)
+            _, offline = await asyncio.gather(
+                self._tell(app, stored.seq, message if found else None),
+                self._offline(app, recipients),
+            )
+        else:
+            # A retry: the same reply, nothing stored or told twice.
+            log.info("message_send_repeated", app=app, message=given.message_id, told=True)
+            offline = await self._offline(app, recipients)
+        return messaging_pb2.MessageAccepted(
+            message_id=given.message_id,
+            timestamp_ms=stored.sent_at_ms,
+            offline=[messaging_pb2.RecipientPush(recipient_id=user) for user in offline],
+        )
+
+    async def _tell(
+        self, application_key: str, seq: int, message: messaging_pb2.Message | None
+    ) -> None:
+        """Tell the message's recipients and sender; once all took it, mark it told."""
+        if message is not None and await self._events.message_accepted(application_key, message):
+            await self._mark([Told(commits.MESSAGE, seq)])
+
+    async def _mark(self, marks: Sequence[Told]) -> None:
+        """Record that these events were taken. A failure is only logged: the sweeper tells
+        them again (devices drop what they have)."""
+        if not marks:
+            return
+        try:
+            await self._told.submit(ToldMarks(tuple(marks), now_ms(self._clock)))
+        except Exception as exc:
+            log.warning("told_mark_failed", marks=len(marks), error=repr(exc))
+
+    async def _offline(self, application_key: str, recipients: Sequence[str]) -> list[str]:
+        """The recipients with no connected device that announced messaging (the app may
+        push to them). When presence cannot say, every recipient: a push too many is better
+        than a message nobody hears of."""
+        try:
+            devices = await self._presence.devices(application_key, recipients)
+        except ParleyError as exc:
+            log.warning("presence_unavailable", app=application_key, error=str(exc))
+            return list(recipients)
+        return [user for user in recipients if not any(d.messaging for d in devices[user])]
+
+    # acknowledge, read ----------------------------------------------------------------
+
+    async def ack_messages(
+        self, caller: Caller, request: messaging_pb2.AckMessages
+    ) -> messaging_pb2.MessagesAcked:
+        outcome = await self._receipts(self._acks, caller, request.message_ids)
+        await self._delivered(caller.application_key, outcome)
+        return messaging_pb2.MessagesAcked(count=outcome.count)
+
+    async def mark_read(
+        self, caller: Caller, request: messaging_pb2.MarkRead
+    ) -> messaging_pb2.MessagesAcked:
+        outcome = await self._receipts(self._reads, caller, request.message_ids)
+        app = caller.application_key
+        if outcome.read:
+            READ.inc(len(outcome.read))
+        if outcome.delivered:
+            DELIVERED.inc(len(outcome.delivered))
+        delivered, read = await asyncio.gather(
+            self._events.delivered(app, outcome.delivered), self._events.read(app, outcome.read)
+        )
+        await self._mark(
+            _told(commits.DELIVERED, outcome.delivered, delivered)
+            + _told(commits.READ, outcome.read, read)
+        )
+        return messaging_pb2.MessagesAcked(count=outcome.count)
+
+    async def _receipts(
+        self, writer: ReceiptWriter, caller: Caller, message_ids: Sequence[str]
+    ) -> ReceiptOutcome:
+        instance_id = _instance_of(caller)
+        ids = records.validate_message_ids(message_ids)
+        if not ids:
+            return ReceiptOutcome(0)
+        now = now_ms(self._clock)
+        return await writer.submit(
+            ReceiptRequest(
+                application_key=caller.application_key,
+                user_id=caller.user_id,
+                instance_id=instance_id,
+                message_ids=tuple(ids),
+                at_ms=now,
+                cutoff_ms=now - self._retention_ms,
+            )
+        )
+
+    async def _delivered(self, application_key: str, outcome: ReceiptOutcome) -> None:
+        if outcome.delivered:
+            DELIVERED.inc(len(outcome.delivered))
+            taken = await self._events.delivered(application_key, outcome.delivered)
+            await self._mark(_told(commits.DELIVERED, outcome.delivered, taken))
+
+    # fetch ----------------------------------------------------------------------------
+
+    async def fetch_messages(
+        self, caller: Caller, request: messaging_pb2.FetchMessages
+    ) -> messaging_pb2.MessageBatch:
+        instance_id = _instance_of(caller)
+        limit = min(request.limit or self._fetch_limit, self._fetch_limit)
+        cutoff = now_ms(self._clock) - self._retention_ms
+        found = await store.fetch_unacknowledged(
+            self._pool,
+            caller.application_key,
+            caller.user_id,
+            instance_id,
+            records.to_datetime(cutoff),
+            limit + 1,
+        )
+        batch = records.fill_batch(
+            [records.message_of(row) for row in found[:limit]], more=len(found) > limit
+        )
+        FETCHES.inc()
+        FETCHED.inc(len(batch.messages))
+        return batch
+
+    # typing ---------------------------------------------------------------------------
+
+    async def send_typing(
+        self, caller: Caller, request: messaging_pb2.SendTyping
+    ) -> messaging_pb2.MessagesAcked:
+        recipient = validate_user_id(request.recipient_id, "recipient_id")
+        await self._events.typing(caller.application_key, recipient, caller.user_id, request.typing)
+        return messaging_pb2.MessagesAcked(count=1)
+
+
+def _told(kind: str, receipts: Sequence[Receipt], taken: Sequence[bool]) -> list[Told]:
+    return [Told(kind, r.seq, r.user_id) for r, ok in zip(receipts, taken, strict=True) if ok]
+
+
+def _instance_of(caller: Caller) -> uuid.UUID:
+    """The caller's device instance (auth's id of the registration its token came from)."""
+    try:
+        return uuid.UUID(caller.instance_id)
+    except ValueError:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            "the session names no device instance; sign in with a registered device's token",
+            "caller",
+        ) from None
