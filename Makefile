@@ -76,6 +76,7 @@ bench: install
 	$(PY) bench/connect.py
 	$(PY) bench/events.py
 	$(PY) bench/call_setup.py
+	$(PY) bench/messaging.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -46,7 +46,21 @@ def calls_def(env: Mapping[str, str] | None = None) -> ServiceDef:
     )
 
 
-def gateway_def(name: str, env: Mapping[str, str] | None = None) -> ServiceDef:
+def messaging_def(env: Mapping[str, str] | None = None, restart: bool = False) -> ServiceDef:
+    """The messaging service, as a process on its own schema (settings in `env`)."""
+    return ServiceDef(
+        name="messaging",
+        module="parley_messaging",
+        health_port=0,
+        env=dict(env or {}),
+        database=True,
+        restart=restart,
+    )
+
+
+def gateway_def(
+    name: str, env: Mapping[str, str] | None = None, restart: bool = False
+) -> ServiceDef:
     return ServiceDef(
         name=name,
         module="parley_gateway",
@@ -54,7 +68,7 @@ def gateway_def(name: str, env: Mapping[str, str] | None = None) -> ServiceDef:
         public_port=0,
         public_port_env="PARLEY_GATEWAY_PORT",
         env={"PARLEY_GATEWAY_ID": name, **(env or {})},
-        restart=False,
+        restart=restart,
     )
 
 

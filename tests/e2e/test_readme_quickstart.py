@@ -6,11 +6,34 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .stack import E2EStack
+import pytest
+import pytest_asyncio
+
+from parley_devstack.nats import EmbeddedNats
+from parley_devstack.postgres import EmbeddedPostgres
+
+from .stack import E2EStack, messaging_def, start_stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    nats_server: EmbeddedNats,
+    postgres_server: EmbeddedPostgres,
+) -> AsyncIterator[E2EStack]:
+    """What `make run` starts that the quick start uses: auth, gateways, calls, messaging."""
+    home = tmp_path_factory.mktemp("quickstart")
+    db = await postgres_server.create_database(f"e2e_qs_{home.name.replace('-', '_')[:30]}")
+    running = await start_stack(home, nats_server.url, db, extra=[messaging_def()])
+    try:
+        yield running
+    finally:
+        await running.devstack.stop()
 
 
 def quickstart_code() -> str:
@@ -46,5 +69,8 @@ async def test_readme_quick_start_runs_as_written(stack: E2EStack, tmp_path: Pat
     assert "bob: incoming call from alice {'topic': 'demo'}" in text
     assert "alice: talking to bob" in text
     assert "alice: call ended HUNG_UP after" in text
+    assert "bob: message from alice: Hello, Bob!" in text
+    assert "alice: message sent to bob" in text
+    assert "alice: message delivered to bob" in text
     # The device credential was kept, so a second run does not register again.
     assert list((tmp_path / ".local/share/parley").rglob("*.json"))
