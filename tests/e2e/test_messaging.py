@@ -283,14 +283,22 @@ async def test_the_service_refuses_bad_input_and_stores_nothing(
         ),
         "headers over the limit": (
             messaging_pb.Message(recipient_ids=[bob_id], text="hi", headers={"x-a": "b" * 1100}),
-            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
         ),
+    }
+    fields = {
+        "too many recipients": "recipient_ids",
+        "too long a text": "text",
+        "unknown recipient": "recipient_ids[0]",
+        "invalid user id": "recipient_ids[0]",
+        "headers over the limit": "headers",
     }
     for what, (message, code) in cases.items():
         message.message_id = str(uuid.uuid4())
         seq = await raw.send(send_message=messaging_pb.SendMessage(message=message))
         error = await raw.expect_error(code, reply_to=seq)
-        assert error.message, what
+        assert error.reason, what
+        assert error.field == fields[what], (what, error.field)
         assert await stored(database, message.message_id) == 0, what
 
 

@@ -96,7 +96,7 @@ async def test_oversized_request_fails_locally_and_is_not_sent(tmp_path: Path) -
     async with harness(tmp_path) as h:
         client, _ = h.client()
         await client.start()
-        user_ids = [f"user-{index:05d}-" + "x" * 28 for index in range(2_000)]
+        user_ids = [f"user-{index:05d}-" + "x" * 28 for index in range(4_000)]
         with pytest.raises(ParleyError) as caught:
             await client.presence(user_ids)
         assert (caught.value.code, caught.value.type) == ("FRAME_TOO_LARGE", ErrorType.OTHER)

@@ -141,18 +141,41 @@ async def test_the_outbox_outlives_the_client_and_is_sent_by_the_next_one(tmp_pa
 async def test_a_burst_is_sent_in_order_with_at_most_eight_requests_in_flight(
     tmp_path: Path,
 ) -> None:
+    """Twenty conversations: eight sends at a time, each conversation in order."""
     alice = device(tmp_path)
     await alice.connect()
     gate = alice.service.hold("send_message")
-    sent = [alice.client.send(WritableMessage("bob", f"n{i}")).message_id for i in range(2000)]
+    sent = [
+        alice.client.send(WritableMessage(f"user {i % 20}", f"n{i}")).message_id
+        for i in range(2000)
+    ]
     await wait_until(lambda: alice.service.in_flight == 8)
     await asyncio.sleep(0.02)
     assert alice.service.in_flight == 8
     gate.set()
     await wait_until(lambda: len(alice.heard.of("sent")) == 2000, timeout=30)
     assert alice.service.max_in_flight == 8
-    assert alice.service.sent_ids() == sent
+    got = alice.service.sent_ids()
+    assert sorted(got) == sorted(sent)
+    for k in range(20):
+        conversation = sent[k::20]
+        assert [i for i in got if i in set(conversation)] == conversation
     assert alice.client.unsent == []
+    await alice.client.terminate()
+
+
+async def test_a_conversation_is_sent_one_message_at_a_time_in_order(tmp_path: Path) -> None:
+    alice = device(tmp_path)
+    await alice.connect()
+    gate = alice.service.hold("send_message")
+    sent = [alice.client.send(WritableMessage("bob", f"n{i}")).message_id for i in range(50)]
+    await wait_until(lambda: alice.service.in_flight == 1)
+    await asyncio.sleep(0.02)
+    assert alice.service.in_flight == 1
+    gate.set()
+    await wait_until(lambda: len(alice.heard.of("sent")) == 50, timeout=10)
+    assert alice.service.max_in_flight == 1
+    assert alice.service.sent_ids() == sent
     await alice.client.terminate()
 
 

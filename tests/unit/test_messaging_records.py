@@ -102,12 +102,12 @@ def test_fill_batch_takes_what_fits_one_reply_in_order() -> None:
     batch = records.fill_batch(small, more=False)
     assert list(batch.messages) == small and not batch.more
     assert records.fill_batch(small, more=True).more
-    big = [_message("x" * 30_000) for _ in range(3)]
+    big = [_message("x" * 60_000) for _ in range(3)]
     batch = records.fill_batch(big, more=False)
     assert list(batch.messages) == big[:2] and batch.more  # the third is left for later
     assert records.batch_frame_bytes(batch.messages) <= framing.MAX_FRAME_BYTES
     # At least one message, whatever its size.
-    assert len(records.fill_batch([_message("x" * 64_000)], more=False).messages) == 1
+    assert len(records.fill_batch([_message("x" * 128_000)], more=False).messages) == 1
     assert list(records.fill_batch([], more=False).messages) == []
 
 

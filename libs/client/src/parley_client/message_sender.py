@@ -1,6 +1,8 @@
 """Sends the outbox: the messages the app sent, in the order they were queued, at most
 MAX_IN_FLIGHT SendMessage requests at a time (the gateway takes a bounded number of requests
-per session, and acknowledgements and fetches need some too).
+per session, and acknowledgements and fetches need some too). Within a conversation (the
+same recipients) one message is sent at a time, so the service stores, and recipients get,
+a conversation's messages in the order they were sent; conversations go in parallel.
 
 A send that fails for a passing reason (not connected, timed out, service unavailable, rate
 limited) leaves the message in the outbox: it is sent again after the next (re)connection,
@@ -75,6 +77,10 @@ class MessageSender:
         self._rng = rng or random.Random()
         self._queue: deque[str] = deque()  # ids to send, in the order queued
         self._in_flight: set[str] = set()
+        # Conversations with a message in flight (or failed and waiting for a retry), and
+        # the ids queued behind it, in order.
+        self._busy: set[tuple[str, ...]] = set()
+        self._held: dict[tuple[str, ...], deque[str]] = {}
         self._deferred: set[str] = set()  # failed for a passing reason: wait for a retry
         self._last_error: dict[str, ParleyError] = {}
         self._attempt = 0
@@ -128,6 +134,12 @@ class MessageSender:
 
     def _requeue(self) -> None:
         self._deferred.clear()
+        self._held.clear()
+        self._busy = {
+            _conversation(unsent.message)
+            for unsent in self._outbox.pending()
+            if unsent.message.message_id in self._in_flight
+        }
         self._queue = deque(
             unsent.message.message_id
             for unsent in self._outbox.pending()
@@ -141,9 +153,23 @@ class MessageSender:
             if message_id in self._in_flight or message_id in self._deferred:
                 continue
             unsent = self._outbox.get(message_id)
-            if unsent is not None:
-                return unsent
+            if unsent is None:
+                continue
+            conversation = _conversation(unsent.message)
+            if conversation in self._busy:
+                self._held.setdefault(conversation, deque()).append(message_id)
+                continue
+            return unsent
         return None
+
+    def _release(self, message: Message) -> None:
+        """The conversation's message is settled: the next one of it may go."""
+        conversation = _conversation(message)
+        self._busy.discard(conversation)
+        held = self._held.pop(conversation, None)
+        if held:
+            self._queue.extendleft(reversed(held))
+            self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -160,6 +186,7 @@ class MessageSender:
                     await self._fail(unsent.message, self._network_failure(unsent))
                     continue
                 self._in_flight.add(unsent.message.message_id)
+                self._busy.add(_conversation(unsent.message))
                 self._spawn(self._send_one(unsent.message), "parley messaging send")
 
     async def _send_one(self, message: Message) -> None:
@@ -169,35 +196,41 @@ class MessageSender:
         except ParleyError as exc:
             self._in_flight.discard(message_id)
             self._slots.release()
-            await self._send_failed(message_id, exc)
+            if not await self._send_failed(message_id, exc):
+                self._release(message)
             return
         except BaseException:
             self._in_flight.discard(message_id)
             self._slots.release()
+            self._release(message)
             raise
         self._in_flight.discard(message_id)
         self._slots.release()
+        self._release(message)
         self._attempt = 0
         self._outbox.remove(message_id)
         self._last_error.pop(message_id, None)
         await self._accepted(message, reply)
 
-    async def _send_failed(self, message_id: str, error: ParleyError) -> None:
+    async def _send_failed(self, message_id: str, error: ParleyError) -> bool:
+        """Fail the message or keep it for a retry; True when it was kept (its conversation
+        waits for the retry, so that its order holds)."""
         unsent = self._outbox.get(message_id)
         if unsent is None:
-            return  # settled meanwhile (its MessageSent event came)
+            return False  # settled meanwhile (its MessageSent event came)
         if not passing(error):
             self._log.warning(f"message {message_id} was refused: {error}")
             await self._fail(unsent.message, error)
-            return
+            return False
         self._last_error[message_id] = error
         if self._expired(unsent):
             await self._fail(unsent.message, self._network_failure(unsent))
-            return
+            return False
         self._log.info(f"message {message_id} not sent ({error}); kept to send again")
         self._deferred.add(message_id)
         if self._retry is None and not self._closed:
             self._retry = self._spawn(self._retry_later(), "parley messaging retry")
+        return True
 
     async def _retry_later(self) -> None:
         try:
@@ -243,7 +276,9 @@ class MessageSender:
     async def _fail(self, message: Message, error: ParleyError) -> None:
         message_id = message.message_id
         self._outbox.remove(message_id)
-        self._deferred.discard(message_id)
+        if message_id in self._deferred:  # its conversation waited for it
+            self._deferred.discard(message_id)
+            self._release(message)
         self._last_error.pop(message_id, None)
         await self._failed(message, error)
 
@@ -257,3 +292,8 @@ class MessageSender:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._log.error(f"{task.get_name()} failed: {task.exception()!r}")
+
+
+def _conversation(message: Message) -> tuple[str, ...]:
+    """The recipients a message goes to, in a stable order: its conversation."""
+    return tuple(sorted(message.recipient_ids))

@@ -7,8 +7,9 @@ from google.protobuf.message import DecodeError
 from parley.v1 import client_pb2
 from parley_protocol.errors import ErrorCode, ParleyError
 
-# Largest frame either side may send. Messages and push data are far smaller.
-MAX_FRAME_BYTES = 64 * 1024
+# Largest frame either side may send: room for an instant message at its default limits (a
+# 64 KiB text, ten recipients, 1 KiB of headers) with its envelope; the rest is far smaller.
+MAX_FRAME_BYTES = 128 * 1024
 # Largest encoded envelope a device event may carry: a session numbers it (seq: a tag and
 # up to a 10-byte varint) before it goes out.
 MAX_EVENT_BYTES = MAX_FRAME_BYTES - 11
