@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from parley.v1 import echo_pb2, options_pb2, routing_pb2
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
-from parley_protocol import bodies
+from parley_protocol import bodies, framing
 from parley_protocol.clock import SystemClock
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import client
@@ -251,7 +251,7 @@ async def test_device_events_reach_every_device_of_a_user_but_one_or_a_single_se
         with pytest.raises(TypeError, match="not an EVENT body"):
             await events.to_user(app.key, user, echo_pb2.EchoReply(text="x"))
         with pytest.raises(ParleyError) as info:
-            await events.to_user(app.key, user, echo_pb2.EchoEvent(text="x" * 70_000))
+            await events.to_user(app.key, user, echo_pb2.EchoEvent(text="x" * (framing.MAX_FRAME_BYTES + 1)))
         assert info.value.code == E.ERROR_CODE_PAYLOAD_TOO_LARGE
     finally:
         for c in devices:
