@@ -251,7 +251,9 @@ async def test_device_events_reach_every_device_of_a_user_but_one_or_a_single_se
         with pytest.raises(TypeError, match="not an EVENT body"):
             await events.to_user(app.key, user, echo_pb2.EchoReply(text="x"))
         with pytest.raises(ParleyError) as info:
-            await events.to_user(app.key, user, echo_pb2.EchoEvent(text="x" * (framing.MAX_FRAME_BYTES + 1)))
+            await events.to_user(
+                app.key, user, echo_pb2.EchoEvent(text="x" * (framing.MAX_FRAME_BYTES + 1))
+            )
         assert info.value.code == E.ERROR_CODE_PAYLOAD_TOO_LARGE
     finally:
         for c in devices:

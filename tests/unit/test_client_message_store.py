@@ -53,6 +53,43 @@ def test_a_journal_rewrite_replaces_the_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["j.jsonl"]  # no temporary file left
 
 
+async def test_a_durable_journal_syncs_a_burst_with_few_fsyncs_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    journal = Journal(tmp_path / "j.jsonl", LOG, durable=True)
+    for i in range(500):
+        journal.append(i)
+    assert synced == []  # none on the loop: a thread syncs
+    await journal.flush()
+    assert 1 <= len(synced) <= 2  # the burst took one sync (and perhaps one more)
+    journal.append("late")
+    journal.rewrite(["kept"])  # while its sync may run: the thread syncs its own copy
+    await journal.flush()
+    journal.append("after")
+    journal.close()
+    assert Journal(tmp_path / "j.jsonl", LOG).read() == ["kept", "after"]
+
+
+def test_a_journal_without_an_event_loop_syncs_each_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    journal = Journal(tmp_path / "j.jsonl", LOG, durable=True)
+    journal.append(1)
+    journal.append(2)
+    assert len(synced) == 2
+    journal.close()
+
+
 # -- outbox ----------------------------------------------------------------------------------
 
 

@@ -281,6 +281,8 @@ class MessageClient(Feature):
             await asyncio.gather(history, return_exceptions=True)
         if self._store is not None:
             await self._store[2].close()
+            self._store[0].close()
+            self._store[1].close()
         for batches in (self._acks, self._reads):
             if batches is not None:
                 await batches.close(ACK_FLUSH_TIMEOUT)

@@ -1,8 +1,9 @@
 """The outbox: messages the app sent that the messaging service has not accepted yet, kept on
 disk (per application and user) so that a process restart loses none of them.
 
-`send()` writes a message here (synced to disk) before it returns; it leaves once accepted or
-failed. The file is a journal of "add" and "done" lines, rewritten with only the messages
+`send()` writes a message here before it returns (it survives the process being killed;
+it is synced to disk a moment later, with whatever else was written meanwhile, so that it
+survives a power cut too); it leaves once accepted or failed. The file is a journal of "add" and "done" lines, rewritten with only the messages
 still waiting once the others are the greater part; the outbox holds at most MAX_OUTBOX.
 """
 
@@ -96,7 +97,7 @@ class Outbox:
         self._maybe_compact()
 
     def add(self, message: Message) -> Unsent:
-        """Keep `message` (synced to disk). ParleyError if the outbox is full or cannot be
+        """Keep `message` (written at once, synced soon after). ParleyError if the outbox is full or cannot be
         written: then nothing was kept."""
         self.load()
         if len(self._unsent) >= self._limit:
@@ -128,6 +129,10 @@ class Outbox:
             self._log.warning(f"cannot write to the outbox {self.path}: {exc}")
             return
         self._maybe_compact()
+
+    def close(self) -> None:
+        """Sync what is not on disk yet and let go of the file (a later use opens it again)."""
+        self._journal.close()
 
     def _maybe_compact(self) -> None:
         if self._journal.lines <= 2 * len(self._unsent) + SLACK:

@@ -108,6 +108,10 @@ class SeenIds:
         if self._journal.lines > len(self._entries) + max(MIN_SLACK, len(self._entries) // 4):
             self._compact()
 
+    def close(self) -> None:
+        """Let go of the file (a later use opens it again)."""
+        self._journal.close()
+
     def _trim(self) -> None:
         oldest_ms = int((self._now() - self._max_age) * 1000)
         while self._entries:
