@@ -61,8 +61,16 @@ async def _worker(
 
     class Listener(MessageClientListener):
         def __init__(self) -> None:
-            # Messages of this sender not delivered yet (the saturated phase bounds it).
-            self.outstanding = asyncio.Semaphore(config["outstanding"])
+            # The saturated phase's messages of this sender not delivered yet, and a slot
+            # for each one it may still send.
+            self.pending: set[str] = set()
+            self.slots = asyncio.Semaphore(config["outstanding"])
+
+        def settle(self, message_id: str) -> None:
+            settled[0] += 1
+            if message_id in self.pending:
+                self.pending.discard(message_id)
+                self.slots.release()
 
         def on_incoming_message(self, client: Any, message: Any) -> None:
             phase, sent_at = message.text_body.split(":", 1)
@@ -71,13 +79,11 @@ async def _worker(
 
         def on_message_delivered(self, client: Any, info: Any) -> None:
             receipts.append(time.time())
-            settled[0] += 1
-            self.outstanding.release()
+            self.settle(info.message_id)
 
         def on_message_failed(self, client: Any, message: Any, info: Any) -> None:
             errors.append(f"failed: {info.error}")
-            settled[0] += 1
-            self.outstanding.release()
+            self.settle(message.message_id)
 
     listeners: dict[str, Listener] = {}
 
@@ -109,9 +115,10 @@ async def _worker(
     conn.send({"started": len(clients)})
     rng = random.Random(index)
 
-    def send(client: ParleyClient, phase: str) -> None:
-        recipient = rng.choice(everyone)
-        client.message_client.send(WritableMessage([recipient], f"{phase}:{time.time()}"))
+    def send(client: ParleyClient, phase: str, recipient: str | None = None) -> str:
+        to = recipient or rng.choice(everyone)
+        text = f"{phase}:{time.time()}"
+        return client.message_client.send(WritableMessage([to], text)).message_id
 
     async def paced(phase: str, rate: float, seconds: float) -> int:
         """This worker's share of `rate`, from random senders."""
@@ -126,14 +133,14 @@ async def _worker(
 
     async def flood(client: ParleyClient, phase: str, until: float) -> int:
         """As fast as this sender's delivered receipts allow (a closed loop)."""
-        outstanding = listeners[client.user_id or ""].outstanding
+        listener = listeners[client.user_id or ""]
         sent = 0
         while time.perf_counter() < until:
             try:
-                await asyncio.wait_for(outstanding.acquire(), until - time.perf_counter())
+                await asyncio.wait_for(listener.slots.acquire(), until - time.perf_counter())
             except TimeoutError:
                 break
-            send(client, phase)
+            listener.pending.add(send(client, phase))
             sent += 1
         return sent
 
@@ -142,7 +149,12 @@ async def _worker(
         phase, rate, seconds = order["phase"], order["rate"], order["seconds"]
         started_at = time.time()
         cpu_at = time.process_time()
-        if rate:
+        if phase == "warmup":  # each client to the next: every recipient is known after
+            for client in clients:
+                user = client.user_id or ""
+                send(client, phase, everyone[(everyone.index(user) + 1) % len(everyone)])
+            sent = len(clients)
+        elif rate:
             sent = await paced(phase, rate, seconds)
         else:
             until = time.perf_counter() + seconds
@@ -183,6 +195,7 @@ async def run(clients: int, workers: int, seconds: float, outstanding: int) -> d
     )
     log = open(home / "stack.log", "w")  # noqa: ASYNC230 (once, before anything runs)
     stack = DevStack(settings, services=services, out=log)
+    warmup = {"phase": "warmup", "rate": 0.0, "seconds": 0.0, "drain": 1.0}
     phases = [
         {"phase": "paced", "rate": 20.0, "seconds": seconds, "drain": 1.0},
         {"phase": "offered", "rate": 2000.0, "seconds": seconds, "drain": 1.0},
@@ -225,6 +238,7 @@ async def run(clients: int, workers: int, seconds: float, outstanding: int) -> d
         started = sum(r["started"] for r in await ask_all(None))
         print(f"{started} clients connected", flush=True)
         results: dict[str, Any] = {}
+        await ask_all(warmup)  # the service has looked every user up once
         for phase in phases:
             cpu_before = {n: measure_cpu(n, pid) for n, pid in pids.items() if pid}
             answers = await ask_all(phase)

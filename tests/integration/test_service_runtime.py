@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -122,6 +123,46 @@ async def test_bus_endpoint_replies_errors_and_carries_trace_context(
                 nc, "test.nobody", auth.AppLookupRequest(), auth.AppLookupResponse, timeout=1
             )
         assert info.value.code == ErrorCode.ERROR_CODE_UNAVAILABLE
+    finally:
+        await nc.close()
+        await rt.stop(runtime)
+
+
+async def test_requests_beyond_the_most_a_replica_serves_are_shed_at_once(
+    nats_server: object,
+) -> None:
+    """Two requests under way (the limit): a third is answered UNAVAILABLE at once, not
+    queued; once one finishes, requests are served again."""
+    url = nats_server.url  # type: ignore[attr-defined]
+    release = asyncio.Event()
+
+    async def slow(req: auth.AppLookupRequest) -> auth.AppLookupResponse:
+        await release.wait()
+        return auth.AppLookupResponse(application_key=req.application_key)
+
+    async def setup(runtime: rt.Runtime) -> None:
+        runtime.bus.endpoint("test.slow", auth.AppLookupRequest, slow, queue="sample")
+
+    runtime = await rt.start(_settings(url, max_concurrent_requests=2), setup)
+    nc = await nats.connect(url)
+
+    def ask(key: str) -> Any:
+        return request(
+            nc, "test.slow", auth.AppLookupRequest(application_key=key), auth.AppLookupResponse
+        )
+
+    try:
+        held = [asyncio.ensure_future(ask(f"k{i}")) for i in range(2)]
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        with pytest.raises(ParleyError) as info:
+            await ask("third")
+        assert info.value.code == ErrorCode.ERROR_CODE_UNAVAILABLE
+        assert "busy" in info.value.reason
+        assert time.monotonic() - began < 1.0
+        release.set()
+        assert [r.application_key for r in await asyncio.gather(*held)] == ["k0", "k1"]
+        assert (await ask("again")).application_key == "again"
     finally:
         await nc.close()
         await rt.stop(runtime)

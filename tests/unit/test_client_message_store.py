@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import stat
 from pathlib import Path
 
 import pytest
 
-from parley_client import Message, ParleyError, WritableMessage
+from parley_client import ErrorType, Message, ParleyError, WritableMessage
 from parley_client.id_batches import IdBatches
 from parley_client.journal import Journal
 from parley_client.logs import ClientLog
@@ -196,4 +197,31 @@ async def test_ids_of_a_request_that_failed_for_a_passing_reason_are_asked_again
     batches.add(["c"])
     await asyncio.sleep(0.05)
     assert sent == [["a", "b"], ["a", "b"], ["c"]]
+    await batches.close(1.0)
+
+
+async def test_kept_ids_are_asked_again_after_a_backoff_without_a_reconnect() -> None:
+    """A busy service (UNAVAILABLE) while the client stays connected: the kept ids go again
+    on their own, after a backoff that grows while the failures go on."""
+    sent: list[tuple[float, list[str]]] = []
+    failures = 2
+
+    async def send(ids: list[str]) -> None:
+        nonlocal failures
+        sent.append((asyncio.get_running_loop().time(), ids))
+        if failures:
+            failures -= 1
+            raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "busy", ErrorType.NETWORK)
+
+    batches = IdBatches("ack", send, LOG, keep_failed=True, retry_initial=0.1, rng=random.Random(1))
+    with pytest.raises(ParleyError):
+        await batches.add(["a", "b"])
+    for _ in range(100):
+        if len(sent) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert [ids for _, ids in sent] == [["a", "b"]] * 3
+    assert batches.failed == []
+    first, second = sent[1][0] - sent[0][0], sent[2][0] - sent[1][0]
+    assert 0.05 <= first <= 0.3 and 0.1 <= second <= 0.5
     await batches.close(1.0)

@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert (s.message_max_recipients, s.message_max_text_bytes) == (10, 64 * 1024)
     assert s.retention_seconds == 30 * 86_400
     assert s.message_redeliver_seconds == 2.0
-    assert s.message_redeliver_after_seconds == 3.0
+    assert s.message_redeliver_after_seconds == 10.0
     assert s.message_redeliver_max_age_seconds == 600.0
 
 

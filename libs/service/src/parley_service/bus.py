@@ -39,6 +39,11 @@ BUS_REQUESTS = Counter(
     "Bus requests served, by endpoint and outcome (ok or an error code name).",
     ["service", "subject", "outcome"],
 )
+BUS_SHED = Counter(
+    "parley_bus_requests_shed_total",
+    "Bus requests answered UNAVAILABLE at once because the replica was serving its most.",
+    ["service", "subject"],
+)
 BUS_SECONDS = Histogram(
     "parley_bus_request_seconds",
     "Time to serve a bus request.",
@@ -85,10 +90,19 @@ class InFlight:
 
 
 class Bus:
-    def __init__(self, nc: NATS, service: str, in_flight: InFlight | None = None) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        service: str,
+        in_flight: InFlight | None = None,
+        max_concurrent: int | None = None,
+    ) -> None:
+        """`max_concurrent`: requests served at once; more are shed (answered UNAVAILABLE
+        at once); None: no limit."""
         self.nc = nc
         self.service = service
         self.in_flight = in_flight or InFlight()
+        self.max_concurrent = max_concurrent
         self._endpoints: list[Endpoint[Any, Any]] = []
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,12 +149,34 @@ class Bus:
         # Each request runs in its own task: requests are served concurrently, and
         # unsubscribing (which cancels the subscription's task) never cancels one mid-way.
         async def on_request(msg: Msg) -> None:
+            if self.max_concurrent is not None and len(self._tasks) >= self.max_concurrent:
+                await self._shed(ep, msg)
+                return
             self.in_flight.__enter__()
             task = asyncio.create_task(self._handle(ep, msg))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
         return on_request
+
+    async def _shed(self, ep: Endpoint[Any, Any], msg: Msg) -> None:
+        BUS_SHED.labels(self.service, ep.subject).inc()
+        BUS_REQUESTS.labels(self.service, ep.subject, "shed").inc()
+        if not msg.reply:
+            return
+        busy = ParleyError(
+            ErrorCode.ERROR_CODE_UNAVAILABLE,
+            f"the {self.service} service is busy ({self.max_concurrent} requests under way); "
+            "retry shortly",
+        )
+        try:
+            await self.nc.publish(
+                msg.reply,
+                busy.to_proto().SerializeToString(),
+                headers={ERROR_HEADER: busy.code_name},
+            )
+        except nats.errors.Error as exc:
+            log.warning("bus_reply_failed", subject=ep.subject, error=str(exc))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

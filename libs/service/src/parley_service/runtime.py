@@ -190,7 +190,7 @@ async def start(
     runtime = Runtime(
         settings=settings,
         nc=nc,
-        bus=Bus(nc, settings.service_name, in_flight),
+        bus=Bus(nc, settings.service_name, in_flight, settings.max_concurrent_requests),
         health=health,
         clock=clock or SystemClock(),
         assets=assets,

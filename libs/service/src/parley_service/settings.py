@@ -52,6 +52,10 @@ class ServiceSettings:
     # that reconnects (to any gateway) misses none; 0 turns the window off (events at most
     # once). Every service of a deployment must agree: publishers then wait for the window.
     event_window_seconds: float = 120.0
+    # Bus requests a replica serves at once; one more is answered UNAVAILABLE at once (its
+    # client retries later, with backoff) rather than queued behind work its caller may
+    # give up on: under overload a replica keeps its throughput instead of collapsing.
+    max_concurrent_requests: int = 1000
 
     def __post_init__(self) -> None:
         """Refuse values that would fail later, naming the variable (subclasses call this)."""
@@ -76,6 +80,11 @@ class ServiceSettings:
             raise SettingsError(
                 "PARLEY_EVENT_WINDOW_SECONDS must be 0 (off) to 86400, not "
                 f"{self.event_window_seconds!r}"
+            )
+        if self.max_concurrent_requests < 1:
+            raise SettingsError(
+                "PARLEY_MAX_CONCURRENT_REQUESTS must be at least 1, not "
+                f"{self.max_concurrent_requests}"
             )
         if not 1 <= self.jetstream_replicas <= 5:
             raise SettingsError(

@@ -17,6 +17,7 @@ from parley_messaging.handlers import (
     ToldWriter,
     declare_endpoints,
 )
+from parley_messaging.online import OnlineUsers
 from parley_messaging.purge import Purger
 from parley_messaging.redeliver import Redeliverer
 from parley_messaging.registered import RegisteredUsers
@@ -94,6 +95,9 @@ async def setup(runtime: Runtime) -> None:
     await liveness.start()
     runtime.on_stop(liveness.stop)
     presence = PresenceReader(runtime.nc, liveness)
+    online = OnlineUsers(presence)
+    online.start()
+    runtime.on_stop(online.stop)
     events = MessageEvents(
         DeviceEvents(runtime.nc, settings.window), DeviceEvents(runtime.nc, window=False)
     )
@@ -105,7 +109,7 @@ async def setup(runtime: Runtime) -> None:
         reads,
         told,
         RegisteredUsers(runtime.bus, settings.message_registered_cache_size),
-        presence,
+        online,
         events,
         runtime.clock,
     )

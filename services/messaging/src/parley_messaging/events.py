@@ -35,13 +35,18 @@ class MessageEvents:
         self._devices = devices
         self._typing = typing_devices
 
-    async def message_accepted(self, application_key: str, message: messaging_pb2.Message) -> bool:
+    async def message_accepted(
+        self, application_key: str, message: messaging_pb2.Message, except_session_id: str = ""
+    ) -> bool:
         """MessageIncoming to every device of each recipient, MessageSent to every device of
-        the sender (the sending one included), all at once; whether all were taken."""
+        the sender but the session `except_session_id` (the sending one, which has its
+        reply), all at once; whether all were taken."""
         incoming = messaging_pb2.MessageIncoming(message=message)
         sent = messaging_pb2.MessageSent(message=message)
-        targets: list[tuple[str, Message]] = [(user, incoming) for user in message.recipient_ids]
-        targets.append((message.sender_id, sent))
+        targets: list[tuple[str, Message, str]] = [
+            (user, incoming, "") for user in message.recipient_ids
+        ]
+        targets.append((message.sender_id, sent, except_session_id))
         return all(await self._send_all(application_key, targets))
 
     async def incoming(
@@ -49,7 +54,7 @@ class MessageEvents:
     ) -> list[bool]:
         """MessageIncoming again to every device of these recipients; which were taken."""
         incoming = messaging_pb2.MessageIncoming(message=message)
-        return await self._send_all(application_key, [(user, incoming) for user in user_ids])
+        return await self._send_all(application_key, [(user, incoming, "") for user in user_ids])
 
     async def delivered(self, application_key: str, receipts: Sequence[Receipt]) -> list[bool]:
         """MessageDelivered to every device of each message's sender; which were taken."""
@@ -61,6 +66,7 @@ class MessageEvents:
                     messaging_pb2.MessageDelivered(
                         message_id=str(r.message_id), recipient_id=r.user_id, timestamp_ms=r.at_ms
                     ),
+                    "",
                 )
                 for r in receipts
             ],
@@ -76,6 +82,7 @@ class MessageEvents:
                     messaging_pb2.MessageRead(
                         message_id=str(r.message_id), reader_id=r.user_id, timestamp_ms=r.at_ms
                     ),
+                    "",
                 )
                 for r in receipts
             ],
@@ -92,17 +99,21 @@ class MessageEvents:
             self._failed(event, recipient_id, exc)
 
     async def _send_all(
-        self, application_key: str, targets: Sequence[tuple[str, Message]]
+        self, application_key: str, targets: Sequence[tuple[str, Message, str]]
     ) -> list[bool]:
-        """Send each event to its user's devices, all at once; which were taken."""
+        """Send each event to its user's devices (but the session named beside it), all at
+        once; which were taken."""
         if not targets:
             return []
         results = await asyncio.gather(
-            *(self._devices.to_user(application_key, user, event) for user, event in targets),
+            *(
+                self._devices.to_user(application_key, user, event, except_session)
+                for user, event, except_session in targets
+            ),
             return_exceptions=True,
         )
         taken: list[bool] = []
-        for (user, event), result in zip(targets, results, strict=True):
+        for (user, event, _), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, _SEND_ERRORS):
                     raise result

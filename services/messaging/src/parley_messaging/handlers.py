@@ -53,6 +53,7 @@ from parley_messaging.metrics import (
     MESSAGES_REFUSED,
     READ,
 )
+from parley_messaging.online import OnlineUsers
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
 from parley_protocol.clock import Clock, now_ms
@@ -67,7 +68,6 @@ from parley_service import db
 from parley_service.bus import Bus
 from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
-from parley_service.presence import PresenceReader
 
 log = get_logger("parley.messaging.handlers")
 
@@ -94,7 +94,7 @@ class MessagingHandlers:
         reads: ReceiptWriter,
         told: ToldWriter,
         registered: RegisteredUsers,
-        presence: PresenceReader,
+        online: OnlineUsers,
         events: MessageEvents,
         clock: Clock,
     ) -> None:
@@ -104,7 +104,7 @@ class MessagingHandlers:
         self._reads = reads
         self._told = told
         self._registered = registered
-        self._presence = presence
+        self._online = online
         self._events = events
         self._clock = clock
         self._max_recipients = settings.message_max_recipients
@@ -182,7 +182,8 @@ class MessagingHandlers:
                 recipients=len(recipients),
             )
             _, offline = await asyncio.gather(
-                self._tell(app, stored.seq, message), self._offline(app, recipients)
+                self._tell(app, stored.seq, message, caller.session_id),
+                self._offline(app, recipients),
             )
         elif not stored.told:
             # A retry of a message whose events were not all taken: tell what was stored.
@@ -192,7 +193,7 @@ class MessagingHandlers:
                 recipients = found.message.recipient_ids
                 message = records.message_of(found.message)
             _, offline = await asyncio.gather(
-                self._tell(app, stored.seq, message if found else None),
+                self._tell(app, stored.seq, message if found else None, caller.session_id),
                 self._offline(app, recipients),
             )
         else:
@@ -206,10 +207,17 @@ class MessagingHandlers:
         )
 
     async def _tell(
-        self, application_key: str, seq: int, message: messaging_pb2.Message | None
+        self,
+        application_key: str,
+        seq: int,
+        message: messaging_pb2.Message | None,
+        sending_session: str,
     ) -> None:
-        """Tell the message's recipients and sender; once all took it, mark it told."""
-        if message is not None and await self._events.message_accepted(application_key, message):
+        """Tell the message's recipients and the sender's devices (but the sending session:
+        the reply tells it); once all took it, mark it told."""
+        if message is not None and await self._events.message_accepted(
+            application_key, message, sending_session
+        ):
             await self._mark([Told(commits.MESSAGE, seq)])
 
     async def _mark(self, marks: Sequence[Told]) -> None:
@@ -223,15 +231,8 @@ class MessagingHandlers:
             log.warning("told_mark_failed", marks=len(marks), error=repr(exc))
 
     async def _offline(self, application_key: str, recipients: Sequence[str]) -> list[str]:
-        """The recipients with no connected device that announced messaging (the app may
-        push to them). When presence cannot say, every recipient: a push too many is better
-        than a message nobody hears of."""
-        try:
-            devices = await self._presence.devices(application_key, recipients)
-        except ParleyError as exc:
-            log.warning("presence_unavailable", app=application_key, error=str(exc))
-            return list(recipients)
-        return [user for user in recipients if not any(d.messaging for d in devices[user])]
+        """The recipients with no device online for messaging (the app may push to them)."""
+        return await self._online.offline(application_key, recipients)
 
     # acknowledge, read ----------------------------------------------------------------
 

@@ -40,8 +40,9 @@ class MessagingSettings(ServiceSettings):
     # How often each replica's sweeper tells again what was committed but not told.
     message_redeliver_seconds: float = 2.0
     # Told again when still not told (or not delivered) this long after it was accepted
-    # (told, or last told again): the events of a send in flight are not doubled.
-    message_redeliver_after_seconds: float = 3.0
+    # (told, or last told again): the events of a send in flight are not doubled. An
+    # undelivered message is told again after this, then after twice as long, and so on.
+    message_redeliver_after_seconds: float = 10.0
     # Undelivered messages are told again to online recipients until they are this old;
     # older ones wait for the recipient's fetch.
     message_redeliver_max_age_seconds: float = 600.0

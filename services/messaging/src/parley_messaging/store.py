@@ -443,7 +443,9 @@ async def claim_undelivered(
     `oldest` and told before `told_before`, not taken since `told_before` (retold_at), and
     set their retold_at to `now`; rows another replica holds are skipped. One statement:
     two replicas never take the same row in one round, and a row comes back only after
-    `now - told_before` seconds."""
+    `now - told_before` seconds, and after as long again as it has waited since it was
+    first told: re-tells back off (after, 2x, 4x, ...), so a backlog of unacknowledged
+    messages under overload does not feed itself."""
     records = await db.fetch(
         "WITH due AS ("
         "  SELECT r.message_seq, r.recipient_id"
@@ -452,7 +454,8 @@ async def claim_undelivered(
         "   AND r.message_seq >= coalesce((SELECT f.seq FROM messaging.messages f"
         "    WHERE f.sent_at >= $3 ORDER BY f.sent_at LIMIT 1), 9223372036854775807)"
         "   AND m.sent_at >= $3 AND m.told_at < $2"
-        "   AND (r.retold_at IS NULL OR r.retold_at < $2)"
+        "   AND (r.retold_at IS NULL OR (r.retold_at < $2"
+        "    AND $1 - r.retold_at >= r.retold_at - m.told_at))"
         "  ORDER BY r.message_seq, r.recipient_id LIMIT $4"
         "  FOR NO KEY UPDATE OF r SKIP LOCKED"
         " )"
