@@ -9,6 +9,7 @@ its messages to the protos and this module sees them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -207,8 +208,14 @@ def has_capability(mask: int, capability: int) -> bool:
 
 def capability_list(mask: int) -> list[options_pb2.Capability]:
     """The Capability values in `mask` (for a Caller)."""
+    return list(_capability_values(mask))
+
+
+@functools.lru_cache(maxsize=256)
+def _capability_values(mask: int) -> tuple[options_pb2.Capability, ...]:
+    # Asked for every forwarded request; the masks in use are few.
     values = [v for v in Capability.values() if v != options_pb2.CAPABILITY_NONE and mask >> v & 1]
-    return cast(list[options_pb2.Capability], values)
+    return tuple(cast(list[options_pb2.Capability], values))
 
 
 def capability_mask_of(values: Iterable[int]) -> int:
