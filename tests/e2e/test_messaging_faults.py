@@ -71,6 +71,7 @@ def build(stack: E2EStack, user_id: str, state: Path, first: str) -> ParleyClien
     return client
 
 
+@pytest.mark.timeout(360)
 @bounded(300)
 async def test_a_burst_survives_a_messaging_and_a_gateway_crash(
     stack: E2EStack, tmp_path: Path
@@ -109,15 +110,22 @@ async def test_a_burst_survives_a_messaging_and_a_gateway_crash(
         per_recipient = Counter(r for _, r in expected.values())
         per_sender = Counter(s for s, _ in expected.values())
 
-        async def all_arrived() -> bool:
-            return all(
-                len(inboxes[u].incoming) >= per_recipient[u]
-                and len(inboxes[u].delivered) >= per_sender[u]
-                and len(inboxes[u].sent) >= per_sender[u]
-                for u in users
-            )
+        def missing() -> dict[str, int]:
+            return {
+                "incoming": sum(max(0, per_recipient[u] - len(inboxes[u].incoming)) for u in users),
+                "sent": sum(max(0, per_sender[u] - len(inboxes[u].sent)) for u in users),
+                "delivered": sum(max(0, per_sender[u] - len(inboxes[u].delivered)) for u in users),
+                "unsent": sum(len(c.message_client.unsent) for c in clients),
+            }
 
-        await eventually(all_arrived, 180, "every message, sent and delivered")
+        async def all_arrived() -> bool:
+            return not any(missing().values())
+
+        try:
+            took = await eventually(all_arrived, 180, "every message, sent and delivered")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; missing: {missing()}") from None
+        print(f"all arrived {took:.1f} s after the last send")
         await settle(2.0)
 
         for u in users:

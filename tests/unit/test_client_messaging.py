@@ -283,6 +283,28 @@ async def test_while_connected_a_kept_message_is_sent_again_after_a_backoff(
     await alice.client.terminate()
 
 
+async def test_a_kept_message_told_as_sent_lets_its_conversation_go_on(tmp_path: Path) -> None:
+    """A send timed out (kept, its conversation waiting), then the service's MessageSent
+    for it came (it had been stored after all): the next message of the conversation goes
+    without a reconnect, and the first is not sent again."""
+    alice = device(tmp_path, retry_initial=30.0)
+    await alice.connect()
+    alice.service.errors["send_message"] = [
+        ParleyError(ErrorCode.ERROR_CODE_TIMEOUT, "no answer in time")
+    ]
+    first = alice.client.send(WritableMessage("bob", "one"))
+    second = alice.client.send(WritableMessage("bob", "two"))
+    await wait_until(lambda: alice.service.sent_ids() == [first.message_id])
+    await asyncio.sleep(0.05)
+    assert alice.service.sent_ids() == [first.message_id]  # the conversation waits
+    stored = wire_message(first.message_id, sender_id="alice", recipients=("bob",))
+    await alice.event(pb.Envelope(message_sent=messaging_pb.MessageSent(message=stored)))
+    await wait_until(lambda: alice.service.sent_ids() == [first.message_id, second.message_id])
+    await wait_until(lambda: len(alice.heard.of("sent")) == 2)
+    assert alice.client.unsent == []
+    await alice.client.terminate()
+
+
 async def test_a_message_unsent_within_the_retry_period_fails_with_a_network_error(
     tmp_path: Path,
 ) -> None:

@@ -117,9 +117,13 @@ class MessageSender:
 
     def settled(self, message_id: str) -> None:
         """The service has the message (its MessageSent event came): not to be sent again."""
+        unsent = self._outbox.get(message_id)
         self._outbox.remove(message_id)
-        self._deferred.discard(message_id)
         self._last_error.pop(message_id, None)
+        if message_id in self._deferred:  # its conversation waited for its retry
+            self._deferred.discard(message_id)
+            if unsent is not None:
+                self._release(unsent.message)
 
     async def close(self) -> None:
         """Stop sending; what is unsent stays in the outbox."""
@@ -239,8 +243,9 @@ class MessageSender:
             await asyncio.sleep(delay)
         finally:
             self._retry = None
-        if self._connected and self._deferred:
-            self._log.info(f"sending {len(self._deferred)} unsent message(s) again")
+        if self._connected:
+            if self._deferred:
+                self._log.info(f"sending {len(self._deferred)} unsent message(s) again")
             self._requeue()
 
     async def _expire_loop(self) -> None:
