@@ -500,11 +500,11 @@ async def test_the_sweeper_tells_a_message_whose_publish_failed(
     b = await people.device(bob)
     events = handlers_of(messaging)._events
 
-    async def broken(application_key: str, message: M.Message, except_session: str = "") -> bool:
-        return False
+    async def broken(application_key: str, message: M.Message, users: list[str]) -> list[bool]:
+        return [False for _ in users]
 
     with monkeypatch.context() as patch:
-        patch.setattr(events, "message_accepted", broken)
+        patch.setattr(events, "incoming", broken)
         accepted = await a.send([bob], "published later")
     assert await _told_at(messaging, accepted.message_id) is None
     await b.quiet("message_incoming", 0.2)

@@ -17,6 +17,7 @@ from parley_service.presence import MAX_QUERY_USERS
 @dataclass
 class Device:
     messaging: bool
+    session_id: str = "s1"
 
 
 class FakePresence:
@@ -56,6 +57,32 @@ async def test_sends_that_arrive_while_a_query_runs_share_the_next_one() -> None
         assert sorted(app for app, _ in presence.queries[2:]) == ["app", "other"]
         big = next(users for app, users in presence.queries[2:] if app == "app")
         assert len(big) == 51 and len(set(big)) == 51  # bob once
+    finally:
+        await online.stop()
+
+
+async def test_sessions_name_each_users_messaging_devices() -> None:
+    presence = FakePresence({"bob": True, "carol": False})
+    online = OnlineUsers(presence)  # type: ignore[arg-type]
+    online.start()
+    try:
+        found = await online.sessions("app", ["bob", "carol", "dave"])
+        assert found == {"bob": frozenset({"s1"}), "carol": frozenset(), "dave": frozenset()}
+    finally:
+        await online.stop()
+
+
+async def test_a_bug_answering_fails_the_waiting_sends_instead_of_hanging() -> None:
+    class Broken(FakePresence):
+        async def devices(self, app: str, users: Sequence[str]) -> dict[str, list[Any]]:
+            return {u: [object()] for u in users}  # no .messaging: the answer breaks
+
+    online = OnlineUsers(Broken({}))  # type: ignore[arg-type]
+    online.start()
+    try:
+        with pytest.raises(ParleyError):
+            await asyncio.wait_for(online.sessions("app", ["bob"]), 2)
+        assert await asyncio.wait_for(online.offline("app", ["bob"]), 2) == ["bob"]
     finally:
         await online.stop()
 

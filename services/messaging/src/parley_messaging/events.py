@@ -41,13 +41,21 @@ class MessageEvents:
         """MessageIncoming to every device of each recipient, MessageSent to every device of
         the sender but the session `except_session_id` (the sending one, which has its
         reply), all at once; whether all were taken."""
-        incoming = messaging_pb2.MessageIncoming(message=message)
-        sent = messaging_pb2.MessageSent(message=message)
-        targets: list[tuple[str, Message, str]] = [
-            (user, incoming, "") for user in message.recipient_ids
-        ]
-        targets.append((message.sender_id, sent, except_session_id))
-        return all(await self._send_all(application_key, targets))
+        told = await asyncio.gather(
+            self.incoming(application_key, message, message.recipient_ids),
+            self.sent(application_key, message, except_session_id),
+        )
+        return all(told[0]) and told[1]
+
+    async def sent(
+        self, application_key: str, message: messaging_pb2.Message, except_session_id: str = ""
+    ) -> bool:
+        """MessageSent to every device of the sender but the session `except_session_id`;
+        whether it was taken."""
+        event = messaging_pb2.MessageSent(message=message)
+        return all(
+            await self._send_all(application_key, [(message.sender_id, event, except_session_id)])
+        )
 
     async def incoming(
         self, application_key: str, message: messaging_pb2.Message, user_ids: Sequence[str]

@@ -213,12 +213,29 @@ class MessagingHandlers:
         message: messaging_pb2.Message | None,
         sending_session: str,
     ) -> None:
-        """Tell the message's recipients and the sender's devices (but the sending session:
-        the reply tells it); once all took it, mark it told."""
-        if message is not None and await self._events.message_accepted(
-            application_key, message, sending_session
-        ):
+        """Tell the message's recipients, and the sender's other devices (the sending
+        session has its reply); once all took it, mark it told."""
+        if message is None:
+            return
+        incoming, sent = await asyncio.gather(
+            self._events.incoming(application_key, message, message.recipient_ids),
+            self._tell_sender(application_key, message, sending_session),
+        )
+        if all(incoming) and sent:
             await self._mark([Told(commits.MESSAGE, seq)])
+
+    async def _tell_sender(
+        self, application_key: str, message: messaging_pb2.Message, sending_session: str
+    ) -> bool:
+        """MessageSent to the sender's other devices online, if it has any (presence is
+        asked with the recipients'); when presence cannot say, published all the same."""
+        try:
+            online = await self._online.sessions(application_key, [message.sender_id])
+        except ParleyError:
+            online = {message.sender_id: frozenset({""})}
+        if not online[message.sender_id] - {sending_session}:
+            return True  # no other device to tell: nothing to publish
+        return await self._events.sent(application_key, message, sending_session)
 
     async def _mark(self, marks: Sequence[Told]) -> None:
         """Record that these events were taken. A failure is only logged: the sweeper tells

@@ -22,7 +22,8 @@ log = get_logger("parley.messaging.online")
 class _Asked:
     application_key: str
     user_ids: tuple[str, ...]
-    future: asyncio.Future[set[str]]  # the users of user_ids with a messaging device online
+    # For each of user_ids, the sessions of its devices online that announced messaging.
+    future: asyncio.Future[dict[str, frozenset[str]]]
 
 
 class OnlineUsers:
@@ -53,17 +54,26 @@ class OnlineUsers:
         message nobody hears of."""
         if not user_ids:
             return []
-        if self._task is None:
-            raise RuntimeError("OnlineUsers was not started")
-        future: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        self._asked.append(_Asked(application_key, tuple(user_ids), future))
-        self._wakeup.set()
         try:
-            online = await future
+            online = await self.sessions(application_key, user_ids)
         except ParleyError as exc:
             log.warning("presence_unavailable", app=application_key, error=str(exc))
             return list(user_ids)
-        return [user for user in user_ids if user not in online]
+        return [user for user in user_ids if not online[user]]
+
+    async def sessions(
+        self, application_key: str, user_ids: Sequence[str]
+    ) -> dict[str, frozenset[str]]:
+        """For each user, the sessions of its devices online that announced messaging.
+        ParleyError when presence cannot say."""
+        if self._task is None:
+            raise RuntimeError("OnlineUsers was not started")
+        future: asyncio.Future[dict[str, frozenset[str]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._asked.append(_Asked(application_key, tuple(user_ids), future))
+        self._wakeup.set()
+        return await future
 
     async def _run(self) -> None:
         while True:
@@ -71,8 +81,16 @@ class OnlineUsers:
             self._wakeup.clear()
             asked, self._asked = self._asked, []
             asked = [one for one in asked if not one.future.done()]
-            if asked:
+            if not asked:
+                continue
+            try:
                 await self._answer(asked)
+            except Exception as exc:  # a bug here must not leave sends waiting forever
+                log.exception("online_users_failed")
+                failure = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, f"presence: {exc!r}")
+                for one in asked:
+                    if not one.future.done():
+                        one.future.set_exception(failure)
 
     async def _answer(self, asked: list[_Asked]) -> None:
         by_app: dict[str, list[_Asked]] = {}
@@ -88,22 +106,22 @@ class OnlineUsers:
             return_exceptions=True,
         )
         self.queries += len(queries)
-        online: dict[str, set[str]] = {app: set() for app in by_app}
+        online: dict[str, dict[str, frozenset[str]]] = {app: {} for app in by_app}
         failed: dict[str, BaseException] = {}
         for (app, _), result in zip(queries, results, strict=True):
             if isinstance(result, BaseException):
                 failed[app] = result
                 continue
-            online[app].update(
-                u for u, devices in result.items() if any(d.messaging for d in devices)
-            )
+            for user, devices in result.items():
+                online[app][user] = frozenset(d.session_id for d in devices if d.messaging)
         for one in asked:
             self.answered += 1
             if one.future.done():
                 continue
             error = failed.get(one.application_key)
             if error is None:
-                one.future.set_result(online[one.application_key])
+                found = online[one.application_key]
+                one.future.set_result({u: found.get(u, frozenset()) for u in one.user_ids})
             elif isinstance(error, ParleyError):
                 one.future.set_exception(error)
             else:
