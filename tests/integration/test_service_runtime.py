@@ -168,45 +168,6 @@ async def test_requests_beyond_the_most_a_replica_serves_are_shed_at_once(
         await rt.stop(runtime)
 
 
-async def test_new_work_is_shed_before_the_work_that_completes_it(nats_server: object) -> None:
-    """An endpoint of share 0.5 is shed once half the most are under way; one of share 1
-    is still served."""
-    url = nats_server.url  # type: ignore[attr-defined]
-    release = asyncio.Event()
-
-    async def slow(req: auth.AppLookupRequest) -> auth.AppLookupResponse:
-        await release.wait()
-        return auth.AppLookupResponse(application_key=req.application_key)
-
-    async def setup(runtime: rt.Runtime) -> None:
-        runtime.bus.endpoint("test.new", auth.AppLookupRequest, slow, queue="s", share=0.5)
-        runtime.bus.endpoint("test.finish", auth.AppLookupRequest, slow, queue="s")
-
-    runtime = await rt.start(_settings(url, max_concurrent_requests=4), setup)
-    nc = await nats.connect(url)
-
-    def ask(subject: str, key: str) -> Any:
-        return request(
-            nc, subject, auth.AppLookupRequest(application_key=key), auth.AppLookupResponse
-        )
-
-    try:
-        held = [asyncio.ensure_future(ask("test.new", f"n{i}")) for i in range(2)]
-        await asyncio.sleep(0.2)
-        with pytest.raises(ParleyError) as info:
-            await ask("test.new", "third")  # 2 of 4 under way: new work is shed
-        assert info.value.code == ErrorCode.ERROR_CODE_UNAVAILABLE
-        finishing = asyncio.ensure_future(ask("test.finish", "f"))  # still taken
-        await asyncio.sleep(0.2)
-        assert not finishing.done()
-        release.set()
-        assert (await finishing).application_key == "f"
-        assert len(await asyncio.gather(*held)) == 2
-    finally:
-        await nc.close()
-        await rt.stop(runtime)
-
-
 async def test_health_ready_metrics_and_drain_waits_for_work_in_flight(
     nats_server: object, database_url: str
 ) -> None:

@@ -58,10 +58,6 @@ class Endpoint(Generic[Req, Resp]):
     request_type: type[Req]
     handler: Callable[[Req], Awaitable[Resp]]
     queue: str
-    # The share of the replica's most requests at once up to which this endpoint's are
-    # taken: new work (a new message) below 1 is shed first, so that under overload the
-    # work that completes earlier work (its acknowledgements) still gets through.
-    share: float = 1.0
 
 
 class InFlight:
@@ -118,22 +114,16 @@ class Bus:
         request_type: type[Req],
         handler: Callable[[Req], Awaitable[Resp]],
         queue: str,
-        share: float = 1.0,
     ) -> None:
-        """Declare a request/reply endpoint; served once `serve()` is called. Its requests
-        are shed once the replica serves `share` of its most at once (see Endpoint)."""
-        if not 0 < share <= 1:
-            raise ValueError(f"share must be above 0 and at most 1, not {share}")
-        self._endpoints.append(Endpoint(subject, request_type, handler, queue, share))
+        """Declare a request/reply endpoint; served once `serve()` is called."""
+        self._endpoints.append(Endpoint(subject, request_type, handler, queue))
 
-    def client_endpoint(
-        self, request_type: type[Req], handler: ClientHandler[Req], share: float = 1.0
-    ) -> None:
+    def client_endpoint(self, request_type: type[Req], handler: ClientHandler[Req]) -> None:
         """Declare the handler of a routed client body: `handler(caller, body)` returns the
         REPLY body. Subject and queue group come from the body's `(route)` in the protos."""
         route = bodies.route_of(request_type)
         wrapped = client_request_handler(route, request_type, handler)
-        self.endpoint(route.subject, routing_pb2.ClientRequest, wrapped, route.queue, share)
+        self.endpoint(route.subject, routing_pb2.ClientRequest, wrapped, route.queue)
 
     async def serve(self) -> None:
         for ep in self._endpoints:
@@ -159,10 +149,7 @@ class Bus:
         # Each request runs in its own task: requests are served concurrently, and
         # unsubscribing (which cancels the subscription's task) never cancels one mid-way.
         async def on_request(msg: Msg) -> None:
-            if (
-                self.max_concurrent is not None
-                and len(self._tasks) >= self.max_concurrent * ep.share
-            ):
+            if self.max_concurrent is not None and len(self._tasks) >= self.max_concurrent:
                 await self._shed(ep, msg)
                 return
             self.in_flight.__enter__()

@@ -71,18 +71,13 @@ from parley_service.logs import get_logger
 
 log = get_logger("parley.messaging.handlers")
 
-# The share of the replica's most requests at once up to which new messages are taken.
-SEND_SHARE = 0.5
-
 MessageWriter = GroupCommit[NewMessage, Stored | ParleyError]
 ReceiptWriter = GroupCommit[ReceiptRequest, ReceiptOutcome]
 ToldWriter = GroupCommit[ToldMarks, None]
 
 
 def declare_endpoints(bus: Bus, handlers: MessagingHandlers) -> None:
-    # New messages are shed first under overload: acknowledgements, reads and fetches
-    # finish what was accepted (SEND_SHARE of the replica's most requests at once).
-    bus.client_endpoint(messaging_pb2.SendMessage, handlers.send_message, SEND_SHARE)
+    bus.client_endpoint(messaging_pb2.SendMessage, handlers.send_message)
     bus.client_endpoint(messaging_pb2.AckMessages, handlers.ack_messages)
     bus.client_endpoint(messaging_pb2.FetchMessages, handlers.fetch_messages)
     bus.client_endpoint(messaging_pb2.MarkRead, handlers.mark_read)
