@@ -31,8 +31,8 @@ from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import client
 from parley_service import runtime as rt
 from parley_service.bus import request as bus_request
-from tests.integration.gateway_stack import App, RawClient, Stack, module_stack, start_stack
-from tests.support.wire import bounded, eventually
+from tests.integration.gateway_stack import App, Stack, module_stack, start_stack
+from tests.support.wire import SignedInDevice, bounded, eventually
 
 E = ErrorCode
 C = calls_pb2
@@ -40,57 +40,13 @@ OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=offer\r\nt=0 0\r\n"
 ANSWER = "v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=answer\r\nt=0 0\r\n"
 
 
-class Device:
-    """One signed-in device speaking the wire protocol: a request waits for the frame that
-    answers it, and the events that arrive meanwhile are kept, in order, for `event`."""
-
-    def __init__(self, raw: RawClient, user: str) -> None:
-        self.raw = raw
-        self.user = user
-        self.session_id = raw.welcome.session_id
-        self._kept: list[client.Envelope] = []
-
-    async def request(self, timeout: float = 5.0, **body: Any) -> client.Envelope:
-        seq = await self.raw.send(**body)
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.raw.recv(timeout)
-                if frame.reply_to == seq:
-                    return frame
-                self._kept.append(frame)
-
-    async def ok(self, **body: Any) -> client.Envelope:
-        reply = await self.request(**body)
-        assert reply.WhichOneof("body") != "error", reply
-        return reply
-
-    async def refused(self, code: int, **body: Any) -> common_pb2.Error:
-        reply = await self.request(**body)
-        assert reply.WhichOneof("body") == "error", reply
-        assert reply.error.code == code, reply.error
-        return reply.error
-
-    async def event(self, body: str, timeout: float = 5.0) -> client.Envelope:
-        """The first event of this kind (kept, or the next to arrive)."""
-        for index, frame in enumerate(self._kept):
-            if frame.WhichOneof("body") == body:
-                return self._kept.pop(index)
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.raw.recv(timeout)
-                if frame.WhichOneof("body") == body and not frame.reply_to:
-                    return frame
-                self._kept.append(frame)
+class Device(SignedInDevice):
+    """One signed-in device with the calls service's requests."""
 
     async def ended(self, cause: int, timeout: float = 5.0) -> C.CallEnded:
         ended = (await self.event("call_ended", timeout)).call_ended
         assert ended.cause == cause, ended
         return ended
-
-    async def quiet(self, body: str, seconds: float = 0.5) -> None:
-        """No event of this kind within `seconds`."""
-        with pytest.raises(TimeoutError):
-            await self.event(body, timeout=seconds)
 
     async def start(
         self, callee: str, call_id: str | None = None, **fields: Any

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from parley.v1 import common_pb2, messaging_pb2, options_pb2
+from parley.v1 import messaging_pb2, options_pb2
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_messaging import commits
@@ -26,59 +26,17 @@ from parley_messaging.app import setup as messaging_setup
 from parley_messaging.settings import MessagingSettings
 from parley_protocol.clock import Clock, FakeClock
 from parley_protocol.errors import ErrorCode
-from parley_protocol.pb import client
 from parley_service import runtime as rt
 from parley_service.client_requests import Caller
-from tests.integration.gateway_stack import App, RawClient, Stack, module_stack
-from tests.support.wire import bounded
+from tests.integration.gateway_stack import App, Stack, module_stack
+from tests.support.wire import SignedInDevice, bounded
 
 E = ErrorCode
 M = messaging_pb2
 
 
-class Device:
-    """One signed-in device: a request waits for its reply, events that arrive meanwhile
-    are kept, in order, for `event`."""
-
-    def __init__(self, raw: RawClient, user: str) -> None:
-        self.raw = raw
-        self.user = user
-        self._kept: list[client.Envelope] = []
-
-    async def request(self, timeout: float = 5.0, **body: Any) -> client.Envelope:
-        seq = await self.raw.send(**body)
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.raw.recv(timeout)
-                if frame.reply_to == seq:
-                    return frame
-                self._kept.append(frame)
-
-    async def ok(self, **body: Any) -> client.Envelope:
-        reply = await self.request(**body)
-        assert reply.WhichOneof("body") != "error", reply
-        return reply
-
-    async def refused(self, code: int, **body: Any) -> common_pb2.Error:
-        reply = await self.request(**body)
-        assert reply.WhichOneof("body") == "error", reply
-        assert reply.error.code == code, reply.error
-        return reply.error
-
-    async def event(self, body: str, timeout: float = 5.0) -> client.Envelope:
-        for index, frame in enumerate(self._kept):
-            if frame.WhichOneof("body") == body:
-                return self._kept.pop(index)
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.raw.recv(timeout)
-                if frame.WhichOneof("body") == body and not frame.reply_to:
-                    return frame
-                self._kept.append(frame)
-
-    async def quiet(self, body: str, seconds: float = 0.5) -> None:
-        with pytest.raises(TimeoutError):
-            await self.event(body, timeout=seconds)
+class Device(SignedInDevice):
+    """One signed-in device with the messaging service's requests."""
 
     async def send(
         self, recipients: list[str], text: str = "hi", message_id: str | None = None, **fields: Any

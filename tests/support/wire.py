@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 
 import aiohttp
 
+from parley.v1 import common_pb2
 from parley_protocol import signatures
 from parley_protocol.pb import client
 
@@ -153,3 +154,55 @@ class RawClient:
         await self.ws.close()
         if self._owned is not None:
             await self._owned.close()
+
+
+class SignedInDevice:
+    """One signed-in raw device of `user`: a request waits for its reply, and the events
+    that arrive meanwhile are kept, in order, for `event`. Tests of a capability subclass it
+    with that capability's requests."""
+
+    def __init__(self, raw: RawClient, user: str) -> None:
+        self.raw = raw
+        self.user = user
+        self.session_id = raw.welcome.session_id
+        self._kept: list[client.Envelope] = []
+
+    async def request(self, timeout: float = 5.0, **body: Any) -> client.Envelope:
+        seq = await self.raw.send(**body)
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.raw.recv(timeout)
+                if frame.reply_to == seq:
+                    return frame
+                self._kept.append(frame)
+
+    async def ok(self, **body: Any) -> client.Envelope:
+        reply = await self.request(**body)
+        assert reply.WhichOneof("body") != "error", reply
+        return reply
+
+    async def refused(self, code: int, **body: Any) -> common_pb2.Error:
+        reply = await self.request(**body)
+        assert reply.WhichOneof("body") == "error", reply
+        assert reply.error.code == code, reply.error
+        return reply.error
+
+    async def event(self, body: str, timeout: float = 5.0) -> client.Envelope:
+        """The first event of this kind (kept, or the next to arrive)."""
+        for index, frame in enumerate(self._kept):
+            if frame.WhichOneof("body") == body:
+                return self._kept.pop(index)
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.raw.recv(timeout)
+                if frame.WhichOneof("body") == body and not frame.reply_to:
+                    return frame
+                self._kept.append(frame)
+
+    async def quiet(self, body: str, seconds: float = 0.5) -> None:
+        """No event of this kind within `seconds`."""
+        try:
+            await self.event(body, timeout=seconds)
+        except TimeoutError:
+            return
+        raise AssertionError(f"a {body} event came, and none was expected")
