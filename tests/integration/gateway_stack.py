@@ -8,10 +8,10 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -32,6 +32,7 @@ from tests.support.wire import (  # noqa: F401 (re-exported for the gateway test
     SECRET_SCHEME,
     SERVER_SCHEME,
     RawClient,
+    SignedInDevice,
     eventually,
     registration_body,
 )
@@ -154,3 +155,34 @@ async def module_stack(
     finally:
         await started.close()
         await postgres_server.drop_database(name)
+
+
+D = TypeVar("D", bound=SignedInDevice)
+
+
+class People(Generic[D]):
+    """Signs users' devices in on a stack (each wrapped by `make`, a SignedInDevice of a
+    capability's tests), and closes them all afterwards."""
+
+    def __init__(self, stack: Stack, app: App, make: Callable[[RawClient, str], D]) -> None:
+        self.stack = stack
+        self.app = app
+        self._make = make
+        self.devices: list[D] = []
+
+    async def device(
+        self, user: str, gateway: int = 0, listening: bool = True, app: App | None = None
+    ) -> D:
+        raw = await self.stack.signed_in(app or self.app, user, gateway, listening=listening)
+        device = self._make(raw, user)
+        self.devices.append(device)
+        return device
+
+    async def close(self) -> None:
+        for device in self.devices:
+            await device.raw.close()
+
+
+def unique_user(name: str) -> str:
+    """A user ID no other test of the stack uses."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"

@@ -31,7 +31,14 @@ from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import client
 from parley_service import runtime as rt
 from parley_service.bus import request as bus_request
-from tests.integration.gateway_stack import App, Stack, module_stack, start_stack
+from tests.integration.gateway_stack import (
+    App,
+    People,
+    Stack,
+    module_stack,
+    start_stack,
+    unique_user,
+)
 from tests.support.wire import SignedInDevice, bounded, eventually
 
 E = ErrorCode
@@ -114,38 +121,16 @@ async def calls(nats_server: EmbeddedNats) -> AsyncIterator[rt.Runtime]:
         yield runtimes[0]
 
 
-class People:
-    """Signs users' devices in on the module's stack, and closes them all afterwards."""
-
-    def __init__(self, stack: Stack, app: App) -> None:
-        self.stack = stack
-        self.app = app
-        self.devices: list[Device] = []
-
-    async def device(
-        self, user: str, gateway: int = 0, listening: bool = True, app: App | None = None
-    ) -> Device:
-        raw = await self.stack.signed_in(app or self.app, user, gateway, listening=listening)
-        device = Device(raw, user)
-        self.devices.append(device)
-        return device
-
-    async def close(self) -> None:
-        for device in self.devices:
-            await device.raw.close()
-
-
 @pytest_asyncio.fixture
-async def people(stack: Stack, app: App) -> AsyncIterator[People]:
-    found = People(stack, app)
+async def people(stack: Stack, app: App) -> AsyncIterator[People[Device]]:
+    found = People(stack, app, Device)
     try:
         yield found
     finally:
         await found.close()
 
 
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
+_user = unique_user
 
 
 def _ended(cause: str) -> float:
@@ -161,7 +146,7 @@ async def _record(runtime: rt.Runtime, app: App, call_id: str) -> C.CallRecord |
 
 
 async def test_a_call_rings_on_every_listening_device_and_the_first_answer_wins(
-    people: People, calls: rt.Runtime, app: App
+    people: People[Device], calls: rt.Runtime, app: App
 ) -> None:
     caller_id, callee_id = _user("ann"), _user("bob")
     caller = await people.device(caller_id, gateway=0, listening=False)
@@ -225,7 +210,7 @@ async def test_a_call_rings_on_every_listening_device_and_the_first_answer_wins(
 
 
 async def test_an_answer_that_comes_before_the_ring_still_tells_the_caller_it_progressed(
-    people: People, calls: rt.Runtime, app: App
+    people: People[Device], calls: rt.Runtime, app: App
 ) -> None:
     """A device sends RingCall and AnswerCall at once; they may reach the service in either
     order. The caller hears CallProgressing before CallAnswered all the same, once."""
@@ -243,7 +228,7 @@ async def test_an_answer_that_comes_before_the_ring_still_tells_the_caller_it_pr
 
 
 async def test_a_concurrent_double_answer_has_exactly_one_winner(
-    people: People, nats_server: EmbeddedNats
+    people: People[Device], nats_server: EmbeddedNats
 ) -> None:
     caller_id, callee_id = _user("cat"), _user("dan")
     caller = await people.device(caller_id, gateway=0, listening=False)
@@ -272,7 +257,7 @@ async def test_a_concurrent_double_answer_has_exactly_one_winner(
 
 
 async def test_hang_ups_cancel_decline_and_end_for_both_sides(
-    people: People, calls: rt.Runtime
+    people: People[Device], calls: rt.Runtime
 ) -> None:
     caller_id, callee_id = _user("eli"), _user("fay")
     caller = await people.device(caller_id, gateway=1, listening=False)
@@ -330,7 +315,7 @@ async def test_hang_ups_cancel_decline_and_end_for_both_sides(
 
 
 async def test_signals_are_relayed_between_the_parties_of_an_answered_call_only(
-    people: People, calls: rt.Runtime
+    people: People[Device], calls: rt.Runtime
 ) -> None:
     caller_id, callee_id = _user("gus"), _user("hal")
     caller = await people.device(caller_id, gateway=0, listening=False)
@@ -370,7 +355,7 @@ async def test_signals_are_relayed_between_the_parties_of_an_answered_call_only(
 
 
 async def test_a_callee_who_never_registered_is_not_found_at_once(
-    people: People, calls: rt.Runtime, stack: Stack, app: App, bus: NATS
+    people: People[Device], calls: rt.Runtime, stack: Stack, app: App, bus: NATS
 ) -> None:
     caller = await people.device(_user("ida"), listening=False)
     nobody = _user("nobody")
@@ -399,7 +384,7 @@ async def test_a_callee_who_never_registered_is_not_found_at_once(
 
 
 async def test_only_the_parties_act_on_a_call(
-    people: People, calls: rt.Runtime, stack: Stack
+    people: People[Device], calls: rt.Runtime, stack: Stack
 ) -> None:
     caller_id, callee_id, stranger_id = _user("jay"), _user("kim"), _user("lou")
     caller = await people.device(caller_id, listening=False)
@@ -447,7 +432,7 @@ async def test_only_the_parties_act_on_a_call(
 
 
 async def test_bad_inputs_get_their_own_error_and_the_session_lives(
-    people: People, calls: rt.Runtime, stack: Stack, app: App
+    people: People[Device], calls: rt.Runtime, stack: Stack, app: App
 ) -> None:
     me, callee_id = _user("max"), _user("ned")
     caller = await people.device(me, listening=False)
@@ -523,7 +508,7 @@ async def test_bad_inputs_get_their_own_error_and_the_session_lives(
 
 
 async def test_ice_servers_carry_turn_credentials_of_the_rest_scheme(
-    people: People, nats_server: EmbeddedNats, app: App
+    people: People[Device], nats_server: EmbeddedNats, app: App
 ) -> None:
     user = _user("ola")
     device = await people.device(user, listening=False)
@@ -558,7 +543,7 @@ async def test_ice_servers_carry_turn_credentials_of_the_rest_scheme(
 
 @bounded(30)
 async def test_set_up_and_ringing_timeouts_end_calls_and_ended_calls_linger(
-    people: People, nats_server: EmbeddedNats, stack: Stack, app: App
+    people: People[Device], nats_server: EmbeddedNats, stack: Stack, app: App
 ) -> None:
     caller_id, callee_id, offline_id = _user("pam"), _user("quinn"), _user("ray")
     caller = await people.device(caller_id, listening=False)
@@ -610,7 +595,7 @@ async def test_set_up_and_ringing_timeouts_end_calls_and_ended_calls_linger(
 
 @bounded(30)
 async def test_two_sweeping_replicas_end_a_timed_out_call_once(
-    people: People, nats_server: EmbeddedNats
+    people: People[Device], nats_server: EmbeddedNats
 ) -> None:
     caller_id, callee_id = _user("sid"), _user("tom")
     caller = await people.device(caller_id, listening=False)
@@ -652,7 +637,7 @@ async def test_two_sweeping_replicas_end_a_timed_out_call_once(
 
 @bounded(30)
 async def test_an_answered_call_ends_when_a_party_is_gone_for_good(
-    people: People, nats_server: EmbeddedNats, app: App
+    people: People[Device], nats_server: EmbeddedNats, app: App
 ) -> None:
     caller_id, callee_id = _user("uma"), _user("vic")
     caller = await people.device(caller_id, listening=False)
@@ -687,7 +672,7 @@ async def test_an_answered_call_survives_a_nats_restart_and_sweeping_goes_on(
 ) -> None:
     stack = await start_stack(own_nats.url, database_url, gateways=1)
     app = await stack.create_app()
-    people = People(stack, app)
+    people = People(stack, app, Device)
     try:
         caller_id, callee_id, offline_id = _user("wes"), _user("xia"), _user("yul")
         caller = await people.device(caller_id, listening=False)

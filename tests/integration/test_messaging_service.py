@@ -28,7 +28,7 @@ from parley_protocol.clock import Clock, FakeClock
 from parley_protocol.errors import ErrorCode
 from parley_service import runtime as rt
 from parley_service.client_requests import Caller
-from tests.integration.gateway_stack import App, Stack, module_stack
+from tests.integration.gateway_stack import App, People, Stack, module_stack, unique_user
 from tests.support.wire import SignedInDevice, bounded
 
 E = ErrorCode
@@ -94,34 +94,16 @@ async def messaging(nats_server: EmbeddedNats, database_url: str) -> AsyncIterat
         yield runtime
 
 
-class People:
-    def __init__(self, stack: Stack, app: App) -> None:
-        self.stack = stack
-        self.app = app
-        self.devices: list[Device] = []
-
-    async def device(self, user: str) -> Device:
-        raw = await self.stack.signed_in(self.app, user, listening=True)
-        device = Device(raw, user)
-        self.devices.append(device)
-        return device
-
-    async def close(self) -> None:
-        for device in self.devices:
-            await device.raw.close()
-
-
 @pytest_asyncio.fixture
-async def people(stack: Stack, app: App) -> AsyncIterator[People]:
-    found = People(stack, app)
+async def people(stack: Stack, app: App) -> AsyncIterator[People[Device]]:
+    found = People(stack, app, Device)
     try:
         yield found
     finally:
         await found.close()
 
 
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
+_user = unique_user
 
 
 async def _count(runtime: rt.Runtime, table: str) -> int:
@@ -159,7 +141,7 @@ async def _store_untold(
 
 @bounded(30)
 async def test_a_send_is_stored_and_told_to_the_recipients_and_the_sender(
-    people: People, messaging: rt.Runtime
+    people: People[Device], messaging: rt.Runtime
 ) -> None:
     alice, bob, carol = _user("alice"), _user("bob"), _user("carol")
     a = await people.device(alice)
@@ -186,7 +168,7 @@ async def test_a_send_is_stored_and_told_to_the_recipients_and_the_sender(
 
 @bounded(30)
 async def test_a_recipient_with_no_device_online_is_offline_in_the_reply(
-    people: People, messaging: rt.Runtime, stack: Stack, app: App
+    people: People[Device], messaging: rt.Runtime, stack: Stack, app: App
 ) -> None:
     alice, dave = _user("alice"), _user("dave")
     await stack.register(app, dave)  # registered, never connected
@@ -197,7 +179,7 @@ async def test_a_recipient_with_no_device_online_is_offline_in_the_reply(
 
 @bounded(30)
 async def test_a_retried_send_is_answered_from_the_store_and_tells_nothing_again(
-    people: People, messaging: rt.Runtime
+    people: People[Device], messaging: rt.Runtime
 ) -> None:
     alice, bob, eve = _user("alice"), _user("bob"), _user("eve")
     a = await people.device(alice)
@@ -225,7 +207,7 @@ async def test_a_retried_send_is_answered_from_the_store_and_tells_nothing_again
 
 @bounded(30)
 async def test_a_retried_send_of_a_message_never_told_tells_what_was_stored(
-    people: People, messaging: rt.Runtime, app: App
+    people: People[Device], messaging: rt.Runtime, app: App
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -241,7 +223,7 @@ async def test_a_retried_send_of_a_message_never_told_tells_what_was_stored(
 
 @bounded(30)
 async def test_refused_sends_store_nothing(
-    people: People, stack: Stack, app: App, nats_server: EmbeddedNats, database_url: str
+    people: People[Device], stack: Stack, app: App, nats_server: EmbeddedNats, database_url: str
 ) -> None:
     async with messaging_service(
         nats_server.url, database_url, message_max_recipients=3, message_max_text_bytes=1000
@@ -250,7 +232,7 @@ async def test_refused_sends_store_nothing(
 
 
 async def _refused_sends_store_nothing(
-    people: People, stack: Stack, app: App, messaging: rt.Runtime
+    people: People[Device], stack: Stack, app: App, messaging: rt.Runtime
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     await stack.register(app, bob)
@@ -286,7 +268,7 @@ async def _refused_sends_store_nothing(
 
 @bounded(30)
 async def test_the_first_ack_of_a_recipient_makes_the_message_delivered_once(
-    people: People, messaging: rt.Runtime
+    people: People[Device], messaging: rt.Runtime
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -313,7 +295,7 @@ async def test_the_first_ack_of_a_recipient_makes_the_message_delivered_once(
 
 @bounded(30)
 async def test_fetch_gives_what_this_device_has_not_acknowledged_in_order_with_paging(
-    people: People, messaging: rt.Runtime, stack: Stack, app: App
+    people: People[Device], messaging: rt.Runtime, stack: Stack, app: App
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     await stack.register(app, bob)
@@ -334,7 +316,7 @@ async def test_fetch_gives_what_this_device_has_not_acknowledged_in_order_with_p
 
 @bounded(30)
 async def test_another_user_cannot_ack_read_or_fetch_someone_elses_messages(
-    people: People, messaging: rt.Runtime
+    people: People[Device], messaging: rt.Runtime
 ) -> None:
     alice, bob, mallory = _user("alice"), _user("bob"), _user("mallory")
     a = await people.device(alice)
@@ -361,7 +343,7 @@ async def test_another_user_cannot_ack_read_or_fetch_someone_elses_messages(
 
 @bounded(30)
 async def test_mark_read_tells_the_sender_read_and_delivered_once(
-    people: People, messaging: rt.Runtime
+    people: People[Device], messaging: rt.Runtime
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -383,7 +365,7 @@ async def test_mark_read_tells_the_sender_read_and_delivered_once(
 
 @bounded(30)
 async def test_typing_is_told_to_the_other_users_devices(
-    people: People, messaging: rt.Runtime
+    people: People[Device], messaging: rt.Runtime
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -401,7 +383,7 @@ async def test_typing_is_told_to_the_other_users_devices(
 
 @bounded(30)
 async def test_the_purge_removes_only_messages_past_the_retention_time(
-    people: People, nats_server: EmbeddedNats, database_url: str
+    people: People[Device], nats_server: EmbeddedNats, database_url: str
 ) -> None:
     clock = FakeClock(start=time.time())
     async with messaging_service(
@@ -430,7 +412,7 @@ async def test_the_purge_removes_only_messages_past_the_retention_time(
 
 @bounded(30)
 async def test_the_sweeper_tells_a_message_committed_but_never_told(
-    people: People, messaging: rt.Runtime, app: App
+    people: People[Device], messaging: rt.Runtime, app: App
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -451,7 +433,7 @@ async def test_the_sweeper_tells_a_message_committed_but_never_told(
 
 @bounded(30)
 async def test_the_sweeper_tells_a_message_whose_publish_failed(
-    people: People, messaging: rt.Runtime, monkeypatch: pytest.MonkeyPatch
+    people: People[Device], messaging: rt.Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -474,7 +456,7 @@ async def test_the_sweeper_tells_a_message_whose_publish_failed(
 
 @bounded(30)
 async def test_the_sweeper_tells_an_undelivered_message_again_to_an_online_recipient(
-    people: People, messaging: rt.Runtime, stack: Stack, app: App
+    people: People[Device], messaging: rt.Runtime, stack: Stack, app: App
 ) -> None:
     alice, bob, dave = _user("alice"), _user("bob"), _user("dave")
     await stack.register(app, dave)  # never online
@@ -502,7 +484,7 @@ async def test_the_sweeper_tells_an_undelivered_message_again_to_an_online_recip
 
 @bounded(30)
 async def test_the_sweeper_tells_receipts_that_were_recorded_but_never_told(
-    people: People, messaging: rt.Runtime, app: App
+    people: People[Device], messaging: rt.Runtime, app: App
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     a = await people.device(alice)
@@ -539,7 +521,11 @@ async def test_the_sweeper_tells_receipts_that_were_recorded_but_never_told(
 
 @bounded(60)
 async def test_two_replicas_sweeping_at_once_tell_each_message_once(
-    people: People, messaging: rt.Runtime, nats_server: EmbeddedNats, database_url: str, app: App
+    people: People[Device],
+    messaging: rt.Runtime,
+    nats_server: EmbeddedNats,
+    database_url: str,
+    app: App,
 ) -> None:
     alice, bob = _user("alice"), _user("bob")
     await people.device(alice)

@@ -21,9 +21,7 @@ MIGRATIONS: Migrations | None = None  # keeps no tables
 
 
 def handlers_of(runtime: Runtime) -> EchoHandlers:
-    handlers = runtime.components["echo"]
-    assert isinstance(handlers, EchoHandlers)
-    return handlers
+    return runtime.component("echo", EchoHandlers)
 
 
 async def setup(runtime: Runtime) -> None:

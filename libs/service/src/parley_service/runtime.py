@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 import nats.errors
@@ -41,6 +42,9 @@ class Migrations:
     package: str
 
 
+C = TypeVar("C")
+
+
 @dataclass
 class Runtime:
     settings: ServiceSettings
@@ -63,6 +67,13 @@ class Runtime:
     def on_stop(self, hook: Hook) -> None:
         """Run last, before connections close (both on drain and on immediate stop)."""
         self.stop_hooks.append(hook)
+
+    def component(self, name: str, kind: type[C]) -> C:
+        """What setup put in `components[name]`, checked to be a `kind`."""
+        found = self.components[name]
+        if not isinstance(found, kind):
+            raise TypeError(f"component {name!r} is a {type(found).__name__}, not {kind.__name__}")
+        return found
 
     @property
     def db(self) -> asyncpg.Pool:

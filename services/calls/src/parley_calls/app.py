@@ -20,21 +20,15 @@ MIGRATIONS: Migrations | None = None  # keeps no tables: its state is the KV buc
 
 
 def handlers_of(runtime: Runtime) -> CallHandlers:
-    handlers = runtime.components["calls"]
-    assert isinstance(handlers, CallHandlers)
-    return handlers
+    return runtime.component("calls", CallHandlers)
 
 
 def sweeper_of(runtime: Runtime) -> Sweeper:
-    sweeper = runtime.components["sweeper"]
-    assert isinstance(sweeper, Sweeper)
-    return sweeper
+    return runtime.component("sweeper", Sweeper)
 
 
 def store_of(runtime: Runtime) -> CallStore:
-    store = runtime.components["store"]
-    assert isinstance(store, CallStore)
-    return store
+    return runtime.component("store", CallStore)
 
 
 async def setup(runtime: Runtime) -> None:

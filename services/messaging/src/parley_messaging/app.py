@@ -37,27 +37,20 @@ MIGRATIONS = Migrations("messaging", "parley_messaging.migrations")
 
 
 def handlers_of(runtime: Runtime) -> MessagingHandlers:
-    handlers = runtime.components["messaging"]
-    assert isinstance(handlers, MessagingHandlers)
-    return handlers
+    return runtime.component("messaging", MessagingHandlers)
 
 
 def purger_of(runtime: Runtime) -> Purger:
-    purger = runtime.components["purger"]
-    assert isinstance(purger, Purger)
-    return purger
+    return runtime.component("purger", Purger)
 
 
 def redeliverer_of(runtime: Runtime) -> Redeliverer:
-    redeliverer = runtime.components["redeliverer"]
-    assert isinstance(redeliverer, Redeliverer)
-    return redeliverer
+    return runtime.component("redeliverer", Redeliverer)
 
 
 def writer_of(runtime: Runtime, kind: str) -> GroupCommit[object, object]:
     """The group-commit writer of `kind`: messages, acks, reads or told."""
-    writer = runtime.components[f"{kind}_writer"]
-    assert isinstance(writer, GroupCommit)
+    writer: GroupCommit[object, object] = runtime.component(f"{kind}_writer", GroupCommit)
     return writer
 
 
