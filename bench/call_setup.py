@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import cpu_seconds, percentile
+from simulated import signaling_client
 
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
@@ -53,16 +54,7 @@ async def _worker(index: int, pairs: int, config: dict[str, Any], conn: Any) -> 
             call.answer()
 
     def build(user: str) -> ParleyClient:
-        client = (
-            ParleyClient.builder()
-            .application_key(config["app_key"])
-            .application_secret(config["app_secret"])
-            .user_id(user)
-            .environment_host(config["host"])
-            .persistence_dir(config["state"])
-            .media(False)
-            .build()
-        )
+        client = signaling_client(config, user, [config["host"]])
         client.set_support_calling(True)
         return client
 

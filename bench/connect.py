@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import cpu_seconds, percentile, rss_kib
+from simulated import signaling_client
 
 from parley_client import ParleyClient
 from parley_devstack.services import ServiceDef
@@ -59,16 +60,7 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
     failures: list[str] = []
 
     async def one(n: int) -> None:
-        client = (
-            ParleyClient.builder()
-            .application_key(config["app_key"])
-            .application_secret(config["app_secret"])
-            .user_id(f"bench-{index}-{n}")
-            .environment_host(config["host"])
-            .persistence_dir(config["state"])
-            .media(False)
-            .build()
-        )
+        client = signaling_client(config, f"bench-{index}-{n}", [config["host"]])
         client.set_support_messaging(True)
         async with sem:
             started = time.perf_counter()

@@ -42,6 +42,7 @@ from typing import Any
 import aiohttp
 import nats
 from measure import cpu_seconds, percentile
+from simulated import signaling_client
 
 from parley.v1 import echo_pb2
 from parley_devstack.services import ServiceDef
@@ -260,16 +261,7 @@ async def _worker(users: list[str], config: dict[str, Any], conn: Any) -> None:
     sem = asyncio.Semaphore(50)
 
     async def start(user: str) -> None:
-        client = (
-            ParleyClient.builder()
-            .application_key(config["app_key"])
-            .application_secret(config["app_secret"])
-            .user_id(user)
-            .environment_hosts(config["hosts"])
-            .persistence_dir(config["state"])
-            .media(False)
-            .build()
-        )
+        client = signaling_client(config, user, config["hosts"])
         client.set_support_messaging(True)
         feature = Events()
         client.add_feature(feature)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import cpu_seconds, percentile, tree_cpu_seconds
+from simulated import signaling_client
 
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
@@ -88,16 +89,7 @@ async def _worker(
     listeners: dict[str, Listener] = {}
 
     def build(user: str) -> ParleyClient:
-        client = (
-            ParleyClient.builder()
-            .application_key(config["app_key"])
-            .application_secret(config["app_secret"])
-            .user_id(user)
-            .environment_host(config["host"])
-            .persistence_dir(config["state"])
-            .media(False)
-            .build()
-        )
+        client = signaling_client(config, user, [config["host"]])
         client.set_support_messaging(True)
         listeners[user] = Listener()
         client.message_client.add_message_client_listener(listeners[user])
