@@ -1,0 +1,1 @@
+"""Parley push: device push data, managed push through the providers, signed payloads."""

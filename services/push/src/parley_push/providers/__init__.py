@@ -1,0 +1,1 @@
+"""One sender per push provider: FCM HTTP v1, APNs (HTTP/2) and Web Push (VAPID, RFC 8291)."""
