@@ -90,3 +90,18 @@ def presence_key(app_key: str, user_id: str, connection_id: str) -> str:
 
 def presence_user_filter(app_key: str, user_id: str) -> str:
     return f"{app_key}.{encode_user_id(user_id)}.*"
+
+
+# Push: the calls and messaging services ask the push service to notify users with no device
+# online (request/reply, queue group PUSH_QUEUE); push jobs go through the stream PUSH, one
+# subject per provider, and the push service's replicas share its durable consumer.
+PUSH_NOTIFY = "parley.push.notify"
+PUSH_QUEUE = "push"
+PUSH_STREAM = "PUSH"
+PUSH_JOBS = "parley.push.jobs.>"
+PUSH_CONSUMER = "push-senders"
+
+
+def push_jobs(provider: str) -> str:
+    """Where a push job for `provider` (fcm, apns, web_push) is published."""
+    return f"parley.push.jobs.{provider}"

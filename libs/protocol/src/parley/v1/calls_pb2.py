@@ -26,7 +26,7 @@ from parley.v1 import common_pb2 as parley_dot_v1_dot_common__pb2
 from parley.v1 import options_pb2 as parley_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15parley/v1/calls.proto\x12\tparley.v1\x1a\x16parley/v1/common.proto\x1a\x17parley/v1/options.proto\"\xcc\x01\n\tStartCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x02 \x01(\t\x12\r\n\x05video\x18\x03 \x01(\x08\x12\x32\n\x07headers\x18\x04 \x03(\x0b\x32!.parley.v1.StartCall.HeadersEntry\x12\x11\n\toffer_sdp\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"-\n\x08RingCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"C\n\nAnswerCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\nanswer_sdp\x18\x02 \x01(\t:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"x\n\nHangupCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12&\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x10.parley.v1.Error:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"Z\n\x0eSendCallSignal\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12%\n\x06signal\x18\x02 \x01(\x0b\x32\x15.parley.v1.CallSignal:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"g\n\nCallSignal\x12\x13\n\toffer_sdp\x18\x01 \x01(\tH\x00\x12\x14\n\nanswer_sdp\x18\x02 \x01(\tH\x00\x12\x16\n\x0cvideo_paused\x18\x03 \x01(\x08H\x00\x12\x0e\n\x04\x64tmf\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"!\n\rGetIceServers:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"c\n\x0eStartCallReply\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65vices_reached\x18\x02 \x01(\r\x12\'\n\npush_pairs\x18\x03 \x03(\x0b\x32\x13.parley.v1.PushPair\"?\n\x07\x43\x61llAck\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x05phase\x18\x02 \x01(\x0e\x32\x14.parley.v1.CallPhase\"J\n\nIceServers\x12%\n\x07servers\x18\x01 \x03(\x0b\x32\x14.parley.v1.IceServer\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"?\n\tIceServer\x12\x0c\n\x04urls\x18\x01 \x03(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\ncredential\x18\x03 \x01(\t\"\xd7\x01\n\x0c\x43\x61llIncoming\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61ller_user_id\x18\x02 \x01(\t\x12\r\n\x05video\x18\x03 \x01(\x08\x12\x35\n\x07headers\x18\x04 \x03(\x0b\x32$.parley.v1.CallIncoming.HeadersEntry\x12\x11\n\toffer_sdp\x18\x05 \x01(\t\x12\x15\n\rstarted_at_ms\x18\x06 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0f\x43\x61llProgressing\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"3\n\x0c\x43\x61llAnswered\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\nanswer_sdp\x18\x02 \x01(\t\"z\n\tCallEnded\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12&\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x10.parley.v1.Error\x12\x13\n\x0b\x65nded_at_ms\x18\x04 \x01(\x03\"L\n\x12\x43\x61llSignalReceived\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12%\n\x06signal\x18\x02 \x01(\x0b\x32\x15.parley.v1.CallSignal\"\x9d\x04\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ller_user_id\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ller_session_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x05 \x01(\t\x12\r\n\x05video\x18\x06 \x01(\x08\x12\x33\n\x07headers\x18\x07 \x03(\x0b\x32\".parley.v1.CallRecord.HeadersEntry\x12\x11\n\toffer_sdp\x18\x08 \x01(\t\x12#\n\x05phase\x18\t \x01(\x0e\x32\x14.parley.v1.CallPhase\x12\x1b\n\x13offered_session_ids\x18\n \x03(\t\x12\x1b\n\x13\x61nswered_session_id\x18\x0b \x01(\t\x12\x15\n\rstarted_at_ms\x18\x0c \x01(\x03\x12\x16\n\x0e\x61nswered_at_ms\x18\r \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x0e \x01(\x03\x12*\n\tend_cause\x18\x0f \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x10 \x01(\x03\x12/\n\x0e\x64\x65\x61\x64line_cause\x18\x11 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x9f\x02\n\x0c\x43\x61llEndCause\x12\x1e\n\x1a\x43\x41LL_END_CAUSE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_END_CAUSE_HUNG_UP\x10\x01\x12\x19\n\x15\x43\x41LL_END_CAUSE_DENIED\x10\x02\x12\x1b\n\x17\x43\x41LL_END_CAUSE_CANCELED\x10\x03\x12\x1c\n\x18\x43\x41LL_END_CAUSE_NO_ANSWER\x10\x04\x12\x1a\n\x16\x43\x41LL_END_CAUSE_TIMEOUT\x10\x05\x12\x1a\n\x16\x43\x41LL_END_CAUSE_FAILURE\x10\x06\x12(\n$CALL_END_CAUSE_OTHER_DEVICE_ANSWERED\x10\x07\x12\x1b\n\x17\x43\x41LL_END_CAUSE_INACTIVE\x10\x08*\x89\x01\n\tCallPhase\x12\x1a\n\x16\x43\x41LL_PHASE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41LL_PHASE_INITIATING\x10\x01\x12\x16\n\x12\x43\x41LL_PHASE_RINGING\x10\x02\x12\x17\n\x13\x43\x41LL_PHASE_ANSWERED\x10\x03\x12\x14\n\x10\x43\x41LL_PHASE_ENDED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15parley/v1/calls.proto\x12\tparley.v1\x1a\x16parley/v1/common.proto\x1a\x17parley/v1/options.proto\"\xcc\x01\n\tStartCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x02 \x01(\t\x12\r\n\x05video\x18\x03 \x01(\x08\x12\x32\n\x07headers\x18\x04 \x03(\x0b\x32!.parley.v1.StartCall.HeadersEntry\x12\x11\n\toffer_sdp\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"-\n\x08RingCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"C\n\nAnswerCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\nanswer_sdp\x18\x02 \x01(\t:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"x\n\nHangupCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12&\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x10.parley.v1.Error:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"Z\n\x0eSendCallSignal\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12%\n\x06signal\x18\x02 \x01(\x0b\x32\x15.parley.v1.CallSignal:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"g\n\nCallSignal\x12\x13\n\toffer_sdp\x18\x01 \x01(\tH\x00\x12\x14\n\nanswer_sdp\x18\x02 \x01(\tH\x00\x12\x16\n\x0cvideo_paused\x18\x03 \x01(\x08H\x00\x12\x0e\n\x04\x64tmf\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\".\n\tClaimCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"!\n\rGetIceServers:\x10\xc2\xf3\x18\x0c\n\x05\x63\x61lls\x10\x01\x18\x88\'\"c\n\x0eStartCallReply\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65vices_reached\x18\x02 \x01(\r\x12\'\n\npush_pairs\x18\x03 \x03(\x0b\x32\x13.parley.v1.PushPair\"\x83\x01\n\x0e\x43laimCallReply\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x05phase\x18\x02 \x01(\x0e\x32\x14.parley.v1.CallPhase\x12*\n\tend_cause\x18\x03 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x0f\n\x07offered\x18\x04 \x01(\x08\"?\n\x07\x43\x61llAck\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x05phase\x18\x02 \x01(\x0e\x32\x14.parley.v1.CallPhase\"J\n\nIceServers\x12%\n\x07servers\x18\x01 \x03(\x0b\x32\x14.parley.v1.IceServer\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"?\n\tIceServer\x12\x0c\n\x04urls\x18\x01 \x03(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\ncredential\x18\x03 \x01(\t\"\xd7\x01\n\x0c\x43\x61llIncoming\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61ller_user_id\x18\x02 \x01(\t\x12\r\n\x05video\x18\x03 \x01(\x08\x12\x35\n\x07headers\x18\x04 \x03(\x0b\x32$.parley.v1.CallIncoming.HeadersEntry\x12\x11\n\toffer_sdp\x18\x05 \x01(\t\x12\x15\n\rstarted_at_ms\x18\x06 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0f\x43\x61llProgressing\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"3\n\x0c\x43\x61llAnswered\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\nanswer_sdp\x18\x02 \x01(\t\"z\n\tCallEnded\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12&\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x10.parley.v1.Error\x12\x13\n\x0b\x65nded_at_ms\x18\x04 \x01(\x03\"L\n\x12\x43\x61llSignalReceived\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12%\n\x06signal\x18\x02 \x01(\x0b\x32\x15.parley.v1.CallSignal\"\x9d\x04\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ller_user_id\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ller_session_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x05 \x01(\t\x12\r\n\x05video\x18\x06 \x01(\x08\x12\x33\n\x07headers\x18\x07 \x03(\x0b\x32\".parley.v1.CallRecord.HeadersEntry\x12\x11\n\toffer_sdp\x18\x08 \x01(\t\x12#\n\x05phase\x18\t \x01(\x0e\x32\x14.parley.v1.CallPhase\x12\x1b\n\x13offered_session_ids\x18\n \x03(\t\x12\x1b\n\x13\x61nswered_session_id\x18\x0b \x01(\t\x12\x15\n\rstarted_at_ms\x18\x0c \x01(\x03\x12\x16\n\x0e\x61nswered_at_ms\x18\r \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x0e \x01(\x03\x12*\n\tend_cause\x18\x0f \x01(\x0e\x32\x17.parley.v1.CallEndCause\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x10 \x01(\x03\x12/\n\x0e\x64\x65\x61\x64line_cause\x18\x11 \x01(\x0e\x32\x17.parley.v1.CallEndCause\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x9f\x02\n\x0c\x43\x61llEndCause\x12\x1e\n\x1a\x43\x41LL_END_CAUSE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_END_CAUSE_HUNG_UP\x10\x01\x12\x19\n\x15\x43\x41LL_END_CAUSE_DENIED\x10\x02\x12\x1b\n\x17\x43\x41LL_END_CAUSE_CANCELED\x10\x03\x12\x1c\n\x18\x43\x41LL_END_CAUSE_NO_ANSWER\x10\x04\x12\x1a\n\x16\x43\x41LL_END_CAUSE_TIMEOUT\x10\x05\x12\x1a\n\x16\x43\x41LL_END_CAUSE_FAILURE\x10\x06\x12(\n$CALL_END_CAUSE_OTHER_DEVICE_ANSWERED\x10\x07\x12\x1b\n\x17\x43\x41LL_END_CAUSE_INACTIVE\x10\x08*\x89\x01\n\tCallPhase\x12\x1a\n\x16\x43\x41LL_PHASE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41LL_PHASE_INITIATING\x10\x01\x12\x16\n\x12\x43\x41LL_PHASE_RINGING\x10\x02\x12\x17\n\x13\x43\x41LL_PHASE_ANSWERED\x10\x03\x12\x14\n\x10\x43\x41LL_PHASE_ENDED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,16 +45,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HANGUPCALL']._serialized_options = b'\302\363\030\014\n\005calls\020\001\030\210\''
   _globals['_SENDCALLSIGNAL']._loaded_options = None
   _globals['_SENDCALLSIGNAL']._serialized_options = b'\302\363\030\014\n\005calls\020\001\030\210\''
+  _globals['_CLAIMCALL']._loaded_options = None
+  _globals['_CLAIMCALL']._serialized_options = b'\302\363\030\014\n\005calls\020\001\030\210\''
   _globals['_GETICESERVERS']._loaded_options = None
   _globals['_GETICESERVERS']._serialized_options = b'\302\363\030\014\n\005calls\020\001\030\210\''
   _globals['_CALLINCOMING_HEADERSENTRY']._loaded_options = None
   _globals['_CALLINCOMING_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_CALLRECORD_HEADERSENTRY']._loaded_options = None
   _globals['_CALLRECORD_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_CALLENDCAUSE']._serialized_start=2123
-  _globals['_CALLENDCAUSE']._serialized_end=2410
-  _globals['_CALLPHASE']._serialized_start=2413
-  _globals['_CALLPHASE']._serialized_end=2550
+  _globals['_CALLENDCAUSE']._serialized_start=2305
+  _globals['_CALLENDCAUSE']._serialized_end=2592
+  _globals['_CALLPHASE']._serialized_start=2595
+  _globals['_CALLPHASE']._serialized_end=2732
   _globals['_STARTCALL']._serialized_start=86
   _globals['_STARTCALL']._serialized_end=290
   _globals['_STARTCALL_HEADERSENTRY']._serialized_start=226
@@ -69,30 +71,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDCALLSIGNAL']._serialized_end=620
   _globals['_CALLSIGNAL']._serialized_start=622
   _globals['_CALLSIGNAL']._serialized_end=725
-  _globals['_GETICESERVERS']._serialized_start=727
-  _globals['_GETICESERVERS']._serialized_end=760
-  _globals['_STARTCALLREPLY']._serialized_start=762
-  _globals['_STARTCALLREPLY']._serialized_end=861
-  _globals['_CALLACK']._serialized_start=863
-  _globals['_CALLACK']._serialized_end=926
-  _globals['_ICESERVERS']._serialized_start=928
-  _globals['_ICESERVERS']._serialized_end=1002
-  _globals['_ICESERVER']._serialized_start=1004
-  _globals['_ICESERVER']._serialized_end=1067
-  _globals['_CALLINCOMING']._serialized_start=1070
-  _globals['_CALLINCOMING']._serialized_end=1285
+  _globals['_CLAIMCALL']._serialized_start=727
+  _globals['_CLAIMCALL']._serialized_end=773
+  _globals['_GETICESERVERS']._serialized_start=775
+  _globals['_GETICESERVERS']._serialized_end=808
+  _globals['_STARTCALLREPLY']._serialized_start=810
+  _globals['_STARTCALLREPLY']._serialized_end=909
+  _globals['_CLAIMCALLREPLY']._serialized_start=912
+  _globals['_CLAIMCALLREPLY']._serialized_end=1043
+  _globals['_CALLACK']._serialized_start=1045
+  _globals['_CALLACK']._serialized_end=1108
+  _globals['_ICESERVERS']._serialized_start=1110
+  _globals['_ICESERVERS']._serialized_end=1184
+  _globals['_ICESERVER']._serialized_start=1186
+  _globals['_ICESERVER']._serialized_end=1249
+  _globals['_CALLINCOMING']._serialized_start=1252
+  _globals['_CALLINCOMING']._serialized_end=1467
   _globals['_CALLINCOMING_HEADERSENTRY']._serialized_start=226
   _globals['_CALLINCOMING_HEADERSENTRY']._serialized_end=272
-  _globals['_CALLPROGRESSING']._serialized_start=1287
-  _globals['_CALLPROGRESSING']._serialized_end=1321
-  _globals['_CALLANSWERED']._serialized_start=1323
-  _globals['_CALLANSWERED']._serialized_end=1374
-  _globals['_CALLENDED']._serialized_start=1376
-  _globals['_CALLENDED']._serialized_end=1498
-  _globals['_CALLSIGNALRECEIVED']._serialized_start=1500
-  _globals['_CALLSIGNALRECEIVED']._serialized_end=1576
-  _globals['_CALLRECORD']._serialized_start=1579
-  _globals['_CALLRECORD']._serialized_end=2120
+  _globals['_CALLPROGRESSING']._serialized_start=1469
+  _globals['_CALLPROGRESSING']._serialized_end=1503
+  _globals['_CALLANSWERED']._serialized_start=1505
+  _globals['_CALLANSWERED']._serialized_end=1556
+  _globals['_CALLENDED']._serialized_start=1558
+  _globals['_CALLENDED']._serialized_end=1680
+  _globals['_CALLSIGNALRECEIVED']._serialized_start=1682
+  _globals['_CALLSIGNALRECEIVED']._serialized_end=1758
+  _globals['_CALLRECORD']._serialized_start=1761
+  _globals['_CALLRECORD']._serialized_end=2302
   _globals['_CALLRECORD_HEADERSENTRY']._serialized_start=226
   _globals['_CALLRECORD_HEADERSENTRY']._serialized_end=272
 # @@protoc_insertion_point(module_scope)

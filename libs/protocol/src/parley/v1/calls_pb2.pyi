@@ -108,6 +108,12 @@ class CallSignal(_message.Message):
     dtmf: str
     def __init__(self, offer_sdp: _Optional[str] = ..., answer_sdp: _Optional[str] = ..., video_paused: _Optional[bool] = ..., dtmf: _Optional[str] = ...) -> None: ...
 
+class ClaimCall(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
 class GetIceServers(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -121,6 +127,18 @@ class StartCallReply(_message.Message):
     devices_reached: int
     push_pairs: _containers.RepeatedCompositeFieldContainer[_common_pb2.PushPair]
     def __init__(self, call_id: _Optional[str] = ..., devices_reached: _Optional[int] = ..., push_pairs: _Optional[_Iterable[_Union[_common_pb2.PushPair, _Mapping]]] = ...) -> None: ...
+
+class ClaimCallReply(_message.Message):
+    __slots__ = ("call_id", "phase", "end_cause", "offered")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    END_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    OFFERED_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    phase: CallPhase
+    end_cause: CallEndCause
+    offered: bool
+    def __init__(self, call_id: _Optional[str] = ..., phase: _Optional[_Union[CallPhase, str]] = ..., end_cause: _Optional[_Union[CallEndCause, str]] = ..., offered: _Optional[bool] = ...) -> None: ...
 
 class CallAck(_message.Message):
     __slots__ = ("call_id", "phase")

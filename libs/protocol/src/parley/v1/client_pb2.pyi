@@ -4,6 +4,7 @@ from parley.v1 import echo_pb2 as _echo_pb2
 from parley.v1 import messaging_pb2 as _messaging_pb2
 from parley.v1 import options_pb2 as _options_pb2
 from parley.v1 import presence_pb2 as _presence_pb2
+from parley.v1 import push_pb2 as _push_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -28,7 +29,7 @@ RESUME_OUTCOME_OVERFLOWED: ResumeOutcome
 RESUME_OUTCOME_DISABLED: ResumeOutcome
 
 class Envelope(_message.Message):
-    __slots__ = ("seq", "reply_to", "traceparent", "event", "ack", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event", "start_call", "ring_call", "answer_call", "hangup_call", "send_call_signal", "get_ice_servers", "start_call_reply", "call_ack", "ice_servers", "call_incoming", "call_progressing", "call_answered", "call_ended", "call_signal_received", "send_message", "ack_messages", "fetch_messages", "mark_read", "send_typing", "message_accepted", "message_batch", "messages_acked", "message_incoming", "message_sent", "message_delivered", "message_read", "typing_changed")
+    __slots__ = ("seq", "reply_to", "traceparent", "event", "ack", "hello", "ping", "refresh_token", "presence_query", "goodbye", "listen", "welcome", "pong", "error", "presence_result", "token_accepted", "listen_accepted", "echo_request", "echo_reply", "echo_event", "start_call", "ring_call", "answer_call", "hangup_call", "send_call_signal", "get_ice_servers", "claim_call", "start_call_reply", "call_ack", "ice_servers", "claim_call_reply", "call_incoming", "call_progressing", "call_answered", "call_ended", "call_signal_received", "send_message", "ack_messages", "fetch_messages", "mark_read", "send_typing", "message_accepted", "message_batch", "messages_acked", "message_incoming", "message_sent", "message_delivered", "message_read", "typing_changed", "register_push_data", "unregister_push_data", "register_managed_push", "unregister_managed_push", "relay_push_payload", "push_registered", "push_payload_relayed")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
@@ -55,9 +56,11 @@ class Envelope(_message.Message):
     HANGUP_CALL_FIELD_NUMBER: _ClassVar[int]
     SEND_CALL_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_ICE_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_CALL_FIELD_NUMBER: _ClassVar[int]
     START_CALL_REPLY_FIELD_NUMBER: _ClassVar[int]
     CALL_ACK_FIELD_NUMBER: _ClassVar[int]
     ICE_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_CALL_REPLY_FIELD_NUMBER: _ClassVar[int]
     CALL_INCOMING_FIELD_NUMBER: _ClassVar[int]
     CALL_PROGRESSING_FIELD_NUMBER: _ClassVar[int]
     CALL_ANSWERED_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +79,13 @@ class Envelope(_message.Message):
     MESSAGE_DELIVERED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_READ_FIELD_NUMBER: _ClassVar[int]
     TYPING_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_PUSH_DATA_FIELD_NUMBER: _ClassVar[int]
+    UNREGISTER_PUSH_DATA_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_MANAGED_PUSH_FIELD_NUMBER: _ClassVar[int]
+    UNREGISTER_MANAGED_PUSH_FIELD_NUMBER: _ClassVar[int]
+    RELAY_PUSH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PUSH_REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PAYLOAD_RELAYED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     reply_to: int
     traceparent: str
@@ -102,9 +112,11 @@ class Envelope(_message.Message):
     hangup_call: _calls_pb2.HangupCall
     send_call_signal: _calls_pb2.SendCallSignal
     get_ice_servers: _calls_pb2.GetIceServers
+    claim_call: _calls_pb2.ClaimCall
     start_call_reply: _calls_pb2.StartCallReply
     call_ack: _calls_pb2.CallAck
     ice_servers: _calls_pb2.IceServers
+    claim_call_reply: _calls_pb2.ClaimCallReply
     call_incoming: _calls_pb2.CallIncoming
     call_progressing: _calls_pb2.CallProgressing
     call_answered: _calls_pb2.CallAnswered
@@ -123,7 +135,14 @@ class Envelope(_message.Message):
     message_delivered: _messaging_pb2.MessageDelivered
     message_read: _messaging_pb2.MessageRead
     typing_changed: _messaging_pb2.TypingChanged
-    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ..., start_call: _Optional[_Union[_calls_pb2.StartCall, _Mapping]] = ..., ring_call: _Optional[_Union[_calls_pb2.RingCall, _Mapping]] = ..., answer_call: _Optional[_Union[_calls_pb2.AnswerCall, _Mapping]] = ..., hangup_call: _Optional[_Union[_calls_pb2.HangupCall, _Mapping]] = ..., send_call_signal: _Optional[_Union[_calls_pb2.SendCallSignal, _Mapping]] = ..., get_ice_servers: _Optional[_Union[_calls_pb2.GetIceServers, _Mapping]] = ..., start_call_reply: _Optional[_Union[_calls_pb2.StartCallReply, _Mapping]] = ..., call_ack: _Optional[_Union[_calls_pb2.CallAck, _Mapping]] = ..., ice_servers: _Optional[_Union[_calls_pb2.IceServers, _Mapping]] = ..., call_incoming: _Optional[_Union[_calls_pb2.CallIncoming, _Mapping]] = ..., call_progressing: _Optional[_Union[_calls_pb2.CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[_calls_pb2.CallAnswered, _Mapping]] = ..., call_ended: _Optional[_Union[_calls_pb2.CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[_calls_pb2.CallSignalReceived, _Mapping]] = ..., send_message: _Optional[_Union[_messaging_pb2.SendMessage, _Mapping]] = ..., ack_messages: _Optional[_Union[_messaging_pb2.AckMessages, _Mapping]] = ..., fetch_messages: _Optional[_Union[_messaging_pb2.FetchMessages, _Mapping]] = ..., mark_read: _Optional[_Union[_messaging_pb2.MarkRead, _Mapping]] = ..., send_typing: _Optional[_Union[_messaging_pb2.SendTyping, _Mapping]] = ..., message_accepted: _Optional[_Union[_messaging_pb2.MessageAccepted, _Mapping]] = ..., message_batch: _Optional[_Union[_messaging_pb2.MessageBatch, _Mapping]] = ..., messages_acked: _Optional[_Union[_messaging_pb2.MessagesAcked, _Mapping]] = ..., message_incoming: _Optional[_Union[_messaging_pb2.MessageIncoming, _Mapping]] = ..., message_sent: _Optional[_Union[_messaging_pb2.MessageSent, _Mapping]] = ..., message_delivered: _Optional[_Union[_messaging_pb2.MessageDelivered, _Mapping]] = ..., message_read: _Optional[_Union[_messaging_pb2.MessageRead, _Mapping]] = ..., typing_changed: _Optional[_Union[_messaging_pb2.TypingChanged, _Mapping]] = ...) -> None: ...
+    register_push_data: _push_pb2.RegisterPushData
+    unregister_push_data: _push_pb2.UnregisterPushData
+    register_managed_push: _push_pb2.RegisterManagedPush
+    unregister_managed_push: _push_pb2.UnregisterManagedPush
+    relay_push_payload: _push_pb2.RelayPushPayload
+    push_registered: _push_pb2.PushRegistered
+    push_payload_relayed: _push_pb2.PushPayloadRelayed
+    def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ..., start_call: _Optional[_Union[_calls_pb2.StartCall, _Mapping]] = ..., ring_call: _Optional[_Union[_calls_pb2.RingCall, _Mapping]] = ..., answer_call: _Optional[_Union[_calls_pb2.AnswerCall, _Mapping]] = ..., hangup_call: _Optional[_Union[_calls_pb2.HangupCall, _Mapping]] = ..., send_call_signal: _Optional[_Union[_calls_pb2.SendCallSignal, _Mapping]] = ..., get_ice_servers: _Optional[_Union[_calls_pb2.GetIceServers, _Mapping]] = ..., claim_call: _Optional[_Union[_calls_pb2.ClaimCall, _Mapping]] = ..., start_call_reply: _Optional[_Union[_calls_pb2.StartCallReply, _Mapping]] = ..., call_ack: _Optional[_Union[_calls_pb2.CallAck, _Mapping]] = ..., ice_servers: _Optional[_Union[_calls_pb2.IceServers, _Mapping]] = ..., claim_call_reply: _Optional[_Union[_calls_pb2.ClaimCallReply, _Mapping]] = ..., call_incoming: _Optional[_Union[_calls_pb2.CallIncoming, _Mapping]] = ..., call_progressing: _Optional[_Union[_calls_pb2.CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[_calls_pb2.CallAnswered, _Mapping]] = ..., call_ended: _Optional[_Union[_calls_pb2.CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[_calls_pb2.CallSignalReceived, _Mapping]] = ..., send_message: _Optional[_Union[_messaging_pb2.SendMessage, _Mapping]] = ..., ack_messages: _Optional[_Union[_messaging_pb2.AckMessages, _Mapping]] = ..., fetch_messages: _Optional[_Union[_messaging_pb2.FetchMessages, _Mapping]] = ..., mark_read: _Optional[_Union[_messaging_pb2.MarkRead, _Mapping]] = ..., send_typing: _Optional[_Union[_messaging_pb2.SendTyping, _Mapping]] = ..., message_accepted: _Optional[_Union[_messaging_pb2.MessageAccepted, _Mapping]] = ..., message_batch: _Optional[_Union[_messaging_pb2.MessageBatch, _Mapping]] = ..., messages_acked: _Optional[_Union[_messaging_pb2.MessagesAcked, _Mapping]] = ..., message_incoming: _Optional[_Union[_messaging_pb2.MessageIncoming, _Mapping]] = ..., message_sent: _Optional[_Union[_messaging_pb2.MessageSent, _Mapping]] = ..., message_delivered: _Optional[_Union[_messaging_pb2.MessageDelivered, _Mapping]] = ..., message_read: _Optional[_Union[_messaging_pb2.MessageRead, _Mapping]] = ..., typing_changed: _Optional[_Union[_messaging_pb2.TypingChanged, _Mapping]] = ..., register_push_data: _Optional[_Union[_push_pb2.RegisterPushData, _Mapping]] = ..., unregister_push_data: _Optional[_Union[_push_pb2.UnregisterPushData, _Mapping]] = ..., register_managed_push: _Optional[_Union[_push_pb2.RegisterManagedPush, _Mapping]] = ..., unregister_managed_push: _Optional[_Union[_push_pb2.UnregisterManagedPush, _Mapping]] = ..., relay_push_payload: _Optional[_Union[_push_pb2.RelayPushPayload, _Mapping]] = ..., push_registered: _Optional[_Union[_push_pb2.PushRegistered, _Mapping]] = ..., push_payload_relayed: _Optional[_Union[_push_pb2.PushPayloadRelayed, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id", "resume_from_event")
