@@ -18,7 +18,6 @@ import aiohttp
 from parley_auth import accounts
 from parley_auth.app import MIGRATIONS as AUTH_MIGRATIONS
 from parley_auth.app import setup as auth_setup
-from parley_auth.secrets_box import SecretBox
 from parley_auth.settings import AuthSettings
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_gateway.app import gateway_of
@@ -28,6 +27,7 @@ from parley_gateway.settings import GatewaySettings
 from parley_protocol.clock import SystemClock
 from parley_protocol.pb import client
 from parley_service import runtime as rt
+from parley_service.secrets_box import SecretBox
 from tests.support.wire import (  # noqa: F401 (re-exported for the gateway tests)
     SECRET_SCHEME,
     SERVER_SCHEME,

@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 from parley_auth import accounts, store
 from parley_auth.app import MIGRATIONS, setup
 from parley_auth.keys import rotate_signing_key, to_datetime
-from parley_auth.secrets_box import SecretBox, application_secret_context, signing_key_context
+from parley_auth.secrets_box import application_secret_context, signing_key_context
 from parley_auth.settings import AuthSettings
 from parley_protocol import signatures, subjects
 from parley_protocol.clock import Clock, FakeClock, SystemClock
@@ -31,6 +31,7 @@ from parley_protocol.pb import auth
 from parley_service import runtime as rt
 from parley_service.access_tokens import Claims, parse_jwks, verify
 from parley_service.bus import request
+from parley_service.secrets_box import SecretBox
 
 MASTER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
 SERVER = auth.REGISTRATION_SCHEME_APPLICATION_SERVER

@@ -19,9 +19,10 @@ from parley_auth.credentials import (
     new_instance_secret,
     parse_instance_id,
 )
-from parley_auth.secrets_box import SecretBox, SecretBoxError, application_secret_context
+from parley_auth.secrets_box import application_secret_context
 from parley_auth.settings import AuthSettings, parse_master_key
 from parley_protocol.validation import validate_application_key
+from parley_service.secrets_box import SecretBox, SecretBoxError
 from parley_service.settings import SettingsError
 
 KEY = bytes(range(32))

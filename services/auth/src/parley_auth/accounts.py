@@ -9,8 +9,9 @@ from typing import Any
 from parley_auth import store
 from parley_auth.credentials import new_application_key, new_application_secret
 from parley_auth.keys import to_datetime
-from parley_auth.secrets_box import SecretBox, application_secret_context
+from parley_auth.secrets_box import application_secret_context
 from parley_protocol.clock import Clock
+from parley_service.secrets_box import SecretBox
 
 ENVIRONMENTS = ("sandbox", "production")
 MAX_NAME_LENGTH = 200

@@ -25,12 +25,11 @@ import asyncpg
 from parley_auth import accounts, store
 from parley_auth.app import MIGRATIONS
 from parley_auth.keys import rotate_signing_key
-from parley_auth.secrets_box import SecretBox
-from parley_auth.settings import MASTER_KEY_BYTES, MASTER_KEY_ENV, parse_master_key
 from parley_protocol.clock import SystemClock
 from parley_protocol.errors import ParleyError
 from parley_protocol.validation import validate_application_key
 from parley_service.db import apply_migrations
+from parley_service.secrets_box import MASTER_KEY_BYTES, MASTER_KEY_ENV, SecretBox, parse_master_key
 from parley_service.settings import SettingsError
 
 PROG = "parley-admin"

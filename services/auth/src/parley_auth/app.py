@@ -10,11 +10,11 @@ from parley_auth.apps import AppDirectory
 from parley_auth.changes import ChangeWatcher
 from parley_auth.handlers import AuthHandlers, declare_endpoints
 from parley_auth.keys import KeyRing, to_datetime
-from parley_auth.secrets_box import SecretBox
 from parley_auth.settings import AuthSettings
 from parley_protocol import subjects
 from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
+from parley_service.secrets_box import SecretBox
 
 SETTINGS = AuthSettings  # the settings type; build it with AuthSettings.from_env()
 MIGRATIONS = Migrations("auth", "parley_auth.migrations")

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from parley_auth import store
-from parley_auth.secrets_box import SecretBox, application_secret_context
+from parley_auth.secrets_box import application_secret_context
 from parley_protocol.clock import Clock
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.secrets_box import SecretBox
 
 MAX_CACHED_APPS = 10_000
 

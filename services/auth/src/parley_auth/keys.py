@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from parley_auth import store
-from parley_auth.secrets_box import SecretBox, signing_key_context
+from parley_auth.secrets_box import signing_key_context
 from parley_protocol.clock import Clock
 from parley_service import access_tokens
 from parley_service.logs import get_logger
+from parley_service.secrets_box import SecretBox
 
 log = get_logger("parley.auth.keys")
 

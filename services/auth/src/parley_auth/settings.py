@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import math
 
+from parley_service.secrets_box import parse_master_key
 from parley_service.settings import ServiceSettings, SettingsError, positive
-
-MASTER_KEY_ENV = "PARLEY_AUTH_MASTER_KEY"
-MASTER_KEY_BYTES = 32
-_GENERATE_HINT = "generate one with `parley-admin generate-master-key`"
-
-
-def parse_master_key(value: str) -> bytes:
-    """The 32-byte AES-256 key from its base64 text; a clear error naming the variable."""
-    if not value.strip():
-        raise SettingsError(
-            f"{MASTER_KEY_ENV} is not set: it must be the base64 of 32 random bytes "
-            f"(the key that encrypts secrets at rest); {_GENERATE_HINT}"
-        )
-    try:
-        key = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SettingsError(
-            f"{MASTER_KEY_ENV} is not valid base64 ({exc}); it must be the base64 of 32 "
-            f"random bytes; {_GENERATE_HINT}"
-        ) from exc
-    if len(key) != MASTER_KEY_BYTES:
-        raise SettingsError(
-            f"{MASTER_KEY_ENV} decodes to {len(key)} bytes; it must be the base64 of exactly "
-            f"{MASTER_KEY_BYTES} bytes; {_GENERATE_HINT}"
-        )
-    return key
 
 
 @dataclasses.dataclass(frozen=True)
