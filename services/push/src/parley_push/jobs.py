@@ -1,0 +1,91 @@
+"""The stream PUSH: managed push jobs, one subject per provider, file storage, a work queue.
+
+A Notify request publishes its jobs here and waits for JetStream's acknowledgement before
+it answers, so an accepted notification survives a push replica's crash; the senders
+(`senders.py`) share one durable consumer and acknowledge a job only once the provider
+answered for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client as NATS
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from parley.v1 import push_pb2
+from parley_protocol import subjects
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_push.metrics import JOBS_ENQUEUED
+from parley_push.tokens import provider_name
+from parley_service.assets import Consumer, JetStreamAssets, Stream, asset_missing
+
+# How long a sender may hold a job before JetStream gives it to another (a provider request
+# times out well before).
+ACK_WAIT_SECONDS = 30.0
+
+
+def stream(replicas: int, max_age_seconds: float) -> Stream:
+    return Stream(
+        StreamConfig(
+            name=subjects.PUSH_STREAM,
+            subjects=[subjects.PUSH_JOBS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=max_age_seconds,
+        )
+    )
+
+
+def consumer(max_attempts: int) -> Consumer:
+    return Consumer(
+        subjects.PUSH_STREAM,
+        ConsumerConfig(
+            durable_name=subjects.PUSH_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ACK_WAIT_SECONDS,
+            max_deliver=max_attempts,
+            max_ack_pending=20_000,
+        ),
+    )
+
+
+class JobQueue:
+    def __init__(self, nc: NATS, assets: JetStreamAssets) -> None:
+        self._js = nc.jetstream()
+        self._assets = assets
+
+    async def publish(self, jobs: list[push_pb2.PushJob]) -> None:
+        """Every job is in the stream when this returns; UNAVAILABLE otherwise (retry)."""
+        if not jobs:
+            return
+        names = [provider_name(job.provider) for job in jobs]
+        try:
+            await asyncio.gather(
+                *(
+                    self._js.publish(
+                        subjects.push_jobs(name),
+                        job.SerializeToString(),
+                        stream=subjects.PUSH_STREAM,
+                    )
+                    for name, job in zip(names, jobs, strict=True)
+                )
+            )
+        except Exception as exc:
+            if asset_missing(exc):
+                self._assets.lost(f"stream {subjects.PUSH_STREAM}")
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_UNAVAILABLE,
+                f"push jobs cannot be queued now ({type(exc).__name__}); retry",
+            ) from exc
+        for name in names:
+            JOBS_ENQUEUED.labels(name).inc()

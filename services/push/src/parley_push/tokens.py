@@ -1,0 +1,79 @@
+"""Checks of a device's managed-push registration: a provider this deployment knows and a
+token of that provider's shape. Each failure names the field and says why."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urlsplit
+
+from parley.v1 import push_pb2
+from parley_protocol.errors import ErrorCode, ParleyError
+
+MAX_TOKEN_CHARS = 4096
+PROVIDER_NAMES = {
+    push_pb2.PUSH_PROVIDER_FCM: "fcm",
+    push_pb2.PUSH_PROVIDER_APNS: "apns",
+    push_pb2.PUSH_PROVIDER_WEB_PUSH: "web_push",
+}
+_FCM = re.compile(r"[\x21-\x7e]+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_B64URL = re.compile(r"[A-Za-z0-9_-]+=*")
+
+
+def provider_name(provider: int) -> str:
+    """`fcm`, `apns` or `web_push`; INVALID_ARGUMENT for anything else."""
+    name = PROVIDER_NAMES.get(provider)
+    if name is None:
+        raise _invalid("provider", f"unknown push provider {provider}: use FCM, APNS or WEB_PUSH")
+    return name
+
+
+def provider_of(name: str) -> int:
+    for number, known in PROVIDER_NAMES.items():
+        if known == name:
+            return int(number)
+    raise ValueError(f"unknown push provider {name!r}: use fcm, apns or web_push")
+
+
+def check_token(provider: int, token: str) -> str:
+    """The token as stored (APNs hex lowercased, a Web Push subscription as compact JSON)."""
+    name = provider_name(provider)
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise _invalid("token", f"a push token is 1 to {MAX_TOKEN_CHARS} characters")
+    if name == "fcm":
+        if not _FCM.fullmatch(token):
+            raise _invalid("token", "an FCM registration token is printable ASCII, no spaces")
+        return token
+    if name == "apns":
+        if not _HEX.fullmatch(token) or len(token) % 2 or not 64 <= len(token) <= 200:
+            raise _invalid("token", "an APNs device token is 64 to 200 hexadecimal digits")
+        return token.lower()
+    return _subscription(token)
+
+
+def _subscription(token: str) -> str:
+    try:
+        sub = json.loads(token)
+    except json.JSONDecodeError as exc:
+        raise _invalid("token", f"a Web Push subscription is JSON ({exc.msg})") from exc
+    if not isinstance(sub, dict) or not isinstance(sub.get("keys"), dict):
+        raise _invalid("token", 'a Web Push subscription is {"endpoint": ..., "keys": {...}}')
+    endpoint = sub.get("endpoint")
+    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
+        raise _invalid("token", "a Web Push subscription's endpoint is an https URL")
+    keys = sub["keys"]
+    for key in ("p256dh", "auth"):
+        value = keys.get(key)
+        if not isinstance(value, str) or not _B64URL.fullmatch(value):
+            raise _invalid("token", f"a Web Push subscription's keys.{key} is base64url")
+    return json.dumps(
+        {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}},
+        separators=(",", ":"),
+    )
+
+
+def _invalid(field: str, reason: str) -> ParleyError:
+    return ParleyError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, reason, field)
