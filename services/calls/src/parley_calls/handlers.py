@@ -7,6 +7,12 @@ answer_call:      the first answer wins (CallAnswered to the caller, CallEnded
 hangup_call:      cancel, decline or end a call (CallEnded to whom it concerns)
 send_call_signal: relay a signal to the other party of an answered call
 get_ice_servers:  STUN and TURN servers, TURN with short-lived credentials
+claim_call:       a callee device woken by push asks for a call still waiting (CallIncoming
+                  to it)
+
+A call that reaches no callee device is handed to the push service (Notify): it pushes to
+the callee's devices with managed push, and the StartCall reply carries the push pairs of the
+others for the caller's app (app-server push).
 
 Identity comes from the Caller only. Every change is a compare-and-set of the call's record
 (see store.py); only the request whose write lands sends the events of that change.
@@ -14,7 +20,7 @@ Identity comes from the Caller only. Every change is a compare-and-set of the ca
 
 from __future__ import annotations
 
-from parley.v1 import auth_pb2, calls_pb2
+from parley.v1 import auth_pb2, calls_pb2, common_pb2, push_pb2
 from parley_calls import records
 from parley_calls.events import CallEvents
 from parley_calls.metrics import CALLS_STARTED, SETUP_SECONDS
@@ -40,6 +46,8 @@ log = get_logger("parley.calls.handlers")
 
 # How long StartCall waits for auth to say whether the callee ever registered.
 USER_LOOKUP_TIMEOUT_SECONDS = 2.0
+# How long StartCall waits for the push service when no callee device was reached.
+NOTIFY_TIMEOUT_SECONDS = 2.0
 
 
 def declare_endpoints(bus: Bus, handlers: CallHandlers) -> None:
@@ -49,6 +57,7 @@ def declare_endpoints(bus: Bus, handlers: CallHandlers) -> None:
     bus.client_endpoint(calls_pb2.HangupCall, handlers.hangup_call)
     bus.client_endpoint(calls_pb2.SendCallSignal, handlers.send_call_signal)
     bus.client_endpoint(calls_pb2.GetIceServers, handlers.get_ice_servers)
+    bus.client_endpoint(calls_pb2.ClaimCall, handlers.claim_call)
 
 
 def _ack(record: calls_pb2.CallRecord) -> calls_pb2.CallAck:
@@ -138,7 +147,40 @@ class CallHandlers:
             started_at_ms=record.started_at_ms,
         )
         await self._events.send(app, records.offered_targets(record), incoming)
-        return _start_reply(record)
+        reply = _start_reply(record)
+        if not record.offered_session_ids:
+            reply.push_pairs.extend(await self._push(record))
+        return reply
+
+    async def _push(self, record: calls_pb2.CallRecord) -> list[common_pb2.PushPair]:
+        """No callee device was reached: the push service pushes to the callee's devices
+        with managed push; the pairs of the others are for the caller's app. The call rings
+        on without pairs when the push service cannot be asked."""
+        request = push_pb2.NotifyRequest(
+            application_key=record.application_key,
+            recipient_ids=[record.callee_user_id],
+            call=push_pb2.CallPush(
+                call_id=record.call_id,
+                caller_user_id=record.caller_user_id,
+                headers=record.headers,
+                video=record.video,
+                started_at_ms=record.started_at_ms,
+                ring_until_ms=record.deadline_ms,
+            ),
+        )
+        try:
+            reply = await self._bus.request(
+                subjects.PUSH_NOTIFY, request, push_pb2.NotifyReply, NOTIFY_TIMEOUT_SECONDS
+            )
+        except ParleyError as exc:
+            log.warning(
+                "push_notify_failed",
+                app=record.application_key,
+                call=record.call_id,
+                error=exc.reason,
+            )
+            return []
+        return [pair for recipient in reply.recipients for pair in recipient.push_pairs]
 
     def _started_before(
         self, caller: Caller, record: calls_pb2.CallRecord
@@ -271,6 +313,40 @@ class CallHandlers:
             calls_pb2.CallSignalReceived(call_id=call_id, signal=request.signal),
         )
         return _ack(stored.record)
+
+    # claim ----------------------------------------------------------------------------
+
+    async def claim_call(
+        self, caller: Caller, request: calls_pb2.ClaimCall
+    ) -> calls_pb2.ClaimCallReply:
+        call_id = validate_call_id(request.call_id)
+        change = await self._store.change(
+            caller.application_key,
+            call_id,
+            lambda record: records.claim(record, self._actor(record, caller)),
+        )
+        after = change.after
+        offered = after.phase in (records.INITIATING, records.RINGING) and (
+            caller.session_id in after.offered_session_ids
+        )
+        if change.changed:
+            log.info("call_claimed", app=caller.application_key, call=call_id)
+            incoming = calls_pb2.CallIncoming(
+                call_id=call_id,
+                caller_user_id=after.caller_user_id,
+                video=after.video,
+                headers=after.headers,
+                offer_sdp=after.offer_sdp,
+                started_at_ms=after.started_at_ms,
+            )
+            await self._events.send(
+                caller.application_key,
+                [records.Target(caller.user_id, caller.session_id)],
+                incoming,
+            )
+        return calls_pb2.ClaimCallReply(
+            call_id=call_id, phase=after.phase, end_cause=after.end_cause, offered=offered
+        )
 
     # ICE servers ----------------------------------------------------------------------
 

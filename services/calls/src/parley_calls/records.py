@@ -137,6 +137,18 @@ def new_call(
     )
 
 
+def claim(record: Record, actor: Actor) -> Record | None:
+    """A callee device woken by push asks for the call: while it waits for an answer it is
+    offered to that device too (its deadline stays); otherwise nothing changes."""
+    if actor.party is not Party.CALLEE:
+        raise _denied("only the callee's devices claim a call")
+    if record.phase not in (INITIATING, RINGING) or actor.session_id in record.offered_session_ids:
+        return None
+    changed = _copy(record)
+    changed.offered_session_ids.append(actor.session_id)
+    return changed
+
+
 def ring(record: Record, actor: Actor, now_ms: int, ringing_timeout_ms: int) -> Record | None:
     """The first ring of an offered device moves INITIATING to RINGING (until the ringing
     timeout); any later ring changes nothing."""

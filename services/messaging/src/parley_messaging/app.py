@@ -104,6 +104,7 @@ async def setup(runtime: Runtime) -> None:
         RegisteredUsers(runtime.bus, settings.message_registered_cache_size),
         online,
         events,
+        runtime.bus,
         runtime.clock,
     )
     purger = Purger(pool, runtime.clock, settings.retention_seconds, settings.message_purge_seconds)

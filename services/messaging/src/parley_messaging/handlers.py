@@ -32,7 +32,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
-from parley.v1 import messaging_pb2
+from parley.v1 import common_pb2, messaging_pb2, push_pb2
 from parley_messaging import commits, records, store
 from parley_messaging.commits import (
     NewMessage,
@@ -56,6 +56,7 @@ from parley_messaging.metrics import (
 from parley_messaging.online import OnlineUsers
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
+from parley_protocol import subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError, code_name
 from parley_protocol.validation import (
@@ -70,6 +71,9 @@ from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
 
 log = get_logger("parley.messaging.handlers")
+
+# How long a send waits for the push service when recipients have no device online.
+NOTIFY_TIMEOUT_SECONDS = 2.0
 
 MessageWriter = GroupCommit[NewMessage, Stored | ParleyError]
 ReceiptWriter = GroupCommit[ReceiptRequest, ReceiptOutcome]
@@ -96,9 +100,11 @@ class MessagingHandlers:
         registered: RegisteredUsers,
         online: OnlineUsers,
         events: MessageEvents,
+        bus: Bus,
         clock: Clock,
     ) -> None:
         self._pool = pool
+        self._bus = bus
         self._messages = messages
         self._acks = acks
         self._reads = reads
@@ -200,11 +206,53 @@ class MessagingHandlers:
             # A retry: the same reply, nothing stored or told twice.
             log.info("message_send_repeated", app=app, message=given.message_id, told=True)
             offline = await self._offline(app, recipients)
+        pairs = await self._push(app, message, stored.sent_at_ms, offline, not stored.created)
         return messaging_pb2.MessageAccepted(
             message_id=given.message_id,
             timestamp_ms=stored.sent_at_ms,
-            offline=[messaging_pb2.RecipientPush(recipient_id=user) for user in offline],
+            offline=[
+                messaging_pb2.RecipientPush(recipient_id=user, push_pairs=pairs.get(user, ()))
+                for user in offline
+            ],
         )
+
+    async def _push(
+        self,
+        application_key: str,
+        message: messaging_pb2.Message,
+        sent_at_ms: int,
+        offline: Sequence[str],
+        repeated: bool,
+    ) -> dict[str, list[common_pb2.PushPair]]:
+        """Recipients with no device online: the push service pushes to their devices with
+        managed push (not again for a repeated send), and the pairs of the others are for the
+        sender's app. None when the push service cannot be asked (the message is stored and
+        will be fetched all the same)."""
+        if not offline:
+            return {}
+        request = push_pb2.NotifyRequest(
+            application_key=application_key,
+            recipient_ids=offline,
+            message=push_pb2.MessagePush(
+                message_id=message.message_id,
+                sender_id=message.sender_id,
+                timestamp_ms=sent_at_ms,
+            ),
+            pairs_only=repeated,
+        )
+        try:
+            reply = await self._bus.request(
+                subjects.PUSH_NOTIFY, request, push_pb2.NotifyReply, NOTIFY_TIMEOUT_SECONDS
+            )
+        except ParleyError as exc:
+            log.warning(
+                "push_notify_failed",
+                app=application_key,
+                message=message.message_id,
+                error=exc.reason,
+            )
+            return {}
+        return {r.recipient_id: list(r.push_pairs) for r in reply.recipients}
 
     async def _tell(
         self,

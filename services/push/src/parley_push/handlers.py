@@ -12,6 +12,7 @@ notify:             users with no online device: a managed push job for each dev
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from parley.v1 import push_pb2
 from parley_protocol import subjects
@@ -72,7 +73,7 @@ class PushHandlers:
         )
         return push_pb2.PushRegistered(
             push_data=row is not None and row.push_data is not None,
-            managed_provider=(row.provider or 0) if row is not None else 0,
+            managed_provider=_provider((row.provider or 0) if row is not None else 0),
         )
 
     async def register_push_data(
@@ -200,12 +201,15 @@ class PushHandlers:
             payload, expires_at = payloads[device.user_id]
             entry = by_user[device.user_id]
             if device.provider is not None and device.token is not None:
+                entry.managed += 1
+                if request.pairs_only:
+                    continue
                 jobs.append(
                     push_pb2.PushJob(
                         application_key=request.application_key,
                         recipient_user_id=device.user_id,
                         instance_id=device.instance_id,
-                        provider=device.provider,
+                        provider=_provider(device.provider),
                         token=device.token,
                         payload=payload,
                         kind=kind_name,
@@ -214,7 +218,6 @@ class PushHandlers:
                         expires_at_ms=expires_at,
                     )
                 )
-                entry.managed += 1
             elif device.push_data is not None:
                 entry.push_pairs.add(push_data=device.push_data, push_payload=payload.encode())
         await self._jobs.publish(jobs)
@@ -230,3 +233,8 @@ class PushHandlers:
             pairs=sum(len(r.push_pairs) for r in reply.recipients),
         )
         return reply
+
+
+def _provider(number: int) -> push_pb2.PushProvider:
+    """A stored provider number as the proto's enum type."""
+    return cast(push_pb2.PushProvider, number)

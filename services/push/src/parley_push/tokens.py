@@ -11,10 +11,10 @@ from parley.v1 import push_pb2
 from parley_protocol.errors import ErrorCode, ParleyError
 
 MAX_TOKEN_CHARS = 4096
-PROVIDER_NAMES = {
-    push_pb2.PUSH_PROVIDER_FCM: "fcm",
-    push_pb2.PUSH_PROVIDER_APNS: "apns",
-    push_pb2.PUSH_PROVIDER_WEB_PUSH: "web_push",
+PROVIDER_NAMES: dict[int, str] = {
+    int(push_pb2.PUSH_PROVIDER_FCM): "fcm",
+    int(push_pb2.PUSH_PROVIDER_APNS): "apns",
+    int(push_pb2.PUSH_PROVIDER_WEB_PUSH): "web_push",
 }
 _FCM = re.compile(r"[\x21-\x7e]+")
 _HEX = re.compile(r"[0-9a-fA-F]+")

@@ -114,16 +114,18 @@ class PushPayloadBody(_message.Message):
     def __init__(self, application_key: _Optional[str] = ..., recipient_user_id: _Optional[str] = ..., call: _Optional[_Union[CallPush, _Mapping]] = ..., message: _Optional[_Union[MessagePush, _Mapping]] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class NotifyRequest(_message.Message):
-    __slots__ = ("application_key", "recipient_ids", "call", "message")
+    __slots__ = ("application_key", "recipient_ids", "call", "message", "pairs_only")
     APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_IDS_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_ONLY_FIELD_NUMBER: _ClassVar[int]
     application_key: str
     recipient_ids: _containers.RepeatedScalarFieldContainer[str]
     call: CallPush
     message: MessagePush
-    def __init__(self, application_key: _Optional[str] = ..., recipient_ids: _Optional[_Iterable[str]] = ..., call: _Optional[_Union[CallPush, _Mapping]] = ..., message: _Optional[_Union[MessagePush, _Mapping]] = ...) -> None: ...
+    pairs_only: bool
+    def __init__(self, application_key: _Optional[str] = ..., recipient_ids: _Optional[_Iterable[str]] = ..., call: _Optional[_Union[CallPush, _Mapping]] = ..., message: _Optional[_Union[MessagePush, _Mapping]] = ..., pairs_only: _Optional[bool] = ...) -> None: ...
 
 class NotifyReply(_message.Message):
     __slots__ = ("recipients",)
