@@ -8,6 +8,7 @@ from parley.v1 import echo_pb2 as echo
 from parley.v1 import messaging_pb2 as messaging
 from parley.v1 import options_pb2 as options
 from parley.v1 import presence_pb2 as presence
+from parley.v1 import push_pb2 as push
 from parley.v1 import routing_pb2 as routing
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "messaging",
     "options",
     "presence",
+    "push",
     "routing",
 ]
