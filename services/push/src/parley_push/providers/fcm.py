@@ -199,6 +199,12 @@ class _AuthFailed(Exception):
         self.outcome = outcome
 
 
+def _retrieve(task: asyncio.Task[_AccessToken]) -> None:
+    """Marks a failed exchange's error seen (its waiters may all have been cancelled)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class FcmSender:
     """Sends through FCM with one service account; one HTTP/2 client for all sends."""
 
@@ -218,9 +224,7 @@ class FcmSender:
         self._client = provider_client(http2=True, ca_file=ca_file, max_connections=max_connections)
         self._url = f"{credentials.endpoint}/v1/projects/{credentials.project_id}/messages:send"
         self._token: _AccessToken | None = None
-        self._lock = asyncio.Lock()
-        self._exchanges = 0  # token exchanges started
-        self._exchange_failure: Outcome | None = None  # how the last one failed, if it did
+        self._exchange: asyncio.Task[_AccessToken] | None = None  # the one under way
         self.token_fetches = 0  # access tokens obtained (for tests and metrics)
 
     async def send(self, token: str, notification: Notification) -> Outcome:
@@ -250,29 +254,30 @@ class FcmSender:
         return failed(401, " ".join(p for p in (word, message) if p) or "HTTP 401")
 
     async def _access_token(self, stale: str | None = None) -> str:
-        """The cached access token, or a new one (`stale`: a token the API refused)."""
+        """The cached access token, or a new one (`stale`: a token the API refused).
+
+        Sends that need a new token while an exchange is under way wait for that one and
+        share its answer, token or failure: one exchange however many sends wait.
+        """
         current = self._token
         if current is not None and current.value != stale and self._clock() < current.renew_at:
             return current.value
-        exchanges_seen = self._exchanges
-        async with self._lock:
-            current = self._token  # another send may have renewed it meanwhile
-            if current is not None and current.value != stale and self._clock() < current.renew_at:
-                return current.value
-            if self._exchanges != exchanges_seen and self._exchange_failure is not None:
-                # An exchange failed while this send waited: share its answer rather
-                # than asking again once per waiting send.
-                raise _AuthFailed(self._exchange_failure)
-            self._token = None
-            self._exchanges += 1
-            try:
-                fresh = await self._fetch_token()
-            except _AuthFailed as exc:
-                self._exchange_failure = exc.outcome
-                raise
-            self._exchange_failure = None
+        if current is not None and current.value == stale:
+            self._token = None  # later sends wait for the renewal rather than reuse it
+        exchange = self._exchange
+        if exchange is None:
+            exchange = self._exchange = asyncio.create_task(self._exchange_token())
+            exchange.add_done_callback(_retrieve)
+        fresh = await asyncio.shield(exchange)
+        return fresh.value
+
+    async def _exchange_token(self) -> _AccessToken:
+        try:
+            fresh = await self._fetch_token()
             self._token = fresh
-            return fresh.value
+            return fresh
+        finally:
+            self._exchange = None
 
     async def _fetch_token(self) -> _AccessToken:
         now = self._clock()
@@ -310,4 +315,6 @@ class FcmSender:
         return _AccessToken(value, now + float(lifetime) - REFRESH_MARGIN_SECONDS)
 
     async def close(self) -> None:
+        if self._exchange is not None:
+            self._exchange.cancel()
         await self._client.aclose()
