@@ -6,7 +6,7 @@ authentication and payloads as the real provider does; and the credentials to us
     async with FakeFcm(tls) as fcm: ...    # or FakeApns(tls), FakeWebPush(tls)
 """
 
-from tests.support.providers.apns import ApnsKey, FakeApns, device_token
+from tests.support.providers.apns import ApnsKey, FakeApns, device_token, p8_key
 from tests.support.providers.fcm import FakeFcm, with_other_key
 from tests.support.providers.server import FakeProvider, PushRecord
 from tests.support.providers.tls import LocalTls
@@ -22,6 +22,7 @@ __all__ = [
     "PushRecord",
     "VapidKeyPair",
     "device_token",
+    "p8_key",
     "vapid_key_pair",
     "with_other_key",
 ]

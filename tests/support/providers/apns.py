@@ -37,7 +37,9 @@ def _apple_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(10))
 
 
-def _p8(key: ec.EllipticCurvePrivateKey) -> str:
+def p8_key(key: ec.EllipticCurvePrivateKey | None = None) -> str:
+    """An APNs auth key file's text (PKCS#8 PEM of an EC P-256 key); fresh unless given."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -55,7 +57,7 @@ class ApnsKey:
 
     def with_other_key(self) -> ApnsKey:
         """The same IDs with another private key (one the team does not have)."""
-        return replace(self, private_key_pem=_p8(ec.generate_private_key(ec.SECP256R1())))
+        return replace(self, private_key_pem=p8_key())
 
 
 def device_token() -> str:
@@ -83,7 +85,7 @@ class FakeApns(FakeProvider):
     def new_key(self) -> ApnsKey:
         """A fresh auth key of this fake's team, which it trusts."""
         private = ec.generate_private_key(ec.SECP256R1())
-        key = ApnsKey(self.team_id, _apple_id(), _p8(private))
+        key = ApnsKey(self.team_id, _apple_id(), p8_key(private))
         self.keys[key.key_id] = private.public_key()
         return key
 

@@ -117,13 +117,16 @@ class LocalHttpsServer:
             return
 
     async def stop(self) -> None:
+        """Stops serving. Clients should close their connections first: hypercorn waits up
+        to a second for open ones, then stops anyway (and may say so with an
+        InvalidStateError, ignored here)."""
         self._stopping.set()
         if self._task is not None:
             task, self._task = self._task, None
             try:
                 await asyncio.wait_for(task, 10.0)
-            except TimeoutError:
-                task.cancel()
+            except (TimeoutError, asyncio.InvalidStateError):
+                pass
 
 
 class FakeProvider:
