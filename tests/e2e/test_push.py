@@ -36,7 +36,7 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import push as push_pb
 from tests.support.calls import Follower, Party
 from tests.support.media import dominant_hz, received_audio
-from tests.support.messaging import Inbox, listen
+from tests.support.messaging import listen
 from tests.support.providers import (
     FakeApns,
     FakeFcm,
@@ -65,6 +65,7 @@ class Providers:
         self.fcm = FakeFcm(tls)
         self.apns = FakeApns(tls)
         self.web_push = FakeWebPush(tls)
+        self.vapid = vapid_key_pair()
 
     async def start(self) -> None:
         for fake in (self.fcm, self.apns, self.web_push):
@@ -86,7 +87,9 @@ async def providers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[P
 
 
 @pytest_asyncio.fixture(scope="module")
-async def database(postgres_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> str:
+async def database(
+    postgres_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     home = tmp_path_factory.mktemp("pushdb")
     return await postgres_server.create_database(f"e2e_push_{home.name.replace('-', '_')[:30]}")
 
@@ -145,18 +148,50 @@ async def stack(
         app = running.app_key
         account = home / "service-account.json"
         account.write_text(providers.fcm.service_account())
-        admin(running, database, "set-fcm", "--app", app, "--service-account", str(account),
-              "--endpoint", providers.fcm.url)
+        admin(
+            running,
+            database,
+            "set-fcm",
+            "--app",
+            app,
+            "--service-account",
+            str(account),
+            "--endpoint",
+            providers.fcm.url,
+        )
         key = providers.apns.new_key()
         key_file = home / "AuthKey.p8"
         key_file.write_text(key.private_key_pem)
-        admin(running, database, "set-apns", "--app", app, "--key-file", str(key_file),
-              "--team-id", key.team_id, "--key-id", key.key_id, "--topic", providers.apns.topic,
-              "--endpoint", providers.apns.url)
+        admin(
+            running,
+            database,
+            "set-apns",
+            "--app",
+            app,
+            "--key-file",
+            str(key_file),
+            "--team-id",
+            key.team_id,
+            "--key-id",
+            key.key_id,
+            "--topic",
+            providers.apns.topic,
+            "--endpoint",
+            providers.apns.url,
+        )
         vapid = home / "vapid.pem"
-        vapid.write_text(providers.web_push.vapid.private_key_pem)
-        admin(running, database, "set-web-push", "--app", app, "--vapid-key", str(vapid),
-              "--subject", "mailto:ops@example.com")
+        vapid.write_text(providers.vapid.private_key_pem)
+        admin(
+            running,
+            database,
+            "set-web-push",
+            "--app",
+            app,
+            "--vapid-key",
+            str(vapid),
+            "--subject",
+            "mailto:ops@example.com",
+        )
         yield running
     except BaseException:
         print(running.output())
@@ -165,8 +200,9 @@ async def stack(
         await running.devstack.stop()
 
 
-def build(stack: E2EStack, user_id: str, state: Path, *, tone: float | None = None,
-          managed: bool = False) -> Party:
+def build(
+    stack: E2EStack, user_id: str, state: Path, *, tone: float | None = None, managed: bool = False
+) -> Party:
     """A client of `user_id` with calling, messaging and real media, not started."""
     client = (
         ParleyClient.builder()
@@ -326,9 +362,9 @@ async def test_messages_push_through_web_push_and_to_the_senders_app(
     stack: E2EStack, providers: Providers, database: str, tmp_path: Path
 ) -> None:
     carol_id, dave_id = user("carol"), user("dave")
-    subscription = providers.web_push.subscribe()
+    subscription = providers.web_push.subscribe(providers.vapid.public_key)
     await away_with_token(
-        stack, carol_id, tmp_path / "carol-browser", PushToken.web_push(subscription.json)
+        stack, carol_id, tmp_path / "carol-browser", PushToken.web_push(subscription)
     )
     await away_with_data(stack, dave_id, tmp_path / "dave-phone", b"dave's phone")
     alice = build(stack, user("alice"), tmp_path / "alice")
@@ -338,10 +374,8 @@ async def test_messages_push_through_web_push_and_to_the_senders_app(
     carol_inbox = listen(carol.client)
     try:
         sent = alice.client.message_client.send(WritableMessage([carol_id, dave_id], "wake up"))
-        await eventually(
-            lambda: _pushed(providers.web_push, subscription.json), 10, "the Web Push push"
-        )
-        push = providers.web_push.pushes_to(subscription.json)[0]
+        await eventually(lambda: _pushed(providers.web_push, subscription), 10, "the Web Push push")
+        push = providers.web_push.pushes_to(subscription)[0]
         assert push.kind == "message" and push.headers["content-encoding"] == "aes128gcm"
         # Dave has no managed push: alice's app gets his pair; carol's went by Web Push.
         await eventually(lambda: _true(len(alice_inbox.push) == 1), 5, "on_should_send_push_data")

@@ -37,7 +37,7 @@ async def set_push_data(
 ) -> None:
     await db.execute(
         """
-        INSERT INTO devices (application_key, user_id, instance_id, push_data, updated_at)
+        INSERT INTO push.devices (application_key, user_id, instance_id, push_data, updated_at)
         VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (application_key, user_id, instance_id)
         DO UPDATE SET push_data = EXCLUDED.push_data, updated_at = EXCLUDED.updated_at
@@ -61,7 +61,7 @@ async def set_managed(
 ) -> None:
     await db.execute(
         """
-        INSERT INTO devices (application_key, user_id, instance_id, provider, token, updated_at)
+        INSERT INTO push.devices (application_key, user_id, instance_id, provider, token, updated_at)
         VALUES ($1, $2, $3, $4, $5, $6)
         ON CONFLICT (application_key, user_id, instance_id)
         DO UPDATE SET provider = EXCLUDED.provider, token = EXCLUDED.token,
@@ -79,7 +79,7 @@ async def set_managed(
 async def device(db: Db, app: str, user_id: str, instance_id: str) -> DeviceRow | None:
     row = await db.fetchrow(
         """
-        SELECT user_id, instance_id, push_data, provider, token FROM devices
+        SELECT user_id, instance_id, push_data, provider, token FROM push.devices
         WHERE application_key = $1 AND user_id = $2 AND instance_id = $3
         """,
         app,
@@ -93,7 +93,7 @@ async def devices_of(db: Db, app: str, user_ids: Sequence[str]) -> list[DeviceRo
     """The devices of these users that registered something, in a stable order."""
     rows = await db.fetch(
         """
-        SELECT user_id, instance_id, push_data, provider, token FROM devices
+        SELECT user_id, instance_id, push_data, provider, token FROM push.devices
         WHERE application_key = $1 AND user_id = ANY($2::text[])
           AND (push_data IS NOT NULL OR token IS NOT NULL)
         ORDER BY user_id, instance_id
@@ -111,7 +111,7 @@ async def forget_token(
     since. True when it was forgotten."""
     status: str = await db.execute(
         """
-        UPDATE devices SET provider = NULL, token = NULL, updated_at = $6
+        UPDATE push.devices SET provider = NULL, token = NULL, updated_at = $6
         WHERE application_key = $1 AND user_id = $2 AND instance_id = $3
           AND provider = $4 AND token = $5
         """,
@@ -128,7 +128,7 @@ async def forget_token(
 async def set_credentials(db: Db, app: str, provider: int, sealed: bytes, now: datetime) -> None:
     await db.execute(
         """
-        INSERT INTO credentials (application_key, provider, sealed, updated_at)
+        INSERT INTO push.credentials (application_key, provider, sealed, updated_at)
         VALUES ($1, $2, $3, $4)
         ON CONFLICT (application_key, provider)
         DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at
@@ -143,7 +143,7 @@ async def set_credentials(db: Db, app: str, provider: int, sealed: bytes, now: d
 async def credentials(db: Db, app: str, provider: int) -> CredentialsRow | None:
     row = await db.fetchrow(
         """
-        SELECT application_key, provider, sealed, updated_at FROM credentials
+        SELECT application_key, provider, sealed, updated_at FROM push.credentials
         WHERE application_key = $1 AND provider = $2
         """,
         app,
@@ -155,7 +155,7 @@ async def credentials(db: Db, app: str, provider: int) -> CredentialsRow | None:
 async def credentials_of(db: Db, app: str | None) -> list[CredentialsRow]:
     rows = await db.fetch(
         """
-        SELECT application_key, provider, sealed, updated_at FROM credentials
+        SELECT application_key, provider, sealed, updated_at FROM push.credentials
         WHERE $1::text IS NULL OR application_key = $1
         ORDER BY application_key, provider
         """,
@@ -166,6 +166,6 @@ async def credentials_of(db: Db, app: str | None) -> list[CredentialsRow]:
 
 async def remove_credentials(db: Db, app: str, provider: int) -> bool:
     status: str = await db.execute(
-        "DELETE FROM credentials WHERE application_key = $1 AND provider = $2", app, provider
+        "DELETE FROM push.credentials WHERE application_key = $1 AND provider = $2", app, provider
     )
     return status.endswith(" 1")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urlsplit
 
 from parley.v1 import push_pb2
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_push.providers.base import b64url_encode
+from parley_push.providers.web_push import parse_subscription
 
 MAX_TOKEN_CHARS = 4096
 PROVIDER_NAMES: dict[int, str] = {
@@ -18,7 +19,6 @@ PROVIDER_NAMES: dict[int, str] = {
 }
 _FCM = re.compile(r"[\x21-\x7e]+")
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+=*")
 
 
 def provider_name(provider: int) -> str:
@@ -55,24 +55,11 @@ def check_token(provider: int, token: str) -> str:
 
 def _subscription(token: str) -> str:
     try:
-        sub = json.loads(token)
-    except json.JSONDecodeError as exc:
-        raise _invalid("token", f"a Web Push subscription is JSON ({exc.msg})") from exc
-    if not isinstance(sub, dict) or not isinstance(sub.get("keys"), dict):
-        raise _invalid("token", 'a Web Push subscription is {"endpoint": ..., "keys": {...}}')
-    endpoint = sub.get("endpoint")
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parts is None or parts.scheme != "https" or not parts.hostname:
-        raise _invalid("token", "a Web Push subscription's endpoint is an https URL")
-    keys = sub["keys"]
-    for key in ("p256dh", "auth"):
-        value = keys.get(key)
-        if not isinstance(value, str) or not _B64URL.fullmatch(value):
-            raise _invalid("token", f"a Web Push subscription's keys.{key} is base64url")
-    return json.dumps(
-        {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}},
-        separators=(",", ":"),
-    )
+        sub = parse_subscription(token)
+    except ValueError as exc:
+        raise _invalid("token", f"not a Web Push subscription: {exc}") from exc
+    keys = {"p256dh": b64url_encode(sub.p256dh), "auth": b64url_encode(sub.auth)}
+    return json.dumps({"endpoint": sub.endpoint, "keys": keys}, separators=(",", ":"))
 
 
 def _invalid(field: str, reason: str) -> ParleyError:
