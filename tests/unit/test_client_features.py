@@ -198,8 +198,9 @@ async def test_terminate_tells_features_and_stops_their_tasks(tmp_path: Path) ->
         await client.start()
         await h.gateways[0].send_to_all(_presence_push("bob"))
         await asyncio.wait_for(stuck.wait(), 2)
-        # and the message client's: the harness's clients support messaging
-        assert len(_feature_tasks() - others) == 3
+        # and the message client's (the harness's clients support messaging), and the push
+        # client's (every started client has one)
+        assert len(_feature_tasks() - others) == 4
 
         began = time.monotonic()
         await client.terminate()

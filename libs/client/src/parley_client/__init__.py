@@ -36,7 +36,15 @@ from parley_client.message import (
     WritableMessage,
 )
 from parley_client.messaging import MessageClient, MessageClientListener
+from parley_client.notification import (
+    CallNotificationResult,
+    MessageNotificationResult,
+    NotificationResult,
+    PushProvider,
+    PushToken,
+)
 from parley_client.presence import UserPresence
+from parley_client.push import PushClient
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
 from parley_client.video import ResizeBehaviour, VideoController
@@ -64,6 +72,7 @@ __all__ = [
     "CallDirection",
     "CallEndCause",
     "CallListener",
+    "CallNotificationResult",
     "CallState",
     "Capabilities",
     "ClientListener",
@@ -79,13 +88,18 @@ __all__ = [
     "MessageClientListener",
     "MessageDeliveryInfo",
     "MessageFailureInfo",
+    "MessageNotificationResult",
     "MessageReadInfo",
+    "NotificationResult",
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",
     "PatternMark",
     "PatternSource",
+    "PushClient",
     "PushPair",
+    "PushProvider",
+    "PushToken",
     "ResizeBehaviour",
     "ResumeStats",
     "SilenceSource",

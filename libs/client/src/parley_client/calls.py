@@ -129,6 +129,27 @@ class CallClient(Feature):
         """Like `call_user`, with video both ways (the video controller's capture source)."""
         return self._call(user_id, headers, video=True)
 
+    async def claim(self, call_id: str) -> calls_pb.ClaimCallReply:
+        """Ask for a call this device learnt of by push (a relayed payload): when it still
+        waits for an answer, the service offers it to this device too (CallIncoming follows,
+        then on_incoming_call). Returns the service's answer, which says how the call ended if
+        it has. ParleyError for an invalid call id, when the client is not connected, or the
+        service's refusal (NOT_FOUND: no such call any more)."""
+        try:
+            validation.validate_call_id(call_id)
+        except ProtocolError as exc:
+            raise ParleyError.from_protocol(exc) from None
+        if self._closed:
+            raise terminated()
+        reply = await self.link.request(
+            calls_pb.ClaimCall(call_id=call_id), calls_pb.ClaimCallReply
+        )
+        self.link.log.info(
+            f"call {call_id} claimed: {calls_pb.CallPhase.Name(reply.phase)}"
+            + (", offered here" if reply.offered else "")
+        )
+        return reply
+
     # -- Feature -------------------------------------------------------------------------------
 
     def attached(self, link: FeatureLink) -> None:

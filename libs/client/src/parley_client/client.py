@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from parley.v1 import push_pb2 as push_pb
 from parley_client.audio import AudioController
 from parley_client.builder import ParleyClientBuilder
 from parley_client.calls import CallClient
@@ -24,7 +25,14 @@ from parley_client.listeners import ListenerSet
 from parley_client.listening import Listening
 from parley_client.logs import ClientLog
 from parley_client.messaging import MessageClient
+from parley_client.notification import (
+    CallNotificationResult,
+    MessageNotificationResult,
+    NotificationResult,
+    PushToken,
+)
 from parley_client.presence import Presence, UserPresence
+from parley_client.push import PushClient, passing, payload_bytes
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
 from parley_client.session import Session
@@ -32,6 +40,7 @@ from parley_client.tokens import Authenticator
 from parley_client.video import VideoController
 from parley_protocol.clock import Clock, SystemClock
 from parley_protocol.errors import ErrorCode
+from parley_protocol.pb import calls as calls_pb
 from parley_protocol.pb import client as pb
 
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
@@ -47,6 +56,9 @@ class _State(enum.Enum):
 
 
 _RUNNING = frozenset({_State.STARTING, _State.STARTED, _State.RECONNECTING})
+
+# How a call a push payload is about ended when it rang out unanswered.
+_RANG_OUT = frozenset({calls_pb.CALL_END_CAUSE_NO_ANSWER, calls_pb.CALL_END_CAUSE_TIMEOUT})
 
 F = TypeVar("F", bound=Feature)
 
@@ -118,6 +130,7 @@ class ParleyClient:
         self._video = VideoController(config.media)
         self._calls: CallClient | None = None  # plugged in when calling is used
         self._messages: MessageClient | None = None  # plugged in when messaging is used
+        self._push: PushClient | None = None  # plugged in at start, or when push is used
 
     # -- construction -----------------------------------------------------------------------
 
@@ -270,6 +283,7 @@ class ParleyClient:
             _ = self.call_client  # incoming calls need the feature from the first frame
         if self._capabilities.messaging:
             _ = self.message_client  # so do incoming messages
+        _ = self._push_client  # registrations are sent again on each new session
         self._set_state(_State.STARTING)
         session = self._new_session(endpoints)
         self._log.info(
@@ -387,6 +401,71 @@ class ParleyClient:
             self._features.add(self._messages)
         return self._messages
 
+    # -- push ------------------------------------------------------------------------------
+
+    async def register_push_notification_data(self, data: bytes) -> None:
+        """Register this device's push data (at most 1024 bytes) for push sent through the
+        app's own server: the caller's or sender's app gets it, with a payload, when this user
+        has no device online. Sent again on every new session; see
+        `PushClient.register_push_notification_data`."""
+        await self._push_client.register_push_notification_data(data)
+
+    async def unregister_push_notification_data(self) -> None:
+        """Forget this device's push data."""
+        await self._push_client.unregister_push_notification_data()
+
+    async def register_managed_push(self, token: PushToken) -> None:
+        """Have the push service push to this device through its provider (FCM, APNs or Web
+        Push) with `token`; needs `set_support_managed_push(True)` before `start()`."""
+        await self._push_client.register_managed_push(token)
+
+    async def unregister_managed_push(self) -> None:
+        """Stop managed pushes to this device."""
+        await self._push_client.unregister_managed_push()
+
+    async def relay_remote_push_notification_payload(
+        self, payload: bytes | str
+    ) -> NotificationResult:
+        """What a payload this device received by push is about (the guide's
+        relayRemotePushNotificationPayload). A client that was never started is started first.
+
+        A call payload claims the call: when it still waits for an answer it is offered to
+        this device, and `on_incoming_call` follows. A message payload has the message client
+        fetch what this device has not acknowledged, and `on_incoming_message` follows. A
+        payload the push service refuses (forged, expired, another user's or application's,
+        malformed) gives `is_valid` False and the `error`; NETWORK-type failures (not
+        connected, timed out, a service unavailable) are raised as ParleyError, and so is a
+        failure to start. TypeError for a payload that is not bytes or str."""
+        data = payload_bytes(payload)
+        if self._state is _State.NEW:
+            await self.start()
+        elif self._state is _State.STARTING:
+            await self.wait_connected(self._config.request_timeout)
+        relayed = await self._push_client.relay(data)
+        if isinstance(relayed, ParleyError):
+            self._log.info("push", f"a push payload was refused: {relayed}")
+            return NotificationResult.invalid(relayed)
+        content = relayed.WhichOneof("content")
+        if content == "call":
+            return await self._call_notification(relayed.call)
+        if content == "message":
+            message = relayed.message
+            if self._capabilities.messaging:
+                self.message_client.fetch_unacknowledged()
+            else:
+                self._log.info(
+                    "push",
+                    f"message {message.message_id} waits, but messaging is not supported; "
+                    "it is not fetched",
+                )
+            return NotificationResult(
+                is_valid=True,
+                is_message=True,
+                message_result=MessageNotificationResult(message.message_id, message.sender_id),
+            )
+        self._log.info("push", "a push payload is about nothing this client knows")
+        return NotificationResult(is_valid=True)
+
     @property
     def audio_controller(self) -> AudioController:
         return self._audio
@@ -407,6 +486,55 @@ class ParleyClient:
         return self._features.get(kind)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def _push_client(self) -> PushClient:
+        if self._push is None:
+            self._push = PushClient(
+                connected=lambda: (
+                    self._state in _RUNNING and self._session is not None and self._session.is_up
+                ),
+                session_id=lambda: self.session_id,
+                stopped=lambda: self._terminated,
+            )
+            self._features.add(self._push)
+        return self._push
+
+    async def _call_notification(self, call: push_pb.CallPush) -> NotificationResult:
+        """Claim the call a payload is about, and say how it stands."""
+        rang_out = 0 < call.ring_until_ms <= int(self._clock.time() * 1000)
+        timed_out, canceled, error = rang_out, False, None
+        if not self._capabilities.calling:
+            self._log.info(
+                "push",
+                f"call {call.call_id} from {call.caller_user_id!r} waits, but calling is not "
+                "supported; it is not claimed",
+            )
+        else:
+            try:
+                reply = await self.call_client.claim(call.call_id)
+            except ParleyError as exc:
+                if passing(exc):
+                    raise
+                if exc.error_code != ErrorCode.ERROR_CODE_NOT_FOUND:  # NOT_FOUND: it is gone
+                    self._log.warning("push", f"call {call.call_id} could not be claimed: {exc}")
+                    error = exc
+            else:
+                canceled = reply.end_cause == calls_pb.CALL_END_CAUSE_CANCELED
+                timed_out = reply.end_cause in _RANG_OUT
+        return NotificationResult(
+            is_valid=True,
+            is_call=True,
+            call_result=CallNotificationResult(
+                call_id=call.call_id,
+                remote_user_id=call.caller_user_id,
+                headers=dict(call.headers),
+                is_timed_out=timed_out,
+                is_call_canceled=canceled,
+                is_video_offered=call.video,
+            ),
+            error=error,
+        )
 
     def _link(self, name: str) -> FeatureLink:
         return FeatureLink(

@@ -6,7 +6,8 @@ once each (the ids already shown are kept on disk), then are acknowledged (AckMe
 coalesced): the service re-sends what a device has not acknowledged, so a message already
 shown is acknowledged again. On every connection that was not resumed (the first one too) the
 history is downloaded: FetchMessages, the unseen messages to the app in order, AckMessages
-for the batch, and again while the service says there is more.
+for the batch, and again while the service says there is more; `fetch_unacknowledged()`
+downloads it on request too (a push said a message waits).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ class MessageClient(Feature):
         self._acks: IdBatches | None = None
         self._reads: IdBatches | None = None
         self._history: asyncio.Task[None] | None = None
+        self._fetch_again = False  # the running download runs once more when it is done
 
     # -- the app's side ------------------------------------------------------------------------
 
@@ -204,6 +206,21 @@ class MessageClient(Feature):
     def set_typing_indicators(self, enabled: bool) -> None:
         """Hear on_typing_changed (off until enabled)."""
         self._typing = bool(enabled)
+
+    def fetch_unacknowledged(self) -> None:
+        """Download what this device has not acknowledged, as after a new session (a push
+        said a message waits): on_incoming_message follows for each one not shown yet. A
+        download under way runs once more when it is done. In the background; a failure is
+        logged, and the next new session downloads again."""
+        if self._closed:
+            return
+        history = self._history
+        if history is not None and not history.done():
+            self._fetch_again = True
+            return
+        self._history = asyncio.get_running_loop().create_task(
+            self._download(), name="parley messaging history"
+        )
 
     @property
     def unsent(self) -> list[Message]:
@@ -394,8 +411,17 @@ class MessageClient(Feature):
             seen.record(kind, key)
 
     async def _download(self) -> None:
-        """The messages this device has not acknowledged, oldest first; a failure stops it
-        (it runs again after the next connection that is not resumed)."""
+        """The messages this device has not acknowledged, oldest first, once more if
+        `fetch_unacknowledged()` asked for it meanwhile."""
+        while True:
+            self._fetch_again = False
+            await self._download_once()
+            if not self._fetch_again:
+                return
+
+    async def _download_once(self) -> None:
+        """One download: page by page until the service says there is no more; a failure
+        stops it (it runs again after the next connection that is not resumed)."""
         log = self.link.log
         fetched = 0
         try:
