@@ -198,6 +198,8 @@ async def stack(
         raise
     finally:
         await running.devstack.stop()
+        if os.environ.get("PUSH_DEBUG"):
+            print(running.output())
 
 
 def build(
@@ -266,7 +268,7 @@ async def test_managed_push_wakes_an_offline_callee_who_answers_and_hears_the_ca
     stack: E2EStack, providers: Providers, tmp_path: Path
 ) -> None:
     bob_id = user("bob")
-    token = f"fcm-token-{next(_numbers)}"
+    token = f"fcm-registration-token-{next(_numbers):08d}"
     await away_with_token(stack, bob_id, tmp_path / "bob-phone", PushToken.fcm(token))
     alice = await started(stack, user("alice"), tmp_path / "alice", tone=440)
     bob = build(stack, bob_id, tmp_path / "bob-fresh", tone=880)

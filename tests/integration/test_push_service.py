@@ -7,6 +7,7 @@ and until they expire."""
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from nats.aio.client import Client as NATS
 from parley.v1 import push_pb2
 from parley_devstack.nats import EmbeddedNats
 from parley_protocol import subjects
-from parley_protocol.clock import FakeClock
+from parley_protocol.clock import Clock, FakeClock
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_push import credentials, store
 from parley_push.app import MIGRATIONS, handlers_of
@@ -57,7 +58,7 @@ async def apns(tls: LocalTls) -> AsyncIterator[FakeApns]:
 
 @asynccontextmanager
 async def push_service(
-    nats_url: str, database_url: str, tls: LocalTls, **values: Any
+    nats_url: str, database_url: str, tls: LocalTls, clock: Clock | None = None, **values: Any
 ) -> AsyncIterator[rt.Runtime]:
     settings: dict[str, Any] = {
         "nats_url": nats_url,
@@ -71,7 +72,7 @@ async def push_service(
         "push_credentials_cache_seconds": 0.0,
     }
     settings.update(values)
-    runtime = await rt.start(PushSettings(**settings), push_setup, MIGRATIONS, values.get("clock"))
+    runtime = await rt.start(PushSettings(**settings), push_setup, MIGRATIONS, clock)
     try:
         yield runtime
     finally:
@@ -97,8 +98,9 @@ def caller(user_id: str, instance: str | None = None) -> Caller:
 
 
 def call_notify(
-    user_id: str, call_id: str | None = None, now_ms: int = 0
+    user_id: str, call_id: str | None = None, now_ms: int | None = None
 ) -> push_pb2.NotifyRequest:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     return push_pb2.NotifyRequest(
         application_key=APP,
         recipient_ids=[user_id],
@@ -134,7 +136,10 @@ async def test_notify_pushes_managed_devices_and_pairs_the_others(
     bob = "bob 1.x*>"
     phone, tablet, browser = caller(bob), caller(bob), caller(bob)
     await handlers.register_managed_push(
-        phone, push_pb2.RegisterManagedPush(provider=push_pb2.PUSH_PROVIDER_FCM, token="tok-1")
+        phone,
+        push_pb2.RegisterManagedPush(
+            provider=push_pb2.PUSH_PROVIDER_FCM, token="fcm-registration-token-0001"
+        ),
     )
     registered = await handlers.register_push_data(
         tablet, push_pb2.RegisterPushData(push_data=b"tablet")
@@ -147,8 +152,10 @@ async def test_notify_pushes_managed_devices_and_pairs_the_others(
     (recipient,) = reply.recipients
     assert recipient.recipient_id == bob and recipient.managed == 1
     assert [p.push_data for p in recipient.push_pairs] == [b"tablet"]
-    await eventually(lambda: _some(fcm.pushes_to("tok-1")), 10, "the FCM push")
-    (push,) = fcm.pushes_to("tok-1")
+    await eventually(
+        lambda: _some(fcm.pushes_to("fcm-registration-token-0001")), 10, "the FCM push"
+    )
+    (push,) = fcm.pushes_to("fcm-registration-token-0001")
     assert push.kind == "call"
     # The pushed payload and the pair's are the same signed payload for bob, and relay.
     assert push.payload.encode() == recipient.push_pairs[0].push_payload
@@ -175,19 +182,25 @@ async def test_an_outage_is_retried_and_a_stopped_service_loses_no_job(
     bob = "bob 2.x*>"
     await handlers_of(service).register_managed_push(
         caller(bob),
-        push_pb2.RegisterManagedPush(provider=push_pb2.PUSH_PROVIDER_FCM, token="tok-2"),
+        push_pb2.RegisterManagedPush(
+            provider=push_pb2.PUSH_PROVIDER_FCM, token="fcm-registration-token-0002"
+        ),
     )
     fcm.start_outage(retry_after=0.3)
     before = fcm.requests
     await notify(bus, call_notify(bob))
     await eventually(lambda: _true(fcm.requests >= before + 3), 10, "retries during the outage")
-    assert fcm.pushes_to("tok-2") == []
+    assert fcm.pushes_to("fcm-registration-token-0002") == []
     # The replica stops with the job unsent; a new one takes it over once the outage ends.
     await rt.stop(service, drain=False)
     fcm.end_outage()
     async with push_service(nats_server.url, database_url, tls):
-        await eventually(lambda: _some(fcm.pushes_to("tok-2")), 15, "the push after the outage")
-    assert len(fcm.pushes_to("tok-2")) == 1
+        await eventually(
+            lambda: _some(fcm.pushes_to("fcm-registration-token-0002")),
+            15,
+            "the push after the outage",
+        )
+    assert len(fcm.pushes_to("fcm-registration-token-0002")) == 1
 
 
 @bounded(30)

@@ -219,3 +219,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         return {"credentials": shown}
     finally:
         await pool.close()
+
+
+if __name__ == "__main__":
+    main()

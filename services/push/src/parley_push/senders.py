@@ -74,22 +74,25 @@ class JobSenders:
         self._max = settings.push_retry_max_seconds
         self._attempts = settings.push_max_attempts
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._jobs: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="push-senders")
 
     async def stop(self) -> None:
+        self._stopping = True  # a pull under way may swallow the cancellation
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 2 * PULL_SECONDS + 1)
         if self._jobs:  # jobs in flight finish (or JetStream gives them out again)
             await asyncio.wait(self._jobs, timeout=5.0)
 
     async def _run(self) -> None:
         sub: JetStreamContext.PullSubscription | None = None
-        while True:
+        while not self._stopping:
             try:
                 if sub is None:
                     sub = await self._js.pull_subscribe_bind(
@@ -112,8 +115,8 @@ class JobSenders:
                     task.add_done_callback(self._jobs.discard)
             except asyncio.CancelledError:
                 raise
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # no job within the pull's time
             except Exception as exc:
                 if asset_missing(exc):
                     self._assets.lost(f"consumer {subjects.PUSH_STREAM}/{subjects.PUSH_CONSUMER}")
