@@ -320,6 +320,25 @@ async def test_apns_provider_token_is_reused_and_renewed_when_expired(
     assert set(apns.http_versions) == {"2"}
 
 
+async def test_apns_sends_survive_the_provider_closing_connections(tls: LocalTls) -> None:
+    """APNs and Google close HTTP/2 connections now and then (GOAWAY, idle ones reaped):
+    the request that meets the closed connection is sent again on a new one."""
+    async with FakeApns(tls, requests_per_connection=10) as apns:
+        sender = apns_sender(apns, tls)
+        try:
+            one_by_one = [await sender.send(device_token(), CALL) for _ in range(30)]
+            batches = []
+            for _ in range(4):
+                batches += await asyncio.gather(
+                    *(sender.send(device_token(), MESSAGE) for _ in range(5))
+                )
+        finally:
+            await sender.close()
+    assert {o.kind for o in one_by_one + batches} == {OutcomeKind.SENT}
+    assert len(apns.pushes) == 50 and len({push.token for push in apns.pushes}) == 50
+    assert len(apns.connections) >= 5  # the fake did close them
+
+
 async def test_apns_dead_tokens(apns: FakeApns, tls: LocalTls) -> None:
     gone = device_token()
     apns.mark_dead(gone)

@@ -178,6 +178,8 @@ def test_an_fcm_message_is_a_high_priority_data_message() -> None:
         }
     }
     assert fcm.message_body("tok", MESSAGE)["message"]["android"]["ttl"] == "0s"
+    uncollapsed = fcm.message_body("tok", Notification("message", "p", "", 5))
+    assert "collapse_key" not in uncollapsed["message"]["android"]
 
 
 def fcm_error(
@@ -311,6 +313,8 @@ def test_apns_headers_and_bodies_for_calls_and_messages(p8: ec.EllipticCurvePriv
     assert message["apns-expiration"] == "0"  # ttl 0: now or never
     long_id = apns.request_headers(credentials, Notification("call", "p", "x" * 100, 5), "j", 0)
     assert len(long_id["apns-collapse-id"]) <= 64
+    uncollapsed = apns.request_headers(credentials, Notification("call", "p", "", 5), "j", 0)
+    assert "apns-collapse-id" not in uncollapsed
     assert apns.request_body(CALL) == {"aps": {}, "parley": "signed.call.payload", "kind": "call"}
     assert apns.request_body(MESSAGE)["aps"] == {
         "alert": {"title": "New message"},

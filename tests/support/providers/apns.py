@@ -73,8 +73,14 @@ def _reason(status: int, reason: str, headers: dict[str, str] | None = None) -> 
 
 
 class FakeApns(FakeProvider):
-    def __init__(self, tls: LocalTls, *, topic: str = "org.parley.app") -> None:
-        super().__init__(tls)
+    def __init__(
+        self,
+        tls: LocalTls,
+        *,
+        topic: str = "org.parley.app",
+        requests_per_connection: int = 1_000_000,
+    ) -> None:
+        super().__init__(tls, requests_per_connection=requests_per_connection)
         self.topic = topic
         self.team_id = _apple_id()
         self.keys: dict[str, ec.EllipticCurvePublicKey] = {}  # key ID: public key

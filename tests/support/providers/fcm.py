@@ -84,9 +84,14 @@ class FakeFcm(FakeProvider):
     """`token_lifetime`: the expires_in of the access tokens it issues (seconds)."""
 
     def __init__(
-        self, tls: LocalTls, *, project_id: str = "parley-test", token_lifetime: int = 3600
+        self,
+        tls: LocalTls,
+        *,
+        project_id: str = "parley-test",
+        token_lifetime: int = 3600,
+        requests_per_connection: int = 1_000_000,
     ) -> None:
-        super().__init__(tls)
+        super().__init__(tls, requests_per_connection=requests_per_connection)
         self.project_id = project_id
         self.token_lifetime = token_lifetime
         self.accounts: dict[str, tuple[str, rsa.RSAPublicKey]] = {}  # key ID: (email, key)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -71,9 +73,16 @@ class Response:
 class LocalHttpsServer:
     """Serves an ASGI app over TLS on a free port of 127.0.0.1 until `stop()`."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], tls: LocalTls):
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        tls: LocalTls,
+        *,
+        requests_per_connection: int = 1_000_000,
+    ) -> None:
         self._app = app
         self._tls = tls
+        self._requests_per_connection = requests_per_connection
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.port = 0
@@ -89,6 +98,9 @@ class LocalHttpsServer:
         config.alpn_protocols = ["h2", "http/1.1"]
         config.graceful_timeout = 1.0
         config.h2_max_concurrent_streams = 1000
+        # After this many requests a connection is closed (HTTP/2: GOAWAY), as real
+        # providers do now and then.
+        config.keep_alive_max_requests = self._requests_per_connection
         config.errorlog = logging.getLogger("tests.providers.server")
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(
@@ -125,8 +137,13 @@ class LocalHttpsServer:
             task, self._task = self._task, None
             try:
                 await asyncio.wait_for(task, 10.0)
-            except (TimeoutError, asyncio.InvalidStateError):
-                pass
+            except (TimeoutError, asyncio.InvalidStateError, ssl.SSLError, OSError):
+                pass  # hypercorn's shutdown of connections a client left open
+        # Connections hypercorn closed abruptly (after requests_per_connection) leave
+        # coroutines it never awaited: collect them here rather than warn at a later test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gc.collect()
 
 
 class FakeProvider:
@@ -136,14 +153,17 @@ class FakeProvider:
     readings: `pushes` (accepted), `auth_failures`, `requests`.
     """
 
-    def __init__(self, tls: LocalTls) -> None:
+    def __init__(self, tls: LocalTls, *, requests_per_connection: int = 1_000_000) -> None:
         self.tls = tls
-        self.server = LocalHttpsServer(self._asgi, tls)
+        self.server = LocalHttpsServer(
+            self._asgi, tls, requests_per_connection=requests_per_connection
+        )
         self.pushes: list[PushRecord] = []
         self.dead_tokens: set[str] = set()
         self.auth_failures = 0
         self.requests = 0
         self.http_versions: list[str] = []
+        self.connections: set[tuple[str, int]] = set()  # client addresses seen
         self._outage: tuple[int, float | None] | None = None
 
     @property
@@ -224,6 +244,9 @@ class FakeProvider:
         )
         self.requests += 1
         self.http_versions.append(request.http_version)
+        if scope.get("client"):
+            host, port = scope["client"]
+            self.connections.add((host, port))
         response = await self.handle(request)
         await send(
             {

@@ -75,8 +75,8 @@ class BrowserSubscription:
 
 
 class FakeWebPush(FakeProvider):
-    def __init__(self, tls: LocalTls) -> None:
-        super().__init__(tls)
+    def __init__(self, tls: LocalTls, *, requests_per_connection: int = 1_000_000) -> None:
+        super().__init__(tls, requests_per_connection=requests_per_connection)
         self.subscriptions: dict[str, BrowserSubscription] = {}
 
     def subscribe(self, application_server_key: str) -> str:

@@ -139,16 +139,18 @@ def request_headers(
 ) -> dict[str, str]:
     call = notification.is_call
     ttl = max(0, notification.ttl_seconds)
-    return {
+    headers = {
         "authorization": f"bearer {bearer}",
         "apns-topic": f"{credentials.topic}.voip" if call else credentials.topic,
         "apns-push-type": "voip" if call else "alert",
         "apns-priority": "10",
         # 0: deliver now or never; else a unix time until which APNs keeps trying.
         "apns-expiration": str(int(now) + ttl if ttl else 0),
-        "apns-collapse-id": short_id(notification.collapse_id, MAX_COLLAPSE_ID_BYTES),
         "content-type": "application/json",
     }
+    if notification.collapse_id:
+        headers["apns-collapse-id"] = short_id(notification.collapse_id, MAX_COLLAPSE_ID_BYTES)
+    return headers
 
 
 def request_body(notification: Notification) -> dict[str, Any]:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-KINDS = ("call", "message")
-
 
 @dataclass(frozen=True)
 class Notification:
@@ -25,7 +23,7 @@ class Notification:
 
     `payload` is the signed Parley payload (ASCII), delivered as the data key "parley";
     `collapse_id` (the call or message ID) lets the provider replace an undelivered push
-    of the same subject; `ttl_seconds` is how long the provider may hold it (0: deliver
+    of the same subject (none when empty); `ttl_seconds` is how long the provider may hold it (0: deliver
     now or never).
     """
 

@@ -124,15 +124,14 @@ def service_account_assertion(
 
 def message_body(token: str, notification: Notification) -> dict[str, Any]:
     """The messages:send request: a data message (the app shows or rings itself)."""
+    android: dict[str, Any] = {"priority": "high", "ttl": f"{max(0, notification.ttl_seconds)}s"}
+    if notification.collapse_id:
+        android["collapse_key"] = notification.collapse_id
     return {
         "message": {
             "token": token,
             "data": {"parley": notification.payload, "kind": notification.kind},
-            "android": {
-                "priority": "high",
-                "ttl": f"{max(0, notification.ttl_seconds)}s",
-                "collapse_key": notification.collapse_id,
-            },
+            "android": android,
         }
     }
 

@@ -1,5 +1,5 @@
 """The one place that makes a provider's HTTP client, and sends a request through it with a
-bound on the whole exchange.
+bound on the whole exchange and one new attempt when a reused connection was closed.
 
 Each sender keeps one long-lived client (its connections, HTTP/2 streams and TLS sessions
 are reused across sends). Trust is the system's CA store, or only the CA file given
@@ -57,12 +57,24 @@ def provider_client(
     )
 
 
+# A reused connection the provider closed meanwhile (HTTP/2 GOAWAY, an idle connection
+# reaped) fails the next request before any answer: sent again once, on a new connection.
+# The request may, rarely, have reached the provider (the connection died after it was
+# taken): the device then gets the push twice, which the payload's call or message ID lets
+# it recognise.
+_CONNECTION_LOST = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 async def post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
-    """POST `url`, the whole exchange bounded by TOTAL_TIMEOUT_SECONDS; `Unreachable` when
-    no answer came (never an httpx or socket error)."""
+    """POST `url`, the whole exchange bounded by TOTAL_TIMEOUT_SECONDS, sent again once when
+    a reused connection turns out closed; `Unreachable` when no answer came (never an httpx
+    or socket error)."""
     try:
         async with asyncio.timeout(TOTAL_TIMEOUT_SECONDS):
-            return await client.post(url, **kwargs)
+            try:
+                return await client.post(url, **kwargs)
+            except _CONNECTION_LOST:
+                return await client.post(url, **kwargs)
     except TimeoutError as exc:
         raise Unreachable(f"no answer within {TOTAL_TIMEOUT_SECONDS:g} s") from exc
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError) as exc:

@@ -276,10 +276,11 @@ class WebPushSender:
         headers = {
             "ttl": str(max(0, notification.ttl_seconds)),
             "urgency": urgency(notification),
-            "topic": short_id(notification.collapse_id, MAX_TOPIC),
             "content-type": "application/octet-stream",
             "content-encoding": "aes128gcm",
         }
+        if notification.collapse_id:
+            headers["topic"] = short_id(notification.collapse_id, MAX_TOPIC)
         for attempt in range(2):
             headers["authorization"] = self._authorization(subscription.origin, renew=attempt > 0)
             try:
