@@ -155,10 +155,10 @@ def test_no_root_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_root(root / "deep" / "er") == root
 
 
-def test_the_repository_runs_auth_gateway_calls_then_messaging_on_todays_ports() -> None:
+def test_the_repository_runs_auth_gateway_calls_push_then_messaging_on_todays_ports() -> None:
     found = discover()
-    assert [s.name for s in found] == ["auth", GATEWAY, "calls", "messaging"]
-    auth, gateway, calls, messaging = found
+    assert [s.name for s in found] == ["auth", GATEWAY, "calls", "push", "messaging"]
+    auth, gateway, calls, push, messaging = found
     assert (auth.module, auth.health_port, auth.public_port) == ("parley_auth", 9101, None)
     assert auth.database and auth.master_key and auth.restart
     assert (gateway.module, gateway.health_port) == ("parley_gateway", 9102)
@@ -169,6 +169,8 @@ def test_the_repository_runs_auth_gateway_calls_then_messaging_on_todays_ports()
     assert (messaging.module, messaging.health_port) == ("parley_messaging", 9104)
     assert messaging.public_port is None
     assert messaging.database and not messaging.master_key and messaging.restart
+    assert (push.module, push.health_port, push.public_port) == ("parley_push", 9105, None)
+    assert push.database and push.master_key and push.restart
     # ... and the gateway's public-port variable is taken as an override.
     settings = StackSettings.from_env({"PARLEY_GATEWAY_PORT": "18080"}, cwd=Path("/"))
     assert settings.overrides == {"PARLEY_GATEWAY_PORT": "18080"}
