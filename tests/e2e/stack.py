@@ -58,6 +58,19 @@ def messaging_def(env: Mapping[str, str] | None = None, restart: bool = False) -
     )
 
 
+def push_def(env: Mapping[str, str] | None = None, restart: bool = False) -> ServiceDef:
+    """The push service, as a process on its own schema (settings in `env`)."""
+    return ServiceDef(
+        name="push",
+        module="parley_push",
+        health_port=0,
+        env=dict(env or {}),
+        database=True,
+        master_key=True,
+        restart=restart,
+    )
+
+
 def gateway_def(
     name: str, env: Mapping[str, str] | None = None, restart: bool = False
 ) -> ServiceDef:

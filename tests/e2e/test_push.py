@@ -47,7 +47,7 @@ from tests.support.providers import (
 )
 from tests.support.wire import RawClient, bounded, eventually
 
-from .stack import E2EStack, messaging_def, start_stack
+from .stack import E2EStack, messaging_def, push_def, start_stack
 
 RINGING_SECONDS = 6
 
@@ -94,19 +94,14 @@ async def database(
     return await postgres_server.create_database(f"e2e_push_{home.name.replace('-', '_')[:30]}")
 
 
-def push_def(ca_file: str) -> ServiceDef:
-    return ServiceDef(
-        name="push",
-        module="parley_push",
-        health_port=0,
-        env={
+def push_service(ca_file: str) -> ServiceDef:
+    return push_def(
+        {
             "PARLEY_PUSH_CA_FILE": ca_file,
             "PARLEY_PUSH_RETRY_BASE_SECONDS": "0.2",
             "PARLEY_PUSH_RETRY_MAX_SECONDS": "1",
             "PARLEY_PUSH_CREDENTIALS_CACHE_SECONDS": "0",
         },
-        database=True,
-        master_key=True,
         restart=True,
     )
 
@@ -141,7 +136,7 @@ async def stack(
         home,
         nats_server.url,
         database,
-        extra=[messaging_def(), push_def(str(providers.tls.ca_file))],
+        extra=[messaging_def(), push_service(str(providers.tls.ca_file))],
         calls_env={"PARLEY_CALL_RINGING_TIMEOUT_SECONDS": str(RINGING_SECONDS)},
     )
     try:
@@ -198,8 +193,6 @@ async def stack(
         raise
     finally:
         await running.devstack.stop()
-        if os.environ.get("PUSH_DEBUG"):
-            print(running.output())
 
 
 def build(
@@ -474,3 +467,29 @@ async def _heard(party: Party, call: Any, what: str) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@bounded(120)
+async def test_a_push_waiting_out_an_outage_survives_a_killed_push_service(
+    stack: E2EStack, providers: Providers, tmp_path: Path
+) -> None:
+    bob_id = user("bob")
+    token = f"fcm-registration-token-{next(_numbers):08d}"
+    await away_with_token(stack, bob_id, tmp_path / "bob-phone", PushToken.fcm(token))
+    alice = await started(stack, user("alice"), tmp_path / "alice")
+    providers.fcm.start_outage(retry_after=0.5)
+    try:
+        before = providers.fcm.requests
+        call = alice.call(bob_id)
+        await eventually(
+            lambda: _true(providers.fcm.requests >= before + 2), 10, "attempts during the outage"
+        )
+        stack.kill("push")  # SIGKILL with the job unsent; the supervisor starts it again
+        providers.fcm.end_outage()
+        await eventually(lambda: _pushed(providers.fcm, token), 30, "the push after the crash")
+        await asyncio.sleep(1)
+        assert len(providers.fcm.pushes_to(token)) == 1
+        await call.hangup()
+    finally:
+        providers.fcm.end_outage()
+        await alice.client.terminate()

@@ -15,7 +15,7 @@ import pytest_asyncio
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 
-from .stack import E2EStack, messaging_def, start_stack
+from .stack import E2EStack, messaging_def, push_def, start_stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -29,7 +29,7 @@ async def stack(
     """What `make run` starts that the quick start uses: auth, gateways, calls, messaging."""
     home = tmp_path_factory.mktemp("quickstart")
     db = await postgres_server.create_database(f"e2e_qs_{home.name.replace('-', '_')[:30]}")
-    running = await start_stack(home, nats_server.url, db, extra=[messaging_def()])
+    running = await start_stack(home, nats_server.url, db, extra=[messaging_def(), push_def()])
     try:
         yield running
     finally:
@@ -72,5 +72,8 @@ async def test_readme_quick_start_runs_as_written(stack: E2EStack, tmp_path: Pat
     assert "bob: message from alice: Hello, Bob!" in text
     assert "alice: message sent to bob" in text
     assert "alice: message delivered to bob" in text
+    assert 'alice: push to b"bob\'s phone"' in text
+    assert "bob: pushed a message from alice" in text
+    assert "bob: message from alice: Are you there?" in text
     # The device credential was kept, so a second run does not register again.
     assert list((tmp_path / ".local/share/parley").rglob("*.json"))
