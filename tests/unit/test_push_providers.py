@@ -84,11 +84,12 @@ async def test_provider_clients_need_an_existing_ca_file_and_bound_their_waits(
 ) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         tls_context(tmp_path / "missing.pem")
-    client = provider_client(http2=True)
-    try:
-        assert client.timeout.connect == 5.0 and client.timeout.read == 10.0
-    finally:
-        await client.aclose()
+    for http2 in (True, False):
+        client = provider_client(http2=http2)
+        try:
+            assert (client.connect_timeout, client.total_timeout) == (5.0, 10.0)
+        finally:
+            await client.aclose()
 
 
 # FCM

@@ -15,6 +15,7 @@ credentials before they are stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -107,9 +108,21 @@ class Senders:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._entries: dict[tuple[str, int], _Entry] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def get(self, application_key: str, provider: int) -> ProviderSender | None:
         key = (application_key, provider)
+        entry = self._entries.get(key)
+        if entry is not None and self._clock.monotonic() - entry.checked_at < self._cache_seconds:
+            return entry.sender
+        # One reader per application and provider: concurrent sends wait for its sender
+        # instead of each making (and leaking) one.
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._refresh(key)
+
+    async def _refresh(self, key: tuple[str, int]) -> ProviderSender | None:
+        application_key, provider = key
         entry = self._entries.get(key)
         now = self._clock.monotonic()
         if entry is not None and now - entry.checked_at < self._cache_seconds:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,7 +34,7 @@ from parley_push.providers.base import (
     short_id,
     unreachable,
 )
-from parley_push.providers.http import Unreachable, post, provider_client
+from parley_push.providers.http import Answer, Unreachable, post, provider_client
 
 APNS_PRODUCTION = "https://api.push.apple.com"
 APNS_SANDBOX = "https://api.sandbox.push.apple.com"
@@ -160,7 +159,7 @@ def request_body(notification: Notification) -> dict[str, Any]:
     return {"aps": aps, "parley": notification.payload, "kind": notification.kind}
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(response: Answer) -> str:
     try:
         reason = response.json().get("reason", "")
     except (ValueError, AttributeError):
@@ -168,7 +167,7 @@ def _reason(response: httpx.Response) -> str:
     return str(reason)
 
 
-def classify(response: httpx.Response) -> Outcome:
+def classify(response: Answer) -> Outcome:
     """What one APNs answer means (403 ExpiredProviderToken is handled by the sender)."""
     status = response.status_code
     if status == 200:

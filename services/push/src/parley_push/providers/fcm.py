@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -39,7 +38,7 @@ from parley_push.providers.base import (
     sent,
     unreachable,
 )
-from parley_push.providers.http import Unreachable, post, provider_client
+from parley_push.providers.http import Answer, Unreachable, post, provider_client
 
 FCM_ENDPOINT = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -136,7 +135,7 @@ def message_body(token: str, notification: Notification) -> dict[str, Any]:
     }
 
 
-def _error(response: httpx.Response) -> tuple[str, str, list[dict[str, Any]]]:
+def _error(response: Answer) -> tuple[str, str, list[dict[str, Any]]]:
     """(status word, message, details) of a Google API error answer, blank when unreadable."""
     try:
         error = response.json().get("error", {})
@@ -164,7 +163,7 @@ def _names_the_token(message: str, details: list[dict[str, Any]]) -> bool:
     return "registration token" in message.lower()
 
 
-def classify(response: httpx.Response) -> Outcome:
+def classify(response: Answer) -> Outcome:
     """What one messages:send answer means (401 is handled by the sender before this)."""
     status = response.status_code
     if 200 <= status < 300:
@@ -205,7 +204,7 @@ def _retrieve(task: asyncio.Task[_AccessToken]) -> None:
 
 
 class FcmSender:
-    """Sends through FCM with one service account; one HTTP/2 client for all sends."""
+    """Sends through FCM with one service account; one keep-alive client for all sends."""
 
     provider = "fcm"
 
@@ -220,7 +219,9 @@ class FcmSender:
         self.credentials = credentials
         self._key = _rsa_key(credentials.private_key_pem)
         self._clock = clock
-        self._client = provider_client(http2=True, ca_file=ca_file, max_connections=max_connections)
+        self._client = provider_client(
+            http2=False, ca_file=ca_file, max_connections=max_connections
+        )
         self._url = f"{credentials.endpoint}/v1/projects/{credentials.project_id}/messages:send"
         self._token: _AccessToken | None = None
         self._exchange: asyncio.Task[_AccessToken] | None = None  # the one under way

@@ -4,15 +4,23 @@ bound on the whole exchange and one new attempt when a reused connection was clo
 Each sender keeps one long-lived client (its connections, HTTP/2 streams and TLS sessions
 are reused across sends). Trust is the system's CA store, or only the CA file given
 (`PARLEY_PUSH_CA_FILE`: local provider servers in tests and closed networks).
+
+APNs accepts only HTTP/2 (httpx with h2). FCM and Web Push take HTTP/1.1 too, and there
+aiohttp's keep-alive pool costs about half the CPU of pure-Python HTTP/2 per push (measured
+with bench/push.py), so they use it. Either way a sender gets an `Answer`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -34,27 +42,120 @@ def tls_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(path))
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A provider's answer: status, headers (names lower case) and body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class ProviderClient(Protocol):
+    connect_timeout: float
+    total_timeout: float
+
+    async def post(self, url: str, **kwargs: Any) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Http2Client:
+    """httpx with h2: what APNs needs."""
+
+    connect_timeout = CONNECT_TIMEOUT_SECONDS
+    total_timeout = TOTAL_TIMEOUT_SECONDS
+
+    lost = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
+    errors = (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError)
+
+    def __init__(self, ca_file: str | Path | None, max_connections: int) -> None:
+        self._client = httpx.AsyncClient(
+            http2=True,
+            verify=tls_context(ca_file),
+            timeout=httpx.Timeout(TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=60.0,
+            ),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def post(self, url: str, **kwargs: Any) -> Answer:
+        response = await self._client.post(url, **kwargs)
+        return Answer(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class _Http1Client:
+    """aiohttp's keep-alive pool over HTTP/1.1: FCM and Web Push."""
+
+    connect_timeout = CONNECT_TIMEOUT_SECONDS
+    total_timeout = TOTAL_TIMEOUT_SECONDS
+
+    lost = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    errors = (aiohttp.ClientError, OSError, ssl.SSLError, ValueError)
+
+    def __init__(self, ca_file: str | Path | None, max_connections: int) -> None:
+        self._ssl = tls_context(ca_file)
+        self._limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made on the event loop that uses it
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._limit, ssl=self._ssl, keepalive_timeout=60.0
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    total=TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS
+                ),
+                trust_env=False,
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def post(self, url: str, **kwargs: Any) -> Answer:
+        if "content" in kwargs:
+            kwargs["data"] = kwargs.pop("content")
+        async with self._open().post(url, allow_redirects=False, **kwargs) as response:
+            body = await response.read()
+            return Answer(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, body
+            )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 def provider_client(
     *,
     http2: bool,
     ca_file: str | Path | None = None,
     max_connections: int = MAX_CONNECTIONS,
-) -> httpx.AsyncClient:
-    """A client for one sender: HTTP/2 when asked (APNs requires it), connect timeout 5 s,
-    10 s for each read and write (`post` bounds the whole exchange to 10 s), and a bounded
-    connection pool."""
-    return httpx.AsyncClient(
-        http2=http2,
-        verify=tls_context(ca_file),
-        timeout=httpx.Timeout(TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=60.0,
-        ),
-        follow_redirects=False,
-        trust_env=False,
-    )
+) -> ProviderClient:
+    """A client for one sender: HTTP/2 when asked (APNs requires it), else HTTP/1.1 with
+    keep-alive; connect timeout 5 s, the whole exchange at most 10 s (`post`), and a
+    bounded connection pool."""
+    if http2:
+        return _Http2Client(ca_file, max_connections)
+    return _Http1Client(ca_file, max_connections)
 
 
 # A reused connection the provider closed meanwhile (HTTP/2 GOAWAY, an idle connection
@@ -62,21 +163,22 @@ def provider_client(
 # The request may, rarely, have reached the provider (the connection died after it was
 # taken): the device then gets the push twice, which the payload's call or message ID lets
 # it recognise.
-_CONNECTION_LOST = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 
 
-async def post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
+async def post(client: ProviderClient, url: str, **kwargs: Any) -> Answer:
     """POST `url`, the whole exchange bounded by TOTAL_TIMEOUT_SECONDS, sent again once when
-    a reused connection turns out closed; `Unreachable` when no answer came (never an httpx
-    or socket error)."""
+    a reused connection turns out closed; `Unreachable` when no answer came (never an HTTP
+    library's or a socket's error)."""
+    lost: tuple[type[BaseException], ...] = getattr(client, "lost", ())
+    errors: tuple[type[BaseException], ...] = getattr(client, "errors", (OSError,))
     try:
         async with asyncio.timeout(TOTAL_TIMEOUT_SECONDS):
             try:
                 return await client.post(url, **kwargs)
-            except _CONNECTION_LOST:
+            except lost:
                 return await client.post(url, **kwargs)
     except TimeoutError as exc:
         raise Unreachable(f"no answer within {TOTAL_TIMEOUT_SECONDS:g} s") from exc
-    except (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError) as exc:
+    except errors as exc:
         detail = str(exc) or type(exc).__name__
         raise Unreachable(f"{type(exc).__name__}: {detail}") from exc

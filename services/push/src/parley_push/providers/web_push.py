@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,7 +38,7 @@ from parley_push.providers.base import (
     short_id,
     unreachable,
 )
-from parley_push.providers.http import Unreachable, post, provider_client
+from parley_push.providers.http import Answer, Unreachable, post, provider_client
 
 RECORD_SIZE = 4096
 # One record: header (86 bytes) + plaintext + delimiter + tag within the 4096 bytes every
@@ -217,7 +216,7 @@ def urgency(notification: Notification) -> str:
     return "high" if notification.is_call else "normal"
 
 
-def classify(response: httpx.Response) -> Outcome:
+def classify(response: Answer) -> Outcome:
     """What one push service answer means (401 and 403 are handled by the sender first)."""
     status = response.status_code
     reason = response.text[:200].strip() or f"HTTP {status}"
@@ -247,7 +246,9 @@ class WebPushSender:
         self._key = _vapid_key(credentials.private_key_pem)
         self._public = b64url_encode(_public_bytes(self._key.public_key()))
         self._clock = clock
-        self._client = provider_client(http2=True, ca_file=ca_file, max_connections=max_connections)
+        self._client = provider_client(
+            http2=False, ca_file=ca_file, max_connections=max_connections
+        )
         self._vapid: dict[str, tuple[str, float]] = {}  # origin: (authorization, renew at)
 
     def _authorization(self, origin: str, renew: bool = False) -> str:
