@@ -77,6 +77,7 @@ bench: install
 	$(PY) bench/events.py
 	$(PY) bench/call_setup.py
 	$(PY) bench/messaging.py
+	$(PY) bench/push.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
