@@ -59,12 +59,13 @@ def _gate_presence(
     gw: Gateway, monkeypatch: pytest.MonkeyPatch, user_id: str
 ) -> tuple[asyncio.Event, asyncio.Event]:
     """Hold the presence write of `user_id`'s sign-in (routing is done by then) until the
-    second event is set; the first is set once the write is reached."""
+    second event is set; the first is set once the write is reached. The periodic presence
+    refresh may write the entry while the routing is still being made: that write passes."""
     reached, gate = asyncio.Event(), asyncio.Event()
     real_put: Callable[[Device], Awaitable[None]] = gw.presence.put
 
     async def gated_put(device: Device) -> None:
-        if device.user_id == user_id:
+        if device.user_id == user_id and isinstance(device, Session) and gw.router.routed(device):
             reached.set()
             await gate.wait()
         await real_put(device)

@@ -57,6 +57,11 @@ class Router:
     def subject(self, session: Session) -> str:
         return subjects.user_events(session.application_key, session.user_id, live=self.window)
 
+    def routed(self, session: Session) -> bool:
+        """Whether the user's events reach this gateway now (the server has the interest)."""
+        subject = self.subject(session)
+        return subject in self._users and subject not in self._subscribing
+
     async def start(self, overflow: OverflowHandler) -> None:
         """Deliver events; `overflow` gets a session still signing in with too many held."""
         self._overflow = overflow
