@@ -6,6 +6,7 @@ and until they expire."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -275,3 +276,21 @@ async def _some(found: list[Any]) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@bounded(30)
+async def test_a_draining_replica_stops_promptly(
+    nats_server: EmbeddedNats, database_url: str, tls: LocalTls
+) -> None:
+    settings = PushSettings(
+        nats_url=nats_server.url,
+        database_url=database_url,
+        health_port=0,
+        drain_timeout_seconds=2.0,
+        auth_master_key=MASTER_KEY,
+        push_ca_file=str(tls.ca_file),
+    )
+    runtime = await rt.start(settings, push_setup, MIGRATIONS)
+    await asyncio.sleep(1.5)  # the senders are pulling
+    # A pull subscription left open would hold the NATS drain for its 30 s timeout.
+    await asyncio.wait_for(rt.stop(runtime, drain=True), 10)

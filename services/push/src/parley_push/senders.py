@@ -75,6 +75,7 @@ class JobSenders:
         self._attempts = settings.push_max_attempts
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._jobs: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -91,13 +92,24 @@ class JobSenders:
             await asyncio.wait(self._jobs, timeout=5.0)
 
     async def _run(self) -> None:
-        sub: JetStreamContext.PullSubscription | None = None
+        self._sub = None
+        try:
+            await self._pull()
+        finally:
+            # A pull subscription left open keeps the connection's drain waiting.
+            if self._sub is not None:
+                with contextlib.suppress(Exception):
+                    await self._sub.unsubscribe()
+                self._sub = None
+
+    async def _pull(self) -> None:
         while not self._stopping:
             try:
-                if sub is None:
-                    sub = await self._js.pull_subscribe_bind(
+                if self._sub is None:
+                    self._sub = await self._js.pull_subscribe_bind(
                         durable=subjects.PUSH_CONSUMER, stream=subjects.PUSH_STREAM
                     )
+                sub = self._sub
                 await self._slots.acquire()  # at least one free slot before pulling
                 free = 1
                 while free < self._concurrency and not self._slots.locked():
@@ -121,10 +133,10 @@ class JobSenders:
                 if asset_missing(exc):
                     self._assets.lost(f"consumer {subjects.PUSH_STREAM}/{subjects.PUSH_CONSUMER}")
                 log.warning("pull_failed", error=repr(exc))
-                if sub is not None:
+                if self._sub is not None:
                     with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                sub = None
+                        await self._sub.unsubscribe()
+                self._sub = None
                 await asyncio.sleep(PULL_RETRY_SECONDS)
 
     async def _one(self, msg: Msg) -> None:
