@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
+import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -278,19 +284,45 @@ async def _true(value: bool) -> bool:
     return value
 
 
-@bounded(30)
-async def test_a_draining_replica_stops_promptly(
-    nats_server: EmbeddedNats, database_url: str, tls: LocalTls
+@bounded(60)
+async def test_a_push_replica_process_drains_and_exits_on_sigterm(
+    nats_server: EmbeddedNats, database_url: str, tls: LocalTls, tmp_path: Path
 ) -> None:
-    settings = PushSettings(
-        nats_url=nats_server.url,
-        database_url=database_url,
-        health_port=0,
-        drain_timeout_seconds=2.0,
-        auth_master_key=MASTER_KEY,
-        push_ca_file=str(tls.ca_file),
-    )
-    runtime = await rt.start(settings, push_setup, MIGRATIONS)
-    await asyncio.sleep(1.5)  # the senders are pulling
-    # A pull subscription left open would hold the NATS drain for its 30 s timeout.
-    await asyncio.wait_for(rt.stop(runtime, drain=True), 10)
+    """As `make run` and Kubernetes stop it: SIGTERM, then exit well within the grace time
+    (an open pull subscription once held the NATS drain for its 30 s timeout)."""
+    health = _free_port()
+    env = {
+        **os.environ,
+        "PARLEY_NATS_URL": nats_server.url,
+        "PARLEY_DATABASE_URL": database_url,
+        "PARLEY_AUTH_MASTER_KEY": MASTER_KEY,
+        "PARLEY_HEALTH_PORT": str(health),
+        "PARLEY_PUSH_CA_FILE": str(tls.ca_file),
+        "PARLEY_DRAIN_TIMEOUT_SECONDS": "5",
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "parley_push", env=env)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{health}/readyz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(ready, 20, "the push service ready")
+        await asyncio.sleep(1.5)  # its senders are pulling
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 15)
+        assert code == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
