@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
 
 from parley.v1 import push_pb2
 from parley_devstack.nats import EmbeddedNats
@@ -195,9 +196,11 @@ async def test_an_outage_is_retried_and_a_stopped_service_loses_no_job(
     )
     fcm.start_outage(retry_after=0.3)
     before = fcm.requests
+    retries = _counted("fcm", "retry")
     await notify(bus, call_notify(bob))
     await eventually(lambda: _true(fcm.requests >= before + 3), 10, "retries during the outage")
     assert fcm.pushes_to("fcm-registration-token-0002") == []
+    assert _counted("fcm", "retry") >= retries + 2  # the outage shows in the metrics
     # The replica stops with the job unsent; a new one takes it over once the outage ends.
     await rt.stop(service, drain=False)
     fcm.end_outage()
@@ -274,6 +277,13 @@ async def test_payloads_expire_and_bad_tokens_are_refused(
                 caller(bob), push_pb2.RegisterPushData(push_data=b"x" * 1025)
             )
         assert too_big.value.code == ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE
+
+
+def _counted(provider: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "parley_push_jobs_total", {"provider": provider, "outcome": outcome}
+    )
+    return value or 0.0
 
 
 async def _some(found: list[Any]) -> bool:
