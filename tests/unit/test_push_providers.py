@@ -13,7 +13,6 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import http_ece
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -27,7 +26,8 @@ from parley_push.providers.base import (
     retry_after_seconds,
     short_id,
 )
-from parley_push.providers.http import provider_client, tls_context
+from parley_push.providers.h2_client import H2Client
+from parley_push.providers.http import Answer, provider_client, tls_context
 
 CALL = Notification("call", "signed.call.payload", "call-1", 30)
 MESSAGE = Notification("message", "signed.message.payload", "msg-1", 0)
@@ -45,14 +45,16 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def response(
-    status: int, body: object = None, headers: dict[str, str] | None = None
-) -> httpx.Response:
+def response(status: int, body: object = None, headers: dict[str, str] | None = None) -> Answer:
+    """A provider's answer as the senders get it (headers lower case, as on the wire)."""
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
     if body is None:
-        return httpx.Response(status, headers=headers)
+        return Answer(status, lowered, b"")
     if isinstance(body, str):
-        return httpx.Response(status, text=body, headers=headers)
-    return httpx.Response(status, json=body, headers=headers)
+        return Answer(status, lowered, body.encode())
+    return Answer(
+        status, {"content-type": "application/json", **lowered}, json.dumps(body).encode()
+    )
 
 
 # Shared
@@ -84,8 +86,7 @@ async def test_provider_clients_need_an_existing_ca_file_and_bound_their_waits(
 ) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         tls_context(tmp_path / "missing.pem")
-    for http2 in (True, False):
-        client = provider_client(http2=http2)
+    for client in (provider_client(), H2Client()):
         try:
             assert (client.connect_timeout, client.total_timeout) == (5.0, 10.0)
         finally:
@@ -183,9 +184,7 @@ def test_an_fcm_message_is_a_high_priority_data_message() -> None:
     assert "collapse_key" not in uncollapsed["message"]["android"]
 
 
-def fcm_error(
-    status: int, word: str, message: str, *details: Mapping[str, object]
-) -> httpx.Response:
+def fcm_error(status: int, word: str, message: str, *details: Mapping[str, object]) -> Answer:
     error: dict[str, object] = {"code": status, "status": word, "message": message}
     if details:
         error["details"] = list(details)

@@ -34,7 +34,8 @@ from parley_push.providers.base import (
     short_id,
     unreachable,
 )
-from parley_push.providers.http import Answer, Unreachable, post, provider_client
+from parley_push.providers.h2_client import H2Client
+from parley_push.providers.http import Answer, Unreachable, post
 
 APNS_PRODUCTION = "https://api.push.apple.com"
 APNS_SANDBOX = "https://api.sandbox.push.apple.com"
@@ -191,12 +192,11 @@ class ApnsSender:
         *,
         ca_file: str | Path | None = None,
         clock: Callable[[], float] = time.time,
-        max_connections: int = 10,
     ) -> None:
         self.credentials = credentials
         self.tokens = ProviderTokens(credentials, clock)
         self._clock = clock
-        self._client = provider_client(http2=True, ca_file=ca_file, max_connections=max_connections)
+        self._client = H2Client(ca_file)  # one multiplexed connection
         self._base = f"{credentials.endpoint}/3/device/"
 
     async def send(self, token: str, notification: Notification) -> Outcome:

@@ -219,9 +219,7 @@ class FcmSender:
         self.credentials = credentials
         self._key = _rsa_key(credentials.private_key_pem)
         self._clock = clock
-        self._client = provider_client(
-            http2=False, ca_file=ca_file, max_connections=max_connections
-        )
+        self._client = provider_client(ca_file=ca_file, max_connections=max_connections)
         self._url = f"{credentials.endpoint}/v1/projects/{credentials.project_id}/messages:send"
         self._token: _AccessToken | None = None
         self._exchange: asyncio.Task[_AccessToken] | None = None  # the one under way

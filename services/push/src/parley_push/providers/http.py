@@ -5,9 +5,10 @@ Each sender keeps one long-lived client (its connections, HTTP/2 streams and TLS
 are reused across sends). Trust is the system's CA store, or only the CA file given
 (`PARLEY_PUSH_CA_FILE`: local provider servers in tests and closed networks).
 
-APNs accepts only HTTP/2 (httpx with h2). FCM and Web Push take HTTP/1.1 too, and there
-aiohttp's keep-alive pool costs about half the CPU of pure-Python HTTP/2 per push (measured
-with bench/push.py), so they use it. Either way a sender gets an `Answer`.
+APNs accepts only HTTP/2 (`h2_client.H2Client`, the h2 state machine on an asyncio TLS
+stream). FCM and Web Push take HTTP/1.1 too, and there aiohttp's keep-alive pool costs
+about half the CPU of pure-Python HTTP/2 per push (measured with bench/push.py), so they use
+it. Either way a sender gets an `Answer`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import httpx
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 TOTAL_TIMEOUT_SECONDS = 10.0
@@ -67,41 +67,6 @@ class ProviderClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Http2Client:
-    """httpx with h2: what APNs needs."""
-
-    connect_timeout = CONNECT_TIMEOUT_SECONDS
-    total_timeout = TOTAL_TIMEOUT_SECONDS
-
-    lost = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
-    errors = (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError)
-
-    def __init__(self, ca_file: str | Path | None, max_connections: int) -> None:
-        self._client = httpx.AsyncClient(
-            http2=True,
-            verify=tls_context(ca_file),
-            timeout=httpx.Timeout(TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60.0,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-        )
-
-    async def post(self, url: str, **kwargs: Any) -> Answer:
-        response = await self._client.post(url, **kwargs)
-        return Answer(
-            response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
-            response.content,
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
 class _Http1Client:
     """aiohttp's keep-alive pool over HTTP/1.1: FCM and Web Push."""
 
@@ -145,16 +110,11 @@ class _Http1Client:
 
 
 def provider_client(
-    *,
-    http2: bool,
-    ca_file: str | Path | None = None,
-    max_connections: int = MAX_CONNECTIONS,
+    *, ca_file: str | Path | None = None, max_connections: int = MAX_CONNECTIONS
 ) -> ProviderClient:
-    """A client for one sender: HTTP/2 when asked (APNs requires it), else HTTP/1.1 with
-    keep-alive; connect timeout 5 s, the whole exchange at most 10 s (`post`), and a
-    bounded connection pool."""
-    if http2:
-        return _Http2Client(ca_file, max_connections)
+    """A client for one HTTP/1.1 sender (FCM, Web Push): keep-alive, connect timeout 5 s,
+    the whole exchange at most 10 s (`post`), and a bounded connection pool. APNs, which
+    speaks only HTTP/2, has `h2_client.H2Client`."""
     return _Http1Client(ca_file, max_connections)
 
 

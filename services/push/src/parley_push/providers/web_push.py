@@ -246,9 +246,7 @@ class WebPushSender:
         self._key = _vapid_key(credentials.private_key_pem)
         self._public = b64url_encode(_public_bytes(self._key.public_key()))
         self._clock = clock
-        self._client = provider_client(
-            http2=False, ca_file=ca_file, max_connections=max_connections
-        )
+        self._client = provider_client(ca_file=ca_file, max_connections=max_connections)
         self._vapid: dict[str, tuple[str, float]] = {}  # origin: (authorization, renew at)
 
     def _authorization(self, origin: str, renew: bool = False) -> str:
