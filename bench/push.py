@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from measure import cpu_seconds, percentile
+from measure import cpu_seconds, percentile, tree_cpu_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
@@ -181,6 +181,15 @@ async def phase(
     return latencies, max(first.values()) - began
 
 
+def others_cpu(nats_server: EmbeddedNats, postgres: EmbeddedPostgres) -> dict[str, float]:
+    found = {"bench": cpu_seconds(os.getpid())}
+    if nats_server.pid is not None:
+        found["nats"] = cpu_seconds(nats_server.pid)
+    if postgres.pid is not None:
+        found["postgres"] = tree_cpu_seconds(postgres.pid)
+    return found
+
+
 async def main(args: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="parley-bench-push-"))
     nats_server = EmbeddedNats(home / "nats")
@@ -238,6 +247,7 @@ async def main(args: argparse.Namespace) -> None:
             offered, offered_took = await phase(nc, kind, users[:offered_n], args.offered)
             burst_users = (users * (args.burst // len(users) + 1))[: args.burst]
             cpu_before = cpu_seconds(service.pid)
+            others_before = others_cpu(nats_server, postgres)
             saturated: list[float] = []
             total_seconds = 0.0
             done = 0
@@ -248,6 +258,10 @@ async def main(args: argparse.Namespace) -> None:
                 total_seconds += took
                 done += len(chunk)
             cpu = cpu_seconds(service.pid) - cpu_before
+            others = {
+                name: value - others_before[name]
+                for name, value in others_cpu(nats_server, postgres).items()
+            }
             figures = {
                 "paced_rate": args.rate,
                 "paced_p50_ms": round(percentile(paced, 50) * 1000, 1),
@@ -261,6 +275,12 @@ async def main(args: argparse.Namespace) -> None:
                 "saturated_p50_ms": round(percentile(saturated, 50) * 1000, 1),
                 "saturated_p99_ms": round(percentile(saturated, 99) * 1000, 1),
                 "service_cpu_ms_per_push": round(cpu / done * 1000, 2),
+                # Where the rest of the two cores went: this process (the three local
+                # providers and the Notify requests), NATS and PostgreSQL.
+                **{
+                    f"{name}_cpu_ms_per_push": round(value / done * 1000, 2)
+                    for name, value in others.items()
+                },
             }
             results[kind.name] = figures
             print(f"{kind.name:9} " + "  ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
