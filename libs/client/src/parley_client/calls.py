@@ -25,7 +25,7 @@ from parley_client.call import HANGUP_ACK_TIMEOUT, Call
 from parley_client.call_details import CallDirection, CallEndCause
 from parley_client.config import ClientConfig
 from parley_client.errors import ErrorType, ParleyError, terminated
-from parley_client.features import Connected, Feature, FeatureLink
+from parley_client.features import Connected, Feature
 from parley_client.listeners import ListenerSet
 from parley_client.logs import ClientLog
 from parley_client.media import IceServer, Media, MediaSettings, SignallingMedia
@@ -93,7 +93,6 @@ class CallClient(Feature):
         self._session = session_id
         self._audio = audio
         self._video = video
-        self._link: FeatureLink | None = None
         self._listeners: ListenerSet[CallClientListener] = ListenerSet(log, "calls")
         self._calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,9 +150,6 @@ class CallClient(Feature):
         return reply
 
     # -- Feature -------------------------------------------------------------------------------
-
-    def attached(self, link: FeatureLink) -> None:
-        self._link = link
 
     async def on_frame(self, envelope: pb.Envelope) -> None:
         if self._closed:
@@ -227,14 +223,6 @@ class CallClient(Feature):
             await asyncio.gather(*late, return_exceptions=True)
 
     # -- CallHost ------------------------------------------------------------------------------
-
-    @property
-    def link(self) -> FeatureLink:
-        if self._link is None:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_WRONG_STATE, "the call client is not attached to a client"
-            )
-        return self._link
 
     @property
     def client_log(self) -> ClientLog:

@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from parley_client.config import Capabilities, ClientConfig
-from parley_client.errors import ParleyError
+from parley_client.errors import ErrorType, ParleyError
 from parley_client.logs import AreaLog
 from parley_protocol.bodies import CLIENT_BODIES, body_of
 from parley_protocol.errors import ErrorCode
@@ -49,8 +49,22 @@ class Feature:
     # of a client share one.
     bodies: frozenset[str] = frozenset()
 
+    _link: FeatureLink | None = None
+
     def attached(self, link: FeatureLink) -> None:
-        """Called once, when the feature is added: keep `link` to send, request and log."""
+        """Called once, when the feature is added: `link` is kept (see `link`)."""
+        self._link = link
+
+    @property
+    def link(self) -> FeatureLink:
+        """What the feature may do with its client: send, request and log."""
+        if self._link is None:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_WRONG_STATE,
+                f"the {self.name or type(self).__name__} feature is not attached to a client",
+                ErrorType.OTHER,
+            )
+        return self._link
 
     async def on_frame(self, envelope: pb.Envelope) -> None:
         """A frame with one of `bodies` that is not the reply to a request of this client."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from parley_client.call_details import PushPair
 from parley_client.config import ClientConfig
 from parley_client.errors import ErrorType, ParleyError, terminated
-from parley_client.features import Connected, Feature, FeatureLink
+from parley_client.features import Connected, Feature
 from parley_client.futures import app_future
 from parley_client.id_batches import IdBatches
 from parley_client.listeners import ListenerSet
@@ -132,7 +132,6 @@ class MessageClient(Feature):
         self._started = started
         self._now = now
         self._retry = (retry_initial, retry_cap, rng)
-        self._link: FeatureLink | None = None
         self._listeners: ListenerSet[MessageClientListener] = ListenerSet(log, "messaging")
         self._emitting = asyncio.Lock()
         self._typing = False
@@ -228,19 +227,6 @@ class MessageClient(Feature):
         return [unsent.message for unsent in self._stores()[0].pending()]
 
     # -- Feature -------------------------------------------------------------------------------
-
-    def attached(self, link: FeatureLink) -> None:
-        self._link = link
-
-    @property
-    def link(self) -> FeatureLink:
-        if self._link is None:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_WRONG_STATE,
-                "the message client is not attached to a client",
-                ErrorType.OTHER,
-            )
-        return self._link
 
     async def on_frame(self, envelope: pb.Envelope) -> None:
         if self._closed:

@@ -24,7 +24,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from parley.v1 import push_pb2 as push_pb
 from parley_client.errors import ErrorType, ParleyError, terminated
-from parley_client.features import Connected, Feature, FeatureLink
+from parley_client.features import Connected, Feature
 from parley_client.notification import PushToken
 from parley_protocol import validation
 from parley_protocol.errors import ErrorCode
@@ -111,7 +111,6 @@ class PushClient(Feature):
         self._connected = connected
         self._session_id = session_id
         self._stopped = stopped
-        self._link: FeatureLink | None = None
         self._data: _Registration[bytes] = _Registration("push data", _data_request)
         self._managed: _Registration[PushToken] = _Registration("managed push", _managed_request)
         self._sync: asyncio.Task[None] | None = None
@@ -199,19 +198,6 @@ class PushClient(Feature):
             raise
 
     # -- Feature -----------------------------------------------------------------------------
-
-    def attached(self, link: FeatureLink) -> None:
-        self._link = link
-
-    @property
-    def link(self) -> FeatureLink:
-        if self._link is None:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_WRONG_STATE,
-                "the push client is not attached to a client",
-                ErrorType.OTHER,
-            )
-        return self._link
 
     async def on_connected(self, connected: Connected) -> None:
         if not connected.resumed:  # a new session: tell the service again what is set
