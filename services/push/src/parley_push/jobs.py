@@ -69,23 +69,26 @@ class JobQueue:
         if not jobs:
             return
         names = [provider_name(job.provider) for job in jobs]
-        try:
-            await asyncio.gather(
-                *(
-                    self._js.publish(
-                        subjects.push_jobs(name),
-                        job.SerializeToString(),
-                        stream=subjects.PUSH_STREAM,
-                    )
-                    for name, job in zip(names, jobs, strict=True)
+        results = await asyncio.gather(
+            *(
+                self._js.publish(
+                    subjects.push_jobs(name), job.SerializeToString(), stream=subjects.PUSH_STREAM
                 )
-            )
-        except Exception as exc:
+                for name, job in zip(names, jobs, strict=True)
+            ),
+            return_exceptions=True,  # every publish is waited for, its error retrieved
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            exc = failures[0]
+            if isinstance(exc, asyncio.CancelledError):
+                raise exc
             if asset_missing(exc):
                 self._assets.lost(f"stream {subjects.PUSH_STREAM}")
             raise ParleyError(
                 ErrorCode.ERROR_CODE_UNAVAILABLE,
-                f"push jobs cannot be queued now ({type(exc).__name__}); retry",
+                f"{len(failures)} of {len(jobs)} push jobs cannot be queued now "
+                f"({type(exc).__name__}); retry",
             ) from exc
         for name in names:
             JOBS_ENQUEUED.labels(name).inc()
