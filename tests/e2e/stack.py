@@ -46,29 +46,29 @@ def calls_def(env: Mapping[str, str] | None = None) -> ServiceDef:
     )
 
 
-def messaging_def(env: Mapping[str, str] | None = None, restart: bool = False) -> ServiceDef:
-    """The messaging service, as a process on its own schema (settings in `env`)."""
+def _schema_service(
+    name: str, env: Mapping[str, str] | None, restart: bool, master_key: bool = False
+) -> ServiceDef:
+    """A service with its own schema, as a process (settings in `env`)."""
     return ServiceDef(
-        name="messaging",
-        module="parley_messaging",
+        name=name,
+        module=f"parley_{name}",
         health_port=0,
         env=dict(env or {}),
         database=True,
+        master_key=master_key,
         restart=restart,
     )
+
+
+def messaging_def(env: Mapping[str, str] | None = None, restart: bool = False) -> ServiceDef:
+    """The messaging service."""
+    return _schema_service("messaging", env, restart)
 
 
 def push_def(env: Mapping[str, str] | None = None, restart: bool = False) -> ServiceDef:
-    """The push service, as a process on its own schema (settings in `env`)."""
-    return ServiceDef(
-        name="push",
-        module="parley_push",
-        health_port=0,
-        env=dict(env or {}),
-        database=True,
-        master_key=True,
-        restart=restart,
-    )
+    """The push service (it opens provider credentials with the master key)."""
+    return _schema_service("push", env, restart, master_key=True)
 
 
 def gateway_def(

@@ -25,6 +25,7 @@ from parley_client import (
     CallEndCause,
     ParleyClient,
     ParleyError,
+    PushPair,
     PushToken,
     ToneSource,
     WritableMessage,
@@ -271,8 +272,7 @@ async def test_managed_push_wakes_an_offline_callee_who_answers_and_hears_the_ca
         push = providers.fcm.pushes_to(token)[0]
         assert push.kind == "call" and push.body["message"]["android"]["priority"] == "high"
         # A managed push: the caller's app is not asked to push (no pairs for it).
-        await eventually(lambda: _heard(alice, call, "push"), 5, "the push callback")
-        assert list(alice.events[call.call_id].push_pairs[0]) == []
+        assert await pairs_for(alice, call) == []
 
         result = await bob.client.relay_remote_push_notification_payload(push.payload)
         assert result.is_valid and result.is_call and not result.is_message
@@ -303,8 +303,7 @@ async def test_app_server_push_gives_the_caller_a_pair_per_device_and_a_relay_co
     bob = build(stack, bob_id, tmp_path / "fresh")
     try:
         call = alice.call(bob_id)
-        await eventually(lambda: _heard(alice, call, "push"), 5, "the push callback")
-        pairs = list(alice.events[call.call_id].push_pairs[0])
+        pairs = await pairs_for(alice, call)
         assert sorted(p.push_data for p in pairs) == [b"bob's phone", b"bob's tablet"]
         assert all(p.push_payload.startswith(b"p1.") for p in pairs)
         result = await bob.client.relay_remote_push_notification_payload(pairs[1].push_payload)
@@ -328,14 +327,12 @@ async def test_timed_out_and_canceled_calls_say_so_when_relayed(
     bob = build(stack, bob_id, tmp_path / "fresh")
     try:
         canceled = alice.call(bob_id)
-        await eventually(lambda: _heard(alice, canceled, "push"), 5, "the push callback")
-        canceled_payload = alice.events[canceled.call_id].push_pairs[0][0].push_payload
+        canceled_payload = (await pairs_for(alice, canceled))[0].push_payload
         await canceled.hangup()
         assert (await canceled.wait_ended(5)).end_cause is CallEndCause.CANCELED
 
         unanswered = alice.call(bob_id, video=True)
-        await eventually(lambda: _heard(alice, unanswered, "push"), 5, "the push callback")
-        late_payload = alice.events[unanswered.call_id].push_pairs[0][0].push_payload
+        late_payload = (await pairs_for(alice, unanswered))[0].push_payload
         details = await unanswered.wait_ended(RINGING_SECONDS + 5)
         assert details.end_cause is CallEndCause.NO_ANSWER
 
@@ -451,10 +448,15 @@ async def test_a_dead_apns_token_is_forgotten_and_bad_input_is_refused(
 async def _payload_for(stack: E2EStack, alice: Party, user_id: str, tmp_path: Path) -> bytes:
     await away_with_data(stack, user_id, tmp_path / f"pairs-{next(_numbers)}", b"data")
     call = alice.call(user_id)
-    await eventually(lambda: _heard(alice, call, "push"), 5, "the push callback")
-    pairs = alice.events[call.call_id].push_pairs[0]
+    pairs = await pairs_for(alice, call)
     await call.hangup()
     return bytes(pairs[0].push_payload)
+
+
+async def pairs_for(caller: Party, call: Any) -> list[PushPair]:
+    """The push pairs the caller's app was given for `call` (once it was asked to push)."""
+    await eventually(lambda: _heard(caller, call, "push"), 5, "the push callback")
+    return list(caller.events[call.call_id].push_pairs[0])
 
 
 async def _pushed(fake: Any, token: str) -> bool:

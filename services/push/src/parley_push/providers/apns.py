@@ -27,9 +27,7 @@ from parley_push.providers.base import (
     Outcome,
     dead,
     failed,
-    is_retryable_status,
-    retry,
-    retry_after_seconds,
+    retry_or_failed,
     sent,
     short_id,
     unreachable,
@@ -176,9 +174,7 @@ def classify(response: Answer) -> Outcome:
     reason = _reason(response) or f"HTTP {status}"
     if status == 410 or (status == 400 and reason in DEAD_REASONS):
         return dead(status, reason)
-    if is_retryable_status(status):
-        return retry(status, reason, retry_after_seconds(response.headers.get("retry-after")))
-    return failed(status, reason)
+    return retry_or_failed(status, reason, response.headers.get("retry-after"))
 
 
 class ApnsSender:

@@ -83,6 +83,14 @@ def is_retryable_status(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
+def retry_or_failed(status: int, reason: str, retry_after: str | None) -> Outcome:
+    """An answer that is neither sent nor a dead token: RETRY for the provider's trouble
+    (after its Retry-After header, when given), FAILED for the request's."""
+    if is_retryable_status(status):
+        return retry(status, reason, retry_after_seconds(retry_after))
+    return failed(status, reason)
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
 

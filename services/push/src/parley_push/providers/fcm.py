@@ -32,9 +32,7 @@ from parley_push.providers.base import (
     Outcome,
     dead,
     failed,
-    is_retryable_status,
-    retry,
-    retry_after_seconds,
+    retry_or_failed,
     sent,
     unreachable,
 )
@@ -180,9 +178,7 @@ def classify(response: Answer) -> Outcome:
         return dead(status, reason)
     if status == 400 and word == "INVALID_ARGUMENT" and _names_the_token(message, details):
         return dead(status, reason)
-    if is_retryable_status(status):
-        return retry(status, reason, retry_after_seconds(response.headers.get("retry-after")))
-    return failed(status, reason or f"HTTP {status}")
+    return retry_or_failed(status, reason or f"HTTP {status}", response.headers.get("retry-after"))
 
 
 @dataclass
@@ -301,10 +297,7 @@ class FcmSender:
                 or response.text[:200]
             )
             reason = f"access token refused: {reason}"
-            if is_retryable_status(status):
-                after = retry_after_seconds(response.headers.get("retry-after"))
-                raise _AuthFailed(retry(status, reason, after))
-            raise _AuthFailed(failed(status, reason))
+            raise _AuthFailed(retry_or_failed(status, reason, response.headers.get("retry-after")))
         value = answer.get("access_token")
         lifetime = answer.get("expires_in", 3600)
         if not isinstance(value, str) or not value or not isinstance(lifetime, int | float):

@@ -31,9 +31,7 @@ from parley_push.providers.base import (
     b64url_encode,
     dead,
     failed,
-    is_retryable_status,
-    retry,
-    retry_after_seconds,
+    retry_or_failed,
     sent,
     short_id,
     unreachable,
@@ -224,9 +222,7 @@ def classify(response: Answer) -> Outcome:
         return sent(status, response.headers.get("location", ""))
     if status in (404, 410):
         return dead(status, reason)
-    if is_retryable_status(status):
-        return retry(status, reason, retry_after_seconds(response.headers.get("retry-after")))
-    return failed(status, reason)
+    return retry_or_failed(status, reason, response.headers.get("retry-after"))
 
 
 class WebPushSender:
