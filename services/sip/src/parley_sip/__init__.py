@@ -1,0 +1,1 @@
+"""Parley sip: the PSTN and SIP gateway."""

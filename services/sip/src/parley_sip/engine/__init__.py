@@ -1,0 +1,1 @@
+"""The SIP user agent: pjsua2 on its own thread, with an asyncio face."""
