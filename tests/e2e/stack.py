@@ -13,9 +13,10 @@ from typing import Any
 
 import aiohttp
 
-from parley_client import ParleyClient
+from parley_client import ParleyClient, ToneSource
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
+from tests.support.calls import Follower, Party
 from tests.support.wire import registration_body
 
 ECHO = ServiceDef(name="echo", module="tests.support.echo", health_port=0, restart=False)
@@ -180,3 +181,51 @@ async def start_stack(
         print(log.getvalue())
         raise
     return E2EStack(devstack, log)
+
+
+async def calling_party(
+    stack: E2EStack,
+    user: str,
+    state: Path,
+    gateways: list[str],
+    *,
+    tone: float | None = None,
+    relay: bool = False,
+    inactive: float | None = None,
+    app: tuple[str, str] | None = None,
+) -> Party:
+    """A user's client with calling and real media (ICE on loopback only), listening."""
+    key, secret = app or (stack.app_key, stack.app_secret)
+    builder = (
+        ParleyClient.builder()
+        .application_key(key)
+        .application_secret(secret)
+        .user_id(user)
+        .environment_hosts([stack.host(g) for g in gateways])
+        .persistence_dir(state)
+        .ice_host_addresses(["127.0.0.1"])
+    )
+    if relay:
+        builder.ice_transport_policy("relay")
+    if inactive is not None:
+        builder.inactive_timeout(inactive)
+    client = builder.build()
+    client.set_support_calling(True)
+    party = Party(client)
+    client.call_client.add_call_client_listener(Follower(party))
+    if tone is not None:
+        client.audio_controller.set_source(ToneSource(tone))
+    await client.start()
+    await client.start_listening_on_active_connection()
+    return party
+
+
+def sip_def(env: Mapping[str, str] | None = None) -> ServiceDef:
+    """The sip service, its WebRTC kept on loopback (trunk and other settings in `env`)."""
+    return ServiceDef(
+        name="sip",
+        module="parley_sip",
+        health_port=0,
+        env={"PARLEY_SIP_ICE_HOST_ADDRESSES": "127.0.0.1", **(env or {})},
+        restart=False,
+    )

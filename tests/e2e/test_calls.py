@@ -30,12 +30,12 @@ from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import calls as calls_pb
 from parley_protocol.pb import client as pb
-from tests.support.calls import Follower, Party, established_call
+from tests.support.calls import Party, established_call
 from tests.support.media import dominant_hz, marks, received_audio, rms
 from tests.support.turn import Coturn
 from tests.support.wire import RawClient, bounded, eventually
 
-from .stack import E2EStack, start_stack
+from .stack import E2EStack, calling_party, start_stack
 
 RINGING_SECONDS = 4
 SETUP_SECONDS = 3
@@ -77,43 +77,6 @@ async def stack(
         await running.devstack.stop()
 
 
-async def caller(
-    stack: E2EStack,
-    user: str,
-    state: Path,
-    gateways: list[str],
-    *,
-    tone: float | None = None,
-    relay: bool = False,
-    inactive: float | None = None,
-    app: tuple[str, str] | None = None,
-) -> Party:
-    """A user's client with calling and real media (ICE on loopback only), listening."""
-    key, secret = app or (stack.app_key, stack.app_secret)
-    builder = (
-        ParleyClient.builder()
-        .application_key(key)
-        .application_secret(secret)
-        .user_id(user)
-        .environment_hosts([stack.host(g) for g in gateways])
-        .persistence_dir(state)
-        .ice_host_addresses(["127.0.0.1"])
-    )
-    if relay:
-        builder.ice_transport_policy("relay")
-    if inactive is not None:
-        builder.inactive_timeout(inactive)
-    client = builder.build()
-    client.set_support_calling(True)
-    party = Party(client)
-    client.call_client.add_call_client_listener(Follower(party))
-    if tone is not None:
-        client.audio_controller.set_source(ToneSource(tone))
-    await client.start()
-    await client.start_listening_on_active_connection()
-    return party
-
-
 async def _ended(party: Party, call: Any, cause: str) -> bool:
     return f"ended:{cause}" in party.heard(call)
 
@@ -145,8 +108,8 @@ async def _next(raw: RawClient, body: str) -> pb.Envelope:
 async def test_each_side_hears_the_others_tone_across_replicas_and_mute_silences(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice tone", tmp_path / "a", ["gateway-a"], tone=440)
-    bob = await caller(stack, "bob tone.*>", tmp_path / "b", ["gateway-b"], tone=880)
+    alice = await calling_party(stack, "alice tone", tmp_path / "a", ["gateway-a"], tone=440)
+    bob = await calling_party(stack, "bob tone.*>", tmp_path / "b", ["gateway-b"], tone=880)
     try:
         call, incoming = await established_call(alice, bob)
         assert call.state is CallState.ESTABLISHED and incoming.state is CallState.ESTABLISHED
@@ -179,8 +142,8 @@ async def test_each_side_hears_the_others_tone_across_replicas_and_mute_silences
 async def test_video_patterns_are_recognised_across_replicas(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice video", tmp_path / "a", ["gateway-a"], tone=440)
-    bob = await caller(stack, "bob video", tmp_path / "b", ["gateway-b"], tone=880)
+    alice = await calling_party(stack, "alice video", tmp_path / "a", ["gateway-a"], tone=440)
+    bob = await calling_party(stack, "bob video", tmp_path / "b", ["gateway-b"], tone=880)
     alice.client.video_controller.set_capture_source(PatternSource(pattern_id=7))
     bob.client.video_controller.set_capture_source(PatternSource(pattern_id=9))
     try:
@@ -218,9 +181,9 @@ async def test_video_patterns_are_recognised_across_replicas(
 async def test_declined_canceled_unanswered_and_answered_elsewhere(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice ends", tmp_path / "a", ["gateway-a"])
-    phone = await caller(stack, "bob ends", tmp_path / "p", ["gateway-a"])
-    tablet = await caller(stack, "bob ends", tmp_path / "t", ["gateway-b"])
+    alice = await calling_party(stack, "alice ends", tmp_path / "a", ["gateway-a"])
+    phone = await calling_party(stack, "bob ends", tmp_path / "p", ["gateway-a"])
+    tablet = await calling_party(stack, "bob ends", tmp_path / "t", ["gateway-b"])
     try:
         # DENIED: a callee device declines; every device of the callee stops ringing.
         call = alice.call("bob ends", topic="demo")
@@ -260,7 +223,7 @@ async def test_declined_canceled_unanswered_and_answered_elsewhere(
 async def test_a_callee_device_that_never_rings_times_out_and_an_offline_one_asks_for_push(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice timeout", tmp_path / "a", ["gateway-a"])
+    alice = await calling_party(stack, "alice timeout", tmp_path / "a", ["gateway-a"])
     silent = await _raw_callee(stack, "bob silent", "gateway-b")  # gets the call, never rings
     try:
         call = alice.call("bob silent")
@@ -292,7 +255,7 @@ async def test_a_callee_device_that_never_rings_times_out_and_an_offline_one_ask
 async def test_a_malformed_answer_fails_the_call_and_everyone_carries_on(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice sdp", tmp_path / "a", ["gateway-a"], tone=440)
+    alice = await calling_party(stack, "alice sdp", tmp_path / "a", ["gateway-a"], tone=440)
     mallory = await _raw_callee(stack, "mallory sdp", "gateway-b")
     try:
         call = alice.call("mallory sdp")
@@ -311,7 +274,7 @@ async def test_a_malformed_answer_fails_the_call_and_everyone_carries_on(
         assert ended.cause == calls_pb.CALL_END_CAUSE_FAILURE
         assert ended.error.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT
         # The gateway and both parties carry on: another call works.
-        bob = await caller(stack, "bob after", tmp_path / "b", ["gateway-b"], tone=880)
+        bob = await calling_party(stack, "bob after", tmp_path / "b", ["gateway-b"], tone=880)
         try:
             good, other = await established_call(alice, bob)
             assert abs(dominant_hz(await received_audio(other, 0.6)) - 440) <= 5
@@ -350,8 +313,10 @@ class StoppableTone:
 async def test_an_established_call_without_media_ends_inactive(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice idle", tmp_path / "a", ["gateway-a"], tone=440, inactive=2)
-    bob = await caller(stack, "bob idle", tmp_path / "b", ["gateway-b"])
+    alice = await calling_party(
+        stack, "alice idle", tmp_path / "a", ["gateway-a"], tone=440, inactive=2
+    )
+    bob = await calling_party(stack, "bob idle", tmp_path / "b", ["gateway-b"])
     source = StoppableTone(880)
     bob.client.audio_controller.set_source(source)
     try:
@@ -369,8 +334,8 @@ async def test_an_established_call_without_media_ends_inactive(
 async def test_only_the_parties_act_on_a_call_and_other_applications_are_refused(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice auth", tmp_path / "a", ["gateway-a"])
-    bob = await caller(stack, "bob auth", tmp_path / "b", ["gateway-b"])
+    alice = await calling_party(stack, "alice auth", tmp_path / "a", ["gateway-a"])
+    bob = await calling_party(stack, "bob auth", tmp_path / "b", ["gateway-b"])
     created = await stack.admin(
         "create-app",
         "--account",
@@ -383,7 +348,7 @@ async def test_only_the_parties_act_on_a_call_and_other_applications_are_refused
     )
     assert created is not None
     other = (str(created["application_key"]), str(created["application_secret"]))
-    outsider = await caller(stack, "bob auth", tmp_path / "o", ["gateway-a"], app=other)
+    outsider = await calling_party(stack, "bob auth", tmp_path / "o", ["gateway-a"], app=other)
     eve = await _raw_callee(stack, "eve auth", "gateway-a")
     try:
         call = alice.call("bob auth")
@@ -409,8 +374,12 @@ async def test_only_the_parties_act_on_a_call_and_other_applications_are_refused
 async def test_media_relayed_through_turn_only(
     stack: E2EStack, tmp_path: Path, turn: Coturn
 ) -> None:
-    alice = await caller(stack, "alice relay", tmp_path / "a", ["gateway-a"], tone=440, relay=True)
-    bob = await caller(stack, "bob relay", tmp_path / "b", ["gateway-b"], tone=880, relay=True)
+    alice = await calling_party(
+        stack, "alice relay", tmp_path / "a", ["gateway-a"], tone=440, relay=True
+    )
+    bob = await calling_party(
+        stack, "bob relay", tmp_path / "b", ["gateway-b"], tone=880, relay=True
+    )
     try:
         call, incoming = await established_call(alice, bob)
         heard = await received_audio(incoming, 1.0)
@@ -429,8 +398,10 @@ async def test_media_relayed_through_turn_only(
 async def test_a_killed_gateway_does_not_end_an_established_call(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await caller(stack, "alice stays", tmp_path / "a", ["gateway-a", "gateway-b"], tone=440)
-    bob = await caller(stack, "bob stays", tmp_path / "b", ["gateway-b"], tone=880)
+    alice = await calling_party(
+        stack, "alice stays", tmp_path / "a", ["gateway-a", "gateway-b"], tone=440
+    )
+    bob = await calling_party(stack, "bob stays", tmp_path / "b", ["gateway-b"], tone=880)
     try:
         assert alice.client.gateway_id == "gateway-a"
         call, incoming = await established_call(alice, bob)

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 from parley_client.audio import AudioController
 from parley_client.builder import ParleyClientBuilder
 from parley_client.call import Call, CallListener
-from parley_client.call_details import CallDetails, CallDirection, CallEndCause, CallState, PushPair
+from parley_client.call_details import (
+    CallDetails,
+    CallDirection,
+    CallEndCause,
+    CallKind,
+    CallState,
+    PushPair,
+)
 from parley_client.calls import CallClient, CallClientListener
 from parley_client.client import ClientListener, ParleyClient
 from parley_client.config import Capabilities
@@ -71,6 +78,7 @@ __all__ = [
     "CallDetails",
     "CallDirection",
     "CallEndCause",
+    "CallKind",
     "CallListener",
     "CallNotificationResult",
     "CallState",

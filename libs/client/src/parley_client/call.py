@@ -30,6 +30,7 @@ from parley_client.call_details import (
     CallDetails,
     CallDirection,
     CallEndCause,
+    CallKind,
     CallState,
     PushPair,
 )
@@ -119,8 +120,10 @@ class CallHost(Protocol):
 
 
 class Call:
-    """A call to or from another user of the application. Made by the call client
-    (`call_user`, or an incoming call); the app does not construct one."""
+    """A call to or from another user of the application, or to a phone number or a SIP
+    address (`kind`; `remote_user_id` is then the number or the address). Made by the call
+    client (`call_user`, `call_phone_number`, `call_sip`, or an incoming call); the app does
+    not construct one."""
 
     def __init__(
         self,
@@ -133,12 +136,14 @@ class Call:
         video: bool,
         offer_sdp: str = "",
         started_time: float | None = None,
+        kind: CallKind = CallKind.APP,
     ) -> None:
         self._host = host
         self._log: AreaLog = host.link.log
         self.call_id = call_id
         self.direction = direction
         self.remote_user_id = remote_user_id
+        self.kind = kind
         self._headers = dict(headers)
         self._video = video
         self._offer_sdp = offer_sdp
@@ -404,12 +409,14 @@ class Call:
                 return
             self._media = media
         start = calls_pb.StartCall(
-            call_id=self.call_id,
-            callee_user_id=self.remote_user_id,
-            video=self._video,
-            headers=self._headers,
-            offer_sdp=offer,
+            call_id=self.call_id, video=self._video, headers=self._headers, offer_sdp=offer
         )
+        if self.kind is CallKind.PHONE:
+            start.phone_number = self.remote_user_id
+        elif self.kind is CallKind.SIP:
+            start.sip_uri = self.remote_user_id
+        else:
+            start.callee_user_id = self.remote_user_id
         try:
             reply = await self._host.link.request(start, calls_pb.StartCallReply)
         except ParleyError as exc:

@@ -17,6 +17,14 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
+class CallKind(enum.Enum):
+    """Whom a call is with: another user of the app, a phone number, or a SIP address."""
+
+    APP = "app"
+    PHONE = "phone"
+    SIP = "sip"
+
+
 class CallDirection(enum.Enum):
     INCOMING = "incoming"
     OUTGOING = "outgoing"

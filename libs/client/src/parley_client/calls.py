@@ -1,4 +1,5 @@
-"""`CallClient`: app-to-app calls, audio and video (the guide's CallClient), a client feature.
+"""`CallClient`: app-to-app calls, audio and video, and calls to phone numbers and SIP
+addresses (the guide's CallClient), a client feature.
 
 It receives the call events (CallIncoming, CallProgressing, CallAnswered, CallEnded,
 CallSignalReceived) and hands each to its `Call`; it places calls (StartCall) and keeps the
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from parley_client.audio import AudioController
 from parley_client.call import HANGUP_ACK_TIMEOUT, Call
-from parley_client.call_details import CallDirection, CallEndCause
+from parley_client.call_details import CallDirection, CallEndCause, CallKind
 from parley_client.config import ClientConfig
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.features import Connected, Feature
@@ -127,6 +128,30 @@ class CallClient(Feature):
     def call_user_video(self, user_id: str, headers: Mapping[str, str] | None = None) -> Call:
         """Like `call_user`, with video both ways (the video controller's capture source)."""
         return self._call(user_id, headers, video=True)
+
+    def call_phone_number(self, number: str, headers: Mapping[str, str] | None = None) -> Call:
+        """Call a phone number in E.164 (e.g. "+14155550101") through the deployment's SIP
+        trunk; the test number +46000000000 answers with a voice prompt and hangs up, with no
+        trunk and no credit needed. Returns at once; a call the account cannot pay for one
+        minute of fails with INSUFFICIENT_CREDIT. ParleyError at once for a number that is
+        not E.164 (INVALID_PHONE_NUMBER) or invalid headers."""
+        try:
+            validation.validate_phone_number(number, "number")
+        except ProtocolError as exc:
+            raise ParleyError.from_protocol(exc) from None
+        return self._place(number, headers, video=False, kind=CallKind.PHONE)
+
+    def call_sip(self, sip_identity: str, headers: Mapping[str, str] | None = None) -> Call:
+        """Call a SIP address "user@server"; `headers` (names starting "x-") go on the
+        INVITE. SIP errors end the call with FAILURE (DENIED for 486 and 603) and an error of
+        type SIP in `call.details.error`, its status code in `sip_status`. ParleyError at
+        once for an address not of the form user@server or a header not starting "x-"."""
+        try:
+            validation.validate_sip_identity(sip_identity, "sip_identity")
+            validation.validate_sip_headers(dict(headers or {}), "headers")
+        except ProtocolError as exc:
+            raise ParleyError.from_protocol(exc) from None
+        return self._place(sip_identity, headers, video=False, kind=CallKind.SIP)
 
     async def claim(self, call_id: str) -> calls_pb.ClaimCallReply:
         """Ask for a call this device learnt of by push (a relayed payload): when it still
@@ -267,9 +292,17 @@ class CallClient(Feature):
     # -- internals -----------------------------------------------------------------------------
 
     def _call(self, user_id: str, headers: Mapping[str, str] | None, video: bool) -> Call:
-        chosen = dict(headers or {})
         try:
             validation.validate_user_id(user_id, "user_id")
+        except ProtocolError as exc:
+            raise ParleyError.from_protocol(exc) from None
+        return self._place(user_id, headers, video, CallKind.APP)
+
+    def _place(
+        self, callee: str, headers: Mapping[str, str] | None, video: bool, kind: CallKind
+    ) -> Call:
+        chosen = dict(headers or {})
+        try:
             validation.validate_headers(chosen, "headers")
         except ProtocolError as exc:
             raise ParleyError.from_protocol(exc) from None
@@ -285,12 +318,14 @@ class CallClient(Feature):
             self,
             call_id=str(uuid.uuid4()),
             direction=CallDirection.OUTGOING,
-            remote_user_id=user_id,
+            remote_user_id=callee,
             headers=chosen,
             video=video,
+            kind=kind,
         )
         self._calls[call.call_id] = call
-        self.link.log.info(f"calling {user_id!r} ({'video' if video else 'audio'}): {call.call_id}")
+        what = "video" if video else "audio"
+        self.link.log.info(f"calling {kind.value} {callee!r} ({what}): {call.call_id}")
         self.spawn(call.place(), f"parley call {call.call_id} place")
         return call
 

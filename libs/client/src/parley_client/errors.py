@@ -47,11 +47,14 @@ def default_type(code: int) -> ErrorType:
     """The type an error code has unless the raiser knows better."""
     if code == ErrorCode.ERROR_CODE_CAPABILITY_NOT_ANNOUNCED:
         return ErrorType.CAPABILITY
+    if code == ErrorCode.ERROR_CODE_SIP:
+        return ErrorType.SIP
     return ErrorType.NETWORK if code in _NETWORK_CODES else ErrorType.OTHER
 
 
 class ParleyError(Exception):
-    """An SDK error: `code` (e.g. "INVALID_SIGNATURE"), `type` (an `ErrorType`) and `message`."""
+    """An SDK error: `code` (e.g. "INVALID_SIGNATURE"), `type` (an `ErrorType`) and `message`;
+    an error of the SIP side (type SIP) also has the SIP status code in `sip_status`."""
 
     def __init__(
         self,
@@ -59,6 +62,7 @@ class ParleyError(Exception):
         message: str,
         type: ErrorType | None = None,
         field: str = "",
+        sip_status: int = 0,
     ) -> None:
         value = _code_value(code)
         self.error_code: int = value
@@ -66,6 +70,7 @@ class ParleyError(Exception):
         self.type: ErrorType = type if type is not None else default_type(value)
         self.message = message
         self.field = field
+        self.sip_status = sip_status
         super().__init__(f"{self.code}: {message}")
 
     @classmethod
@@ -73,10 +78,12 @@ class ParleyError(Exception):
         cls, err: protocol_errors.ParleyError, type: ErrorType | None = None
     ) -> ParleyError:
         """The SDK form of an error a service or the protocol layer raised."""
-        return cls(err.code, err.reason, type, err.field)
+        return cls(err.code, err.reason, type, err.field, err.sip_status)
 
     def to_protocol(self) -> protocol_errors.ParleyError:
-        return protocol_errors.ParleyError(self.error_code, self.message, self.field)
+        return protocol_errors.ParleyError(
+            self.error_code, self.message, self.field, self.sip_status
+        )
 
     @classmethod
     def network(cls, message: str) -> ParleyError:

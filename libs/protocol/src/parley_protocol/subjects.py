@@ -105,3 +105,22 @@ PUSH_CONSUMER = "push-senders"
 def push_jobs(provider: str) -> str:
     """Where a push job for `provider` (fcm, apns, web_push) is published."""
     return f"parley.push.jobs.{provider}"
+
+
+# Remote call legs (calls.proto, DialRequest / LegEvent / LegReport): the calls service dials
+# the service that holds a call's far side, tells the leg what it must hear, and hears its
+# reports on one subject.
+SIP_QUEUE = "sip"
+CALLS_LEG_REPORTS = "parley.calls.leg"
+CALLS_QUEUE = "calls"
+CALL_LEGS = "parley.call.leg.>"
+
+
+def call_dial(service: str) -> str:
+    """Where the calls service offers a call's far side to `service` (queue group `service`)."""
+    return f"parley.call.dial.{service}"
+
+
+def call_leg(app_key: str, call_id: str) -> str:
+    """Where the events of one remote leg go (app key and call id are validated GUIDs)."""
+    return f"parley.call.leg.{app_key}.{call_id}"

@@ -12,7 +12,14 @@ MAX_PUSH_DATA_BYTES = 1024
 
 _APP_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _E164 = re.compile(r"\+[0-9]{8,15}")
-_SIP_IDENTITY = re.compile(r"[^@\s]+@[^@\s]+")
+# user@host[:port]: the user part in SIP URI characters (RFC 3261 unreserved, user-unreserved
+# and escapes), the host a name, an IPv4 or a bracketed IPv6 address.
+_SIP_IDENTITY = re.compile(
+    r"[A-Za-z0-9\-_.!~*'()&=+$,/%]+@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
+# A SIP header name is a token (RFC 3261).
+_SIP_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
 def validate_user_id(user_id: str, field: str = "user_id") -> str:
@@ -97,12 +104,25 @@ def validate_sip_identity(identity: str, field: str = "sip_identity") -> str:
 
 
 def validate_sip_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
-    """Custom SIP headers must be prefixed 'x-' (case-insensitive)."""
-    for name in headers:
+    """Custom SIP headers must be prefixed 'x-' (case-insensitive), be SIP tokens, and have
+    values on one line."""
+    for name, value in headers.items():
         if not name.lower().startswith("x-") or len(name) <= 2:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_HEADER,
                 f"SIP header {name!r} must be prefixed 'x-'",
+                field,
+            )
+        if not _SIP_TOKEN.fullmatch(name):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_HEADER,
+                f"SIP header name {name!r} holds a character a SIP header name cannot",
+                field,
+            )
+        if any(c in value for c in "\r\n\0"):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_HEADER,
+                f"the value of SIP header {name!r} holds a line break or NUL",
                 field,
             )
     return headers

@@ -43,7 +43,7 @@ async def setup(runtime: Runtime) -> None:
     await liveness.start()
     runtime.on_stop(liveness.stop)
     presence = PresenceReader(runtime.nc, liveness)
-    events = CallEvents(DeviceEvents(runtime.nc, settings.window))
+    events = CallEvents(DeviceEvents(runtime.nc, settings.window), runtime.nc)
     handlers = CallHandlers(settings, store, presence, events, runtime.bus, runtime.clock)
     sweeper = Sweeper(
         store,

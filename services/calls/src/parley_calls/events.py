@@ -12,12 +12,13 @@ from collections.abc import Sequence
 
 import nats.errors
 from google.protobuf.message import Message
+from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2, common_pb2
 from parley_calls import records
 from parley_calls.metrics import CALLS_ENDED, EVENTS_FAILED
 from parley_calls.records import Target
-from parley_protocol import bodies
+from parley_protocol import bodies, subjects
 from parley_protocol.errors import ParleyError
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
@@ -26,14 +27,17 @@ log = get_logger("parley.calls.events")
 
 
 class CallEvents:
-    def __init__(self, devices: DeviceEvents) -> None:
+    def __init__(self, devices: DeviceEvents, nc: NATS) -> None:
         self._devices = devices
+        self._nc = nc
 
     async def send(self, application_key: str, targets: Sequence[Target], event: Message) -> None:
-        """Send `event` to each target session at once."""
+        """Send `event` to each target session at once (to a remote leg: on its subject)."""
         results = await asyncio.gather(
             *(
-                self._devices.to_session(application_key, t.user_id, t.session_id, event)
+                self._to_leg(application_key, event)
+                if records.is_leg(t)
+                else self._devices.to_session(application_key, t.user_id, t.session_id, event)
                 for t in targets
             ),
             return_exceptions=True,
@@ -49,6 +53,21 @@ class CallEvents:
                     session=target.session_id,
                     error=str(result),
                 )
+
+    async def _to_leg(self, application_key: str, event: Message) -> None:
+        """A remote leg hears the call's end and signals; nothing else is for it."""
+        leg_event = calls_pb2.LegEvent(application_key=application_key)
+        if isinstance(event, calls_pb2.CallEnded):
+            leg_event.call_ended.CopyFrom(event)
+            call_id = event.call_id
+        elif isinstance(event, calls_pb2.CallSignalReceived):
+            leg_event.call_signal_received.CopyFrom(event)
+            call_id = event.call_id
+        else:
+            return
+        await self._nc.publish(
+            subjects.call_leg(application_key, call_id), leg_event.SerializeToString()
+        )
 
     async def ended(
         self,

@@ -9,6 +9,8 @@ send_call_signal: relay a signal to the other party of an answered call
 get_ice_servers:  STUN and TURN servers, TURN with short-lived credentials
 claim_call:       a callee device woken by push asks for a call still waiting (CallIncoming
                   to it)
+leg_report:       the remote leg of a phone or SIP call (held by the sip service) rings,
+                  answers, hangs up or signals, as a callee device would
 
 A call that reaches no callee device is handed to the push service (Notify): it pushes to
 the callee's devices with managed push, and the StartCall reply carries the push pairs of the
@@ -34,7 +36,10 @@ from parley_protocol.validation import (
     validate_call_id,
     validate_dtmf,
     validate_headers,
+    validate_phone_number,
     validate_sdp,
+    validate_sip_headers,
+    validate_sip_identity,
     validate_user_id,
 )
 from parley_service.bus import Bus
@@ -48,6 +53,8 @@ log = get_logger("parley.calls.handlers")
 USER_LOOKUP_TIMEOUT_SECONDS = 2.0
 # How long StartCall waits for the push service when no callee device was reached.
 NOTIFY_TIMEOUT_SECONDS = 2.0
+# How long StartCall waits for the service that holds remote legs to take a call.
+DIAL_TIMEOUT_SECONDS = 4.0
 
 
 def declare_endpoints(bus: Bus, handlers: CallHandlers) -> None:
@@ -58,6 +65,9 @@ def declare_endpoints(bus: Bus, handlers: CallHandlers) -> None:
     bus.client_endpoint(calls_pb2.SendCallSignal, handlers.send_call_signal)
     bus.client_endpoint(calls_pb2.GetIceServers, handlers.get_ice_servers)
     bus.client_endpoint(calls_pb2.ClaimCall, handlers.claim_call)
+    bus.endpoint(
+        subjects.CALLS_LEG_REPORTS, calls_pb2.LegReport, handlers.leg_report, subjects.CALLS_QUEUE
+    )
 
 
 def _ack(record: calls_pb2.CallRecord) -> calls_pb2.CallAck:
@@ -93,21 +103,24 @@ class CallHandlers:
     ) -> calls_pb2.StartCallReply:
         app = caller.application_key
         call_id = validate_call_id(request.call_id)
-        callee = validate_user_id(request.callee_user_id, "callee_user_id")
-        if callee == caller.user_id:
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "you cannot call yourself", "callee_user_id"
-            )
-        headers = validate_headers(dict(request.headers))
+        kind, destination = _destination(caller, request)
         offer_sdp = validate_sdp(request.offer_sdp, "offer_sdp")
-
         existing = await self._store.get(app, call_id)
         if existing is not None:
             return self._started_before(caller, existing.record)
+        if kind == records.APP:
+            return await self._start_app_call(caller, request, destination, offer_sdp)
+        return await self._start_remote_call(caller, request, kind, destination, offer_sdp)
+
+    async def _start_app_call(
+        self, caller: Caller, request: calls_pb2.StartCall, callee: str, offer_sdp: str
+    ) -> calls_pb2.StartCallReply:
+        app = caller.application_key
+        headers = validate_headers(dict(request.headers))
         await self._require_registered(app, callee)
         devices = (await self._presence.devices(app, [callee]))[callee]
         record = records.new_call(
-            call_id=call_id,
+            call_id=request.call_id,
             application_key=app,
             caller_user_id=caller.user_id,
             caller_session_id=caller.session_id,
@@ -120,26 +133,11 @@ class CallHandlers:
             setup_timeout_ms=self._setup_ms,
             ringing_timeout_ms=self._ringing_ms,
         )
-        if not await self._store.create(record):
-            # The same StartCall raced itself (a retry): answer from what was written.
-            stored = await self._store.get(app, call_id)
-            if stored is None:
-                raise ParleyError(
-                    ErrorCode.ERROR_CODE_UNAVAILABLE, "the call changed while starting; retry"
-                )
-            return self._started_before(caller, stored.record)
-        CALLS_STARTED.inc()
-        log.info(
-            "call_started",
-            app=app,
-            call=call_id,
-            caller=caller.user_id,
-            callee=callee,
-            video=record.video,
-            devices=len(record.offered_session_ids),
-        )
+        stored = await self._create(caller, record)
+        if stored is not record:
+            return self._started_before(caller, stored)
         incoming = calls_pb2.CallIncoming(
-            call_id=call_id,
+            call_id=record.call_id,
             caller_user_id=caller.user_id,
             video=record.video,
             headers=headers,
@@ -151,6 +149,91 @@ class CallHandlers:
         if not record.offered_session_ids:
             reply.push_pairs.extend(await self._push(record))
         return reply
+
+    async def _start_remote_call(
+        self,
+        caller: Caller,
+        request: calls_pb2.StartCall,
+        kind: calls_pb2.CallKind,
+        destination: str,
+        offer_sdp: str,
+    ) -> calls_pb2.StartCallReply:
+        """A call to a phone or a SIP address: its callee is a remote leg, which the service
+        that holds such legs (sip) places when it takes the DialRequest. Its refusal (not
+        enough credit, no trunk, ...) fails the StartCall with that error."""
+        headers = validate_sip_headers(validate_headers(dict(request.headers)))
+        record = records.new_call(
+            call_id=request.call_id,
+            application_key=caller.application_key,
+            caller_user_id=caller.user_id,
+            caller_session_id=caller.session_id,
+            callee_user_id="",
+            video=False,
+            headers=headers,
+            offer_sdp=offer_sdp,
+            offered_session_ids=[records.LEG_SESSION],
+            now_ms=self._now_ms(),
+            setup_timeout_ms=self._setup_ms,
+            ringing_timeout_ms=self._ringing_ms,
+            kind=kind,
+            destination=destination,
+        )
+        stored = await self._create(caller, record)
+        if stored is not record:
+            return self._started_before(caller, stored)
+        service = records.LEG_SERVICES[kind]
+        try:
+            dialled = await self._bus.request(
+                subjects.call_dial(service),
+                calls_pb2.DialRequest(call=record),
+                calls_pb2.DialReply,
+                DIAL_TIMEOUT_SECONDS,
+            )
+        except ParleyError as exc:
+            await self._store.change(
+                record.application_key,
+                record.call_id,
+                lambda current: records.fail(current, self._now_ms()),
+            )
+            log.info(
+                "call_dial_refused",
+                app=record.application_key,
+                call=record.call_id,
+                kind=records.kind_name(kind),
+                error=exc.reason,
+            )
+            raise
+        log.info(
+            "call_dialled",
+            app=record.application_key,
+            call=record.call_id,
+            kind=records.kind_name(kind),
+            replica=dialled.replica_id,
+        )
+        return _start_reply(record)
+
+    async def _create(self, caller: Caller, record: calls_pb2.CallRecord) -> calls_pb2.CallRecord:
+        """Write a new call's record; `record` itself when this request wrote it, else the
+        record a racing retry of the same StartCall wrote."""
+        if not await self._store.create(record):
+            stored = await self._store.get(record.application_key, record.call_id)
+            if stored is None:
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_UNAVAILABLE, "the call changed while starting; retry"
+                )
+            return stored.record
+        CALLS_STARTED.labels(records.kind_name(record.kind)).inc()
+        log.info(
+            "call_started",
+            app=record.application_key,
+            call=record.call_id,
+            caller=caller.user_id,
+            callee=record.callee_user_id or record.destination,
+            kind=records.kind_name(record.kind),
+            video=record.video,
+            devices=len(record.offered_session_ids),
+        )
+        return record
 
     async def _push(self, record: calls_pb2.CallRecord) -> list[common_pb2.PushPair]:
         """No callee device was reached: the push service pushes to the callee's devices
@@ -271,8 +354,13 @@ class CallHandlers:
     # hang up --------------------------------------------------------------------------
 
     async def hangup_call(self, caller: Caller, request: calls_pb2.HangupCall) -> calls_pb2.CallAck:
+        return await self._hang_up(caller, request, records.DEVICE_CAUSES)
+
+    async def _hang_up(
+        self, caller: Caller, request: calls_pb2.HangupCall, causes: frozenset[int]
+    ) -> calls_pb2.CallAck:
         call_id = validate_call_id(request.call_id)
-        if request.cause not in records.DEVICE_CAUSES:
+        if request.cause not in causes:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                 "a device hangs up with no cause, or with FAILURE or INACTIVE",
@@ -286,11 +374,7 @@ class CallHandlers:
             ),
         )
         if change.changed:
-            error = (
-                request.error
-                if request.cause != records.UNSPECIFIED and request.HasField("error")
-                else None
-            )
+            error = request.error if request.HasField("error") and request.error.code else None
             await self._events.ended(change.before, change.after, caller.session_id, error)
         return _ack(change.after)
 
@@ -348,6 +432,33 @@ class CallHandlers:
             call_id=call_id, phase=after.phase, end_cause=after.end_cause, offered=offered
         )
 
+    # remote legs ----------------------------------------------------------------------
+
+    async def leg_report(self, report: calls_pb2.LegReport) -> calls_pb2.CallAck:
+        """A remote leg (the sip service's side of a phone or SIP call) rings, answers, hangs
+        up or signals: the same transitions as a callee device's, acted by the leg."""
+        leg = Caller(
+            application_key=report.application_key,
+            user_id="",
+            instance_id="",
+            session_id=records.LEG_SESSION,
+            gateway_id="",
+            connection_id="",
+            capabilities=frozenset(),
+        )
+        kind = report.WhichOneof("report")
+        if kind == "ring":
+            return await self.ring_call(leg, report.ring)
+        if kind == "answer":
+            return await self.answer_call(leg, report.answer)
+        if kind == "hangup":
+            return await self._hang_up(leg, report.hangup, records.LEG_CAUSES)
+        if kind == "signal":
+            return await self.send_call_signal(leg, report.signal)
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the leg report is empty", "report"
+        )
+
     # ICE servers ----------------------------------------------------------------------
 
     async def get_ice_servers(
@@ -364,6 +475,36 @@ def _start_reply(record: calls_pb2.CallRecord) -> calls_pb2.StartCallReply:
     return calls_pb2.StartCallReply(
         call_id=record.call_id, devices_reached=len(record.offered_session_ids)
     )
+
+
+def _destination(caller: Caller, request: calls_pb2.StartCall) -> tuple[calls_pb2.CallKind, str]:
+    """Whom a StartCall calls: exactly one of a user, a phone number or a SIP address."""
+    given = [
+        (kind, value)
+        for kind, value in (
+            (records.APP, request.callee_user_id),
+            (records.PHONE, request.phone_number),
+            (records.SIP, request.sip_uri),
+        )
+        if value
+    ]
+    if len(given) != 1:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            "a call names exactly one of callee_user_id, phone_number and sip_uri",
+            "callee_user_id",
+        )
+    kind, value = given[0]
+    if kind == records.PHONE:
+        return kind, validate_phone_number(value, "phone_number")
+    if kind == records.SIP:
+        return kind, validate_sip_identity(value, "sip_uri")
+    callee = validate_user_id(value, "callee_user_id")
+    if callee == caller.user_id:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "you cannot call yourself", "callee_user_id"
+        )
+    return kind, callee
 
 
 def _validate_signal(signal: calls_pb2.CallSignal) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the calls service (bounded labels only: phases and end causes)."""
+"""Prometheus metrics of the calls service (bounded labels only: kinds, phases and end
+causes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 CALLS_STARTED = Counter(
     "parley_calls_started_total",
-    "Calls started (a record created; a retried StartCall is not counted again).",
+    "Calls started (a record created; a retried StartCall is not counted again), by kind "
+    "(app, phone, sip).",
+    ["kind"],
 )
 CALLS_ENDED = Counter(
     "parley_calls_ended_total",

@@ -38,6 +38,31 @@ UNSPECIFIED = calls_pb2.CALL_END_CAUSE_UNSPECIFIED
 # The causes a device may give when it hangs up (what it detected itself).
 DEVICE_CAUSES = frozenset({UNSPECIFIED, FAILURE, INACTIVE})
 
+APP = calls_pb2.CALL_KIND_APP
+PHONE = calls_pb2.CALL_KIND_PHONE
+SIP = calls_pb2.CALL_KIND_SIP
+# The kinds whose callee is a remote leg held by another service, and which service.
+LEG_SERVICES: dict[int, str] = {PHONE: "sip", SIP: "sip"}
+# The session id a remote leg stands under (its user id is empty: no user has it).
+LEG_SESSION = "leg"
+# The causes a remote leg may give when it hangs up: none (before an answer: the far end
+# declined, DENIED; after: HUNG_UP), or FAILURE with the error (a SIP error, no media).
+LEG_CAUSES = frozenset({UNSPECIFIED, FAILURE})
+
+
+def is_remote(record: Record) -> bool:
+    """The callee is a remote leg (a phone number or a SIP address), not a user's devices."""
+    return record.kind in LEG_SERVICES
+
+
+def kind_name(kind: int) -> str:
+    """`CALL_KIND_PHONE` -> `phone` (for logs and metric labels)."""
+    try:
+        name: str = calls_pb2.CallKind.Name(kind)
+    except ValueError:
+        return "unknown"
+    return name.removeprefix("CALL_KIND_").lower()
+
 
 def phase_name(phase: int) -> str:
     """`CALL_PHASE_RINGING` -> `ringing` (for logs and metric labels)."""
@@ -116,11 +141,15 @@ def new_call(
     now_ms: int,
     setup_timeout_ms: int,
     ringing_timeout_ms: int,
+    kind: calls_pb2.CallKind = APP,
+    destination: str = "",
 ) -> Record:
-    """A call just started. Offered to devices, it must ring within the set-up timeout;
-    offered to none (the push path), it rings until the ringing timeout."""
+    """A call just started. Offered to devices (or a remote leg), it must ring within the
+    set-up timeout; offered to none (the push path), it rings until the ringing timeout."""
     offered = list(dict.fromkeys(offered_session_ids))
     return Record(
+        kind=kind,
+        destination=destination,
         call_id=call_id,
         application_key=application_key,
         caller_user_id=caller_user_id,
@@ -201,6 +230,13 @@ def hang_up(record: Record, actor: Actor, device_cause: Cause, now_ms: int) -> R
     return end(record, cause, now_ms)
 
 
+def fail(record: Record, now_ms: int) -> Record | None:
+    """A call that could not be set up (its remote leg was refused) ends as a FAILURE."""
+    if record.phase == ENDED:
+        return None
+    return end(record, FAILURE, now_ms)
+
+
 def expire(record: Record, now_ms: int) -> Record | None:
     """A call whose deadline passed ends with its deadline's cause."""
     if record.phase == ENDED or not record.deadline_ms or record.deadline_ms > now_ms:
@@ -241,6 +277,11 @@ def signal_target(record: Record, actor: Actor) -> Target:
 def offered_targets(record: Record, but: str = "") -> list[Target]:
     """Every callee device session the call was offered to (but one)."""
     return [Target(record.callee_user_id, s) for s in record.offered_session_ids if s != but]
+
+
+def is_leg(target: Target) -> bool:
+    """The target is a call's remote leg, not a device session."""
+    return not target.user_id and target.session_id == LEG_SESSION
 
 
 def caller_target(record: Record) -> Target:

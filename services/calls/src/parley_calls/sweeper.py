@@ -185,10 +185,15 @@ class Sweeper:
         return await self._end_all(gone, records.abandon, PARTY_GONE)
 
     async def _parties_present(self, record: calls_pb2.CallRecord) -> bool:
+        """Both parties' sessions exist; a remote leg is not a session: its service ends the
+        call when the leg goes, and the caller's media notices when its replica does."""
         app = record.application_key
-        return await self._presence.session_exists(
+        caller = await self._presence.session_exists(
             app, record.caller_user_id, record.caller_session_id
-        ) and await self._presence.session_exists(
+        )
+        if not caller or records.is_remote(record):
+            return caller
+        return await self._presence.session_exists(
             app, record.callee_user_id, record.answered_session_id
         )
 

@@ -21,6 +21,13 @@ class CallEndCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_END_CAUSE_OTHER_DEVICE_ANSWERED: _ClassVar[CallEndCause]
     CALL_END_CAUSE_INACTIVE: _ClassVar[CallEndCause]
 
+class CallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALL_KIND_UNSPECIFIED: _ClassVar[CallKind]
+    CALL_KIND_APP: _ClassVar[CallKind]
+    CALL_KIND_PHONE: _ClassVar[CallKind]
+    CALL_KIND_SIP: _ClassVar[CallKind]
+
 class CallPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CALL_PHASE_UNSPECIFIED: _ClassVar[CallPhase]
@@ -37,6 +44,10 @@ CALL_END_CAUSE_TIMEOUT: CallEndCause
 CALL_END_CAUSE_FAILURE: CallEndCause
 CALL_END_CAUSE_OTHER_DEVICE_ANSWERED: CallEndCause
 CALL_END_CAUSE_INACTIVE: CallEndCause
+CALL_KIND_UNSPECIFIED: CallKind
+CALL_KIND_APP: CallKind
+CALL_KIND_PHONE: CallKind
+CALL_KIND_SIP: CallKind
 CALL_PHASE_UNSPECIFIED: CallPhase
 CALL_PHASE_INITIATING: CallPhase
 CALL_PHASE_RINGING: CallPhase
@@ -44,7 +55,7 @@ CALL_PHASE_ANSWERED: CallPhase
 CALL_PHASE_ENDED: CallPhase
 
 class StartCall(_message.Message):
-    __slots__ = ("call_id", "callee_user_id", "video", "headers", "offer_sdp")
+    __slots__ = ("call_id", "callee_user_id", "video", "headers", "offer_sdp", "phone_number", "sip_uri")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,12 +68,16 @@ class StartCall(_message.Message):
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SIP_URI_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     callee_user_id: str
     video: bool
     headers: _containers.ScalarMap[str, str]
     offer_sdp: str
-    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ...) -> None: ...
+    phone_number: str
+    sip_uri: str
+    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., phone_number: _Optional[str] = ..., sip_uri: _Optional[str] = ...) -> None: ...
 
 class RingCall(_message.Message):
     __slots__ = ("call_id",)
@@ -224,7 +239,7 @@ class CallSignalReceived(_message.Message):
     def __init__(self, call_id: _Optional[str] = ..., signal: _Optional[_Union[CallSignal, _Mapping]] = ...) -> None: ...
 
 class CallRecord(_message.Message):
-    __slots__ = ("call_id", "application_key", "caller_user_id", "caller_session_id", "callee_user_id", "video", "headers", "offer_sdp", "phase", "offered_session_ids", "answered_session_id", "started_at_ms", "answered_at_ms", "ended_at_ms", "end_cause", "deadline_ms", "deadline_cause")
+    __slots__ = ("call_id", "application_key", "caller_user_id", "caller_session_id", "callee_user_id", "video", "headers", "offer_sdp", "phase", "offered_session_ids", "answered_session_id", "started_at_ms", "answered_at_ms", "ended_at_ms", "end_cause", "deadline_ms", "deadline_cause", "kind", "destination")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +264,8 @@ class CallRecord(_message.Message):
     END_CAUSE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     application_key: str
     caller_user_id: str
@@ -266,4 +283,42 @@ class CallRecord(_message.Message):
     end_cause: CallEndCause
     deadline_ms: int
     deadline_cause: CallEndCause
-    def __init__(self, call_id: _Optional[str] = ..., application_key: _Optional[str] = ..., caller_user_id: _Optional[str] = ..., caller_session_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., phase: _Optional[_Union[CallPhase, str]] = ..., offered_session_ids: _Optional[_Iterable[str]] = ..., answered_session_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., answered_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., end_cause: _Optional[_Union[CallEndCause, str]] = ..., deadline_ms: _Optional[int] = ..., deadline_cause: _Optional[_Union[CallEndCause, str]] = ...) -> None: ...
+    kind: CallKind
+    destination: str
+    def __init__(self, call_id: _Optional[str] = ..., application_key: _Optional[str] = ..., caller_user_id: _Optional[str] = ..., caller_session_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., phase: _Optional[_Union[CallPhase, str]] = ..., offered_session_ids: _Optional[_Iterable[str]] = ..., answered_session_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., answered_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., end_cause: _Optional[_Union[CallEndCause, str]] = ..., deadline_ms: _Optional[int] = ..., deadline_cause: _Optional[_Union[CallEndCause, str]] = ..., kind: _Optional[_Union[CallKind, str]] = ..., destination: _Optional[str] = ...) -> None: ...
+
+class DialRequest(_message.Message):
+    __slots__ = ("call",)
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    call: CallRecord
+    def __init__(self, call: _Optional[_Union[CallRecord, _Mapping]] = ...) -> None: ...
+
+class DialReply(_message.Message):
+    __slots__ = ("replica_id",)
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    def __init__(self, replica_id: _Optional[str] = ...) -> None: ...
+
+class LegEvent(_message.Message):
+    __slots__ = ("application_key", "call_ended", "call_signal_received")
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    CALL_SIGNAL_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    application_key: str
+    call_ended: CallEnded
+    call_signal_received: CallSignalReceived
+    def __init__(self, application_key: _Optional[str] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[CallSignalReceived, _Mapping]] = ...) -> None: ...
+
+class LegReport(_message.Message):
+    __slots__ = ("application_key", "ring", "answer", "hangup", "signal")
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    RING_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    application_key: str
+    ring: RingCall
+    answer: AnswerCall
+    hangup: HangupCall
+    signal: SendCallSignal
+    def __init__(self, application_key: _Optional[str] = ..., ring: _Optional[_Union[RingCall, _Mapping]] = ..., answer: _Optional[_Union[AnswerCall, _Mapping]] = ..., hangup: _Optional[_Union[HangupCall, _Mapping]] = ..., signal: _Optional[_Union[SendCallSignal, _Mapping]] = ...) -> None: ...

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/common.proto\x12\tparley.v1\"J\n\x05\x45rror\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.parley.v1.ErrorCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"3\n\x08PushPair\x12\x11\n\tpush_data\x18\x01 \x01(\x0c\x12\x14\n\x0cpush_payload\x18\x02 \x01(\x0c*\x86\x07\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45RROR_CODE_BAD_FRAME\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_FRAME_TOO_LARGE\x10\x02\x12\x1e\n\x1a\x45RROR_CODE_UNKNOWN_MESSAGE\x10\x03\x12\x1a\n\x16\x45RROR_CODE_WRONG_STATE\x10\x04\x12\x1b\n\x17\x45RROR_CODE_BAD_SEQUENCE\x10\x05\x12 \n\x1c\x45RROR_CODE_HEARTBEAT_TIMEOUT\x10\x06\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\n\x12\x1c\n\x18\x45RROR_CODE_TOKEN_EXPIRED\x10\x0b\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x0c\x12 \n\x1c\x45RROR_CODE_INVALID_SIGNATURE\x10\r\x12\x1e\n\x1a\x45RROR_CODE_SEQUENCE_REUSED\x10\x0e\x12\"\n\x1e\x45RROR_CODE_UNKNOWN_APPLICATION\x10\x0f\x12 \n\x1c\x45RROR_CODE_WRONG_ENVIRONMENT\x10\x10\x12\x1e\n\x1a\x45RROR_CODE_STALE_TIMESTAMP\x10\x11\x12\'\n#ERROR_CODE_CAPABILITY_NOT_ANNOUNCED\x10\x12\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x14\x12\x1e\n\x1a\x45RROR_CODE_INVALID_USER_ID\x10\x15\x12&\n\"ERROR_CODE_INVALID_APPLICATION_KEY\x10\x16\x12#\n\x1f\x45RROR_CODE_INVALID_PHONE_NUMBER\x10\x17\x12$\n ERROR_CODE_INVALID_CONFERENCE_ID\x10\x18\x12 \n\x1c\x45RROR_CODE_PAYLOAD_TOO_LARGE\x10\x19\x12\x1d\n\x19\x45RROR_CODE_INVALID_HEADER\x10\x1a\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x1e\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x1f\x12\x16\n\x12\x45RROR_CODE_TIMEOUT\x10 \x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10!\x12\x1b\n\x17\x45RROR_CODE_RATE_LIMITED\x10\"b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/common.proto\x12\tparley.v1\"^\n\x05\x45rror\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.parley.v1.ErrorCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x12\n\nsip_status\x18\x04 \x01(\r\"3\n\x08PushPair\x12\x11\n\tpush_data\x18\x01 \x01(\x0c\x12\x14\n\x0cpush_payload\x18\x02 \x01(\x0c*\x9a\x07\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45RROR_CODE_BAD_FRAME\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_FRAME_TOO_LARGE\x10\x02\x12\x1e\n\x1a\x45RROR_CODE_UNKNOWN_MESSAGE\x10\x03\x12\x1a\n\x16\x45RROR_CODE_WRONG_STATE\x10\x04\x12\x1b\n\x17\x45RROR_CODE_BAD_SEQUENCE\x10\x05\x12 \n\x1c\x45RROR_CODE_HEARTBEAT_TIMEOUT\x10\x06\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\n\x12\x1c\n\x18\x45RROR_CODE_TOKEN_EXPIRED\x10\x0b\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x0c\x12 \n\x1c\x45RROR_CODE_INVALID_SIGNATURE\x10\r\x12\x1e\n\x1a\x45RROR_CODE_SEQUENCE_REUSED\x10\x0e\x12\"\n\x1e\x45RROR_CODE_UNKNOWN_APPLICATION\x10\x0f\x12 \n\x1c\x45RROR_CODE_WRONG_ENVIRONMENT\x10\x10\x12\x1e\n\x1a\x45RROR_CODE_STALE_TIMESTAMP\x10\x11\x12\'\n#ERROR_CODE_CAPABILITY_NOT_ANNOUNCED\x10\x12\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x14\x12\x1e\n\x1a\x45RROR_CODE_INVALID_USER_ID\x10\x15\x12&\n\"ERROR_CODE_INVALID_APPLICATION_KEY\x10\x16\x12#\n\x1f\x45RROR_CODE_INVALID_PHONE_NUMBER\x10\x17\x12$\n ERROR_CODE_INVALID_CONFERENCE_ID\x10\x18\x12 \n\x1c\x45RROR_CODE_PAYLOAD_TOO_LARGE\x10\x19\x12\x1d\n\x19\x45RROR_CODE_INVALID_HEADER\x10\x1a\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x1e\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x1f\x12\x16\n\x12\x45RROR_CODE_TIMEOUT\x10 \x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10!\x12\x1b\n\x17\x45RROR_CODE_RATE_LIMITED\x10\"\x12\x12\n\x0e\x45RROR_CODE_SIP\x10$b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORCODE']._serialized_start=167
-  _globals['_ERRORCODE']._serialized_end=1069
+  _globals['_ERRORCODE']._serialized_start=187
+  _globals['_ERRORCODE']._serialized_end=1109
   _globals['_ERROR']._serialized_start=37
-  _globals['_ERROR']._serialized_end=111
-  _globals['_PUSHPAIR']._serialized_start=113
-  _globals['_PUSHPAIR']._serialized_end=164
+  _globals['_ERROR']._serialized_end=131
+  _globals['_PUSHPAIR']._serialized_start=133
+  _globals['_PUSHPAIR']._serialized_end=184
 # @@protoc_insertion_point(module_scope)

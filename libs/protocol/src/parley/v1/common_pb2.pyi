@@ -35,6 +35,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_TIMEOUT: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
+    ERROR_CODE_SIP: _ClassVar[ErrorCode]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_BAD_FRAME: ErrorCode
 ERROR_CODE_FRAME_TOO_LARGE: ErrorCode
@@ -63,16 +64,19 @@ ERROR_CODE_UNAVAILABLE: ErrorCode
 ERROR_CODE_TIMEOUT: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_RATE_LIMITED: ErrorCode
+ERROR_CODE_SIP: ErrorCode
 
 class Error(_message.Message):
-    __slots__ = ("code", "reason", "field")
+    __slots__ = ("code", "reason", "field", "sip_status")
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    SIP_STATUS_FIELD_NUMBER: _ClassVar[int]
     code: ErrorCode
     reason: str
     field: str
-    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    sip_status: int
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., sip_status: _Optional[int] = ...) -> None: ...
 
 class PushPair(_message.Message):
     __slots__ = ("push_data", "push_payload")

@@ -1,0 +1,69 @@
+"""Composition root of the sip service: the SIP user agent (pjsua2 on its own thread), the
+WebRTC settings, credit, leg reports, and the dialler that takes the far side of phone and
+SIP calls from the calls service."""
+
+from __future__ import annotations
+
+from parley.v1 import calls_pb2
+from parley_protocol import subjects
+from parley_service.logs import get_logger
+from parley_service.runtime import Migrations, Runtime
+from parley_sip.credits import Credits
+from parley_sip.dial import Dialler
+from parley_sip.engine import EngineConfig, SipEngine
+from parley_sip.reports import LegReporter
+from parley_sip.settings import SipSettings
+from parley_sip.webrtc import use_host_addresses
+
+log = get_logger("parley.sip")
+
+SETTINGS = SipSettings
+MIGRATIONS: Migrations | None = None  # keeps no tables: credit is auth's, calls are calls'
+
+
+def dialler_of(runtime: Runtime) -> Dialler:
+    return runtime.component("dialler", Dialler)
+
+
+def engine_of(runtime: Runtime) -> SipEngine:
+    return runtime.component("engine", SipEngine)
+
+
+async def setup(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if not isinstance(settings, SipSettings):
+        raise TypeError(f"the sip service needs SipSettings, not {type(settings).__name__}")
+    use_host_addresses(settings.ice_host_addresses)
+    engine = SipEngine(
+        EngineConfig(
+            bind_host=settings.sip_bind_host,
+            port=settings.sip_port,
+            transport=settings.sip_transport,
+            public_host=settings.sip_public_host or None,
+        )
+    )
+    await engine.start()
+    dialler = Dialler(settings, runtime.nc, engine, Credits(runtime.bus), LegReporter(runtime.bus))
+    runtime.components.update(dialler=dialler, engine=engine)
+    runtime.bus.endpoint(
+        subjects.call_dial(subjects.SIP_QUEUE),
+        calls_pb2.DialRequest,
+        dialler.dial,
+        subjects.SIP_QUEUE,
+    )
+
+    async def drain() -> None:
+        # New calls go to other replicas at once; the live ones here go on.
+        await runtime.bus.stop_serving()
+        await dialler.drain()
+
+    runtime.on_drain(drain)
+    runtime.on_stop(dialler.stop)
+    runtime.on_stop(engine.stop)
+    log.info(
+        "sip_ready",
+        sip_port=engine.local_port,
+        transport=settings.sip_transport,
+        trunk=settings.sip_trunk_host or None,
+        test_number=settings.sip_test_number,
+    )

@@ -1,0 +1,187 @@
+"""The dialler: takes the far side of phone and SIP calls (DialRequest on
+parley.call.dial.sip), places each as a leg on this replica, and keeps them until they end.
+
+- The test number: answered here, with the prompt (no trunk, no credit).
+- Another phone number: credit is reserved first (INSUFFICIENT_CREDIT refuses the call
+  before anything is dialled), then the trunk is called with the number.
+- A SIP address: called directly, with the caller's x- headers on the INVITE.
+
+A retried DialRequest of a call this replica holds gets the same answer. A stopping replica
+takes no new calls and lets its live ones go on for the drain time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from nats.aio.client import Client as NATS
+
+from parley.v1 import calls_pb2
+from parley_protocol import subjects
+from parley_protocol.errors import ErrorCode, ParleyError
+from parley_protocol.validation import validate_phone_number, validate_sip_identity
+from parley_service.logs import get_logger
+from parley_sip.bridge import SipBridge
+from parley_sip.credits import Credits
+from parley_sip.engine import Credentials, SipEngine
+from parley_sip.legs import Leg
+from parley_sip.metrics import DIALS_REFUSED
+from parley_sip.reports import LegReporter
+from parley_sip.settings import SipSettings
+from parley_sip.test_number import TestNumberLeg
+
+log = get_logger("parley.sip.dial")
+
+PHONE = calls_pb2.CALL_KIND_PHONE
+SIP = calls_pb2.CALL_KIND_SIP
+
+
+def _refused(reason: str, code: int, message: str, field: str = "") -> ParleyError:
+    DIALS_REFUSED.labels(reason).inc()
+    return ParleyError(code, message, field)
+
+
+class Dialler:
+    def __init__(
+        self,
+        settings: SipSettings,
+        nc: NATS,
+        engine: SipEngine,
+        credits: Credits,
+        reporter: LegReporter,
+    ) -> None:
+        self._settings = settings
+        self._nc = nc
+        self._engine = engine
+        self._credits = credits
+        self._reporter = reporter
+        self.legs: dict[str, Leg] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    async def dial(self, request: calls_pb2.DialRequest) -> calls_pb2.DialReply:
+        record = request.call
+        reply = calls_pb2.DialReply(replica_id=self._settings.instance_id)
+        key = subjects.call_key(record.application_key, record.call_id)
+        if key in self.legs:
+            return reply
+        if self.draining:
+            raise _refused(
+                "draining", ErrorCode.ERROR_CODE_UNAVAILABLE, "this SIP gateway is stopping"
+            )
+        if len(self.legs) >= self._settings.sip_max_calls:
+            raise _refused(
+                "full",
+                ErrorCode.ERROR_CODE_UNAVAILABLE,
+                f"this SIP gateway holds its most calls ({self._settings.sip_max_calls})",
+            )
+        leg = await self._leg(record)
+        self.legs[key] = leg
+        try:
+            await leg.start()
+        except BaseException:
+            self.legs.pop(key, None)
+            await leg.end("failed")
+            raise
+        task = asyncio.get_running_loop().create_task(self._run(key, leg), name=f"leg {key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("leg_placed", app=record.application_key, call=record.call_id, kind=leg.kind)
+        return reply
+
+    async def _leg(self, record: calls_pb2.CallRecord) -> Leg:
+        settings = self._settings
+        headers = dict(record.headers)
+        if record.kind == PHONE:
+            number = validate_phone_number(record.destination, "phone_number")
+            if number == settings.sip_test_number:
+                return TestNumberLeg(self._nc, self._reporter, record)
+            if not settings.has_trunk:
+                raise _refused(
+                    "no_trunk",
+                    ErrorCode.ERROR_CODE_NOT_FOUND,
+                    f"no route to {number}: this deployment has no SIP trunk for phone calls "
+                    f"(the test number {settings.sip_test_number} needs none)",
+                    "phone_number",
+                )
+            try:
+                reservation = await self._credits.reserve(
+                    record.application_key, record.call_id, number
+                )
+            except ParleyError as exc:
+                DIALS_REFUSED.labels(
+                    "insufficient_credit"
+                    if exc.code == ErrorCode.ERROR_CODE_INSUFFICIENT_CREDIT
+                    else "no_rate"
+                ).inc()
+                raise
+            credentials = (
+                Credentials(
+                    settings.sip_trunk_username,
+                    settings.sip_trunk_password,
+                    settings.sip_trunk_realm,
+                )
+                if settings.sip_trunk_username
+                else None
+            )
+            return SipBridge(
+                self._nc,
+                self._reporter,
+                record,
+                self._engine,
+                settings.trunk_uri(number),
+                headers,
+                settings.sip_caller_id or None,
+                credentials,
+                self._credits,
+                reservation,
+                settings.sip_credit_touch_seconds,
+            )
+        if record.kind == SIP:
+            identity = validate_sip_identity(record.destination, "sip_uri")
+            return SipBridge(
+                self._nc,
+                self._reporter,
+                record,
+                self._engine,
+                f"sip:{identity}",
+                headers,
+                None,
+                None,
+            )
+        raise _refused(
+            "invalid",
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            "the sip service takes phone and SIP calls only",
+            "kind",
+        )
+
+    async def _run(self, key: str, leg: Leg) -> None:
+        try:
+            await leg.run()
+        except Exception:
+            log.exception("leg_failed", call=leg.call_id)
+            await leg.end("failed")
+        finally:
+            self.legs.pop(key, None)
+
+    async def drain(self) -> None:
+        """Take no new calls; let the live ones go on for the drain time, then end them."""
+        self.draining = True
+        if self.legs:
+            log.info("sip_draining", live=len(self.legs))
+            waits = [leg.done.wait() for leg in self.legs.values()]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), self._settings.sip_drain_seconds)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """End every live leg (telling the calls service) and wait for their tasks."""
+        self.draining = True
+        await asyncio.gather(
+            *(leg.end("drained") for leg in list(self.legs.values())), return_exceptions=True
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

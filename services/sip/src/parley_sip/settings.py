@@ -1,0 +1,86 @@
+"""Settings of the sip service: its SIP user agent, the trunk phone calls go through, the
+test number, and the WebRTC side."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from parley_service.settings import ServiceSettings, SettingsError, positive
+
+TRANSPORTS = ("udp", "tcp")
+TEST_NUMBER = "+46000000000"
+_HOST = re.compile(r"[A-Za-z0-9.\-:\[\]]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class SipSettings(ServiceSettings):
+    service_name: str = "sip"
+    # The SIP user agent: the address and port it binds (0: a free port) and its transport.
+    sip_bind_host: str = "127.0.0.1"
+    sip_port: int = 0
+    sip_transport: str = "udp"
+    # The address put in Contact and SDP when it is not the bound one (behind NAT).
+    sip_public_host: str = ""
+    # The trunk calls to phone numbers go through (empty: only the test number can be
+    # called); per environment, like every setting.
+    sip_trunk_host: str = ""
+    sip_trunk_port: int = 5060
+    sip_trunk_transport: str = "udp"
+    sip_trunk_username: str = ""
+    sip_trunk_password: str = dataclasses.field(default="", repr=False)
+    sip_trunk_realm: str = "*"
+    # Caller ID on calls to phones: a fixed number in E.164 ("" leaves the caller's user id
+    # out, and the trunk's default applies).
+    sip_caller_id: str = ""
+    # The number that needs no trunk and no credit: it answers, plays the prompt, hangs up.
+    sip_test_number: str = TEST_NUMBER
+    # Calls one replica holds at once; one more is refused UNAVAILABLE (another replica may
+    # take the retry).
+    sip_max_calls: int = 200
+    # How long a stopping replica (SIGTERM) lets its live calls go on before it ends them.
+    sip_drain_seconds: float = 3600.0
+    # How often a live call to a phone tells auth how long it has lasted (a replica that
+    # dies mid-call is then charged for that long by auth's sweeper).
+    sip_credit_touch_seconds: float = 10.0
+    # The local addresses WebRTC offers as ICE host candidates, comma-separated ("" lets
+    # aioice choose: every interface).
+    sip_ice_host_addresses: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, transport in (
+            ("PARLEY_SIP_TRANSPORT", self.sip_transport),
+            ("PARLEY_SIP_TRUNK_TRANSPORT", self.sip_trunk_transport),
+        ):
+            if transport not in TRANSPORTS:
+                raise SettingsError(f"{name} must be udp or tcp, not {transport!r}")
+        for name, port in (
+            ("PARLEY_SIP_PORT", self.sip_port),
+            ("PARLEY_SIP_TRUNK_PORT", self.sip_trunk_port),
+        ):
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{name} must be a port (0 to 65535), not {port}")
+        if self.sip_trunk_host and not _HOST.fullmatch(self.sip_trunk_host):
+            raise SettingsError(f"PARLEY_SIP_TRUNK_HOST {self.sip_trunk_host!r} is not a host")
+        if self.sip_max_calls < 1:
+            raise SettingsError(
+                f"PARLEY_SIP_MAX_CALLS must be at least 1, not {self.sip_max_calls}"
+            )
+        positive("PARLEY_SIP_DRAIN_SECONDS", self.sip_drain_seconds)
+        positive("PARLEY_SIP_CREDIT_TOUCH_SECONDS", self.sip_credit_touch_seconds)
+
+    @property
+    def ice_host_addresses(self) -> tuple[str, ...] | None:
+        chosen = tuple(a.strip() for a in self.sip_ice_host_addresses.split(",") if a.strip())
+        return chosen or None
+
+    @property
+    def has_trunk(self) -> bool:
+        return bool(self.sip_trunk_host)
+
+    def trunk_uri(self, number: str) -> str:
+        """The SIP URI a phone number is called at through the trunk."""
+        host = self.sip_trunk_host
+        port = f":{self.sip_trunk_port}" if self.sip_trunk_port else ""
+        return f"sip:{number}@{host}{port};transport={self.sip_trunk_transport}"

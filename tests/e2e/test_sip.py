@@ -1,0 +1,155 @@
+"""Calls to phones and SIP addresses end to end: reference clients, auth, a gateway, the calls
+and sip services as processes, real NATS and PostgreSQL, real WebRTC (aiortc) between the
+client and the sip service, and real SIP peers on loopback (sipp as the carrier, a pjsua2
+phone)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import wave
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiortc.mediastreams import MediaStreamError
+
+from parley_client import Call, CallEndCause, CallKind, CallState, ErrorType, ParleyError
+from parley_devstack.nats import EmbeddedNats
+from parley_devstack.postgres import EmbeddedPostgres
+from tests.support.calls import Party
+from tests.support.wire import bounded
+
+from .stack import E2EStack, calling_party, sip_def, start_stack
+
+TEST_NUMBER = "+46000000000"
+# Envelope windows for comparing the prompt heard with the prompt's WAV.
+WINDOW_SECONDS = 0.05
+
+_numbers = itertools.count()
+
+
+def user(name: str) -> str:
+    """A fresh user ID per test holding a space, a dot, `*` and `>`."""
+    return f"{name} {next(_numbers)}.x*>"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    nats_server: EmbeddedNats,
+    postgres_server: EmbeddedPostgres,
+) -> AsyncIterator[E2EStack]:
+    home = tmp_path_factory.mktemp("sip")
+    db = await postgres_server.create_database(f"e2e_sip_{home.name.replace('-', '_')[:30]}")
+    running = await start_stack(home, nats_server.url, db, gateways=("gateway-a",),
+                                extra=[sip_def()])
+    try:
+        yield running
+    except BaseException:
+        print(running.output())
+        raise
+    finally:
+        await running.devstack.stop()
+
+
+async def heard_until_ended(call: Call, limit: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Everything the far side sent (first channel, floats of full scale) until the call's
+    audio ends, or `limit` seconds."""
+    track = call.remote_audio_track
+    assert track is not None
+    chunks: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while loop.time() < end and call.state is not CallState.ENDED:
+        try:
+            frame = await asyncio.wait_for(track.recv(), 1)
+        except (MediaStreamError, TimeoutError):
+            break
+        samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
+        chunks.append(samples.astype(np.float64) / 32768)
+    return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def envelope(samples: np.ndarray[Any, np.dtype[np.float64]], rate: int) -> np.ndarray[Any, Any]:
+    size = int(rate * WINDOW_SECONDS)
+    count = len(samples) // size
+    return np.sqrt(np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1))
+
+
+def prompt_envelope() -> np.ndarray[Any, Any]:
+    prompts = resources.files("parley_sip.prompts")
+    with prompts.joinpath("connected.wav").open("rb") as f, wave.open(f) as w:
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2") / 32768
+    return envelope(samples.astype(np.float64), rate)
+
+
+def best_correlation(heard: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) -> float:
+    """The highest normalised correlation of `expected` against `heard` at any lag."""
+    if len(heard) < len(expected):
+        return 0.0
+    e = (expected - expected.mean()) / (expected.std() or 1)
+    best = -1.0
+    for lag in range(len(heard) - len(expected) + 1):
+        h = heard[lag : lag + len(expected)]
+        std = h.std()
+        if std == 0:
+            continue
+        best = max(best, float(np.mean(e * (h - h.mean()) / std)))
+    return best
+
+
+@bounded(60)
+async def test_the_test_number_plays_the_prompt_and_hangs_up(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
+    try:
+        call = alice.calls.call_phone_number(TEST_NUMBER)
+        events = alice.follow(call)
+        assert call.kind is CallKind.PHONE and call.remote_user_id == TEST_NUMBER
+        await call.wait_established(15)
+        heard = await heard_until_ended(call, 20)
+        details = await call.wait_ended(10)
+        assert details.end_cause is CallEndCause.HUNG_UP, details
+        assert events.heard[0] == "progressing" and events.heard[-1] == "ended:HUNG_UP"
+        expected = prompt_envelope()
+        got = envelope(heard, 48_000)
+        score = best_correlation(got, expected)
+        print(
+            f"\nheard {len(heard) / 48_000:.2f} s of audio for a prompt of "
+            f"{len(expected) * WINDOW_SECONDS:.2f} s; envelope correlation {score:.3f}"
+        )
+        assert score > 0.8
+        assert details.duration >= len(expected) * WINDOW_SECONDS
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(30)
+async def test_numbers_and_sip_addresses_are_checked_before_anything_is_sent(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    alice: Party = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
+    try:
+        for number in ("4155550101", "+1 415 555 0101", "+12", "+1415555010199999"):
+            with pytest.raises(ParleyError) as caught:
+                alice.calls.call_phone_number(number)
+            assert caught.value.code == "INVALID_PHONE_NUMBER", number
+        for address in ("bob", "bob@", "@server", "bob@server@x", "bob smith@server"):
+            with pytest.raises(ParleyError) as caught:
+                alice.calls.call_sip(address)
+            assert caught.value.code == "INVALID_ARGUMENT", address
+        for headers in ({"foo": "bar"}, {"x-": "1"}, {"x-a b": "1"}, {"x-ok": "line\r\nbreak"}):
+            with pytest.raises(ParleyError) as caught:
+                alice.calls.call_sip("bob@127.0.0.1", headers)
+            assert caught.value.code == "INVALID_HEADER", headers
+            assert caught.value.type is ErrorType.OTHER
+        assert alice.calls.calls == []
+    finally:
+        await alice.client.terminate()
