@@ -46,8 +46,9 @@ async def stack(
 ) -> AsyncIterator[E2EStack]:
     home = tmp_path_factory.mktemp("sip")
     db = await postgres_server.create_database(f"e2e_sip_{home.name.replace('-', '_')[:30]}")
-    running = await start_stack(home, nats_server.url, db, gateways=("gateway-a",),
-                                extra=[sip_def()])
+    running = await start_stack(
+        home, nats_server.url, db, gateways=("gateway-a",), extra=[sip_def()]
+    )
     try:
         yield running
     except BaseException:

@@ -30,6 +30,7 @@ from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import client
 from parley_service import runtime as rt
+from parley_service.bus import Bus
 from parley_service.bus import request as bus_request
 from tests.integration.gateway_stack import (
     App,
@@ -742,3 +743,167 @@ async def _retrying(action: Any, attempts: int = 20) -> Any:
                 raise
         await asyncio.sleep(0.5)
     return await action()
+
+
+# -- remote legs: calls to phones and SIP addresses -------------------------------------
+
+
+class FarSide:
+    """Stands where the sip service would (parley.call.dial.sip): takes or refuses each
+    DialRequest, reports as the leg, and hears the leg's events. The sip service itself is
+    tested end to end (tests/e2e/test_sip.py); this checks the calls service's half."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.bus = Bus(nc, "sip")
+        self.dialled: list[C.CallRecord] = []
+        self.refusal: ParleyError | None = None
+        self.events: asyncio.Queue[C.LegEvent] = asyncio.Queue()
+        self.bus.endpoint(subjects.call_dial("sip"), C.DialRequest, self._dial, "sip")
+
+    async def _dial(self, request: C.DialRequest) -> C.DialReply:
+        if self.refusal is not None:
+            raise self.refusal
+        self.dialled.append(request.call)
+        sub = await self.nc.subscribe(
+            subjects.call_leg(request.call.application_key, request.call.call_id)
+        )
+
+        async def pump() -> None:
+            async for msg in sub.messages:
+                await self.events.put(C.LegEvent.FromString(msg.data))
+
+        asyncio.get_running_loop().create_task(pump())
+        return C.DialReply(replica_id="far-side")
+
+    async def report(self, app: App, **report: Any) -> C.CallAck:
+        return await bus_request(
+            self.nc,
+            subjects.CALLS_LEG_REPORTS,
+            C.LegReport(application_key=app.key, **report),
+            C.CallAck,
+        )
+
+    async def event(self, timeout: float = 5.0) -> C.LegEvent:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+
+@pytest_asyncio.fixture
+async def far_side(bus: NATS) -> AsyncIterator[FarSide]:
+    side = FarSide(bus)
+    await side.bus.serve()
+    try:
+        yield side
+    finally:
+        await side.bus.stop_serving()
+
+
+async def test_a_phone_call_is_dialled_and_its_leg_rings_answers_signals_and_hears_the_end(
+    people: People[Device], calls: rt.Runtime, app: App, far_side: FarSide
+) -> None:
+    caller = await people.device(_user("pat"), listening=False)
+    call_id = str(uuid.uuid4())
+    reply = await caller.ok(
+        start_call=C.StartCall(
+            call_id=call_id, phone_number="+14155550101", offer_sdp=OFFER, headers={"x-a": "1"}
+        )
+    )
+    assert reply.start_call_reply.devices_reached == 1  # the leg
+    (dialled,) = far_side.dialled
+    assert (dialled.call_id, dialled.kind, dialled.destination) == (
+        call_id,
+        C.CALL_KIND_PHONE,
+        "+14155550101",
+    )
+    assert dialled.callee_user_id == "" and dialled.offer_sdp == OFFER
+    assert dict(dialled.headers) == {"x-a": "1"}
+
+    assert (await far_side.report(app, ring=C.RingCall(call_id=call_id))).phase == (
+        C.CALL_PHASE_RINGING
+    )
+    await caller.event("call_progressing")
+    answer = C.AnswerCall(call_id=call_id, answer_sdp=ANSWER)
+    assert (await far_side.report(app, answer=answer)).phase == C.CALL_PHASE_ANSWERED
+    assert (await caller.event("call_answered")).call_answered.answer_sdp == ANSWER
+
+    # DTMF both ways: the caller's goes to the leg, the leg's to the caller.
+    await caller.signal(call_id, dtmf="12#")
+    heard = await far_side.event()
+    assert heard.call_signal_received.signal.dtmf == "12#"
+    signal = C.SendCallSignal(call_id=call_id, signal=C.CallSignal(dtmf="9"))
+    await far_side.report(app, signal=signal)
+    received = (await caller.event("call_signal_received")).call_signal_received
+    assert received.signal.dtmf == "9"
+
+    await caller.hang_up(call_id)
+    ended = await far_side.event()
+    assert ended.call_ended.cause == C.CALL_END_CAUSE_HUNG_UP
+
+
+async def test_a_sip_error_before_the_answer_fails_the_call_and_busy_declines_it(
+    people: People[Device], calls: rt.Runtime, app: App, far_side: FarSide
+) -> None:
+    caller = await people.device(_user("quin"), listening=False)
+    for status, reason, failure, cause in (
+        (404, "404 Not Found", True, C.CALL_END_CAUSE_FAILURE),
+        (486, "486 Busy Here", False, C.CALL_END_CAUSE_DENIED),
+    ):
+        call_id = str(uuid.uuid4())
+        await caller.ok(
+            start_call=C.StartCall(call_id=call_id, sip_uri="bob@127.0.0.1", offer_sdp=OFFER)
+        )
+        assert far_side.dialled[-1].kind == C.CALL_KIND_SIP
+        error = common_pb2.Error(code=E.ERROR_CODE_SIP, reason=reason, sip_status=status)
+        hangup = C.HangupCall(call_id=call_id, error=error)
+        if failure:
+            hangup.cause = C.CALL_END_CAUSE_FAILURE
+        assert (await far_side.report(app, hangup=hangup)).phase == C.CALL_PHASE_ENDED
+        ended = await caller.ended(cause)
+        assert (ended.error.code, ended.error.sip_status, ended.error.reason) == (
+            E.ERROR_CODE_SIP,
+            status,
+            reason,
+        )
+    # A leg may not claim a cause only devices see (INACTIVE), nor act on an app call.
+    call_id = str(uuid.uuid4())
+    await caller.ok(start_call=C.StartCall(call_id=call_id, sip_uri="b@h", offer_sdp=OFFER))
+    with pytest.raises(ParleyError) as caught:
+        inactive = C.HangupCall(call_id=call_id, cause=C.CALL_END_CAUSE_INACTIVE)
+        await far_side.report(app, hangup=inactive)
+    assert caught.value.code == E.ERROR_CODE_INVALID_ARGUMENT
+    callee_id = _user("rex")
+    await people.device(callee_id)
+    app_call, _ = await caller.start(callee_id)
+    with pytest.raises(ParleyError) as caught:
+        await far_side.report(app, ring=C.RingCall(call_id=app_call))
+    assert caught.value.code == E.ERROR_CODE_PERMISSION_DENIED
+
+
+async def test_a_refused_dial_fails_the_start_with_the_far_sides_error(
+    people: People[Device], calls: rt.Runtime, app: App, far_side: FarSide
+) -> None:
+    caller = await people.device(_user("sal"), listening=False)
+    far_side.refusal = ParleyError(
+        E.ERROR_CODE_INSUFFICIENT_CREDIT, "not enough credit: one minute costs 1.20"
+    )
+    call_id = str(uuid.uuid4())
+    error = await caller.refused(
+        E.ERROR_CODE_INSUFFICIENT_CREDIT,
+        start_call=C.StartCall(call_id=call_id, phone_number="+14155550101", offer_sdp=OFFER),
+    )
+    assert error.reason == "not enough credit: one minute costs 1.20"
+    record = await _record(calls, app, call_id)
+    assert record is not None and record.end_cause == C.CALL_END_CAUSE_FAILURE
+    # Bad destinations are refused before anything is dialled.
+    for fields, code, field in (
+        ({"phone_number": "+1 415"}, E.ERROR_CODE_INVALID_PHONE_NUMBER, "phone_number"),
+        ({"sip_uri": "nobody"}, E.ERROR_CODE_INVALID_ARGUMENT, "sip_uri"),
+        ({"sip_uri": "b@h", "headers": {"topic": "x"}}, E.ERROR_CODE_INVALID_HEADER, "headers"),
+        (
+            {"sip_uri": "b@h", "phone_number": "+14155550101"},
+            E.ERROR_CODE_INVALID_ARGUMENT,
+            "callee_user_id",
+        ),
+    ):
+        start = C.StartCall(call_id=str(uuid.uuid4()), offer_sdp=OFFER, **fields)
+        assert (await caller.refused(code, start_call=start)).field == field

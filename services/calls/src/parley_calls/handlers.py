@@ -478,7 +478,8 @@ def _start_reply(record: calls_pb2.CallRecord) -> calls_pb2.StartCallReply:
 
 
 def _destination(caller: Caller, request: calls_pb2.StartCall) -> tuple[calls_pb2.CallKind, str]:
-    """Whom a StartCall calls: exactly one of a user, a phone number or a SIP address."""
+    """Whom a StartCall calls: exactly one of a user, a phone number or a SIP address (with
+    neither of the others, the user, so an empty one is an invalid user id)."""
     given = [
         (kind, value)
         for kind, value in (
@@ -488,13 +489,13 @@ def _destination(caller: Caller, request: calls_pb2.StartCall) -> tuple[calls_pb
         )
         if value
     ]
-    if len(given) != 1:
+    if len(given) > 1:
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
             "a call names exactly one of callee_user_id, phone_number and sip_uri",
             "callee_user_id",
         )
-    kind, value = given[0]
+    kind, value = given[0] if given else (records.APP, "")
     if kind == records.PHONE:
         return kind, validate_phone_number(value, "phone_number")
     if kind == records.SIP:
