@@ -14,6 +14,11 @@ AUTH_TOKEN = "parley.auth.token"
 AUTH_JWKS = "parley.auth.jwks"
 AUTH_APP_LOOKUP = "parley.auth.app_lookup"
 AUTH_USER_LOOKUP = "parley.auth.user_lookup"
+# Call credits (parley.v1 credits.proto), asked by the sip service: hold credit before
+# dialing a phone number, report the call's duration while it runs, charge it at the end.
+AUTH_CREDITS_RESERVE = "parley.auth.credits.reserve"
+AUTH_CREDITS_TOUCH = "parley.auth.credits.touch"
+AUTH_CREDITS_SETTLE = "parley.auth.credits.settle"
 # Published by auth when its signing keys change (rotation): verifiers refetch the JWKS.
 AUTH_KEYS_CHANGED = "parley.auth.keys_changed"
 

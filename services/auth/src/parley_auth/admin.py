@@ -1,4 +1,5 @@
-"""`parley-admin` (or `python -m parley_auth.admin`): operate accounts, applications and keys.
+"""`parley-admin` (or `python -m parley_auth.admin`): operate accounts, applications, keys,
+call credits and call rates.
 
 Reads PARLEY_DATABASE_URL (and PARLEY_AUTH_MASTER_KEY for commands that seal or open
 secrets) from the environment. Every command applies pending migrations first. With
@@ -22,7 +23,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 
-from parley_auth import accounts, store
+from parley_auth import accounts, credit_admin, credits, store
 from parley_auth.app import MIGRATIONS
 from parley_auth.keys import rotate_signing_key
 from parley_protocol.clock import SystemClock
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Operate Parley accounts, applications and signing keys.",
+        description="Operate Parley accounts, applications, signing keys, credits and rates.",
         parents=[common],
         epilog=f"Environment: {DATABASE_URL_ENV} (all but generate-master-key), "
         f"{MASTER_KEY_ENV} (create-app, rotate-secret, rotate-signing-key).",
@@ -82,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="activate a new token signing key; the old one keeps verifying for one token TTL",
     )
+    target_help = "account id, or the key of one of its applications (a UUID)"
+    p = sub.add_parser(
+        "credits-topup",
+        parents=[common],
+        help="add credit to an account's balance (for calls to phones)",
+    )
+    p.add_argument("target", metavar="ACCOUNT_OR_APP", help=target_help)
+    p.add_argument("amount", metavar="AMOUNT", help="units of the account's currency, e.g. 12.50")
+    p = sub.add_parser(
+        "credits-show", parents=[common], help="an account's balance and last ledger entries"
+    )
+    p.add_argument("target", metavar="ACCOUNT_OR_APP", help=target_help)
+    p.add_argument("--limit", type=int, default=20, help="ledger entries shown (20)")
+    p = sub.add_parser(
+        "rates-set",
+        parents=[common],
+        help="set what a minute to numbers starting with a prefix costs",
+    )
+    p.add_argument("prefix", metavar="PREFIX", help="'+' then digits, e.g. +1415; '+' alone: any")
+    p.add_argument("rate", metavar="RATE", help="units per minute, e.g. 0.012; 0: free")
+    p.add_argument("--description", help="e.g. 'US, San Francisco'")
+    sub.add_parser("rates-list", parents=[common], help="list the call rates")
     return parser
 
 
@@ -107,6 +130,16 @@ def _print(output: Output, as_json: bool) -> None:
     if as_json:
         print(json.dumps(output, sort_keys=False))
         return
+    if "entries" in output:
+        _print_statement(output)
+        return
+    if "rates" in output:
+        rates: list[Output] = output["rates"]
+        if not rates:
+            print("no rates")
+        for rate in rates:
+            print(f"{rate['prefix']:<17} {rate['rate_per_minute']:>10}/min  {rate['description']}")
+        return
     if "applications" in output:
         apps: list[Output] = output["applications"]
         if not apps:
@@ -128,6 +161,25 @@ def _print(output: Output, as_json: bool) -> None:
         print(f"{key}: {value}")
     if "application_secret" in output:
         print("(the secret is shown only now; keep it safe)", file=sys.stderr)
+
+
+def _print_statement(output: Output) -> None:
+    currency = output["currency"]
+    print(
+        f"account {output['account_id']}: balance {output['balance']} {currency}"
+        f" (available {output['available']}, held by calls under way {output['held']})"
+    )
+    for entry in output["entries"]:
+        line = (
+            f"{entry['at']}  {entry['kind']:<5}  {entry['amount']:>12}"
+            f"  balance {entry['balance_after']}"
+        )
+        if entry["kind"] == "call":
+            line += (
+                f"  {entry['number']}  {entry['duration_seconds']} s"
+                f" at {entry['rate_per_minute']}/min"
+            )
+        print(line)
 
 
 @dataclass
@@ -158,6 +210,28 @@ def _prepare(args: argparse.Namespace) -> _Request:
             args.app = validate_application_key(args.app, "--app")
         except ParleyError as exc:
             raise UsageError(f"--app: {exc.reason}") from exc
+    if command in ("credits-topup", "credits-show"):
+        args.target = _account_or_app(args.target)
+    try:
+        if command == "credits-topup":
+            args.amount = credits.parse_amount(args.amount)
+            if args.amount <= 0:
+                raise UsageError("AMOUNT: a top-up adds more than 0")
+        if command == "rates-set":
+            args.prefix = credits.check_prefix(args.prefix)
+            args.rate = credits.parse_amount(args.rate, "rate")
+            if args.description is not None:
+                args.description = args.description.strip()
+                if not args.description.isprintable():
+                    raise UsageError("--description has a control character")
+                if len(args.description) > accounts.MAX_NAME_LENGTH:
+                    raise UsageError(
+                        f"--description is longer than {accounts.MAX_NAME_LENGTH} characters"
+                    )
+    except (credits.AmountError, accounts.AdminError) as exc:
+        raise UsageError(str(exc)) from exc
+    if command == "credits-show" and not 1 <= args.limit <= 10_000:
+        raise UsageError(f"--limit must be 1 to 10000, not {args.limit}")
     needs_box = command in ("create-app", "rotate-secret", "rotate-signing-key")
     box = SecretBox(_master_key()) if needs_box else None
     dsn = os.environ.get(DATABASE_URL_ENV, "").strip()
@@ -189,6 +263,13 @@ def _account_id(value: str, option: str = "--account") -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise UsageError(f"{option} {value!r} is not an account id (a UUID)") from exc
+
+
+def _account_or_app(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise UsageError(f"{value!r} is not an account id or an application key (a UUID)") from exc
 
 
 def _require_box(box: SecretBox | None) -> SecretBox:
@@ -271,6 +352,72 @@ async def _rotate_signing_key(args: argparse.Namespace, db: Any, box: SecretBox 
     return {"kid": kid, "retired_kids": retired}
 
 
+async def _credits_topup(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    try:
+        account = await credit_admin.resolve_account(db, args.target)
+        done = await credit_admin.top_up(db, account, args.amount, SystemClock())
+    except accounts.AdminError as exc:
+        raise UsageError(str(exc)) from exc
+    return {
+        "account_id": str(account),
+        "amount": credits.format_amount(done.entry.amount),
+        "balance": credits.format_amount(done.entry.balance_after),
+        "currency": done.currency,
+        "entry_id": done.entry.id,
+    }
+
+
+async def _credits_show(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    try:
+        account = await credit_admin.resolve_account(db, args.target)
+    except accounts.AdminError as exc:
+        raise UsageError(str(exc)) from exc
+    shown = await credit_admin.statement(db, account, args.limit)
+    money = credits.format_amount
+    return {
+        "account_id": str(account),
+        "currency": shown.currency,
+        "balance": money(shown.balance),
+        "held": money(shown.held),
+        "available": money(shown.available),
+        "entries": [
+            {
+                "id": entry.id,
+                "at": entry.at.isoformat(),
+                "kind": entry.kind,
+                "amount": money(entry.amount),
+                "balance_after": money(entry.balance_after),
+                "application_key": entry.application_key,
+                "call_id": entry.call_id,
+                "number": entry.number,
+                "duration_seconds": entry.duration_seconds,
+                "rate_per_minute": (
+                    None if entry.rate_per_minute is None else money(entry.rate_per_minute)
+                ),
+            }
+            for entry in shown.entries
+        ],
+    }
+
+
+def _rate_output(rate: Any) -> Output:
+    return {
+        "prefix": rate.prefix,
+        "rate_per_minute": credits.format_amount(rate.rate_per_minute),
+        "description": rate.description,
+        "updated_at": rate.updated_at.isoformat(),
+    }
+
+
+async def _rates_set(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    rate = await credit_admin.set_rate(db, args.prefix, args.rate, args.description, SystemClock())
+    return _rate_output(rate)
+
+
+async def _rates_list(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    return {"rates": [_rate_output(rate) for rate in await credit_admin.list_rates(db)]}
+
+
 _COMMANDS: dict[str, Command] = {
     "migrate": _migrate,
     "create-account": _create_account,
@@ -278,6 +425,10 @@ _COMMANDS: dict[str, Command] = {
     "rotate-secret": _rotate_secret,
     "list-apps": _list_apps,
     "rotate-signing-key": _rotate_signing_key,
+    "credits-topup": _credits_topup,
+    "credits-show": _credits_show,
+    "rates-set": _rates_set,
+    "rates-list": _rates_list,
 }
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from parley_auth import store
 from parley_auth.apps import AppDirectory
 from parley_auth.changes import ChangeWatcher
+from parley_auth.credit_handlers import CreditHandlers, declare_credit_endpoints, run_sweeper
 from parley_auth.handlers import AuthHandlers, declare_endpoints
 from parley_auth.keys import KeyRing, to_datetime
 from parley_auth.settings import AuthSettings
 from parley_protocol import subjects
+from parley_service import tasks
 from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
 from parley_service.secrets_box import SecretBox
@@ -58,12 +59,16 @@ async def setup(runtime: Runtime) -> None:
     await watcher.start()
     runtime.on_stop(watcher.stop)
     declare_endpoints(runtime.bus, AuthHandlers(settings, runtime.db, apps, keys, runtime.clock))
+    declare_credit_endpoints(runtime.bus, CreditHandlers(settings, runtime.db, apps, runtime.clock))
     housekeeping = asyncio.create_task(_housekeeping(runtime), name="auth-housekeeping")
+    # Every replica sweeps expired credit reservations; each is settled once (SKIP LOCKED).
+    sweeper = asyncio.create_task(
+        run_sweeper(runtime.db, runtime.clock, settings.auth_credit_sweep_seconds),
+        name="auth-credit-sweeper",
+    )
 
     async def stop_housekeeping() -> None:
-        housekeeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await housekeeping
+        await tasks.stop(housekeeping, sweeper)
 
     runtime.on_stop(stop_housekeeping)
     log.info(

@@ -21,6 +21,14 @@ class AuthSettings(ServiceSettings):
     auth_app_cache_seconds: float = 30.0
     # Signing keys are re-read this often (and at once when a rotation is announced).
     auth_key_reload_seconds: float = 30.0
+    # Calls to phones: the longest call a reservation pays for (it holds the cost of this
+    # long a call, or the whole available balance when that is less).
+    auth_credit_max_call_seconds: int = 4 * 3600
+    # A reservation not settled this long after the time it pays for is settled by the
+    # sweeper, for the duration last touched (its sip replica is gone).
+    auth_credit_grace_seconds: int = 120
+    # How often each replica looks for such reservations.
+    auth_credit_sweep_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -30,6 +38,13 @@ class AuthSettings(ServiceSettings):
         positive("PARLEY_AUTH_TOKEN_TTL_SECONDS", self.auth_token_ttl_seconds)
         positive("PARLEY_AUTH_SELF_SIGNED_WINDOW_SECONDS", self.auth_self_signed_window_seconds)
         positive("PARLEY_AUTH_KEY_RELOAD_SECONDS", self.auth_key_reload_seconds)
+        positive("PARLEY_AUTH_CREDIT_MAX_CALL_SECONDS", self.auth_credit_max_call_seconds)
+        positive("PARLEY_AUTH_CREDIT_SWEEP_SECONDS", self.auth_credit_sweep_seconds)
+        if self.auth_credit_grace_seconds < 0:
+            raise SettingsError(
+                "PARLEY_AUTH_CREDIT_GRACE_SECONDS must be 0 or more, "
+                f"not {self.auth_credit_grace_seconds}"
+            )
         if not math.isfinite(self.auth_app_cache_seconds) or self.auth_app_cache_seconds < 0:
             raise SettingsError(
                 f"PARLEY_AUTH_APP_CACHE_SECONDS must be 0 or more, not {self.auth_app_cache_seconds}"

@@ -35,6 +35,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_TIMEOUT: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
+    ERROR_CODE_INSUFFICIENT_CREDIT: _ClassVar[ErrorCode]
     ERROR_CODE_SIP: _ClassVar[ErrorCode]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_BAD_FRAME: ErrorCode
@@ -64,6 +65,7 @@ ERROR_CODE_UNAVAILABLE: ErrorCode
 ERROR_CODE_TIMEOUT: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_RATE_LIMITED: ErrorCode
+ERROR_CODE_INSUFFICIENT_CREDIT: ErrorCode
 ERROR_CODE_SIP: ErrorCode
 
 class Error(_message.Message):
