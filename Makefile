@@ -68,6 +68,10 @@ system-deps:
 	  command -v apt-get >/dev/null || { echo "the tests need coturn (turnserver); install it"; exit 1; }; \
 	  echo "installing coturn"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; }
+	@command -v sipp >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "the tests need sipp (sip-tester); install it"; exit 1; }; \
+	  echo "installing sip-tester (sipp)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
 
 test: install system-deps proto-check lint typecheck
 	$(PY) -m pytest tests
