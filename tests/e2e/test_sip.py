@@ -22,6 +22,8 @@ from parley_client import Call, CallEndCause, CallKind, CallState, ErrorType, Pa
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from tests.support.calls import Party
+from tests.support.media import dominant_hz, received_audio, rms
+from tests.support.sip.sipp import Sipp
 from tests.support.wire import bounded
 
 from .stack import E2EStack, calling_party, sip_def, start_stack
@@ -152,5 +154,60 @@ async def test_numbers_and_sip_addresses_are_checked_before_anything_is_sent(
             assert caught.value.code == "INVALID_HEADER", headers
             assert caught.value.type is ErrorType.OTHER
         assert alice.calls.calls == []
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(60)
+async def test_a_sip_call_carries_x_headers_echoes_audio_and_ends_with_a_bye(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
+    try:
+        async with Sipp("uas_check_headers", tmp_path / "sipp") as carrier:
+            call = alice.calls.call_sip(f"bob@{carrier.address}", {"x-foo": "bar"})
+            events = alice.follow(call)
+            assert call.kind is CallKind.SIP
+            await call.wait_established(15)
+            # sipp echoes the RTP it gets: the client hears its own tone through PCMU.
+            await received_audio(call, 0.5)
+            heard = await received_audio(call, 1.0)
+            hz, level = dominant_hz(heard), rms(heard)
+            print(f"\nthe echo through the SIP leg: {hz:.1f} Hz at rms {level:.3f}")
+            assert abs(hz - 440) <= 10 and level > 0.02
+            await call.hangup()
+            details = await call.wait_ended(5)
+            assert details.end_cause is CallEndCause.HUNG_UP and details.error is None
+            result = await carrier.wait(10)
+        assert result.ok, result.errors
+        assert "x-foo: bar" in result.messages.lower()
+        assert events.heard[:2] == ["progressing", "established"]
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(60)
+@pytest.mark.parametrize(
+    ("scenario", "status", "cause"),
+    [
+        ("uas_busy", 486, CallEndCause.DENIED),
+        ("uas_not_found", 404, CallEndCause.FAILURE),
+        ("uas_unavailable", 503, CallEndCause.FAILURE),
+    ],
+)
+async def test_sip_errors_end_the_call_with_the_status_in_an_error_of_type_sip(
+    stack: E2EStack, tmp_path: Path, scenario: str, status: int, cause: CallEndCause
+) -> None:
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
+    try:
+        async with Sipp(scenario, tmp_path / "sipp") as carrier:
+            call = alice.calls.call_sip(f"bob@{carrier.address}")
+            details = await call.wait_ended(15)
+            await carrier.wait(10)
+        error = details.error
+        print(f"\n{scenario}: {details.end_cause}, {error!r}")
+        assert details.end_cause is cause
+        assert error is not None and error.type is ErrorType.SIP and error.code == "SIP"
+        assert error.sip_status == status and error.message.startswith(str(status))
     finally:
         await alice.client.terminate()
