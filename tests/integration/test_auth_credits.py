@@ -252,9 +252,11 @@ async def test_the_sweeper_settles_an_expired_reservation_for_the_duration_touch
     call_id = new_call()
     granted = await reserve(env, call_id)
     assert granted.max_seconds == 100  # 2.00 at 1.20 a minute
+    # A lease of 90 s (the default), renewed by each touch: a replica that dies releases
+    # the credit a lease after its last touch, not after the call's longest length.
+    env.clock.advance(60)
     await touch(env, call_id, 45_000)
-    # Not yet expired: max_seconds + the grace (120 s) have not passed.
-    env.clock.advance(100 + 119)
+    env.clock.advance(89)
     await asyncio.sleep(0.3)
     assert (await credit_admin.statement(env.db, env.account_id, 10)).held == 2 * UNIT
     env.clock.advance(2)
@@ -379,3 +381,23 @@ def test_admin_cli_credit_argument_errors(
         assert info.value.code == 2, argv
         assert message in captured.err, (argv, captured.err)
         assert captured.out == ""
+
+
+async def test_touches_renew_the_lease_but_never_past_what_the_reservation_pays_for(
+    env: AuthEnv,
+) -> None:
+    assert isinstance(env.clock, FakeClock)
+    await top_up(env, "2.00")
+    call_id = new_call()
+    assert (await reserve(env, call_id)).max_seconds == 100
+    for _ in range(4):  # touched every 50 s: the lease never runs out ...
+        env.clock.advance(50)
+        await touch(env, call_id, 1000)
+    await asyncio.sleep(0.3)
+    assert (await credit_admin.statement(env.db, env.account_id, 10)).held == 2 * UNIT
+    # ... but at 100 s paid for plus the grace (120 s) the reservation expires all the same.
+    env.clock.advance(21)  # 221 s after the reservation
+    deadline = time.monotonic() + 5
+    while (await credit_admin.statement(env.db, env.account_id, 10)).held:
+        assert time.monotonic() < deadline, "a touched reservation outlived what it pays for"
+        await asyncio.sleep(0.05)

@@ -5,7 +5,9 @@ touch:   the call is known to have lasted at least this long (sent while it runs
 settle:  the call ended: charge it per second, release the rest, write the ledger entry.
 
 A reservation nobody settles (a sip replica died mid-call) is settled by `sweep_expired`
-once its `expires_at` passes, for the duration last touched. Every replica may sweep:
+once its `expires_at` passes, for the duration last touched. A reservation is a lease:
+each touch moves `expires_at` to a lease time ahead (never past the time the reservation
+pays for, plus the grace), so credit held by a replica that died comes back soon. Every replica may sweep:
 each reservation is taken with FOR UPDATE SKIP LOCKED and settled once.
 """
 
@@ -78,6 +80,7 @@ def _reserve_reply(r: cstore.Reservation, currency: str) -> credits_pb2.ReserveC
 class CreditHandlers:
     def __init__(self, settings: AuthSettings, db: Any, apps: AppDirectory, clock: Clock) -> None:
         self._settings = settings
+        self._lease = settings.auth_credit_lease_seconds
         self._db = db
         self._apps = apps
         self._clock = clock
@@ -143,7 +146,7 @@ class CreditHandlers:
                 plan.reserved,
                 plan.max_seconds,
                 now,
-                now + timedelta(seconds=plan.max_seconds + grace),
+                now + timedelta(seconds=min(plan.max_seconds + grace, self._lease)),
             )
         CREDIT_RESERVATIONS.labels("granted").inc()
         log.info(
@@ -161,7 +164,10 @@ class CreditHandlers:
         key = validate_application_key(req.application_key)
         call_id = validate_call_id(req.call_id)
         duration_ms = _duration_ms(req.duration_ms)
-        if not await cstore.raise_known_ms(self._db, key, call_id, duration_ms):
+        now = to_datetime(self._clock.time())
+        lease_end = now + timedelta(seconds=self._lease)
+        grace = self._settings.auth_credit_grace_seconds
+        if not await cstore.raise_known_ms(self._db, key, call_id, duration_ms, lease_end, grace):
             raise _unknown_reservation(key, call_id)
         return credits_pb2.TouchCreditReply()
 

@@ -211,14 +211,26 @@ async def insert_reservation(
     return _reservation(row)
 
 
-async def raise_known_ms(db: Db, application_key: str, call_id: str, duration_ms: int) -> bool:
-    """The call lasted at least `duration_ms` (known_ms only grows); False: no reservation."""
+async def raise_known_ms(
+    db: Db,
+    application_key: str,
+    call_id: str,
+    duration_ms: int,
+    lease_end: datetime,
+    grace_seconds: int,
+) -> bool:
+    """The call lasted at least `duration_ms` (known_ms only grows) and its reservation is
+    renewed until `lease_end` (never past what it pays for plus the grace); False: no
+    reservation."""
     row = await db.fetchrow(
-        "UPDATE auth.credit_reservations SET known_ms = greatest(known_ms, $3)"
+        "UPDATE auth.credit_reservations SET known_ms = greatest(known_ms, $3),"
+        " expires_at = least(created_at + make_interval(secs => max_seconds + $5), $4)"
         " WHERE application_key = $1 AND call_id = $2 RETURNING 1",
         application_key,
         call_id,
         duration_ms,
+        lease_end,
+        grace_seconds,
     )
     return row is not None
 

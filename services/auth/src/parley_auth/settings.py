@@ -27,6 +27,11 @@ class AuthSettings(ServiceSettings):
     # A reservation not settled this long after the time it pays for is settled by the
     # sweeper, for the duration last touched (its sip replica is gone).
     auth_credit_grace_seconds: int = 120
+    # A reservation is a lease: one not touched for this long (the sip service touches its
+    # calls every few seconds, ringing or talking) is settled by the sweeper, so a replica
+    # that died releases the rest of the credit within this time, not after the call's
+    # longest length.
+    auth_credit_lease_seconds: int = 90
     # How often each replica looks for such reservations.
     auth_credit_sweep_seconds: float = 10.0
 
@@ -40,6 +45,7 @@ class AuthSettings(ServiceSettings):
         positive("PARLEY_AUTH_KEY_RELOAD_SECONDS", self.auth_key_reload_seconds)
         positive("PARLEY_AUTH_CREDIT_MAX_CALL_SECONDS", self.auth_credit_max_call_seconds)
         positive("PARLEY_AUTH_CREDIT_SWEEP_SECONDS", self.auth_credit_sweep_seconds)
+        positive("PARLEY_AUTH_CREDIT_LEASE_SECONDS", self.auth_credit_lease_seconds)
         if self.auth_credit_grace_seconds < 0:
             raise SettingsError(
                 "PARLEY_AUTH_CREDIT_GRACE_SECONDS must be 0 or more, "
