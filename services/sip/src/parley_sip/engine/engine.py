@@ -313,15 +313,7 @@ class SipEngine:
         ep = self._ep
         if ep is None:
             return
-        for call in list(self._calls.values()):
-            self._hangup_pj(call, 0)
-        deadline = time.monotonic() + _STOP_WAIT_S
-        while self._calls and time.monotonic() < deadline:
-            ep.libHandleEvents(10)
-        for call in list(self._calls.values()):
-            self._disconnect_port(call)
-            self._end_leg(call, SipEnd(0, "engine stopped", by_remote=False))
-        self._calls.clear()
+        self._end_all_calls(ep)
         # Every port must be out of the bridge before libDestroy.
         time.sleep(_PORT_GRACE_S / 2)
         self._graveyard.clear()
@@ -338,6 +330,19 @@ class SipEngine:
         finally:
             self._ep = None
             self._writer = None
+
+    def _end_all_calls(self, ep: Any) -> None:
+        # A helper of its own: no local may keep a call alive past libDestroy (its
+        # destructor would then assert inside pjsua).
+        for call in list(self._calls.values()):
+            self._hangup_pj(call, 0)
+        deadline = time.monotonic() + _STOP_WAIT_S
+        while self._calls and time.monotonic() < deadline:
+            ep.libHandleEvents(10)
+        for call in list(self._calls.values()):
+            self._disconnect_port(call)
+            self._end_leg(call, SipEnd(0, "engine stopped", by_remote=False))
+        self._calls.clear()
 
     def _make_call(
         self,
