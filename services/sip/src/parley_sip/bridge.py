@@ -66,6 +66,9 @@ class SipBridge(Leg):
         self._touch: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        if self._reservation is not None and self._credits is not None:
+            # The reservation is a lease: renewed while the call rings and while it talks.
+            self._touch = asyncio.get_running_loop().create_task(self._touching())
         try:
             self._sip = await self._engine.dial(
                 self._uri,
@@ -89,8 +92,6 @@ class SipBridge(Leg):
                 await self._finish(sip, ended)
                 return
             self._pump = asyncio.get_running_loop().create_task(self._phone_to_client(sip))
-            if self._reservation is not None and self._credits is not None:
-                self._touch = asyncio.get_running_loop().create_task(self._touching())
             limit = self._reservation.max_seconds if self._reservation is not None else None
             await self.wait_any(
                 _done_event(ended), self.caller_gone, self.media_gone, timeout=limit
