@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import wave
 from collections.abc import AsyncIterator
+from decimal import ROUND_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from tests.support.calls import Party
 from tests.support.media import dominant_hz, received_audio, rms
-from tests.support.sip.sipp import Sipp
+from tests.support.sip.phone_process import PhoneProcess
+from tests.support.sip.sipp import Sipp, free_udp_port
 from tests.support.wire import bounded
 
 from .stack import E2EStack, calling_party, sip_def, start_stack
 
 TEST_NUMBER = "+46000000000"
+MAX_CALL_SECONDS = 8
 # Envelope windows for comparing the prompt heard with the prompt's WAV.
 WINDOW_SECONDS = 0.05
 
@@ -40,16 +43,38 @@ def user(name: str) -> str:
     return f"{name} {next(_numbers)}.x*>"
 
 
+@pytest.fixture(scope="module")
+def trunk_port() -> int:
+    """Where the sip service's trunk is: a far phone or sipp listens there in a test."""
+    return free_udp_port()
+
+
 @pytest_asyncio.fixture(scope="module")
 async def stack(
     tmp_path_factory: pytest.TempPathFactory,
     nats_server: EmbeddedNats,
     postgres_server: EmbeddedPostgres,
+    trunk_port: int,
 ) -> AsyncIterator[E2EStack]:
     home = tmp_path_factory.mktemp("sip")
     db = await postgres_server.create_database(f"e2e_sip_{home.name.replace('-', '_')[:30]}")
+    sip = sip_def(
+        {
+            "PARLEY_SIP_TRUNK_HOST": "127.0.0.1",
+            "PARLEY_SIP_TRUNK_PORT": str(trunk_port),
+            "PARLEY_SIP_CALLER_ID": "+15550001111",
+            "PARLEY_SIP_CREDIT_TOUCH_SECONDS": "1",
+        }
+    )
     running = await start_stack(
-        home, nats_server.url, db, gateways=("gateway-a",), extra=[sip_def()]
+        home,
+        nats_server.url,
+        db,
+        gateways=("gateway-a",),
+        extra=[sip],
+        # A call is paid for at most this long: the test of a call cut when its credit
+        # runs out takes seconds, not minutes.
+        auth_env={"PARLEY_AUTH_CREDIT_MAX_CALL_SECONDS": str(MAX_CALL_SECONDS)},
     )
     try:
         yield running
@@ -209,5 +234,120 @@ async def test_sip_errors_end_the_call_with_the_status_in_an_error_of_type_sip(
         assert details.end_cause is cause
         assert error is not None and error.type is ErrorType.SIP and error.code == "SIP"
         assert error.sip_status == status and error.message.startswith(str(status))
+    finally:
+        await alice.client.terminate()
+
+
+async def ledger(stack: E2EStack) -> dict[str, Any]:
+    shown = await stack.admin("credits-show", stack.app_key, "--json")
+    assert shown is not None
+    return shown
+
+
+@bounded(90)
+async def test_a_phone_call_through_the_trunk_carries_audio_and_dtmf_and_is_charged_per_second(
+    stack: E2EStack, tmp_path: Path, trunk_port: int
+) -> None:
+    await stack.admin("rates-set", "+1415", "1.20", "--description", "San Francisco")
+    await stack.admin("credits-topup", stack.app_key, "5.00")
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
+    phone = PhoneProcess(
+        "--answer",
+        "--port",
+        str(trunk_port),
+        "--tone",
+        "1000",
+        "--warmup",
+        "1.5",
+        "--listen",
+        "1.5",
+        "--send-dtmf",
+        "45*",
+        "--expect-dtmf",
+        "3",
+        "--hangup",
+        "--timeout",
+        "30",
+    )
+    try:
+        async with phone:
+            call = alice.calls.call_phone_number("+14155550101")
+            events = alice.follow(call)
+            await call.wait_established(15)
+            await received_audio(call, 0.3)
+            heard = await received_audio(call, 1.0)
+            call.send_dtmf("12#")
+            report = await phone.result(30)
+            details = await call.wait_ended(10)
+        hz, level = dominant_hz(heard), rms(heard)
+        print(
+            f"\nthe client hears the phone at {hz:.1f} Hz (rms {level:.3f}); the phone "
+            f"hears {report['freq']} Hz over {report['codec']}, digits {report['digits']!r}"
+        )
+        assert abs(hz - 1000) <= 15 and level > 0.02
+        assert abs(report["freq"] - 440) <= 15 and report["digits"] == "12#"
+        assert "dtmf:45*" in "".join(events.heard) or [
+            e for e in events.heard if e.startswith("dtmf:")
+        ] == ["dtmf:4", "dtmf:5", "dtmf:*"]
+        assert details.end_cause is CallEndCause.HUNG_UP, details
+        entry = (await ledger(stack))["entries"][0]
+        print(f"ledger: {entry}")
+        assert (entry["kind"], entry["number"], entry["rate_per_minute"]) == (
+            "call",
+            "+14155550101",
+            "1.20",
+        )
+        seconds = entry["duration_seconds"]
+        assert abs(seconds - details.duration) <= 2, (seconds, details.duration)
+        assert Decimal(entry["amount"]) == -(Decimal(seconds) * Decimal("1.20") / 60).quantize(
+            Decimal("0.000001"), rounding=ROUND_UP
+        )
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(60)
+async def test_a_call_the_balance_cannot_pay_a_minute_of_is_refused_before_dialling(
+    stack: E2EStack, tmp_path: Path, trunk_port: int
+) -> None:
+    await stack.admin("rates-set", "+44", "100000.00")
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
+    try:
+        async with Sipp("uas_answer", tmp_path / "sipp", port=trunk_port) as carrier:
+            call = alice.calls.call_phone_number("+442079460000")
+            details = await call.wait_ended(10)
+            assert carrier.running  # nothing was dialled: sipp still waits for its call
+        error = details.error
+        print(f"\n{details.end_cause}: {error!r}")
+        assert details.end_cause is CallEndCause.FAILURE and error is not None
+        assert error.code == "INSUFFICIENT_CREDIT" and "not enough credit" in error.message
+        unrated = alice.calls.call_phone_number("+8613800000000")  # no rate for +86
+        details = await unrated.wait_ended(10)
+        assert details.error is not None and details.error.code == "NOT_FOUND"
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(60)
+async def test_a_call_is_cut_when_its_reserved_credit_runs_out(
+    stack: E2EStack, tmp_path: Path, trunk_port: int
+) -> None:
+    await stack.admin("rates-set", "+1212", "0.60")
+    await stack.admin("credits-topup", stack.app_key, "1.00")
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
+    try:
+        async with Sipp("uas_answer", tmp_path / "sipp", port=trunk_port) as carrier:
+            call = alice.calls.call_phone_number("+12125550100")
+            await call.wait_established(15)
+            details = await call.wait_ended(MAX_CALL_SECONDS + 10)
+            result = await carrier.wait(10)
+        print(f"\ncut after {details.duration:.1f} s: {details.error!r}")
+        assert details.end_cause is CallEndCause.FAILURE and details.error is not None
+        assert details.error.code == "INSUFFICIENT_CREDIT"
+        assert MAX_CALL_SECONDS - 1 <= details.duration <= MAX_CALL_SECONDS + 2
+        assert result.ok, result.errors  # the carrier got its BYE
+        entry = (await ledger(stack))["entries"][0]
+        assert entry["number"] == "+12125550100"
+        assert MAX_CALL_SECONDS <= entry["duration_seconds"] <= MAX_CALL_SECONDS + 1
     finally:
         await alice.client.terminate()

@@ -83,7 +83,7 @@ def free_media_port() -> int:
 class Sipp:
     """One sipp process running ``scenario``.
 
-    As a UAS (no ``remote``) it listens on ``port``; as a UAC it calls ``remote``
+    As a UAS (no ``remote``) it listens on ``port`` (a free one when 0); as a UAC it calls ``remote``
     ("host:port") ``calls`` times, ``limit`` at once, at ``rate`` calls a second, each
     to ``service`` (the user part) and held ``duration_ms`` (the scenario's <pause/>).
     """
@@ -104,6 +104,7 @@ class Sipp:
         trace_messages: bool = True,
         timeout_s: float = 90.0,
         extra_args: tuple[str, ...] = (),
+        port: int = 0,
     ) -> None:
         binary = shutil.which("sipp")
         assert binary, "sipp is missing: `make test` installs sip-tester (apt, as root)"
@@ -121,6 +122,7 @@ class Sipp:
         self.trace_messages = trace_messages
         self.timeout_s = timeout_s
         self.extra_args = extra_args
+        self._fixed_port = port  # a UAS on this port (a trunk the service was told of)
         self.port = 0
         self.media_port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -130,6 +132,11 @@ class Sipp:
     @property
     def is_uas(self) -> bool:
         return self.remote is None
+
+    @property
+    def running(self) -> bool:
+        """sipp has not exited (a UAS still waits for its calls)."""
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def address(self) -> str:
@@ -200,7 +207,7 @@ class Sipp:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             self._run += 1
-            self.port = free_udp_port()
+            self.port = self._fixed_port or free_udp_port()
             self.media_port = free_media_port()
             with self._paths()["stdout"].open("wb") as out:
                 self._proc = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
