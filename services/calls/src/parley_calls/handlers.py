@@ -22,6 +22,8 @@ Identity comes from the Caller only. Every change is a compare-and-set of the ca
 
 from __future__ import annotations
 
+import asyncio
+
 from parley.v1 import auth_pb2, calls_pb2, common_pb2, push_pb2
 from parley_calls import records
 from parley_calls.events import CallEvents
@@ -53,8 +55,11 @@ log = get_logger("parley.calls.handlers")
 USER_LOOKUP_TIMEOUT_SECONDS = 2.0
 # How long StartCall waits for the push service when no callee device was reached.
 NOTIFY_TIMEOUT_SECONDS = 2.0
-# How long StartCall waits for the service that holds remote legs to take a call.
-DIAL_TIMEOUT_SECONDS = 4.0
+# How long StartCall waits for the service that holds remote legs to take a call, and how
+# often it offers it again when a replica was full.
+DIAL_TIMEOUT_SECONDS = 3.0
+DIAL_ATTEMPTS = 3
+DIAL_RETRY_SECONDS = 0.1
 
 
 def declare_endpoints(bus: Bus, handlers: CallHandlers) -> None:
@@ -183,12 +188,7 @@ class CallHandlers:
             return self._started_before(caller, stored)
         service = records.LEG_SERVICES[kind]
         try:
-            dialled = await self._bus.request(
-                subjects.call_dial(service),
-                calls_pb2.DialRequest(call=record),
-                calls_pb2.DialReply,
-                DIAL_TIMEOUT_SECONDS,
-            )
+            dialled = await self._dial(service, record)
         except ParleyError as exc:
             await self._store.change(
                 record.application_key,
@@ -211,6 +211,23 @@ class CallHandlers:
             replica=dialled.replica_id,
         )
         return _start_reply(record)
+
+    async def _dial(self, service: str, record: calls_pb2.CallRecord) -> calls_pb2.DialReply:
+        """Offer the call's far side to `service`. A replica that refused it as UNAVAILABLE
+        (full, or stopping) did nothing: another may take it, so it is offered again."""
+        for attempt in range(1, DIAL_ATTEMPTS + 1):
+            try:
+                return await self._bus.request(
+                    subjects.call_dial(service),
+                    calls_pb2.DialRequest(call=record),
+                    calls_pb2.DialReply,
+                    DIAL_TIMEOUT_SECONDS,
+                )
+            except ParleyError as exc:
+                if exc.code != ErrorCode.ERROR_CODE_UNAVAILABLE or attempt == DIAL_ATTEMPTS:
+                    raise
+                await asyncio.sleep(DIAL_RETRY_SECONDS * attempt)
+        raise AssertionError("unreachable")
 
     async def _create(self, caller: Caller, record: calls_pb2.CallRecord) -> calls_pb2.CallRecord:
         """Write a new call's record; `record` itself when this request wrote it, else the

@@ -4,8 +4,7 @@ SIP calls from the calls service."""
 
 from __future__ import annotations
 
-from parley.v1 import calls_pb2
-from parley_protocol import subjects
+from parley_service.bus import Bus
 from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
 from parley_sip.credits import Credits
@@ -43,21 +42,19 @@ async def setup(runtime: Runtime) -> None:
         )
     )
     await engine.start()
-    dialler = Dialler(settings, runtime.nc, engine, Credits(runtime.bus), LegReporter(runtime.bus))
-    runtime.components.update(dialler=dialler, engine=engine)
-    runtime.bus.endpoint(
-        subjects.call_dial(subjects.SIP_QUEUE),
-        calls_pb2.DialRequest,
-        dialler.dial,
-        subjects.SIP_QUEUE,
+    # Dials are served on a bus of their own, joined and left as room comes and goes.
+    listener = Bus(runtime.nc, "sip", runtime.bus.in_flight)
+    dialler = Dialler(
+        settings,
+        runtime.nc,
+        engine,
+        Credits(runtime.bus),
+        LegReporter(runtime.bus),
+        listener,
     )
-
-    async def drain() -> None:
-        # New calls go to other replicas at once; the live ones here go on.
-        await runtime.bus.stop_serving()
-        await dialler.drain()
-
-    runtime.on_drain(drain)
+    runtime.components.update(dialler=dialler, engine=engine)
+    await dialler.listen()
+    runtime.on_drain(dialler.drain)
     runtime.on_stop(dialler.stop)
     runtime.on_stop(engine.stop)
     log.info(
@@ -66,4 +63,5 @@ async def setup(runtime: Runtime) -> None:
         transport=settings.sip_transport,
         trunk=settings.sip_trunk_host or None,
         test_number=settings.sip_test_number,
+        capacity=dialler.capacity,
     )

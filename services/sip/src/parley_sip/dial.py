@@ -6,8 +6,11 @@ parley.call.dial.sip), places each as a leg on this replica, and keeps them unti
   before anything is dialled), then the trunk is called with the number.
 - A SIP address: called directly, with the caller's x- headers on the INVITE.
 
-A retried DialRequest of a call this replica holds gets the same answer. A stopping replica
-takes no new calls and lets its live ones go on for the drain time.
+A retried DialRequest of a call this replica holds gets the same answer. A replica listens
+for dials only while it has room (`capacity`: the setting, capped by the SIP stack's own
+limit of calls per process): a full one leaves the queue group, so dials go to the others,
+and joins again when a call ends. A stopping replica takes no new calls and lets its live
+ones go on for the drain time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from parley.v1 import calls_pb2
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import validate_phone_number, validate_sip_identity
+from parley_service.bus import Bus
 from parley_service.logs import get_logger
 from parley_sip.bridge import SipBridge
 from parley_sip.credits import Credits
@@ -50,15 +54,38 @@ class Dialler:
         engine: SipEngine,
         credits: Credits,
         reporter: LegReporter,
+        listener: Bus,
     ) -> None:
         self._settings = settings
         self._nc = nc
         self._engine = engine
         self._credits = credits
         self._reporter = reporter
+        # Calls this replica holds at once: the setting, within what the SIP stack allows.
+        self.capacity = min(settings.sip_max_calls, engine.max_calls)
         self.legs: dict[str, Leg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        # The dial endpoint, served while there is room.
+        self._listener = listener
+        self._listening = False
+        self._listen_lock = asyncio.Lock()
+        listener.endpoint(
+            subjects.call_dial(subjects.SIP_QUEUE),
+            calls_pb2.DialRequest,
+            self.dial,
+            subjects.SIP_QUEUE,
+        )
+
+    async def listen(self) -> None:
+        """Serve dials while there is room, stop while full or draining."""
+        async with self._listen_lock:
+            want = not self.draining and len(self.legs) < self.capacity
+            if want and not self._listening:
+                await self._listener.serve()
+            elif not want and self._listening:
+                await self._listener.stop_serving()
+            self._listening = want
 
     async def dial(self, request: calls_pb2.DialRequest) -> calls_pb2.DialReply:
         record = request.call
@@ -70,19 +97,22 @@ class Dialler:
             raise _refused(
                 "draining", ErrorCode.ERROR_CODE_UNAVAILABLE, "this SIP gateway is stopping"
             )
-        if len(self.legs) >= self._settings.sip_max_calls:
+        if len(self.legs) >= self.capacity:
+            # Taken while it left the queue group: the calls service dials again.
             raise _refused(
                 "full",
                 ErrorCode.ERROR_CODE_UNAVAILABLE,
-                f"this SIP gateway holds its most calls ({self._settings.sip_max_calls})",
+                f"this SIP gateway holds its most calls ({self.capacity})",
             )
         leg = await self._leg(record)
         self.legs[key] = leg
+        await self.listen()
         try:
             await leg.start()
         except BaseException:
             self.legs.pop(key, None)
             await leg.end("failed")
+            await self.listen()
             raise
         task = asyncio.get_running_loop().create_task(self._run(key, leg), name=f"leg {key}")
         self._tasks.add(task)
@@ -165,10 +195,12 @@ class Dialler:
             await leg.end("failed")
         finally:
             self.legs.pop(key, None)
+            await self.listen()
 
     async def drain(self) -> None:
         """Take no new calls; let the live ones go on for the drain time, then end them."""
         self.draining = True
+        await self.listen()
         if self.legs:
             log.info("sip_draining", live=len(self.legs))
             waits = [leg.done.wait() for leg in self.legs.values()]
@@ -179,6 +211,7 @@ class Dialler:
     async def stop(self) -> None:
         """End every live leg (telling the calls service) and wait for their tasks."""
         self.draining = True
+        await self.listen()
         await asyncio.gather(
             *(leg.end("drained") for leg in list(self.legs.values())), return_exceptions=True
         )
