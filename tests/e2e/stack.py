@@ -220,10 +220,10 @@ async def calling_party(
     return party
 
 
-def sip_def(env: Mapping[str, str] | None = None) -> ServiceDef:
+def sip_def(env: Mapping[str, str] | None = None, name: str = "sip") -> ServiceDef:
     """The sip service, its WebRTC kept on loopback (trunk and other settings in `env`)."""
     return ServiceDef(
-        name="sip",
+        name=name,
         module="parley_sip",
         health_port=0,
         env={"PARLEY_SIP_ICE_HOST_ADDRESSES": "127.0.0.1", **(env or {})},

@@ -32,6 +32,8 @@ from .stack import E2EStack, calling_party, sip_def, start_stack
 
 TEST_NUMBER = "+46000000000"
 MAX_CALL_SECONDS = 8
+# Calls each sip replica of the stack holds at once.
+CAPACITY = 2
 # Envelope windows for comparing the prompt heard with the prompt's WAV.
 WINDOW_SECONDS = 0.05
 
@@ -58,20 +60,20 @@ async def stack(
 ) -> AsyncIterator[E2EStack]:
     home = tmp_path_factory.mktemp("sip")
     db = await postgres_server.create_database(f"e2e_sip_{home.name.replace('-', '_')[:30]}")
-    sip = sip_def(
-        {
-            "PARLEY_SIP_TRUNK_HOST": "127.0.0.1",
-            "PARLEY_SIP_TRUNK_PORT": str(trunk_port),
-            "PARLEY_SIP_CALLER_ID": "+15550001111",
-            "PARLEY_SIP_CREDIT_TOUCH_SECONDS": "1",
-        }
-    )
+    # Two replicas of CAPACITY calls each, both on the same trunk.
+    sip_env = {
+        "PARLEY_SIP_TRUNK_HOST": "127.0.0.1",
+        "PARLEY_SIP_TRUNK_PORT": str(trunk_port),
+        "PARLEY_SIP_CALLER_ID": "+15550001111",
+        "PARLEY_SIP_CREDIT_TOUCH_SECONDS": "1",
+        "PARLEY_SIP_MAX_CALLS": str(CAPACITY),
+    }
     running = await start_stack(
         home,
         nats_server.url,
         db,
         gateways=("gateway-a",),
-        extra=[sip],
+        extra=[sip_def(sip_env, "sip-a"), sip_def(sip_env, "sip-b")],
         # A call is paid for at most this long: the test of a call cut when its credit
         # runs out takes seconds, not minutes.
         auth_env={"PARLEY_AUTH_CREDIT_MAX_CALL_SECONDS": str(MAX_CALL_SECONDS)},
@@ -349,5 +351,28 @@ async def test_a_call_is_cut_when_its_reserved_credit_runs_out(
         entry = (await ledger(stack))["entries"][0]
         assert entry["number"] == "+12125550100"
         assert MAX_CALL_SECONDS <= entry["duration_seconds"] <= MAX_CALL_SECONDS + 1
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(60)
+async def test_a_full_replica_leaves_its_dials_to_the_other_until_both_are_full(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
+    try:
+        calls = [alice.calls.call_phone_number(TEST_NUMBER) for _ in range(2 * CAPACITY)]
+        await asyncio.gather(*(call.wait_established(15) for call in calls))
+        # Both replicas are full: nobody listens for dials until a call ends.
+        refused = alice.calls.call_phone_number(TEST_NUMBER)
+        details = await refused.wait_ended(10)
+        print(f"\n{2 * CAPACITY} calls held; one more: {details.error!r}")
+        assert details.end_cause is CallEndCause.FAILURE and details.error is not None
+        assert details.error.code == "UNAVAILABLE"
+        await calls[0].hangup()
+        again = alice.calls.call_phone_number(TEST_NUMBER)
+        await again.wait_established(15)
+        for call in [*calls[1:], again]:
+            await call.hangup()
     finally:
         await alice.client.terminate()

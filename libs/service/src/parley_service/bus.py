@@ -52,6 +52,11 @@ BUS_SECONDS = Histogram(
 )
 
 
+class Unreachable(ParleyError):
+    """A request that reached no one, or whose bus failed (UNAVAILABLE): not an error the
+    service answered with, which comes back as a plain ParleyError."""
+
+
 @dataclass
 class Endpoint(Generic[Req, Resp]):
     subject: str
@@ -239,7 +244,7 @@ async def request(
             subject, message.SerializeToString(), timeout=timeout, headers=headers
         )
     except nats.errors.NoRespondersError as exc:
-        raise ParleyError(
+        raise Unreachable(
             ErrorCode.ERROR_CODE_UNAVAILABLE, f"no service answers {subject}"
         ) from exc
     except nats.errors.TimeoutError as exc:
@@ -247,7 +252,7 @@ async def request(
             ErrorCode.ERROR_CODE_TIMEOUT, f"{subject} did not answer within {timeout:g} s"
         ) from exc
     except nats.errors.Error as exc:  # closed, draining, buffer full, ...
-        raise ParleyError(
+        raise Unreachable(
             ErrorCode.ERROR_CODE_UNAVAILABLE, f"bus unavailable: {type(exc).__name__}"
         ) from exc
     if reply.headers and ERROR_HEADER in reply.headers:

@@ -44,7 +44,7 @@ from parley_protocol.validation import (
     validate_sip_identity,
     validate_user_id,
 )
-from parley_service.bus import Bus
+from parley_service.bus import Bus, Unreachable
 from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
 from parley_service.presence import PresenceReader
@@ -224,7 +224,15 @@ class CallHandlers:
                     DIAL_TIMEOUT_SECONDS,
                 )
             except ParleyError as exc:
-                if exc.code != ErrorCode.ERROR_CODE_UNAVAILABLE or attempt == DIAL_ATTEMPTS:
+                if exc.code != ErrorCode.ERROR_CODE_UNAVAILABLE:
+                    raise
+                if attempt == DIAL_ATTEMPTS:
+                    if isinstance(exc, Unreachable):
+                        raise ParleyError(
+                            ErrorCode.ERROR_CODE_UNAVAILABLE,
+                            f"no {service} service can take the call now (each is full, or "
+                            "none runs); retry shortly",
+                        ) from exc
                     raise
                 await asyncio.sleep(DIAL_RETRY_SECONDS * attempt)
         raise AssertionError("unreachable")

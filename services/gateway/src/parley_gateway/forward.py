@@ -21,7 +21,7 @@ from parley_protocol import bodies, framing
 from parley_protocol.bodies import Route
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import tasks
-from parley_service.bus import Bus
+from parley_service.bus import Bus, Unreachable
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.forward")
@@ -120,7 +120,7 @@ class Forwarder:
                 route.subject, request, client_pb2.Envelope, route.timeout_seconds
             )
         except ParleyError as err:
-            if err.code == ErrorCode.ERROR_CODE_UNAVAILABLE:
+            if isinstance(err, Unreachable):  # not the service's own UNAVAILABLE answer
                 raise ParleyError(
                     ErrorCode.ERROR_CODE_UNAVAILABLE,
                     f"the {route.service} service is not available; retry shortly",
