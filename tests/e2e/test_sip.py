@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import wave
 from collections.abc import AsyncIterator
 from decimal import ROUND_UP, Decimal
@@ -26,7 +27,7 @@ from tests.support.calls import Party
 from tests.support.media import dominant_hz, received_audio, rms
 from tests.support.sip.phone_process import PhoneProcess
 from tests.support.sip.sipp import Sipp, free_udp_port
-from tests.support.wire import bounded
+from tests.support.wire import bounded, eventually
 
 from .stack import E2EStack, calling_party, sip_def, start_stack
 
@@ -374,5 +375,47 @@ async def test_a_full_replica_leaves_its_dials_to_the_other_until_both_are_full(
         await again.wait_established(15)
         for call in [*calls[1:], again]:
             await call.hangup()
+    finally:
+        await alice.client.terminate()
+
+
+@bounded(90)
+async def test_a_stopped_replica_lets_its_live_call_finish_and_new_calls_go_elsewhere(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    """Last in this module: one of the two sip replicas is gone afterwards."""
+    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
+    supervisor = stack.devstack.supervisor
+    try:
+        async with Sipp("uas_answer", tmp_path / "sipp") as carrier:
+            call = alice.calls.call_sip(f"bob@{carrier.address}")
+            await call.wait_established(15)
+            holder = next(
+                name
+                for name in ("sip-a", "sip-b")
+                if any(call.call_id in line for line in supervisor.status(name).recent_output)
+            )
+            other = "sip-b" if holder == "sip-a" else "sip-a"
+            assert supervisor.kill(holder, signal.SIGTERM)
+            await asyncio.sleep(1.5)
+            # The call goes on: the echo of alice's tone still comes back ...
+            heard = await received_audio(call, 1.0)
+            assert abs(dominant_hz(heard) - 440) <= 10 and rms(heard) > 0.02
+            assert supervisor.status(holder).running and call.state is CallState.ESTABLISHED
+            # ... while new calls go to the other replica.
+            test_call = alice.calls.call_phone_number(TEST_NUMBER)
+            await test_call.wait_established(15)
+            assert any(test_call.call_id in line for line in supervisor.status(other).recent_output)
+            await test_call.hangup()
+            await call.hangup()
+            assert (await call.wait_ended(5)).end_cause is CallEndCause.HUNG_UP
+            assert (await carrier.wait(10)).ok
+
+        async def exited() -> bool:
+            return not supervisor.status(holder).running
+
+        await eventually(exited, timeout=15, what=f"{holder} exited once its call ended")
+        status = supervisor.status(holder)
+        assert status.last_exit_code == 0, status.recent_output[-10:]
     finally:
         await alice.client.terminate()
