@@ -47,6 +47,12 @@ def user(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def inbound_port() -> int:
+    """The SIP port of the replica sip-a: calls from phones come in there."""
+    return free_udp_port()
+
+
+@pytest.fixture(scope="module")
 def trunk_port() -> int:
     """Where the sip service's trunk is: a far phone or sipp listens there in a test."""
     return free_udp_port()
@@ -58,6 +64,7 @@ async def stack(
     nats_server: EmbeddedNats,
     postgres_server: EmbeddedPostgres,
     trunk_port: int,
+    inbound_port: int,
 ) -> AsyncIterator[E2EStack]:
     home = tmp_path_factory.mktemp("sip")
     db = await postgres_server.create_database(f"e2e_sip_{home.name.replace('-', '_')[:30]}")
@@ -74,7 +81,10 @@ async def stack(
         nats_server.url,
         db,
         gateways=("gateway-a",),
-        extra=[sip_def(sip_env, "sip-a"), sip_def(sip_env, "sip-b")],
+        extra=[
+            sip_def({**sip_env, "PARLEY_SIP_PORT": str(inbound_port)}, "sip-a"),
+            sip_def(sip_env, "sip-b"),
+        ],
         # A call is paid for at most this long: the test of a call cut when its credit
         # runs out takes seconds, not minutes.
         auth_env={"PARLEY_AUTH_CREDIT_MAX_CALL_SECONDS": str(MAX_CALL_SECONDS)},
@@ -377,6 +387,82 @@ async def test_a_full_replica_leaves_its_dials_to_the_other_until_both_are_full(
             await call.hangup()
     finally:
         await alice.client.terminate()
+
+
+@bounded(60)
+async def test_a_phone_calling_a_mapped_number_rings_the_user_who_answers_and_talks(
+    stack: E2EStack, tmp_path: Path, inbound_port: int
+) -> None:
+    bob_id = user("bob")
+    bob = await calling_party(stack, bob_id, tmp_path / "b", ["gateway-a"], tone=440)
+    await stack.admin("numbers-set", "+14155550123", stack.app_key, bob_id)
+    phone = PhoneProcess(
+        "--dial",
+        f"sip:+14155550123@127.0.0.1:{inbound_port}",
+        "--tone",
+        "1000",
+        "--warmup",
+        "1.5",
+        "--listen",
+        "1.5",
+        "--send-dtmf",
+        "9",
+        "--hangup",
+        "--timeout",
+        "30",
+    )
+    try:
+        async with phone:
+            incoming = await bob.next_incoming(timeout=10)
+            assert incoming.kind is CallKind.PHONE and incoming.remote_user_id == "phone"
+            await incoming.answer()
+            await incoming.wait_established(10)
+            await received_audio(incoming, 0.3)
+            heard = await received_audio(incoming, 1.0)
+            report = await phone.result(30)
+        details = await incoming.wait_ended(10)
+        hz = dominant_hz(heard)
+        print(f"\nbob hears the phone at {hz:.1f} Hz; the phone hears {report['freq']} Hz")
+        assert abs(hz - 1000) <= 15 and abs(report["freq"] - 440) <= 15
+        assert details.end_cause is CallEndCause.HUNG_UP
+        assert "dtmf:9" in bob.heard(incoming)
+    finally:
+        await bob.client.terminate()
+
+
+@bounded(60)
+async def test_an_inbound_invite_from_sipp_reaches_the_user_and_unmapped_numbers_are_refused(
+    stack: E2EStack, tmp_path: Path, inbound_port: int
+) -> None:
+    carol_id = user("carol")
+    carol = await calling_party(stack, carol_id, tmp_path / "c", ["gateway-a"])
+    await stack.admin("numbers-set", "+14155550124", stack.app_key, carol_id)
+    try:
+        async with Sipp(
+            "uac_invite",
+            tmp_path / "sipp",
+            remote=f"127.0.0.1:{inbound_port}",
+            service="+14155550124",
+            duration_ms=1500,
+        ) as carrier:
+            incoming = await carol.next_incoming(timeout=10)
+            assert incoming.remote_user_id == "+15550100"
+            assert incoming.headers == {"x-parley-test": "inbound"}
+            await incoming.answer()
+            details = await incoming.wait_ended(15)
+            result = await carrier.wait(15)
+        assert result.ok, result.errors
+        assert details.end_cause is CallEndCause.HUNG_UP
+        async with Sipp(
+            "uac_invite",
+            tmp_path / "sipp-unmapped",
+            remote=f"127.0.0.1:{inbound_port}",
+            service="+14155550199",
+        ) as carrier:
+            result = await carrier.wait(15)
+        assert not result.ok and "404" in result.messages
+    finally:
+        await carol.client.terminate()
 
 
 @bounded(90)

@@ -765,16 +765,18 @@ class FarSide:
         if self.refusal is not None:
             raise self.refusal
         self.dialled.append(request.call)
-        sub = await self.nc.subscribe(
-            subjects.call_leg(request.call.application_key, request.call.call_id)
-        )
+        await self.listen(request.call.application_key, request.call.call_id)
+        return C.DialReply(replica_id="far-side")
+
+    async def listen(self, app_key: str, call_id: str) -> None:
+        """Hear the events of the leg of this call (as the leg's replica subscribes)."""
+        sub = await self.nc.subscribe(subjects.call_leg(app_key, call_id))
 
         async def pump() -> None:
             async for msg in sub.messages:
                 await self.events.put(C.LegEvent.FromString(msg.data))
 
         asyncio.get_running_loop().create_task(pump())
-        return C.DialReply(replica_id="far-side")
 
     async def report(self, app: App, **report: Any) -> C.CallAck:
         return await bus_request(
@@ -907,3 +909,50 @@ async def test_a_refused_dial_fails_the_start_with_the_far_sides_error(
     ):
         start = C.StartCall(call_id=str(uuid.uuid4()), offer_sdp=OFFER, **fields)
         assert (await caller.refused(code, start_call=start)).field == field
+
+
+async def test_a_phone_calling_in_rings_the_users_devices_and_the_leg_hears_the_answer(
+    people: People[Device], calls: rt.Runtime, app: App, far_side: FarSide
+) -> None:
+    callee_id = _user("tia")
+    phone = await people.device(callee_id)
+    call_id = str(uuid.uuid4())
+    await far_side.listen(app.key, call_id)
+    incoming = C.LegIncoming(
+        call_id=call_id,
+        callee_user_id=callee_id,
+        from_number="+15551230000",
+        headers={"x-trunk": "a"},
+        offer_sdp=OFFER,
+    )
+    assert (await far_side.report(app, incoming=incoming)).phase == C.CALL_PHASE_INITIATING
+    # A retry of the same call is the same call.
+    assert (await far_side.report(app, incoming=incoming)).phase == C.CALL_PHASE_INITIATING
+    offered = (await phone.event("call_incoming")).call_incoming
+    assert (offered.caller_user_id, offered.kind, dict(offered.headers)) == (
+        "+15551230000",
+        C.CALL_KIND_PHONE,
+        {"x-trunk": "a"},
+    )
+    await phone.quiet("call_incoming", 0.3)  # once
+    await phone.ring(call_id)
+    assert (await far_side.event()).WhichOneof("event") == "call_progressing"
+    await phone.answer(call_id)
+    answered = await far_side.event()
+    assert answered.call_answered.answer_sdp == ANSWER
+    # DTMF from the device reaches the leg; the phone hangs up: the device hears it.
+    await phone.signal(call_id, dtmf="7")
+    assert (await far_side.event()).call_signal_received.signal.dtmf == "7"
+    ack = await far_side.report(app, hangup=C.HangupCall(call_id=call_id))
+    assert ack.phase == C.CALL_PHASE_ENDED
+    await phone.ended(C.CALL_END_CAUSE_HUNG_UP)
+    # A user who never registered cannot be called in to.
+    with pytest.raises(ParleyError) as caught:
+        nobody = C.LegIncoming(
+            call_id=str(uuid.uuid4()),
+            callee_user_id=_user("nobody"),
+            from_number="+15551230000",
+            offer_sdp=OFFER,
+        )
+        await far_side.report(app, incoming=nobody)
+    assert caught.value.code == E.ERROR_CODE_NOT_FOUND

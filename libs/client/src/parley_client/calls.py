@@ -347,6 +347,7 @@ class CallClient(Feature):
             video=incoming.video,
             offer_sdp=incoming.offer_sdp,
             started_time=incoming.started_at_ms / 1000 if incoming.started_at_ms else None,
+            kind=CallKind.PHONE if incoming.kind == calls_pb.CALL_KIND_PHONE else CallKind.APP,
         )
         self._calls[call.call_id] = call
         self.link.log.info(f"incoming call {call.call_id} from {call.remote_user_id!r}")

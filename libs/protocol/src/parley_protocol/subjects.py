@@ -14,6 +14,8 @@ AUTH_TOKEN = "parley.auth.token"
 AUTH_JWKS = "parley.auth.jwks"
 AUTH_APP_LOOKUP = "parley.auth.app_lookup"
 AUTH_USER_LOOKUP = "parley.auth.user_lookup"
+# Whom a call from a phone to a number rings (parley.v1.NumberLookupRequest).
+AUTH_NUMBER_LOOKUP = "parley.auth.number_lookup"
 # Call credits (parley.v1 credits.proto), asked by the sip service: hold credit before
 # dialing a phone number, report the call's duration while it runs, charge it at the end.
 AUTH_CREDITS_RESERVE = "parley.auth.credits.reserve"

@@ -23,12 +23,16 @@ from typing import Any, NoReturn
 
 import asyncpg
 
-from parley_auth import accounts, credit_admin, credits, store
+from parley_auth import accounts, credit_admin, credits, numbers, store
 from parley_auth.app import MIGRATIONS
 from parley_auth.keys import rotate_signing_key
 from parley_protocol.clock import SystemClock
 from parley_protocol.errors import ParleyError
-from parley_protocol.validation import validate_application_key
+from parley_protocol.validation import (
+    validate_application_key,
+    validate_phone_number,
+    validate_user_id,
+)
 from parley_service.db import apply_migrations
 from parley_service.secrets_box import MASTER_KEY_BYTES, MASTER_KEY_ENV, SecretBox, parse_master_key
 from parley_service.settings import SettingsError
@@ -105,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rate", metavar="RATE", help="units per minute, e.g. 0.012; 0: free")
     p.add_argument("--description", help="e.g. 'US, San Francisco'")
     sub.add_parser("rates-list", parents=[common], help="list the call rates")
+    p = sub.add_parser(
+        "numbers-set",
+        parents=[common],
+        help="map a phone number to the application user a call from a phone to it rings",
+    )
+    p.add_argument("number", metavar="NUMBER", help="E.164, e.g. +14155550123")
+    p.add_argument("app", metavar="APP_KEY", help="the application's key")
+    p.add_argument("user", metavar="USER_ID", help="the user its calls ring")
+    p = sub.add_parser("numbers-remove", parents=[common], help="unmap a phone number")
+    p.add_argument("number", metavar="NUMBER", help="E.164")
+    sub.add_parser("numbers-list", parents=[common], help="list the mapped phone numbers")
     return parser
 
 
@@ -139,6 +154,13 @@ def _print(output: Output, as_json: bool) -> None:
             print("no rates")
         for rate in rates:
             print(f"{rate['prefix']:<17} {rate['rate_per_minute']:>10}/min  {rate['description']}")
+        return
+    if "numbers" in output:
+        mapped: list[Output] = output["numbers"]
+        if not mapped:
+            print("no numbers")
+        for entry in mapped:
+            print(f"{entry['number']:<17} {entry['application_key']}  {entry['user_id']!r}")
         return
     if "applications" in output:
         apps: list[Output] = output["applications"]
@@ -230,6 +252,14 @@ def _prepare(args: argparse.Namespace) -> _Request:
                     )
     except (credits.AmountError, accounts.AdminError) as exc:
         raise UsageError(str(exc)) from exc
+    try:
+        if command in ("numbers-set", "numbers-remove"):
+            args.number = validate_phone_number(args.number, "NUMBER")
+        if command == "numbers-set":
+            args.app = validate_application_key(args.app, "APP_KEY")
+            args.user = validate_user_id(args.user, "USER_ID")
+    except ParleyError as exc:
+        raise UsageError(exc.reason) from exc
     if command == "credits-show" and not 1 <= args.limit <= 10_000:
         raise UsageError(f"--limit must be 1 to 10000, not {args.limit}")
     needs_box = command in ("create-app", "rotate-secret", "rotate-signing-key")
@@ -418,6 +448,33 @@ async def _rates_list(args: argparse.Namespace, db: Any, box: SecretBox | None) 
     return {"rates": [_rate_output(rate) for rate in await credit_admin.list_rates(db)]}
 
 
+def _number_output(entry: Any) -> Output:
+    return {
+        "number": entry.number,
+        "application_key": entry.application_key,
+        "user_id": entry.user_id,
+        "updated_at": entry.updated_at.isoformat(),
+    }
+
+
+async def _numbers_set(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    try:
+        entry = await numbers.assign(db, args.number, args.app, args.user, SystemClock())
+    except ParleyError as exc:
+        raise UsageError(exc.reason) from exc
+    return _number_output(entry)
+
+
+async def _numbers_remove(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    if not await numbers.remove(db, args.number):
+        raise UsageError(f"{args.number} is not mapped")
+    return {"number": args.number, "removed": True}
+
+
+async def _numbers_list(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    return {"numbers": [_number_output(entry) for entry in await numbers.list_all(db)]}
+
+
 _COMMANDS: dict[str, Command] = {
     "migrate": _migrate,
     "create-account": _create_account,
@@ -429,6 +486,9 @@ _COMMANDS: dict[str, Command] = {
     "credits-show": _credits_show,
     "rates-set": _rates_set,
     "rates-list": _rates_list,
+    "numbers-set": _numbers_set,
+    "numbers-remove": _numbers_remove,
+    "numbers-list": _numbers_list,
 }
 
 

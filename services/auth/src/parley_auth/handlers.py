@@ -7,6 +7,7 @@ jwks:       the public keys that verify access tokens.
 app_lookup: public facts about an application (never its secret).
 user_lookup: whether a user of an application ever registered a device (a call to a user
             who never did ends at once).
+number_lookup: whom a call from a phone to a number rings (numbers.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uuid
 from typing import Any
 
 from parley.v1 import auth_pb2
-from parley_auth import store
+from parley_auth import numbers, store
 from parley_auth.apps import AppDirectory, AppInfo
 from parley_auth.credentials import (
     hash_instance_secret,
@@ -31,7 +32,11 @@ from parley_auth.settings import AuthSettings
 from parley_protocol import signatures, subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
-from parley_protocol.validation import validate_application_key, validate_user_id
+from parley_protocol.validation import (
+    validate_application_key,
+    validate_phone_number,
+    validate_user_id,
+)
 from parley_service import access_tokens
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
@@ -54,6 +59,9 @@ def declare_endpoints(bus: Bus, handlers: AuthHandlers) -> None:
     bus.endpoint(subjects.AUTH_JWKS, auth_pb2.JwksRequest, handlers.jwks, queue)
     bus.endpoint(subjects.AUTH_APP_LOOKUP, auth_pb2.AppLookupRequest, handlers.app_lookup, queue)
     bus.endpoint(subjects.AUTH_USER_LOOKUP, auth_pb2.UserLookupRequest, handlers.user_lookup, queue)
+    bus.endpoint(
+        subjects.AUTH_NUMBER_LOOKUP, auth_pb2.NumberLookupRequest, handlers.number_lookup, queue
+    )
 
 
 def _invalid(reason: str, field: str) -> ParleyError:
@@ -272,6 +280,18 @@ class AuthHandlers:
             environment=app.environment,
             account_id=str(app.account_id),
             name=app.name,
+        )
+
+    async def number_lookup(
+        self, req: auth_pb2.NumberLookupRequest
+    ) -> auth_pb2.NumberLookupResponse:
+        """Whom a call from a phone to the number rings (not found: nobody)."""
+        number = validate_phone_number(req.number, "number")
+        found = await numbers.lookup(self._db, number)
+        if found is None:
+            return auth_pb2.NumberLookupResponse(found=False)
+        return auth_pb2.NumberLookupResponse(
+            found=True, application_key=found.application_key, user_id=found.user_id
         )
 
     async def user_lookup(self, req: auth_pb2.UserLookupRequest) -> auth_pb2.UserLookupResponse:

@@ -55,16 +55,20 @@ class CallEvents:
                 )
 
     async def _to_leg(self, application_key: str, event: Message) -> None:
-        """A remote leg hears the call's end and signals; nothing else is for it."""
+        """A remote leg hears the call's end and signals, and, when it called in, that a
+        device rings and its answer; nothing else is for it."""
         leg_event = calls_pb2.LegEvent(application_key=application_key)
         if isinstance(event, calls_pb2.CallEnded):
             leg_event.call_ended.CopyFrom(event)
-            call_id = event.call_id
         elif isinstance(event, calls_pb2.CallSignalReceived):
             leg_event.call_signal_received.CopyFrom(event)
-            call_id = event.call_id
+        elif isinstance(event, calls_pb2.CallProgressing):
+            leg_event.call_progressing.CopyFrom(event)
+        elif isinstance(event, calls_pb2.CallAnswered):
+            leg_event.call_answered.CopyFrom(event)
         else:
             return
+        call_id = event.call_id
         await self._nc.publish(
             subjects.call_leg(application_key, call_id), leg_event.SerializeToString()
         )

@@ -120,34 +120,53 @@ class CallHandlers:
     async def _start_app_call(
         self, caller: Caller, request: calls_pb2.StartCall, callee: str, offer_sdp: str
     ) -> calls_pb2.StartCallReply:
-        app = caller.application_key
         headers = validate_headers(dict(request.headers))
+        return await self._offer_to_devices(
+            caller, request.call_id, callee, headers, offer_sdp, request.video
+        )
+
+    async def _offer_to_devices(
+        self,
+        caller: Caller,
+        call_id: str,
+        callee: str,
+        headers: dict[str, str],
+        offer_sdp: str,
+        video: bool,
+        from_number: str = "",
+    ) -> calls_pb2.StartCallReply:
+        """Offer a call to the callee's devices that take calls now (none: push). A call
+        from a phone (`from_number`) has the remote leg as its caller."""
+        app = caller.application_key
         await self._require_registered(app, callee)
         devices = (await self._presence.devices(app, [callee]))[callee]
         record = records.new_call(
-            call_id=request.call_id,
+            call_id=call_id,
             application_key=app,
             caller_user_id=caller.user_id,
             caller_session_id=caller.session_id,
             callee_user_id=callee,
-            video=request.video,
+            video=video,
             headers=headers,
             offer_sdp=offer_sdp,
             offered_session_ids=[d.session_id for d in devices if d.calling and d.listening],
             now_ms=self._now_ms(),
             setup_timeout_ms=self._setup_ms,
             ringing_timeout_ms=self._ringing_ms,
+            kind=records.PHONE if from_number else records.APP,
+            destination=from_number,
         )
         stored = await self._create(caller, record)
         if stored is not record:
             return self._started_before(caller, stored)
         incoming = calls_pb2.CallIncoming(
             call_id=record.call_id,
-            caller_user_id=caller.user_id,
+            caller_user_id=records.caller_name(record),
             video=record.video,
             headers=headers,
             offer_sdp=offer_sdp,
             started_at_ms=record.started_at_ms,
+            kind=record.kind,
         )
         await self._events.send(app, records.offered_targets(record), incoming)
         reply = _start_reply(record)
@@ -269,7 +288,7 @@ class CallHandlers:
             recipient_ids=[record.callee_user_id],
             call=push_pb2.CallPush(
                 call_id=record.call_id,
-                caller_user_id=record.caller_user_id,
+                caller_user_id=records.caller_name(record),
                 headers=record.headers,
                 video=record.video,
                 started_at_ms=record.started_at_ms,
@@ -442,11 +461,12 @@ class CallHandlers:
             log.info("call_claimed", app=caller.application_key, call=call_id)
             incoming = calls_pb2.CallIncoming(
                 call_id=call_id,
-                caller_user_id=after.caller_user_id,
+                caller_user_id=records.caller_name(after),
                 video=after.video,
                 headers=after.headers,
                 offer_sdp=after.offer_sdp,
                 started_at_ms=after.started_at_ms,
+                kind=after.kind,
             )
             await self._events.send(
                 caller.application_key,
@@ -480,9 +500,33 @@ class CallHandlers:
             return await self._hang_up(leg, report.hangup, records.LEG_CAUSES)
         if kind == "signal":
             return await self.send_call_signal(leg, report.signal)
+        if kind == "incoming":
+            return await self._leg_incoming(leg, report.incoming)
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the leg report is empty", "report"
         )
+
+    async def _leg_incoming(
+        self, leg: Caller, incoming: calls_pb2.LegIncoming
+    ) -> calls_pb2.CallAck:
+        """A phone calls an application user: the leg is the caller."""
+        call_id = validate_call_id(incoming.call_id)
+        callee = validate_user_id(incoming.callee_user_id, "callee_user_id")
+        if not incoming.from_number:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the calling number is missing", "from"
+            )
+        headers = validate_sip_headers(validate_headers(dict(incoming.headers)))
+        offer_sdp = validate_sdp(incoming.offer_sdp, "offer_sdp")
+        existing = await self._store.get(leg.application_key, call_id)
+        if existing is None:
+            await self._offer_to_devices(
+                leg, call_id, callee, headers, offer_sdp, False, incoming.from_number
+            )
+            existing = await self._store.get(leg.application_key, call_id)
+        if existing is None:
+            raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "the call vanished; retry")
+        return _ack(existing.record)
 
     # ICE servers ----------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ LEG_CAUSES = frozenset({UNSPECIFIED, FAILURE})
 
 
 def is_remote(record: Record) -> bool:
-    """The callee is a remote leg (a phone number or a SIP address), not a user's devices."""
+    """A party is a remote leg (a phone number or a SIP address), not a user's devices."""
     return record.kind in LEG_SERVICES
 
 
@@ -277,6 +277,12 @@ def signal_target(record: Record, actor: Actor) -> Target:
 def offered_targets(record: Record, but: str = "") -> list[Target]:
     """Every callee device session the call was offered to (but one)."""
     return [Target(record.callee_user_id, s) for s in record.offered_session_ids if s != but]
+
+
+def caller_name(record: Record) -> str:
+    """Who the callee sees calling: the caller's user id, or the calling number of a call
+    from a phone (its caller is the remote leg)."""
+    return record.caller_user_id or record.destination
 
 
 def is_leg(target: Target) -> bool:

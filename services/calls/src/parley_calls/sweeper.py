@@ -188,14 +188,15 @@ class Sweeper:
         """Both parties' sessions exist; a remote leg is not a session: its service ends the
         call when the leg goes, and the caller's media notices when its replica does."""
         app = record.application_key
-        caller = await self._presence.session_exists(
-            app, record.caller_user_id, record.caller_session_id
-        )
-        if not caller or records.is_remote(record):
-            return caller
-        return await self._presence.session_exists(
-            app, record.callee_user_id, record.answered_session_id
-        )
+        for target in (
+            records.caller_target(record),
+            records.Target(record.callee_user_id, record.answered_session_id),
+        ):
+            if not records.is_leg(target) and not await self._presence.session_exists(
+                app, target.user_id, target.session_id
+            ):
+                return False
+        return True
 
     async def _end_all(
         self,

@@ -51,9 +51,11 @@ async def setup(runtime: Runtime) -> None:
         Credits(runtime.bus),
         LegReporter(runtime.bus),
         listener,
+        runtime.bus,
     )
     runtime.components.update(dialler=dialler, engine=engine)
     await dialler.listen()
+    engine.on_incoming(dialler.on_invite)
     runtime.on_drain(dialler.drain)
     runtime.on_stop(dialler.stop)
     runtime.on_stop(engine.stop)

@@ -5,6 +5,7 @@ parley.call.dial.sip), places each as a leg on this replica, and keeps them unti
 - Another phone number: credit is reserved first (INSUFFICIENT_CREDIT refuses the call
   before anything is dialled), then the trunk is called with the number.
 - A SIP address: called directly, with the caller's x- headers on the INVITE.
+- A call from the trunk (`on_invite`) to a number mapped to a user rings that user.
 
 A retried DialRequest of a call this replica holds gets the same answer. A replica listens
 for dials only while it has room (`capacity`: the setting, capped by the SIP stack's own
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import uuid
 
 from nats.aio.client import Client as NATS
 
-from parley.v1 import calls_pb2
+from parley.v1 import auth_pb2, calls_pb2
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import validate_phone_number, validate_sip_identity
@@ -28,7 +31,8 @@ from parley_service.bus import Bus
 from parley_service.logs import get_logger
 from parley_sip.bridge import SipBridge
 from parley_sip.credits import Credits
-from parley_sip.engine import Credentials, SipEngine
+from parley_sip.engine import Credentials, IncomingInvite, SipEngine
+from parley_sip.inbound import InboundBridge
 from parley_sip.legs import Leg
 from parley_sip.metrics import DIALS_REFUSED
 from parley_sip.reports import LegReporter
@@ -37,8 +41,21 @@ from parley_sip.test_number import TestNumberLeg
 
 log = get_logger("parley.sip.dial")
 
+NUMBER_LOOKUP_TIMEOUT_SECONDS = 2.0
+
 PHONE = calls_pb2.CALL_KIND_PHONE
 SIP = calls_pb2.CALL_KIND_SIP
+
+
+_SIP_USER = re.compile(r"(?:sips?:)?([^@;>]+)@")
+
+
+def calling_number(from_uri: str) -> str:
+    """The user part of a From URI ("sip:+15551230000@host" -> "+15551230000"), at most 40
+    characters (a user id's length), or "anonymous"."""
+    found = _SIP_USER.search(from_uri)
+    user = found.group(1).strip() if found else ""
+    return user[:40] if user and user.isprintable() else "anonymous"
 
 
 def _refused(reason: str, code: int, message: str, field: str = "") -> ParleyError:
@@ -55,12 +72,14 @@ class Dialler:
         credits: Credits,
         reporter: LegReporter,
         listener: Bus,
+        bus: Bus,
     ) -> None:
         self._settings = settings
         self._nc = nc
         self._engine = engine
         self._credits = credits
         self._reporter = reporter
+        self._bus = bus
         # Calls this replica holds at once: the setting, within what the SIP stack allows.
         self.capacity = min(settings.sip_max_calls, engine.max_calls)
         self.legs: dict[str, Leg] = {}
@@ -114,9 +133,7 @@ class Dialler:
             await leg.end("failed")
             await self.listen()
             raise
-        task = asyncio.get_running_loop().create_task(self._run(key, leg), name=f"leg {key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(key, leg)
         log.info("leg_placed", app=record.application_key, call=record.call_id, kind=leg.kind)
         return reply
 
@@ -186,6 +203,60 @@ class Dialler:
             "the sip service takes phone and SIP calls only",
             "kind",
         )
+
+    async def on_invite(self, invite: IncomingInvite) -> None:
+        """A call from the trunk: ring the user its number is mapped to."""
+        number = invite.to_user
+        route = await self._route(number)
+        if route is None:
+            log.info("inbound_unrouted", number=number, caller=invite.from_uri)
+            await invite.reject(404)
+            return
+        if self.draining or len(self.legs) >= self.capacity:
+            await invite.reject(503)
+            return
+        record = calls_pb2.CallRecord(
+            call_id=str(uuid.uuid4()),
+            application_key=route.application_key,
+            callee_user_id=route.user_id,
+            kind=PHONE,
+            destination=calling_number(invite.from_uri),
+            headers={k: v for k, v in invite.headers.items() if k.startswith("x-")},
+        )
+        leg = InboundBridge(self._nc, self._reporter, record, invite)
+        key = subjects.call_key(record.application_key, record.call_id)
+        self.legs[key] = leg
+        await self.listen()
+        try:
+            await leg.start()
+        except BaseException:
+            self.legs.pop(key, None)
+            await invite.reject(500)
+            await leg.end("failed")
+            await self.listen()
+            raise
+        self._spawn(key, leg)
+        log.info("inbound_placed", app=route.application_key, call=record.call_id)
+
+    async def _route(self, number: str) -> auth_pb2.NumberLookupResponse | None:
+        """Whom a call to `number` rings, as auth maps it (None: nobody, or not a number)."""
+        try:
+            validate_phone_number(number, "number")
+            found = await self._bus.request(
+                subjects.AUTH_NUMBER_LOOKUP,
+                auth_pb2.NumberLookupRequest(number=number),
+                auth_pb2.NumberLookupResponse,
+                NUMBER_LOOKUP_TIMEOUT_SECONDS,
+            )
+        except ParleyError as exc:
+            log.warning("inbound_lookup_failed", number=number[:32], error=exc.reason)
+            return None
+        return found if found.found else None
+
+    def _spawn(self, key: str, leg: Leg) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(key, leg), name=f"leg {key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, key: str, leg: Leg) -> None:
         try:

@@ -47,6 +47,12 @@ class Leg:
         self.caller_gone = asyncio.Event()
         # Set when the client's media failed or closed.
         self.media_gone = asyncio.Event()
+        # A leg that called in (a phone calling a user): a device rings, a device answered.
+        self.callee_ringing = asyncio.Event()
+        self.callee_answered = asyncio.Event()
+        self.callee_answer_sdp = ""
+        # How the calls service said the call ended (with caller_gone).
+        self.end_cause: int = calls_pb2.CALL_END_CAUSE_UNSPECIFIED
         self.done = asyncio.Event()
         self._sub: Subscription | None = None
         self._ended = False
@@ -56,11 +62,15 @@ class Leg:
         return subjects.call_key(self.app, self.call_id)
 
     async def start(self) -> None:
-        """Listen for the call's events, then make the WebRTC answer."""
+        """Listen for the call's events, then make the WebRTC answer (or offer)."""
         self._sub = await self._nc.subscribe(
             subjects.call_leg(self.app, self.call_id), cb=self._leg_event
         )
         LEGS_LIVE.labels(self.kind).inc()
+        await self.prepare()
+
+    async def prepare(self) -> None:
+        """The client called: answer its offer."""
         self.answer_sdp = await self.webrtc.answer(self.record.offer_sdp)
 
     async def run(self) -> None:
@@ -77,8 +87,12 @@ class Leg:
     async def report_ring(self) -> bool:
         return await self._report(self._reporter.ring(self.app, self.call_id), "ring")
 
-    async def report_answer(self) -> bool:
+    def mark_answered(self) -> None:
+        """The call is answered: its talk time counts from now."""
         self.answered_at = time.monotonic()
+
+    async def report_answer(self) -> bool:
+        self.mark_answered()
         return await self._report(
             self._reporter.answer(self.app, self.call_id, self.answer_sdp), "answer"
         )
@@ -143,7 +157,13 @@ class Leg:
             return
         which = event.WhichOneof("event")
         if which == "call_ended":
+            self.end_cause = event.call_ended.cause
             self.caller_gone.set()
+        elif which == "call_progressing":
+            self.callee_ringing.set()
+        elif which == "call_answered":
+            self.callee_answer_sdp = event.call_answered.answer_sdp
+            self.callee_answered.set()
         elif which == "call_signal_received":
             signal = event.call_signal_received.signal
             if signal.WhichOneof("kind") == "dtmf":

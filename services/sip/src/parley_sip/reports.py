@@ -48,6 +48,9 @@ class LegReporter:
             hangup.error.CopyFrom(error)
         return await self._send(calls_pb2.LegReport(application_key=app, hangup=hangup))
 
+    async def incoming(self, app: str, incoming: calls_pb2.LegIncoming) -> calls_pb2.CallAck:
+        return await self._send(calls_pb2.LegReport(application_key=app, incoming=incoming))
+
     async def dtmf(self, app: str, call_id: str, digits: str) -> calls_pb2.CallAck:
         return await self._send(
             calls_pb2.LegReport(

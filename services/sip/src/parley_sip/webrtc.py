@@ -132,6 +132,24 @@ class WebRtcLeg:
         assert description is not None
         return description.sdp
 
+    async def offer(self) -> str:
+        """An offer of audio both ways (for a call from a phone: this side calls)."""
+        self.pc.addTransceiver(self.outgoing, direction="sendrecv")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        description = self.pc.localDescription
+        assert description is not None
+        return description.sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"the answer cannot be used: {exc}",
+                "answer_sdp",
+            ) from exc
+
     def send(self, pcm: bytes) -> None:
         self.outgoing.push(pcm)
 

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14parley/v1/auth.proto\x12\tparley.v1\"\xba\x01\n\x0fRegisterRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12-\n\x06scheme\x18\x03 \x01(\x0e\x32\x1d.parley.v1.RegistrationScheme\x12\x11\n\tsignature\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\x13\n\x0b\x64\x65vice_name\x18\x07 \x01(\t\"j\n\x10RegisterResponse\x12/\n\ncredential\x18\x01 \x01(\x0b\x32\x1b.parley.v1.DeviceCredential\x12%\n\x05token\x18\x02 \x01(\x0b\x32\x16.parley.v1.AccessToken\"@\n\x10\x44\x65viceCredential\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x17\n\x0finstance_secret\x18\x02 \x01(\t\"3\n\x0b\x41\x63\x63\x65ssToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"i\n\x0cTokenRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12/\n\ncredential\x18\x03 \x01(\x0b\x32\x1b.parley.v1.DeviceCredential\"6\n\rTokenResponse\x12%\n\x05token\x18\x01 \x01(\x0b\x32\x16.parley.v1.AccessToken\"\r\n\x0bJwksRequest\"!\n\x0cJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\"+\n\x10\x41ppLookupRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\"c\n\x11\x41ppLookupResponse\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"=\n\x11UserLookupRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"9\n\x12UserLookupResponse\x12\x12\n\nregistered\x18\x01 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x02 \x01(\r*\x91\x01\n\x12RegistrationScheme\x12#\n\x1fREGISTRATION_SCHEME_UNSPECIFIED\x10\x00\x12*\n&REGISTRATION_SCHEME_APPLICATION_SECRET\x10\x01\x12*\n&REGISTRATION_SCHEME_APPLICATION_SERVER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14parley/v1/auth.proto\x12\tparley.v1\"\xba\x01\n\x0fRegisterRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12-\n\x06scheme\x18\x03 \x01(\x0e\x32\x1d.parley.v1.RegistrationScheme\x12\x11\n\tsignature\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\x13\n\x0b\x64\x65vice_name\x18\x07 \x01(\t\"j\n\x10RegisterResponse\x12/\n\ncredential\x18\x01 \x01(\x0b\x32\x1b.parley.v1.DeviceCredential\x12%\n\x05token\x18\x02 \x01(\x0b\x32\x16.parley.v1.AccessToken\"@\n\x10\x44\x65viceCredential\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x17\n\x0finstance_secret\x18\x02 \x01(\t\"3\n\x0b\x41\x63\x63\x65ssToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"i\n\x0cTokenRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12/\n\ncredential\x18\x03 \x01(\x0b\x32\x1b.parley.v1.DeviceCredential\"6\n\rTokenResponse\x12%\n\x05token\x18\x01 \x01(\x0b\x32\x16.parley.v1.AccessToken\"\r\n\x0bJwksRequest\"!\n\x0cJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\"+\n\x10\x41ppLookupRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\"c\n\x11\x41ppLookupResponse\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"=\n\x11UserLookupRequest\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"9\n\x12UserLookupResponse\x12\x12\n\nregistered\x18\x01 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x02 \x01(\r\"%\n\x13NumberLookupRequest\x12\x0e\n\x06number\x18\x01 \x01(\t\"O\n\x14NumberLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t*\x91\x01\n\x12RegistrationScheme\x12#\n\x1fREGISTRATION_SCHEME_UNSPECIFIED\x10\x00\x12*\n&REGISTRATION_SCHEME_APPLICATION_SECRET\x10\x01\x12*\n&REGISTRATION_SCHEME_APPLICATION_SERVER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTRATIONSCHEME']._serialized_start=933
-  _globals['_REGISTRATIONSCHEME']._serialized_end=1078
+  _globals['_REGISTRATIONSCHEME']._serialized_start=1053
+  _globals['_REGISTRATIONSCHEME']._serialized_end=1198
   _globals['_REGISTERREQUEST']._serialized_start=36
   _globals['_REGISTERREQUEST']._serialized_end=222
   _globals['_REGISTERRESPONSE']._serialized_start=224
@@ -57,4 +57,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERLOOKUPREQUEST']._serialized_end=871
   _globals['_USERLOOKUPRESPONSE']._serialized_start=873
   _globals['_USERLOOKUPRESPONSE']._serialized_end=930
+  _globals['_NUMBERLOOKUPREQUEST']._serialized_start=932
+  _globals['_NUMBERLOOKUPREQUEST']._serialized_end=969
+  _globals['_NUMBERLOOKUPRESPONSE']._serialized_start=971
+  _globals['_NUMBERLOOKUPRESPONSE']._serialized_end=1050
 # @@protoc_insertion_point(module_scope)

@@ -116,3 +116,19 @@ class UserLookupResponse(_message.Message):
     registered: bool
     devices: int
     def __init__(self, registered: _Optional[bool] = ..., devices: _Optional[int] = ...) -> None: ...
+
+class NumberLookupRequest(_message.Message):
+    __slots__ = ("number",)
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    number: str
+    def __init__(self, number: _Optional[str] = ...) -> None: ...
+
+class NumberLookupResponse(_message.Message):
+    __slots__ = ("found", "application_key", "user_id")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    application_key: str
+    user_id: str
+    def __init__(self, found: _Optional[bool] = ..., application_key: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...

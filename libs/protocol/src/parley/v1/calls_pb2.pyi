@@ -182,7 +182,7 @@ class IceServer(_message.Message):
     def __init__(self, urls: _Optional[_Iterable[str]] = ..., username: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class CallIncoming(_message.Message):
-    __slots__ = ("call_id", "caller_user_id", "video", "headers", "offer_sdp", "started_at_ms")
+    __slots__ = ("call_id", "caller_user_id", "video", "headers", "offer_sdp", "started_at_ms", "kind")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -196,13 +196,15 @@ class CallIncoming(_message.Message):
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     caller_user_id: str
     video: bool
     headers: _containers.ScalarMap[str, str]
     offer_sdp: str
     started_at_ms: int
-    def __init__(self, call_id: _Optional[str] = ..., caller_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., started_at_ms: _Optional[int] = ...) -> None: ...
+    kind: CallKind
+    def __init__(self, call_id: _Optional[str] = ..., caller_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ...) -> None: ...
 
 class CallProgressing(_message.Message):
     __slots__ = ("call_id",)
@@ -300,25 +302,52 @@ class DialReply(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ...) -> None: ...
 
 class LegEvent(_message.Message):
-    __slots__ = ("application_key", "call_ended", "call_signal_received")
+    __slots__ = ("application_key", "call_ended", "call_signal_received", "call_progressing", "call_answered")
     APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
     CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
     CALL_SIGNAL_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    CALL_PROGRESSING_FIELD_NUMBER: _ClassVar[int]
+    CALL_ANSWERED_FIELD_NUMBER: _ClassVar[int]
     application_key: str
     call_ended: CallEnded
     call_signal_received: CallSignalReceived
-    def __init__(self, application_key: _Optional[str] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[CallSignalReceived, _Mapping]] = ...) -> None: ...
+    call_progressing: CallProgressing
+    call_answered: CallAnswered
+    def __init__(self, application_key: _Optional[str] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[CallSignalReceived, _Mapping]] = ..., call_progressing: _Optional[_Union[CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[CallAnswered, _Mapping]] = ...) -> None: ...
+
+class LegIncoming(_message.Message):
+    __slots__ = ("call_id", "callee_user_id", "from_number", "headers", "offer_sdp")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLEE_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    callee_user_id: str
+    from_number: str
+    headers: _containers.ScalarMap[str, str]
+    offer_sdp: str
+    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., from_number: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ...) -> None: ...
 
 class LegReport(_message.Message):
-    __slots__ = ("application_key", "ring", "answer", "hangup", "signal")
+    __slots__ = ("application_key", "ring", "answer", "hangup", "signal", "incoming")
     APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
     RING_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     HANGUP_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    INCOMING_FIELD_NUMBER: _ClassVar[int]
     application_key: str
     ring: RingCall
     answer: AnswerCall
     hangup: HangupCall
     signal: SendCallSignal
-    def __init__(self, application_key: _Optional[str] = ..., ring: _Optional[_Union[RingCall, _Mapping]] = ..., answer: _Optional[_Union[AnswerCall, _Mapping]] = ..., hangup: _Optional[_Union[HangupCall, _Mapping]] = ..., signal: _Optional[_Union[SendCallSignal, _Mapping]] = ...) -> None: ...
+    incoming: LegIncoming
+    def __init__(self, application_key: _Optional[str] = ..., ring: _Optional[_Union[RingCall, _Mapping]] = ..., answer: _Optional[_Union[AnswerCall, _Mapping]] = ..., hangup: _Optional[_Union[HangupCall, _Mapping]] = ..., signal: _Optional[_Union[SendCallSignal, _Mapping]] = ..., incoming: _Optional[_Union[LegIncoming, _Mapping]] = ...) -> None: ...
