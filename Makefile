@@ -82,6 +82,7 @@ bench: install
 	$(PY) bench/call_setup.py
 	$(PY) bench/messaging.py
 	$(PY) bench/push.py
+	$(PY) bench/sip.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
 
 from parley_client import Call, ParleyClient, ParleyError, ToneSource
 from parley_devstack.ports import free_port
@@ -128,6 +129,9 @@ class Bench:
     args: argparse.Namespace
     sip_names: list[str] = field(default_factory=list)
     clients: list[ParleyClient] = field(default_factory=list)
+    sip_pids: list[int] = field(default_factory=list)  # of every sip process ever started
+    last_cpu: dict[int, float] = field(default_factory=dict)
+    lag: float = 0.0  # the longest this process's event loop was late since last asked
 
     @property
     def host(self) -> str:
@@ -159,13 +163,33 @@ class Bench:
         definition = sip_service(index, self.trunk.port)
         await add_service(self.stack, definition)
         self.sip_names.append(definition.name)
+        pid = self.stack.supervisor.status(definition.name).pid
+        if pid:
+            self.sip_pids.append(pid)
+
+    def dead(self) -> list[str]:
+        """Services that exited, each with its last lines of output."""
+        found = []
+        for name in self.stack.supervisor.names:
+            status = self.stack.supervisor.status(name)
+            if not status.running:
+                last = "\n    ".join(status.recent_output[-15:])
+                found.append(f"{name} exited ({status.last_exit_code}):\n    {last}")
+        return found
+
+    async def watch_lag(self) -> None:
+        """How late this process's event loop wakes (the clients' audio runs in it)."""
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.lag = max(self.lag, time.perf_counter() - before - 0.01)
 
     def pids(self) -> dict[str, list[int]]:
         def pid(name: str) -> int | None:
             return self.stack.supervisor.status(name).pid
 
         groups: dict[str, list[int | None]] = {
-            "sip": [pid(n) for n in self.sip_names],
+            "sip": list(self.sip_pids),
             "clients": [os.getpid()],
             "sipp": [self.trunk._proc.pid if self.trunk._proc is not None else None],
             "gateway": [pid("gateway")],
@@ -182,9 +206,10 @@ class Bench:
             total = 0.0
             for p in pids:
                 try:
-                    total += cpu_seconds(p)
+                    self.last_cpu[p] = cpu_seconds(p)
                 except OSError:
-                    pass
+                    pass  # gone: its last reading
+                total += self.last_cpu.get(p, 0.0)
             found[group] = total
         postgres = self.stack.postgres
         if postgres is not None and postgres.pid is not None:
@@ -216,7 +241,9 @@ class Ear:
             except MediaStreamError:
                 return
             arrived = time.perf_counter()
-            samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]  # type: ignore[union-attr]
+            if not isinstance(frame, AudioFrame):
+                continue
+            samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
             x = samples.astype(np.float64) / 32768
             self.recent.append(x)
             level = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
@@ -298,6 +325,7 @@ async def measure_level(bench: Bench, lives: list[Live]) -> dict[str, Any]:
     args = bench.args
     await asyncio.sleep(args.settle)
     cpu_before = bench.cpu()
+    bench.lag = 0.0
     start = time.perf_counter()
     await asyncio.sleep(args.window)
     end = time.perf_counter()
@@ -314,6 +342,7 @@ async def measure_level(bench: Bench, lives: list[Live]) -> dict[str, Any]:
         "silent": sum(c["silent"] for c in per_call),
         "wrong_tone": sum(not c["own_tone"] for c in per_call),
         "wrong_tone_heard_hz": [c["heard_hz"] for c in per_call if not c["own_tone"]][:5],
+        "client_loop_lag_ms_max": round(bench.lag * 1000, 1),
         "frames_per_call_second": round(sum(c["received"] for c in per_call) / calls / seconds, 1),
         "cpu_cores": cores,
         "sip_cpu_ms_per_call_second": round(cores["sip"] * 1000 / calls, 1),
@@ -322,7 +351,7 @@ async def measure_level(bench: Bench, lives: list[Live]) -> dict[str, Any]:
 
 
 def clean(level: dict[str, Any]) -> bool:
-    return level["missing"] + level["late"] + level["silent"] + level["wrong_tone"] == 0
+    return bool(level["missing"] + level["late"] + level["silent"] + level["wrong_tone"] == 0)
 
 
 def show_level(level: dict[str, Any]) -> None:
@@ -331,7 +360,8 @@ def show_level(level: dict[str, Any]) -> None:
         f"  {level['calls']:3d} calls on {level['sip_processes']} sip: "
         f"missing {level['missing']} late {level['late']} silent {level['silent']} "
         f"wrong tone {level['wrong_tone']} {level['wrong_tone_heard_hz'] or ''}| "
-        f"{level['frames_per_call_second']} frames/s a call | cores: sip {cores['sip']:.2f} "
+        f"{level['frames_per_call_second']} frames/s a call, client loop late "
+        f"{level['client_loop_lag_ms_max']} ms at most | cores: sip {cores['sip']:.2f} "
         f"clients {cores['clients']:.2f} sipp {cores['sipp']:.2f} rest "
         f"{sum(v for k, v in cores.items() if k not in ('sip', 'clients', 'sipp')):.2f} | "
         f"sip {level['sip_cpu_ms_per_call_second']} ms, clients "
@@ -500,7 +530,9 @@ async def setup(bench: Bench, room: int) -> dict[str, Any]:
         for n in range(count):
             await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
             tasks.append(
-                asyncio.create_task(setup_once(bench, next_number(), n % clients, args.hold_seconds))
+                asyncio.create_task(
+                    setup_once(bench, next_number(), n % clients, args.hold_seconds)
+                )
             )
         results = await asyncio.gather(*tasks)
         seconds = time.perf_counter() - began
@@ -527,7 +559,13 @@ async def setup(bench: Bench, room: int) -> dict[str, Any]:
         if share < 0.99:
             break
         sustained = rate
-    return {"sequential": seq, "bursts": bur, "burst_size": size, "rates": rates, "sustained": sustained}
+    return {
+        "sequential": seq,
+        "bursts": bur,
+        "burst_size": size,
+        "rates": rates,
+        "sustained": sustained,
+    }
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -559,6 +597,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     bench = Bench(stack, home, trunk, args)
     began = time.monotonic()
+    lag = asyncio.get_running_loop().create_task(bench.watch_lag())
+    exited: list[str] = []
     try:
         await stack.start()
         await trunk.start()
@@ -573,18 +613,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(warm, float):
             raise RuntimeError(f"the first call failed: {warm}")
         conc = await concurrency(bench)
+        exited += bench.dead()
         await asyncio.sleep(1.0)  # the ramp's calls are over everywhere
         room = (conc["per_process"] or 4) * len(bench.sip_names)
         setups = await setup(bench, room)
+        exited += [d for d in bench.dead() if d not in exited]
         sipp_running = trunk.running
     finally:
-        await asyncio.gather(
-            *(c.terminate() for c in bench.clients), return_exceptions=True
-        )
+        lag.cancel()
+        await asyncio.gather(*(c.terminate() for c in bench.clients), return_exceptions=True)
         await trunk.stop()
         await stack.stop()
         log.close()
-        shutil.rmtree(home, ignore_errors=True)
+        if args.keep:
+            print(f"kept {home} (stack.log, sipp/)")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    for line in exited:
+        print(f"EXITED: {line}")
     best = conc["best"] or {}
     all_setups = setups["sequential"]["samples"] + setups["bursts"]["samples"]
     return {
@@ -609,6 +655,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_cores_at_max": best.get("cpu_cores"),
         "concurrency_levels": conc["levels"],
         "sipp_still_running": sipp_running,
+        "services_exited": [line.split(" ", 1)[0] for line in exited],
     }
 
 
@@ -621,13 +668,14 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=1.0, help="s after calls are added")
     parser.add_argument("--window", type=float, default=3.0, help="s of audio read a level")
     parser.add_argument("--sequential", type=int, default=20, help="calls one after another")
-    parser.add_argument("--burst", type=int, default=8, help="calls at once (within room)")
+    parser.add_argument("--burst", type=int, default=4, help="calls at once (within room)")
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument(
         "--rates", type=float, nargs="+", default=[1, 2, 3, 4, 6, 8, 12, 16], help="calls/s"
     )
     parser.add_argument("--rate-seconds", type=float, default=5.0, help="s at each rate")
     parser.add_argument("--hold-seconds", type=float, default=1.0, help="each call's length")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and its logs")
     args = parser.parse_args()
     figures = asyncio.run(run(args))
     best = figures["max_concurrent_no_gaps"]
@@ -649,6 +697,7 @@ def main() -> None:
     )
     print(f"wall time {figures['seconds']} s")
     print(json.dumps(figures))
+    sys.exit(1 if figures["services_exited"] else 0)  # a crash is a failure, a refusal is not
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ PHONE = calls_pb2.CALL_KIND_PHONE
 SIP = calls_pb2.CALL_KIND_SIP
 
 
-_SIP_USER = re.compile(r"(?:sips?:)?([^@;>]+)@")
+_SIP_USER = re.compile(r"sips?:([^@;>]+)@")
 
 
 def calling_number(from_uri: str) -> str:

@@ -85,10 +85,16 @@ class PcmSink:
 
     def __init__(self, deliver: Callable[[bytes], None]) -> None:
         self._deliver = deliver
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self._resampler: AudioResampler | None = None
+        self._shape: tuple[str, str, int] | None = None
         self._pending = bytearray()
 
     def feed(self, frame: AudioFrame) -> None:
+        # A resampler takes one input shape; a new one (another codec) gets a new resampler.
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._resampler is None or shape != self._shape:
+            self._resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            self._shape = shape
         for out in self._resampler.resample(frame):
             self._pending += bytes(out.planes[0])[: out.samples * 2]
         while len(self._pending) >= FRAME_BYTES:

@@ -1,0 +1,98 @@
+"""The sip service's pure parts: settings, the calling number of an INVITE, the prompt's
+frames, the client's audio cut into 20 ms frames, and SIP statuses as errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from av import AudioFrame
+
+from parley_protocol.errors import ErrorCode
+from parley_service.settings import SettingsError
+from parley_sip.bridge import DECLINED, sip_error
+from parley_sip.dial import calling_number
+from parley_sip.engine import SipEnd
+from parley_sip.prompt import prompt_frames
+from parley_sip.settings import SipSettings
+from parley_sip.webrtc import FRAME_BYTES, FRAME_SAMPLES, PcmSink, pcm_frame
+
+
+def test_the_trunk_uri_carries_the_number_host_port_and_transport() -> None:
+    settings = SipSettings(sip_trunk_host="trunk.example.net", sip_trunk_port=5080)
+    assert settings.has_trunk and not SipSettings().has_trunk
+    assert settings.trunk_uri("+14155550101") == (
+        "sip:+14155550101@trunk.example.net:5080;transport=udp"
+    )
+    assert SipSettings(sip_ice_host_addresses=" 127.0.0.1, ::1 ").ice_host_addresses == (
+        "127.0.0.1",
+        "::1",
+    )
+    assert SipSettings().ice_host_addresses is None
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"sip_transport": "sctp"}, "PARLEY_SIP_TRANSPORT must be udp or tcp"),
+        ({"sip_trunk_transport": "tls"}, "PARLEY_SIP_TRUNK_TRANSPORT"),
+        ({"sip_port": 70000}, "PARLEY_SIP_PORT must be a port"),
+        ({"sip_trunk_host": "bad host"}, "is not a host"),
+        ({"sip_max_calls": 0}, "PARLEY_SIP_MAX_CALLS must be at least 1"),
+        ({"sip_drain_seconds": 0}, "PARLEY_SIP_DRAIN_SECONDS"),
+    ],
+)
+def test_bad_settings_name_the_variable(values: dict[str, object], says: str) -> None:
+    with pytest.raises(SettingsError, match=says):
+        SipSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("from_uri", "number"),
+    [
+        ("sip:+15551230000@trunk.example.net", "+15551230000"),
+        ('"Carrier" <sip:+15550100@127.0.0.1:5070>;tag=1', "+15550100"),
+        ("sips:alice@example.org;transport=tls", "alice"),
+        ("<sip:anonymous.invalid>", "anonymous"),
+        (f"sip:{'9' * 60}@h", "9" * 40),
+    ],
+)
+def test_the_calling_number_is_the_from_uris_user_part(from_uri: str, number: str) -> None:
+    assert calling_number(from_uri) == number
+
+
+def test_the_prompt_is_whole_20ms_frames_at_48khz_with_speech_in_them() -> None:
+    frames = prompt_frames()
+    assert all(len(frame) == FRAME_BYTES for frame in frames)
+    samples = np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float64) / 32768
+    seconds = len(samples) / 48_000
+    assert 3 < seconds < 10
+    assert np.sqrt(np.mean(samples**2)) > 0.01  # not silence
+
+
+def test_the_clients_audio_is_cut_into_20ms_mono_frames_whatever_it_arrives_as() -> None:
+    delivered: list[bytes] = []
+    sink = PcmSink(delivered.append)
+    stereo = AudioFrame.from_ndarray(
+        np.full((1, 2 * 480), 1000, dtype=np.int16), format="s16", layout="stereo"
+    )
+    stereo.sample_rate = 48_000
+    for _ in range(3):  # 3 frames of 10 ms: one 20 ms frame out, 10 ms pending
+        sink.feed(stereo)
+    assert len(delivered) == 1 and len(delivered[0]) == FRAME_BYTES
+    assert set(np.frombuffer(delivered[0], dtype="<i2")[100:]) == {1000}
+    narrow = AudioFrame.from_ndarray(np.full((1, 160), -2000, dtype=np.int16), layout="mono")
+    narrow.sample_rate = 8000  # 20 ms of PCMU-rate audio, resampled to 48 kHz
+    for _ in range(5):
+        sink.feed(narrow)
+    assert len(delivered) >= 4
+    assert pcm_frame(delivered[0], 960).samples == FRAME_SAMPLES
+
+
+def test_sip_statuses_become_sip_errors_and_declines_are_told_apart() -> None:
+    error = sip_error(SipEnd(404, "Not Found", by_remote=True))
+    assert (error.code, error.reason, error.sip_status) == (
+        ErrorCode.ERROR_CODE_SIP,
+        "404 Not Found",
+        404,
+    )
+    assert {486, 603} <= DECLINED and 404 not in DECLINED and 503 not in DECLINED
