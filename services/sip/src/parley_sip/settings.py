@@ -43,8 +43,8 @@ class SipSettings(ServiceSettings):
     # How often a live call to a phone tells auth how long it has lasted (a replica that
     # dies mid-call is then charged for that long by auth's sweeper).
     sip_credit_touch_seconds: float = 10.0
-    # The local addresses WebRTC offers as ICE host candidates, comma-separated ("" lets
-    # aioice choose: every interface).
+    # The local addresses WebRTC offers as ICE host candidates, comma-separated ("": every
+    # interface aioice finds, and 127.0.0.1).
     sip_ice_host_addresses: str = ""
 
     def __post_init__(self) -> None:

@@ -35,12 +35,16 @@ SEND_QUEUE_FRAMES = 5
 
 
 def use_host_addresses(addresses: tuple[str, ...] | None) -> None:
-    """Offer only these local addresses as ICE host candidates (None: aioice's choice)."""
-    if addresses is None:
-        return
-    chosen = list(addresses)
+    """Offer only these local addresses as ICE host candidates (None: aioice's choice, which
+    leaves loopback out, plus 127.0.0.1, so that a client on this machine that keeps its
+    media on loopback reaches this service too)."""
+    original = aioice.ice.get_host_addresses
 
     def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        if addresses is not None:
+            chosen = list(addresses)
+        else:
+            chosen = [*original(use_ipv4, use_ipv6), "127.0.0.1"]
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
