@@ -285,8 +285,13 @@ class Ear:
             "own_tone": own,
         }
 
-    def stop(self) -> None:
-        self.task.cancel()
+    async def stop(self) -> None:
+        """Once the call has ended its track ends, and so does the reading (cancelled only
+        when it does not: a read cut short leaves the track's own read behind)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 5)
+        except TimeoutError:
+            self.task.cancel()
 
 
 @dataclass
@@ -308,12 +313,12 @@ async def place(bench: Bench, index: int) -> tuple[Live | None, str]:
 
 async def hang_up(lives: list[Live]) -> None:
     async def one(live: Live) -> None:
-        live.ear.stop()
         try:
             await live.call.hangup()
             await live.call.wait_ended(END_TIMEOUT)
         except ParleyError:
             pass
+        await live.ear.stop()
 
     await asyncio.gather(*(one(live) for live in lives))
 

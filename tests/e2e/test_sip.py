@@ -6,6 +6,7 @@ phone)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 import wave
@@ -98,6 +99,20 @@ async def stack(
         await running.devstack.stop()
 
 
+@contextlib.asynccontextmanager
+async def party(
+    stack: E2EStack, name: str, state: Path, tone: float | None = None
+) -> AsyncIterator[Party]:
+    """A calling user with a fresh odd ID made from `name` (or `name` itself when it holds
+    a space already), terminated afterwards."""
+    user_id = name if " " in name else user(name)
+    calling = await calling_party(stack, user_id, state, ["gateway-a"], tone=tone)
+    try:
+        yield calling
+    finally:
+        await calling.client.terminate()
+
+
 async def heard_until_ended(call: Call, limit: float) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Everything the far side sent (first channel, floats of full scale) until the call's
     audio ends, or `limit` seconds."""
@@ -149,8 +164,7 @@ def best_correlation(heard: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]
 async def test_the_test_number_plays_the_prompt_and_hangs_up(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
-    try:
+    async with party(stack, "alice", tmp_path / "a", tone=440) as alice:
         call = alice.calls.call_phone_number(TEST_NUMBER)
         events = alice.follow(call)
         assert call.kind is CallKind.PHONE and call.remote_user_id == TEST_NUMBER
@@ -168,16 +182,13 @@ async def test_the_test_number_plays_the_prompt_and_hangs_up(
         )
         assert score > 0.8
         assert details.duration >= len(expected) * WINDOW_SECONDS
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(30)
 async def test_numbers_and_sip_addresses_are_checked_before_anything_is_sent(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice: Party = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
-    try:
+    async with party(stack, "alice", tmp_path / "a") as alice:
         for number in ("4155550101", "+1 415 555 0101", "+12", "+1415555010199999"):
             with pytest.raises(ParleyError) as caught:
                 alice.calls.call_phone_number(number)
@@ -192,16 +203,13 @@ async def test_numbers_and_sip_addresses_are_checked_before_anything_is_sent(
             assert caught.value.code == "INVALID_HEADER", headers
             assert caught.value.type is ErrorType.OTHER
         assert alice.calls.calls == []
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
 async def test_a_sip_call_carries_x_headers_echoes_audio_and_ends_with_a_bye(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
-    try:
+    async with party(stack, "alice", tmp_path / "a", tone=440) as alice:
         async with Sipp("uas_check_headers", tmp_path / "sipp") as carrier:
             call = alice.calls.call_sip(f"bob@{carrier.address}", {"x-foo": "bar"})
             events = alice.follow(call)
@@ -220,8 +228,6 @@ async def test_a_sip_call_carries_x_headers_echoes_audio_and_ends_with_a_bye(
         assert result.ok, result.errors
         assert "x-foo: bar" in result.messages.lower()
         assert events.heard[:2] == ["progressing", "established"]
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
@@ -236,8 +242,7 @@ async def test_a_sip_call_carries_x_headers_echoes_audio_and_ends_with_a_bye(
 async def test_sip_errors_end_the_call_with_the_status_in_an_error_of_type_sip(
     stack: E2EStack, tmp_path: Path, scenario: str, status: int, cause: CallEndCause
 ) -> None:
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
-    try:
+    async with party(stack, "alice", tmp_path / "a") as alice:
         async with Sipp(scenario, tmp_path / "sipp") as carrier:
             call = alice.calls.call_sip(f"bob@{carrier.address}")
             details = await call.wait_ended(15)
@@ -247,8 +252,6 @@ async def test_sip_errors_end_the_call_with_the_status_in_an_error_of_type_sip(
         assert details.end_cause is cause
         assert error is not None and error.type is ErrorType.SIP and error.code == "SIP"
         assert error.sip_status == status and error.message.startswith(str(status))
-    finally:
-        await alice.client.terminate()
 
 
 async def ledger(stack: E2EStack) -> dict[str, Any]:
@@ -263,7 +266,6 @@ async def test_a_phone_call_through_the_trunk_carries_audio_and_dtmf_and_is_char
 ) -> None:
     await stack.admin("rates-set", "+1415", "1.20", "--description", "San Francisco")
     await stack.admin("credits-topup", stack.app_key, "5.00")
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
     phone = PhoneProcess(
         "--answer",
         "--port",
@@ -282,7 +284,7 @@ async def test_a_phone_call_through_the_trunk_carries_audio_and_dtmf_and_is_char
         "--timeout",
         "30",
     )
-    try:
+    async with party(stack, "alice", tmp_path / "a", tone=440) as alice:
         async with phone:
             call = alice.calls.call_phone_number("+14155550101")
             events = alice.follow(call)
@@ -315,8 +317,6 @@ async def test_a_phone_call_through_the_trunk_carries_audio_and_dtmf_and_is_char
         assert Decimal(entry["amount"]) == -(Decimal(seconds) * Decimal("1.20") / 60).quantize(
             Decimal("0.000001"), rounding=ROUND_UP
         )
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
@@ -324,8 +324,7 @@ async def test_a_call_the_balance_cannot_pay_a_minute_of_is_refused_before_diall
     stack: E2EStack, tmp_path: Path, trunk_port: int
 ) -> None:
     await stack.admin("rates-set", "+44", "100000.00")
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
-    try:
+    async with party(stack, "alice", tmp_path / "a") as alice:
         async with Sipp("uas_answer", tmp_path / "sipp", port=trunk_port) as carrier:
             call = alice.calls.call_phone_number("+442079460000")
             details = await call.wait_ended(10)
@@ -337,8 +336,6 @@ async def test_a_call_the_balance_cannot_pay_a_minute_of_is_refused_before_diall
         unrated = alice.calls.call_phone_number("+8613800000000")  # no rate for +86
         details = await unrated.wait_ended(10)
         assert details.error is not None and details.error.code == "NOT_FOUND"
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
@@ -347,8 +344,7 @@ async def test_a_call_is_cut_when_its_reserved_credit_runs_out(
 ) -> None:
     await stack.admin("rates-set", "+1212", "0.60")
     await stack.admin("credits-topup", stack.app_key, "1.00")
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
-    try:
+    async with party(stack, "alice", tmp_path / "a", tone=440) as alice:
         async with Sipp("uas_answer", tmp_path / "sipp", port=trunk_port) as carrier:
             call = alice.calls.call_phone_number("+12125550100")
             await call.wait_established(15)
@@ -362,16 +358,13 @@ async def test_a_call_is_cut_when_its_reserved_credit_runs_out(
         entry = (await ledger(stack))["entries"][0]
         assert entry["number"] == "+12125550100"
         assert MAX_CALL_SECONDS <= entry["duration_seconds"] <= MAX_CALL_SECONDS + 1
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
 async def test_a_full_replica_leaves_its_dials_to_the_other_until_both_are_full(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"])
-    try:
+    async with party(stack, "alice", tmp_path / "a") as alice:
         calls = [alice.calls.call_phone_number(TEST_NUMBER) for _ in range(2 * CAPACITY)]
         await asyncio.gather(*(call.wait_established(15) for call in calls))
         # Both replicas are full: nobody listens for dials until a call ends.
@@ -385,8 +378,6 @@ async def test_a_full_replica_leaves_its_dials_to_the_other_until_both_are_full(
         await again.wait_established(15)
         for call in [*calls[1:], again]:
             await call.hangup()
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
@@ -394,7 +385,6 @@ async def test_a_phone_calling_a_mapped_number_rings_the_user_who_answers_and_ta
     stack: E2EStack, tmp_path: Path, inbound_port: int
 ) -> None:
     bob_id = user("bob")
-    bob = await calling_party(stack, bob_id, tmp_path / "b", ["gateway-a"], tone=440)
     await stack.admin("numbers-set", "+14155550123", stack.app_key, bob_id)
     phone = PhoneProcess(
         "--dial",
@@ -411,7 +401,7 @@ async def test_a_phone_calling_a_mapped_number_rings_the_user_who_answers_and_ta
         "--timeout",
         "30",
     )
-    try:
+    async with party(stack, bob_id, tmp_path / "b", tone=440) as bob:
         async with phone:
             incoming = await bob.next_incoming(timeout=10)
             assert incoming.kind is CallKind.PHONE and incoming.remote_user_id == "phone"
@@ -426,8 +416,6 @@ async def test_a_phone_calling_a_mapped_number_rings_the_user_who_answers_and_ta
         assert abs(hz - 1000) <= 15 and abs(report["freq"] - 440) <= 15
         assert details.end_cause is CallEndCause.HUNG_UP
         assert "dtmf:9" in bob.heard(incoming)
-    finally:
-        await bob.client.terminate()
 
 
 @bounded(60)
@@ -435,9 +423,8 @@ async def test_an_inbound_invite_from_sipp_reaches_the_user_and_unmapped_numbers
     stack: E2EStack, tmp_path: Path, inbound_port: int
 ) -> None:
     carol_id = user("carol")
-    carol = await calling_party(stack, carol_id, tmp_path / "c", ["gateway-a"])
     await stack.admin("numbers-set", "+14155550124", stack.app_key, carol_id)
-    try:
+    async with party(stack, carol_id, tmp_path / "c") as carol:
         async with Sipp(
             "uac_invite",
             tmp_path / "sipp",
@@ -461,8 +448,6 @@ async def test_an_inbound_invite_from_sipp_reaches_the_user_and_unmapped_numbers
         ) as carrier:
             result = await carrier.wait(15)
         assert not result.ok and "404" in result.messages
-    finally:
-        await carol.client.terminate()
 
 
 @bounded(90)
@@ -470,9 +455,8 @@ async def test_a_stopped_replica_lets_its_live_call_finish_and_new_calls_go_else
     stack: E2EStack, tmp_path: Path
 ) -> None:
     """Last in this module: one of the two sip replicas is gone afterwards."""
-    alice = await calling_party(stack, user("alice"), tmp_path / "a", ["gateway-a"], tone=440)
     supervisor = stack.devstack.supervisor
-    try:
+    async with party(stack, "alice", tmp_path / "a", tone=440) as alice:
         async with Sipp("uas_answer", tmp_path / "sipp") as carrier:
             call = alice.calls.call_sip(f"bob@{carrier.address}")
             await call.wait_established(15)
@@ -503,5 +487,3 @@ async def test_a_stopped_replica_lets_its_live_call_finish_and_new_calls_go_else
         await eventually(exited, timeout=15, what=f"{holder} exited once its call ended")
         status = supervisor.status(holder)
         assert status.last_exit_code == 0, status.recent_output[-10:]
-    finally:
-        await alice.client.terminate()

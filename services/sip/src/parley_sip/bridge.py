@@ -48,6 +48,17 @@ def sip_error(end: SipEnd) -> common_pb2.Error:
     return common_pb2.Error(code=ErrorCode.ERROR_CODE_SIP, reason=reason, sip_status=end.code)
 
 
+# How long a leg waits, when it ends, for its SIP call to be over (a BYE or CANCEL answered):
+# until then the call holds one of the SIP stack's call slots.
+RELEASE_TIMEOUT_SECONDS = 5.0
+
+
+async def released(sip: SipLeg) -> None:
+    """Until the SIP call is over, so that its slot is free for the next call."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(sip.ended), RELEASE_TIMEOUT_SECONDS)
+
+
 def done_event(future: asyncio.Future[SipEnd]) -> asyncio.Event:
     event = asyncio.Event()
     future.add_done_callback(lambda _: event.set())
@@ -83,6 +94,7 @@ class Bridged(Leg):
                 await self._pump
         if self.sip is not None:
             await self.sip.hangup()
+            await released(self.sip)
 
     def client_audio(self, pcm: bytes) -> None:
         if self.sip is not None and self.sip.answered.is_set():

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
@@ -124,16 +125,7 @@ class Dialler:
                 f"this SIP gateway holds its most calls ({self.capacity})",
             )
         leg = await self._leg(record)
-        self.legs[key] = leg
-        await self.listen()
-        try:
-            await leg.start()
-        except BaseException:
-            self.legs.pop(key, None)
-            await leg.end("failed")
-            await self.listen()
-            raise
-        self._spawn(key, leg)
+        await self._hold(key, leg)
         log.info("leg_placed", app=record.application_key, call=record.call_id, kind=leg.kind)
         return reply
 
@@ -225,17 +217,7 @@ class Dialler:
         )
         leg = InboundBridge(self._nc, self._reporter, record, invite)
         key = subjects.call_key(record.application_key, record.call_id)
-        self.legs[key] = leg
-        await self.listen()
-        try:
-            await leg.start()
-        except BaseException:
-            self.legs.pop(key, None)
-            await invite.reject(500)
-            await leg.end("failed")
-            await self.listen()
-            raise
-        self._spawn(key, leg)
+        await self._hold(key, leg, lambda: invite.reject(500))
         log.info("inbound_placed", app=route.application_key, call=record.call_id)
 
     async def _route(self, number: str) -> auth_pb2.NumberLookupResponse | None:
@@ -253,7 +235,22 @@ class Dialler:
             return None
         return found if found.found else None
 
-    def _spawn(self, key: str, leg: Leg) -> None:
+    async def _hold(
+        self, key: str, leg: Leg, refuse: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Keep `leg` as one of this replica's calls (leaving the dial queue group when that
+        fills it), start it and run it. A leg that cannot start is refused and let go."""
+        self.legs[key] = leg
+        await self.listen()
+        try:
+            await leg.start()
+        except BaseException:
+            self.legs.pop(key, None)
+            if refuse is not None:
+                await refuse()
+            await leg.end("failed")
+            await self.listen()
+            raise
         task = asyncio.get_running_loop().create_task(self._run(key, leg), name=f"leg {key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

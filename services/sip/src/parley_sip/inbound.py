@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from parley.v1 import calls_pb2
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.logs import get_logger
-from parley_sip.bridge import MEDIA_FAILED, Bridged, done_event
+from parley_sip.bridge import MEDIA_FAILED, Bridged, done_event, released
 from parley_sip.engine import IncomingInvite, SipEnd
 from parley_sip.reports import LegReporter
 
@@ -46,6 +46,11 @@ class InboundBridge(Bridged):
 
     async def prepare(self) -> None:
         self.offer_sdp = await self.webrtc.offer()
+
+    async def teardown(self) -> None:
+        await super().teardown()
+        if self.sip is None:  # refused or canceled before the answer
+            await released(self._invite.leg)
 
     async def run(self) -> None:
         invite = self._invite

@@ -124,14 +124,7 @@ class WebRtcLeg:
 
     async def answer(self, offer_sdp: str) -> str:
         """The SDP answer to the client's offer (with the ICE candidates)."""
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                f"the offer cannot be used: {exc}",
-                "offer_sdp",
-            ) from exc
+        await self._set_remote(offer_sdp, "offer")
         if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the offer has no audio", "offer_sdp"
@@ -151,13 +144,16 @@ class WebRtcLeg:
         return description.sdp
 
     async def accept_answer(self, answer_sdp: str) -> None:
+        await self._set_remote(answer_sdp, "answer")
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                f"the answer cannot be used: {exc}",
-                "answer_sdp",
+                f"the {kind} cannot be used: {exc}",
+                f"{kind}_sdp",
             ) from exc
 
     def send(self, pcm: bytes) -> None:

@@ -177,6 +177,10 @@ class SipEngine:
     ) -> SipLeg:
         """Send an INVITE to ``uri``; returns once it went out (the leg then progresses)."""
         thread = self._running()
+        if self.live_legs >= self._max_calls:
+            # pjsua would refuse it (PJ_ETOOMANY); a call hung up here holds its slot until
+            # its BYE or CANCEL is answered.
+            raise SipError(f"the SIP stack holds its most calls ({self._max_calls})")
         leg = SipLeg(self, next(self._ids), outbound=True)
         self._legs[leg.id] = leg
         extra = dict(headers or {})
