@@ -62,7 +62,8 @@ e2e: install
 	$(PY) -m pytest tests/e2e
 
 # System packages the tests use, installed through apt when missing (needs root):
-# coturn, a real TURN server that the call tests relay media through.
+# coturn, a real TURN server that the call tests relay media through, and sipp
+# (sip-tester), the SIP carrier of the phone-call tests and bench/sip.py.
 system-deps:
 	@command -v turnserver >/dev/null || { \
 	  command -v apt-get >/dev/null || { echo "the tests need coturn (turnserver); install it"; exit 1; }; \

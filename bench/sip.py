@@ -59,7 +59,7 @@ from parley_devstack.stack import DevStack, ServicePorts, StackSettings, http_st
 from tests.support.media import dominant_hz, rms
 from tests.support.sip.sipp import Sipp, free_udp_port
 
-QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
+QUIET = {"PARLEY_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
 RATE_PREFIX = "+1"
 RATE_PER_MINUTE = "0.01"
 CREDIT = "1000"
@@ -74,6 +74,8 @@ LATE_SECONDS = 0.060
 SILENT_RMS = 0.005
 RTP_WRAP = 2**32
 ESTABLISH_TIMEOUT = 20.0
+# The message of the first set-up error of each code (printed once, to tell causes apart).
+FIRST_ERRORS: dict[str, str] = {}
 END_TIMEOUT = 10.0
 
 
@@ -475,6 +477,9 @@ async def setup_once(bench: Bench, index: int, client_index: int, hold: float) -
         return took
     except ParleyError as exc:
         call.hangup()
+        if exc.code not in FIRST_ERRORS:
+            FIRST_ERRORS[exc.code] = exc.message
+            print(f"  first {exc.code} of a set-up: {exc.message}", flush=True)
         return exc.code
 
 

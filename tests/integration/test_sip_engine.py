@@ -238,3 +238,25 @@ async def test_concurrent_legs_each_hear_their_own_tone(
             f"\n{count} concurrent legs (max {engine.max_calls}), {wall:.2f} s of audio: "
             f"CPU {cpu / wall * 100:.1f}% of a core, {cpu / wall / count * 100:.2f}% per leg"
         )
+
+
+async def test_call_slots_are_reused_by_call_after_call(engine: SipEngine, tmp_path: Path) -> None:
+    """pjsua gives an ended call's slot to the next call: three rounds of every slot, each
+    call answered, hung up and over within a second (a stale Call object once kept its slot's
+    user data, and the next call there never heard of its end)."""
+    rounds = 3 * engine.max_calls
+    async with Sipp(
+        "uas_answer", tmp_path / "sipp", calls=rounds, limit=engine.max_calls
+    ) as carrier:
+        for _ in range(3):
+            legs = [await engine.dial(carrier.uri("bob")) for _ in range(engine.max_calls)]
+            with pytest.raises(SipError):
+                await engine.dial(carrier.uri("bob"))  # every slot is taken
+            for leg in legs:
+                await asyncio.wait_for(leg.answered.wait(), 5)
+            for leg in legs:
+                await leg.hangup()
+                end = await asyncio.wait_for(leg.wait_ended(), 1)
+                assert (end.code, end.by_remote) == (200, False)
+            assert engine.live_legs == 0
+        assert (await carrier.wait(10)).ok

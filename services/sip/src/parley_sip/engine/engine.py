@@ -32,6 +32,7 @@ _CODEC_PRIORITY = {"PCMU": 255, "PCMA": 254, "G722": 200, "opus": 150}
 _LOG_LEVELS = {0: logging.ERROR, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 _PORT_GRACE_S = 0.2  # a dropped port outlives its disconnection by a few media ticks
 _STOP_WAIT_S = 3.0
+_SLOT_WAIT_S = 0.5  # how long a dial waits for pjsua to free the slot of a call just ended
 
 
 def _pjsua_library() -> Any:
@@ -361,7 +362,6 @@ class SipEngine:
             acc = self._auth_accounts.get(credentials)
             if acc is None:
                 acc = self._auth_accounts[credentials] = self._new_account(credentials)
-        call = _Call(self, acc, leg_id)
         prm = pj.CallOpParam(True)
         prm.opt.audioCount = 1
         prm.opt.videoCount = 0
@@ -374,13 +374,20 @@ class SipEngine:
         prm.txOption.headers = hdrs
         if caller_id:
             prm.txOption.localUri = f"<sip:{caller_id}@{self.contact_host}>"
-        self._calls[leg_id] = call
-        try:
-            _pj(lambda: call.makeCall(uri, prm))
-        except BaseException:
-            self._calls.pop(leg_id, None)
-            self._bury(call)
-            raise
+        # A call that just ended frees its slot once pjsua has closed its media, a moment
+        # after its end was told: a dial refused for want of a slot meanwhile is tried again.
+        deadline = time.monotonic() + _SLOT_WAIT_S
+        while True:
+            call = _Call(self, acc, leg_id)
+            self._calls[leg_id] = call
+            try:
+                _pj(lambda: call.makeCall(uri, prm))  # noqa: B023 (called at once)
+                return
+            except SipError as exc:
+                self._calls.pop(leg_id, None)  # never had a call slot: deleted with this frame
+                if "PJ_ETOOMANY" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            self._ep.libHandleEvents(5)
 
     def _live_call(self, leg_id: int) -> _Call:
         call = self._calls.get(leg_id)
@@ -443,8 +450,11 @@ class SipEngine:
             code = int(ci.lastStatusCode)
             reason = str(ci.lastReason)
             self._end_leg(call, SipEnd(code, reason, by_remote=not call.local_hangup))
+            # No reference is kept: the Call is deleted as this callback returns, as pjsua2
+            # allows. Kept any longer, its destructor would clear the user data of its call
+            # slot, which pjsua gives to the next call: that call would never hear of its
+            # state again (its hang-up fails with "INVITE session already terminated").
             self._calls.pop(call.leg_id, None)
-            self._bury(call)
         _ = leg
 
     def _on_media_state(self, call: _Call) -> None:
