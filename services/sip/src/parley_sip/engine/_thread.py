@@ -77,7 +77,7 @@ class PjThread:
         except BaseException as exc:
             log.exception("sip_engine_start_failed")
             self._safe_teardown()
-            self.to_loop(_set_exception, self._started, exc)
+            self.to_loop(_set_exception, self._started, _detached(exc))
             self.to_loop(_set_result, self._finished, None)
             return
         self.to_loop(_set_result, self._started, None)
@@ -125,9 +125,24 @@ class _Command:
         try:
             result = self.fn()
         except BaseException as exc:
-            self.owner.to_loop(_set_exception, self.fut, exc)
+            self.owner.to_loop(_set_exception, self.fut, _detached(exc))
         else:
             self.owner.to_loop(_set_result, self.fut, result)
+        self.fn = _done
+
+
+def _done() -> None:
+    return None
+
+
+def _detached(exc: BaseException) -> BaseException:
+    """The exception without its traceback and chain: their frames hold this thread's
+    pjsua2 objects (a call whose dial failed), which must not be freed by the event loop's
+    thread while this one runs pjsua (a crash)."""
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:

@@ -563,4 +563,5 @@ def _pj(fn: Any) -> Any:
     try:
         return fn()
     except pj.Error as exc:
-        raise SipError(str(exc.info())) from None
+        reason = str(exc.info())
+    raise SipError(reason)  # outside the handler: the pj.Error (and its frames) is gone
