@@ -23,7 +23,7 @@ from parley_sip.reports import LegReporter
 log = get_logger("parley.sip.inbound")
 
 # The final response to a call no device answered, by how it ended.
-REJECT_CODES = {
+REJECT_CODES: dict[int, int] = {
     calls_pb2.CALL_END_CAUSE_DENIED: 603,
     calls_pb2.CALL_END_CAUSE_NO_ANSWER: 480,
     calls_pb2.CALL_END_CAUSE_TIMEOUT: 480,
