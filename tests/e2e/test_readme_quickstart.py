@@ -15,7 +15,7 @@ import pytest_asyncio
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 
-from .stack import E2EStack, messaging_def, push_def, start_stack
+from .stack import E2EStack, messaging_def, push_def, sip_def, start_stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -29,7 +29,9 @@ async def stack(
     """What `make run` starts that the quick start uses: auth, gateways, calls, messaging."""
     home = tmp_path_factory.mktemp("quickstart")
     db = await postgres_server.create_database(f"e2e_qs_{home.name.replace('-', '_')[:30]}")
-    running = await start_stack(home, nats_server.url, db, extra=[messaging_def(), push_def()])
+    running = await start_stack(
+        home, nats_server.url, db, extra=[messaging_def(), push_def(), sip_def()]
+    )
     try:
         yield running
     finally:
