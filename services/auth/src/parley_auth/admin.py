@@ -141,6 +141,23 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(0)
 
 
+def _application_line(app: Output) -> str:
+    rotated = app["secret_rotated_at"]
+    return (
+        f"{app['application_key']}  {app['environment']:<10}  "
+        f"account {app['account_id']}  {app['name']!r}  created {app['created_at']}"
+        + (f"  secret rotated {rotated}" if rotated else "")
+    )
+
+
+# The outputs that are lists, and one line of each of their rows.
+_LISTINGS: dict[str, Callable[[Output], str]] = {
+    "rates": lambda r: f"{r['prefix']:<17} {r['rate_per_minute']:>10}/min  {r['description']}",
+    "numbers": lambda n: f"{n['number']:<17} {n['application_key']}  {n['user_id']!r}",
+    "applications": _application_line,
+}
+
+
 def _print(output: Output, as_json: bool) -> None:
     if as_json:
         print(json.dumps(output, sort_keys=False))
@@ -148,35 +165,14 @@ def _print(output: Output, as_json: bool) -> None:
     if "entries" in output:
         _print_statement(output)
         return
-    if "rates" in output:
-        rates: list[Output] = output["rates"]
-        if not rates:
-            print("no rates")
-        for rate in rates:
-            print(f"{rate['prefix']:<17} {rate['rate_per_minute']:>10}/min  {rate['description']}")
-        return
-    if "numbers" in output:
-        mapped: list[Output] = output["numbers"]
-        if not mapped:
-            print("no numbers")
-        for entry in mapped:
-            print(f"{entry['number']:<17} {entry['application_key']}  {entry['user_id']!r}")
-        return
-    if "applications" in output:
-        apps: list[Output] = output["applications"]
-        if not apps:
-            print("no applications")
-        for app in apps:
-            print(
-                f"{app['application_key']}  {app['environment']:<10}  "
-                f"account {app['account_id']}  {app['name']!r}  created {app['created_at']}"
-                + (
-                    f"  secret rotated {app['secret_rotated_at']}"
-                    if app["secret_rotated_at"]
-                    else ""
-                )
-            )
-        return
+    for listing, line in _LISTINGS.items():
+        if listing in output:
+            rows: list[Output] = output[listing]
+            if not rows:
+                print(f"no {listing}")
+            for row in rows:
+                print(line(row))
+            return
     for key, value in output.items():
         if isinstance(value, list):
             value = ", ".join(str(item) for item in value) or "none"
