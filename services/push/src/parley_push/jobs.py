@@ -27,9 +27,10 @@ from parley_push.metrics import JOBS_ENQUEUED
 from parley_push.tokens import provider_name
 from parley_service.assets import Consumer, JetStreamAssets, Stream, asset_missing
 
-# How long a sender may hold a job before JetStream gives it to another (a provider request
-# times out well before).
-ACK_WAIT_SECONDS = 30.0
+# How long a job a sender holds without a word stays its own before JetStream gives it to
+# another sender. A sender at work on a job says so every third of it (a provider request
+# may take longer), so a job held by a sender that died goes out again within this time.
+ACK_WAIT_SECONDS = 10.0
 
 
 def stream(replicas: int, max_age_seconds: float) -> Stream:

@@ -30,6 +30,7 @@ from parley_protocol import subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_push import store
 from parley_push.credentials import Senders
+from parley_push.jobs import ACK_WAIT_SECONDS
 from parley_push.metrics import DELAY_SECONDS, JOBS, SEND_SECONDS
 from parley_push.providers.base import Notification, OutcomeKind
 from parley_push.settings import PushSettings
@@ -140,6 +141,7 @@ class JobSenders:
                 await asyncio.sleep(PULL_RETRY_SECONDS)
 
     async def _one(self, msg: Msg) -> None:
+        working = asyncio.create_task(_working(msg))
         try:
             await self._send(msg)
         except Exception as exc:  # never lose a job to a bug: JetStream gives it out again
@@ -147,6 +149,7 @@ class JobSenders:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self._base)
         finally:
+            working.cancel()
             self._slots.release()
 
     async def _send(self, msg: Msg) -> None:
@@ -228,3 +231,12 @@ class JobSenders:
                 reason=outcome.reason,
             )
             await msg.term()
+
+
+async def _working(msg: Msg) -> None:
+    """Tell JetStream the job is being worked on, every third of its ack wait, so that it
+    is not given to another sender while a slow provider request runs."""
+    while True:
+        await asyncio.sleep(ACK_WAIT_SECONDS / 3)
+        with contextlib.suppress(Exception):
+            await msg.in_progress()
