@@ -111,6 +111,8 @@ class SipEngine:
         self._auth_accounts: dict[Credentials, _Account] = {}
         self._calls: dict[int, _Call] = {}
         self._graveyard: list[tuple[float, Any]] = []
+        # Bridge ports of calls that ended, for the next calls (see _disconnect_port).
+        self._free_ports: list[BridgePort] = []
 
     # -- properties --------------------------------------------------------------------
     @property
@@ -322,6 +324,8 @@ class SipEngine:
         # Every port must be out of the bridge before libDestroy.
         time.sleep(_PORT_GRACE_S / 2)
         self._graveyard.clear()
+        self._free_ports.clear()
+        time.sleep(_PORT_GRACE_S / 2)  # the bridge's clock thread lets the removed ports go
         for acc in [self._account, *self._auth_accounts.values()]:
             if acc is not None:
                 try:
@@ -475,7 +479,8 @@ class SipEngine:
             leg = self._legs.get(call.leg_id)
             if leg is None:
                 return
-            port = BridgePort(leg.pipe, f"leg{call.leg_id}")
+            port = self._free_ports.pop() if self._free_ports else BridgePort(None, "leg")
+            port.pipe = leg.pipe
             port.startTransmit(am)
             am.startTransmit(port)
             call.port, call.slot = port, am
@@ -504,7 +509,10 @@ class SipEngine:
                 src.stopTransmit(dst)
             except pj.Error:
                 pass
-        self._bury(port)
+        # Ports are kept for the next call, never destroyed while pjsua runs: the bridge
+        # removes a port on its own clock thread, a tick after the port's memory would be
+        # gone (a crash under load).
+        self._free_ports.append(port)
         self._bury(slot)
 
     def _on_dtmf(self, call: _Call, digit: str) -> None:

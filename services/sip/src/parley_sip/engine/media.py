@@ -89,7 +89,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
     """A 48 kHz mono port of the conference bridge that feeds and drains an AudioPipe."""
 
-    def __init__(self, pipe: AudioPipe, name: str) -> None:
+    def __init__(self, pipe: AudioPipe | None, name: str) -> None:
         super().__init__()
         self.pipe: AudioPipe | None = pipe
         fmt = pj.MediaFormatAudio()
