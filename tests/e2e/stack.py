@@ -4,9 +4,10 @@ on free ports, against the session's NATS (or one of its own) and a fresh databa
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from parley_client import ParleyClient, ToneSource
+from parley_devstack.postgres import EmbeddedPostgres
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
 from tests.support.calls import Follower, Party
@@ -142,6 +144,23 @@ class E2EStack:
         return self.log.getvalue()
 
 
+@contextlib.asynccontextmanager
+async def running_stack(
+    home: Path, nats_url: str, postgres: EmbeddedPostgres, **options: Any
+) -> AsyncIterator[E2EStack]:
+    """A stack (see start_stack; `options` are its arguments) on a database of its own,
+    its output printed when the block fails, stopped afterwards."""
+    db = await postgres.create_database(f"e2e_{home.name.replace('-', '_')[:40]}")
+    running = await start_stack(home, nats_url, db, **options)
+    try:
+        yield running
+    except BaseException:
+        print(running.output())
+        raise
+    finally:
+        await running.devstack.stop()
+
+
 async def start_stack(
     home: Path,
     nats_url: str,
@@ -218,6 +237,16 @@ async def calling_party(
     await client.start()
     await client.start_listening_on_active_connection()
     return party
+
+
+def trunk_env(port: int) -> dict[str, str]:
+    """Settings of a sip service whose trunk is on 127.0.0.1:`port` (a far phone or sipp
+    listens there in a test), telling auth how long its calls last every second."""
+    return {
+        "PARLEY_SIP_TRUNK_HOST": "127.0.0.1",
+        "PARLEY_SIP_TRUNK_PORT": str(port),
+        "PARLEY_SIP_CREDIT_TOUCH_SECONDS": "1",
+    }
 
 
 def sip_def(env: Mapping[str, str] | None = None, name: str = "sip") -> ServiceDef:

@@ -30,7 +30,7 @@ from tests.support.sip.phone_process import PhoneProcess
 from tests.support.sip.sipp import Sipp, free_udp_port
 from tests.support.wire import bounded, eventually
 
-from .stack import E2EStack, calling_party, sip_def, start_stack
+from .stack import E2EStack, calling_party, running_stack, sip_def, trunk_env
 
 TEST_NUMBER = "+46000000000"
 MAX_CALL_SECONDS = 8
@@ -67,20 +67,16 @@ async def stack(
     trunk_port: int,
     inbound_port: int,
 ) -> AsyncIterator[E2EStack]:
-    home = tmp_path_factory.mktemp("sip")
-    db = await postgres_server.create_database(f"e2e_sip_{home.name.replace('-', '_')[:30]}")
     # Two replicas of CAPACITY calls each, both on the same trunk.
     sip_env = {
-        "PARLEY_SIP_TRUNK_HOST": "127.0.0.1",
-        "PARLEY_SIP_TRUNK_PORT": str(trunk_port),
+        **trunk_env(trunk_port),
         "PARLEY_SIP_CALLER_ID": "+15550001111",
-        "PARLEY_SIP_CREDIT_TOUCH_SECONDS": "1",
         "PARLEY_SIP_MAX_CALLS": str(CAPACITY),
     }
-    running = await start_stack(
-        home,
+    async with running_stack(
+        tmp_path_factory.mktemp("sip"),
         nats_server.url,
-        db,
+        postgres_server,
         gateways=("gateway-a",),
         extra=[
             sip_def({**sip_env, "PARLEY_SIP_PORT": str(inbound_port)}, "sip-a"),
@@ -89,14 +85,8 @@ async def stack(
         # A call is paid for at most this long: the test of a call cut when its credit
         # runs out takes seconds, not minutes.
         auth_env={"PARLEY_AUTH_CREDIT_MAX_CALL_SECONDS": str(MAX_CALL_SECONDS)},
-    )
-    try:
+    ) as running:
         yield running
-    except BaseException:
-        print(running.output())
-        raise
-    finally:
-        await running.devstack.stop()
 
 
 @contextlib.asynccontextmanager

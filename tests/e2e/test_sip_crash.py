@@ -17,7 +17,7 @@ from parley_devstack.postgres import EmbeddedPostgres
 from tests.support.sip.sipp import Sipp, free_udp_port
 from tests.support.wire import bounded, eventually
 
-from .stack import E2EStack, calling_party, sip_def, start_stack
+from .stack import E2EStack, calling_party, running_stack, sip_def, trunk_env
 
 LEASE_SECONDS = 3
 
@@ -34,33 +34,18 @@ async def stack(
     postgres_server: EmbeddedPostgres,
     trunk_port: int,
 ) -> AsyncIterator[E2EStack]:
-    home = tmp_path_factory.mktemp("sipcrash")
-    db = await postgres_server.create_database(f"e2e_sipc_{home.name.replace('-', '_')[:30]}")
-    sip = sip_def(
-        {
-            "PARLEY_SIP_TRUNK_HOST": "127.0.0.1",
-            "PARLEY_SIP_TRUNK_PORT": str(trunk_port),
-            "PARLEY_SIP_CREDIT_TOUCH_SECONDS": "1",
-        }
-    )
-    running = await start_stack(
-        home,
+    async with running_stack(
+        tmp_path_factory.mktemp("sipcrash"),
         nats_server.url,
-        db,
+        postgres_server,
         gateways=("gateway-a",),
-        extra=[sip],
+        extra=[sip_def(trunk_env(trunk_port))],
         auth_env={
             "PARLEY_AUTH_CREDIT_LEASE_SECONDS": str(LEASE_SECONDS),
             "PARLEY_AUTH_CREDIT_SWEEP_SECONDS": "0.5",
         },
-    )
-    try:
+    ) as running:
         yield running
-    except BaseException:
-        print(running.output())
-        raise
-    finally:
-        await running.devstack.stop()
 
 
 @bounded(60)

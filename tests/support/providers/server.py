@@ -16,12 +16,12 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from tests.support.lifecycle import Started
 from tests.support.providers.tls import LocalTls
 
 Scope = MutableMapping[str, Any]
@@ -146,7 +146,7 @@ class LocalHttpsServer:
             gc.collect()
 
 
-class FakeProvider:
+class FakeProvider(Started):
     """A provider's HTTP API on a local HTTPS server. Subclasses answer `handle(request)`.
 
     Test controls: `mark_dead(token)`, `start_outage(retry_after=...)`, `end_outage()`;
@@ -175,18 +175,6 @@ class FakeProvider:
 
     async def stop(self) -> None:
         await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def mark_dead(self, token: str) -> None:
         """From now on `token` gets the provider's answer for an uninstalled app."""

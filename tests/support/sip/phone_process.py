@@ -7,15 +7,15 @@ import json
 import signal
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from parley_devstack._proc import parent_death_signal
+from tests.support.lifecycle import Started
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class PhoneProcess:
+class PhoneProcess(Started):
     """``async with PhoneProcess("--answer", "--tone", "1000") as phone``: ``phone.port``
     is its SIP port once it is ready; ``await phone.result()`` is its JSON report."""
 
@@ -71,15 +71,3 @@ class PhoneProcess:
             return
         proc.kill()
         await proc.wait()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

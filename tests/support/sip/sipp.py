@@ -16,10 +16,9 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from parley_devstack._proc import parent_death_signal
+from tests.support.lifecycle import Started
 
 HERE = Path(__file__).parent
 HOST = "127.0.0.1"
@@ -80,7 +79,7 @@ def free_media_port() -> int:
     raise RuntimeError("no free media port range")
 
 
-class Sipp:
+class Sipp(Started):
     """One sipp process running ``scenario``.
 
     As a UAS (no ``remote``) it listens on ``port`` (a free one when 0); as a UAC it calls ``remote``
@@ -279,18 +278,6 @@ class Sipp:
             returncode = proc.returncode if proc.returncode is not None else -1
             self._result = SippResult(returncode, text("messages"), text("errors"), text("screen"))
         return self._result
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def _tcp_open(port: int) -> bool:

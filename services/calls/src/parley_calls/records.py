@@ -50,11 +50,6 @@ LEG_SESSION = "leg"
 LEG_CAUSES = frozenset({UNSPECIFIED, FAILURE})
 
 
-def is_remote(record: Record) -> bool:
-    """A party is a remote leg (a phone number or a SIP address), not a user's devices."""
-    return record.kind in LEG_SERVICES
-
-
 def kind_name(kind: int) -> str:
     """`CALL_KIND_PHONE` -> `phone` (for logs and metric labels)."""
     try:

@@ -441,7 +441,6 @@ class SipEngine:
         state = ci.state
         thread = self._thread
         assert thread is not None
-        leg = self._legs.get(call.leg_id)
         if state == pj.PJSIP_INV_STATE_EARLY or ci.lastStatusCode in (180, 183):
             if call.slot is None or not call.confirmed:
                 thread.to_loop(self._leg_event, call.leg_id, "progress", None)
@@ -459,7 +458,6 @@ class SipEngine:
             # slot, which pjsua gives to the next call: that call would never hear of its
             # state again (its hang-up fails with "INVITE session already terminated").
             self._calls.pop(call.leg_id, None)
-        _ = leg
 
     def _on_media_state(self, call: _Call) -> None:
         if call.disconnected:
