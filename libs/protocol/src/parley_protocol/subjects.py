@@ -21,6 +21,9 @@ AUTH_NUMBER_LOOKUP = "parley.auth.number_lookup"
 AUTH_CREDITS_RESERVE = "parley.auth.credits.reserve"
 AUTH_CREDITS_TOUCH = "parley.auth.credits.touch"
 AUTH_CREDITS_SETTLE = "parley.auth.credits.settle"
+# Whether an app backend's REST request is signed with its application's secret
+# (parley.v1.VerifyRequestSignature).
+AUTH_VERIFY_REQUEST = "parley.auth.verify_request"
 # Published by auth when its signing keys change (rotation): verifiers refetch the JWKS.
 AUTH_KEYS_CHANGED = "parley.auth.keys_changed"
 
@@ -118,6 +121,7 @@ def push_jobs(provider: str) -> str:
 # the service that holds a call's far side, tells the leg what it must hear, and hears its
 # reports on one subject.
 SIP_QUEUE = "sip"
+CONFERENCE_QUEUE = "conference"
 CALLS_LEG_REPORTS = "parley.calls.leg"
 CALLS_QUEUE = "calls"
 CALL_LEGS = "parley.call.leg.>"
@@ -131,3 +135,24 @@ def call_dial(service: str) -> str:
 def call_leg(app_key: str, call_id: str) -> str:
     """Where the events of one remote leg go (app key and call id are validated GUIDs)."""
     return f"parley.call.leg.{app_key}.{call_id}"
+
+
+# Conference rooms (conference.proto). App-backend requests (REST on the gateway) go to any
+# conference replica (queue group conference), which passes them to the room's replica.
+CONFERENCE_QUERY = "parley.conference.query"
+CONFERENCE_COMMAND = "parley.conference.command"
+CONFERENCE_CALLOUT = "parley.conference.callout"
+# KV buckets: which replica holds a room (parley.v1.RoomPlacement), and each live replica's
+# load (parley.v1.ReplicaLoad).
+CONFERENCE_ROOMS_BUCKET = "conference_rooms"
+CONFERENCE_REPLICAS_BUCKET = "conference_replicas"
+
+
+def conference_key(app_key: str, conference_id: str) -> str:
+    """A room's key: the app key and the conference id (any characters, so encoded)."""
+    return f"{app_key}.{encode_user_id(conference_id)}"
+
+
+def conference_replica(replica_id: str, verb: str) -> str:
+    """One conference replica's own subject for `verb` (dial, query, command, callout)."""
+    return f"parley.conference.replica.{replica_id}.{verb}"

@@ -132,3 +132,21 @@ class NumberLookupResponse(_message.Message):
     application_key: str
     user_id: str
     def __init__(self, found: _Optional[bool] = ..., application_key: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class VerifyRequestSignature(_message.Message):
+    __slots__ = ("application_key", "string_to_sign", "signature")
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    STRING_TO_SIGN_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    application_key: str
+    string_to_sign: str
+    signature: str
+    def __init__(self, application_key: _Optional[str] = ..., string_to_sign: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+
+class RequestSignatureVerified(_message.Message):
+    __slots__ = ("application_key", "environment")
+    APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    application_key: str
+    environment: str
+    def __init__(self, application_key: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...

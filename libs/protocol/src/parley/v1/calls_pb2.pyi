@@ -20,6 +20,7 @@ class CallEndCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_END_CAUSE_FAILURE: _ClassVar[CallEndCause]
     CALL_END_CAUSE_OTHER_DEVICE_ANSWERED: _ClassVar[CallEndCause]
     CALL_END_CAUSE_INACTIVE: _ClassVar[CallEndCause]
+    CALL_END_CAUSE_REMOVED: _ClassVar[CallEndCause]
 
 class CallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -27,6 +28,7 @@ class CallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_KIND_APP: _ClassVar[CallKind]
     CALL_KIND_PHONE: _ClassVar[CallKind]
     CALL_KIND_SIP: _ClassVar[CallKind]
+    CALL_KIND_CONFERENCE: _ClassVar[CallKind]
 
 class CallPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,10 +46,12 @@ CALL_END_CAUSE_TIMEOUT: CallEndCause
 CALL_END_CAUSE_FAILURE: CallEndCause
 CALL_END_CAUSE_OTHER_DEVICE_ANSWERED: CallEndCause
 CALL_END_CAUSE_INACTIVE: CallEndCause
+CALL_END_CAUSE_REMOVED: CallEndCause
 CALL_KIND_UNSPECIFIED: CallKind
 CALL_KIND_APP: CallKind
 CALL_KIND_PHONE: CallKind
 CALL_KIND_SIP: CallKind
+CALL_KIND_CONFERENCE: CallKind
 CALL_PHASE_UNSPECIFIED: CallPhase
 CALL_PHASE_INITIATING: CallPhase
 CALL_PHASE_RINGING: CallPhase
@@ -55,7 +59,7 @@ CALL_PHASE_ANSWERED: CallPhase
 CALL_PHASE_ENDED: CallPhase
 
 class StartCall(_message.Message):
-    __slots__ = ("call_id", "callee_user_id", "video", "headers", "offer_sdp", "phone_number", "sip_uri")
+    __slots__ = ("call_id", "callee_user_id", "video", "headers", "offer_sdp", "phone_number", "sip_uri", "conference_id")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +74,7 @@ class StartCall(_message.Message):
     OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
     PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     SIP_URI_FIELD_NUMBER: _ClassVar[int]
+    CONFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     callee_user_id: str
     video: bool
@@ -77,7 +82,8 @@ class StartCall(_message.Message):
     offer_sdp: str
     phone_number: str
     sip_uri: str
-    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., phone_number: _Optional[str] = ..., sip_uri: _Optional[str] = ...) -> None: ...
+    conference_id: str
+    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., video: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., phone_number: _Optional[str] = ..., sip_uri: _Optional[str] = ..., conference_id: _Optional[str] = ...) -> None: ...
 
 class RingCall(_message.Message):
     __slots__ = ("call_id",)
@@ -316,7 +322,7 @@ class LegEvent(_message.Message):
     def __init__(self, application_key: _Optional[str] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[CallSignalReceived, _Mapping]] = ..., call_progressing: _Optional[_Union[CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[CallAnswered, _Mapping]] = ...) -> None: ...
 
 class LegIncoming(_message.Message):
-    __slots__ = ("call_id", "callee_user_id", "from_number", "headers", "offer_sdp")
+    __slots__ = ("call_id", "callee_user_id", "from_number", "headers", "offer_sdp", "kind")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -329,12 +335,14 @@ class LegIncoming(_message.Message):
     FROM_NUMBER_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     OFFER_SDP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     callee_user_id: str
     from_number: str
     headers: _containers.ScalarMap[str, str]
     offer_sdp: str
-    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., from_number: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ...) -> None: ...
+    kind: CallKind
+    def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., from_number: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., kind: _Optional[_Union[CallKind, str]] = ...) -> None: ...
 
 class LegReport(_message.Message):
     __slots__ = ("application_key", "ring", "answer", "hangup", "signal", "incoming")
