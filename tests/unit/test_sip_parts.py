@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from av import AudioFrame
 
+from parley_legs.webrtc import FRAME_BYTES, FRAME_SAMPLES, PcmSink, pcm_frame
 from parley_protocol.errors import ErrorCode
 from parley_service.settings import SettingsError
 from parley_sip.bridge import DECLINED, sip_error
@@ -14,7 +15,6 @@ from parley_sip.dial import calling_number
 from parley_sip.engine import SipEnd
 from parley_sip.prompt import prompt_frames
 from parley_sip.settings import SipSettings
-from parley_sip.webrtc import FRAME_BYTES, FRAME_SAMPLES, PcmSink, pcm_frame
 
 
 def test_the_trunk_uri_carries_the_number_host_port_and_transport() -> None:

@@ -4,15 +4,15 @@ SIP calls from the calls service."""
 
 from __future__ import annotations
 
+from parley_legs.reports import LegReporter
+from parley_legs.webrtc import use_host_addresses
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
 from parley_sip.credits import Credits
 from parley_sip.dial import Dialler
 from parley_sip.engine import EngineConfig, SipEngine
-from parley_sip.reports import LegReporter
 from parley_sip.settings import SipSettings
-from parley_sip.webrtc import use_host_addresses
 
 log = get_logger("parley.sip")
 

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2, common_pb2
+from parley_legs.leg import Leg
+from parley_legs.reports import LegReporter
 from parley_protocol.errors import ErrorCode
 from parley_service.logs import get_logger
 from parley_sip.credits import Credits, Reservation
 from parley_sip.engine import Credentials, SipEnd, SipEngine, SipLeg
-from parley_sip.legs import Leg
-from parley_sip.metrics import SIP_RESPONSES
-from parley_sip.reports import LegReporter
+from parley_sip.metrics import LEG_METRICS, SIP_RESPONSES
 
 log = get_logger("parley.sip.bridge")
 
@@ -68,6 +68,7 @@ def done_event(future: asyncio.Future[SipEnd]) -> asyncio.Event:
 class Bridged(Leg):
     """A leg whose far side is a SIP call (`self.sip` once there is one)."""
 
+    metrics = LEG_METRICS
     sip: SipLeg | None = None
     _pump: asyncio.Task[None] | None = None
 

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client as NATS
 
 from parley.v1 import auth_pb2, calls_pb2
+from parley_legs.leg import Leg
+from parley_legs.reports import LegReporter
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import validate_phone_number, validate_sip_identity
@@ -34,9 +36,7 @@ from parley_sip.bridge import SipBridge
 from parley_sip.credits import Credits
 from parley_sip.engine import Credentials, IncomingInvite, SipEngine
 from parley_sip.inbound import InboundBridge
-from parley_sip.legs import Leg
 from parley_sip.metrics import DIALS_REFUSED
-from parley_sip.reports import LegReporter
 from parley_sip.settings import SipSettings
 from parley_sip.test_number import TestNumberLeg
 

@@ -14,11 +14,11 @@ import asyncio
 from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2
+from parley_legs.reports import LegReporter
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.logs import get_logger
 from parley_sip.bridge import MEDIA_FAILED, Bridged, done_event, released
 from parley_sip.engine import IncomingInvite, SipEnd
-from parley_sip.reports import LegReporter
 
 log = get_logger("parley.sip.inbound")
 

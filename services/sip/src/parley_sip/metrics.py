@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from parley_legs.leg import LegMetrics
+
 LEGS_LIVE = Gauge(
     "parley_sip_legs_live",
     "Remote legs this replica holds now, by kind (sip: a SIP call; test_number: the prompt).",
@@ -16,6 +18,7 @@ LEGS_ENDED = Counter(
     "media_failed, credit_exhausted, prompt_played, drained, failed).",
     ["kind", "outcome"],
 )
+LEG_METRICS = LegMetrics(LEGS_LIVE, LEGS_ENDED)
 SIP_RESPONSES = Counter(
     "parley_sip_final_responses_total",
     "Final SIP statuses of calls placed, by class (2xx, 4xx, 5xx, 6xx).",

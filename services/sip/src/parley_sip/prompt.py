@@ -9,7 +9,7 @@ from importlib import resources
 
 import numpy as np
 
-from parley_sip.webrtc import FRAME_SAMPLES, SAMPLE_RATE
+from parley_legs.webrtc import FRAME_SAMPLES, SAMPLE_RATE
 
 PROMPT = "connected.wav"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from parley_sip.legs import Leg
+from parley_legs.leg import Leg
+from parley_legs.webrtc import FRAME_SAMPLES, SAMPLE_RATE
+from parley_sip.metrics import LEG_METRICS
 from parley_sip.prompt import prompt_frames
-from parley_sip.webrtc import FRAME_SAMPLES, SAMPLE_RATE
 
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 # How long the client's media may take to connect after the answer.
@@ -20,6 +21,7 @@ TAIL_FRAMES = 15
 
 class TestNumberLeg(Leg):
     kind = "test_number"
+    metrics = LEG_METRICS
     __test__ = False  # not a test class, whatever its name
 
     async def run(self) -> None:

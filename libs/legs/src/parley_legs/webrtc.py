@@ -1,7 +1,7 @@
-"""The client's WebRTC leg on a sip replica: answers the client's offer, sends it audio from a
-queue of PCM frames, and hands the client's audio on as PCM.
+"""The client's WebRTC leg on a service that holds remote legs (sip): answers the client's
+offer, sends it audio from a queue of PCM frames, and hands the client's audio on as PCM.
 
-PCM is the bridge's one format both ways: 48 kHz mono signed 16-bit little-endian in 20 ms
+PCM is the legs' one format both ways: 48 kHz mono signed 16-bit little-endian in 20 ms
 frames (960 samples, 1920 bytes). What the client sends (Opus, usually stereo at 48 kHz) is
 resampled to it by PyAV. Which local addresses ICE offers is a setting (`use_host_addresses`,
 once per process: aioice reads them from a module-level function).
@@ -23,7 +23,7 @@ from av.audio.resampler import AudioResampler
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.logs import get_logger
 
-log = get_logger("parley.sip.webrtc")
+log = get_logger("parley.legs.webrtc")
 
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 960
@@ -187,7 +187,7 @@ class WebRtcLeg:
     def _start_reading(self) -> None:
         if self._reader is None and self._remote is not None and not self._closed:
             self._reader = asyncio.get_running_loop().create_task(
-                self._read(self._remote), name="parley sip webrtc audio"
+                self._read(self._remote), name="parley leg webrtc audio"
             )
 
     async def _read(self, track: MediaStreamTrack) -> None:

@@ -12,7 +12,7 @@ from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
 
-log = get_logger("parley.sip.reports")
+log = get_logger("parley.legs.reports")
 
 REPORT_TIMEOUT_SECONDS = 3.0
 REPORT_ATTEMPTS = 4

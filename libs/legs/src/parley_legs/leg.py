@@ -12,27 +12,39 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import ClassVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from prometheus_client import Counter, Gauge
 
 from parley.v1 import calls_pb2, common_pb2
+from parley_legs.reports import LegReporter
+from parley_legs.webrtc import WebRtcLeg
 from parley_protocol import subjects
 from parley_protocol.errors import ParleyError
 from parley_service.logs import get_logger
-from parley_sip.metrics import LEGS_ENDED, LEGS_LIVE
-from parley_sip.reports import LegReporter
-from parley_sip.webrtc import WebRtcLeg
 
-log = get_logger("parley.sip.legs")
+log = get_logger("parley.legs")
+
+
+@dataclass(frozen=True)
+class LegMetrics:
+    """A service's leg metrics: legs live by kind, legs ended by kind and outcome."""
+
+    live: Gauge
+    ended: Counter
 
 
 class Leg:
     """One call's far side. `start()` answers the offer and returns the WebRTC answer;
-    `run()` (a task of the dialler's) does the call; `done` is set once it ended."""
+    `run()` (a task of the service's) does the call; `done` is set once it ended."""
 
     kind = "leg"
+    # Each service's legs count in its own metrics.
+    metrics: ClassVar[LegMetrics | None] = None
 
     def __init__(self, nc: NATS, reporter: LegReporter, record: calls_pb2.CallRecord) -> None:
         self.record = record
@@ -66,7 +78,8 @@ class Leg:
         self._sub = await self._nc.subscribe(
             subjects.call_leg(self.app, self.call_id), cb=self._leg_event
         )
-        LEGS_LIVE.labels(self.kind).inc()
+        if self.metrics is not None:
+            self.metrics.live.labels(self.kind).inc()
         await self.prepare()
 
     async def prepare(self) -> None:
@@ -117,8 +130,9 @@ class Leg:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
-        LEGS_LIVE.labels(self.kind).dec()
-        LEGS_ENDED.labels(self.kind, outcome).inc()
+        if self.metrics is not None:
+            self.metrics.live.labels(self.kind).dec()
+            self.metrics.ended.labels(self.kind, outcome).inc()
         log.info("leg_ended", app=self.app, call=self.call_id, kind=self.kind, outcome=outcome)
         self.done.set()
 
