@@ -251,10 +251,20 @@ def trunk_env(port: int) -> dict[str, str]:
 
 def sip_def(env: Mapping[str, str] | None = None, name: str = "sip") -> ServiceDef:
     """The sip service, its WebRTC kept on loopback (trunk and other settings in `env`)."""
+    return _leg_service("sip", name, env)
+
+
+def conference_def(env: Mapping[str, str] | None = None, name: str = "conference") -> ServiceDef:
+    """The conference service, its WebRTC kept on loopback (settings in `env`)."""
+    return _leg_service("conference", name, env)
+
+
+def _leg_service(service: str, name: str, env: Mapping[str, str] | None) -> ServiceDef:
+    """A service that holds calls' far sides, its WebRTC on loopback."""
     return ServiceDef(
         name=name,
-        module="parley_sip",
+        module=f"parley_{service}",
         health_port=0,
-        env={"PARLEY_SIP_ICE_HOST_ADDRESSES": "127.0.0.1", **(env or {})},
+        env={f"PARLEY_{service.upper()}_ICE_HOST_ADDRESSES": "127.0.0.1", **(env or {})},
         restart=False,
     )

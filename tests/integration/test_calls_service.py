@@ -458,6 +458,16 @@ async def test_bad_inputs_get_their_own_error_and_the_session_lives(
         (start(callee_user_id=me), E.ERROR_CODE_INVALID_ARGUMENT, "callee_user_id"),
         (start(callee_user_id=""), E.ERROR_CODE_INVALID_USER_ID, "callee_user_id"),
         (start(callee_user_id="x" * 41), E.ERROR_CODE_INVALID_USER_ID, "callee_user_id"),
+        (
+            start(callee_user_id="", conference_id="r" * 65),
+            E.ERROR_CODE_INVALID_CONFERENCE_ID,
+            "conference_id",
+        ),
+        (
+            start(conference_id="room"),
+            E.ERROR_CODE_INVALID_ARGUMENT,
+            "callee_user_id",
+        ),
         ({"ring_call": C.RingCall(call_id="")}, E.ERROR_CODE_INVALID_ARGUMENT, "call_id"),
         (
             {"hangup_call": C.HangupCall(call_id=str(uuid.uuid4()))},

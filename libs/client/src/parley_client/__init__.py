@@ -32,6 +32,7 @@ from parley_client.call_details import (
 )
 from parley_client.calls import CallClient, CallClientListener
 from parley_client.client import ClientListener, ParleyClient
+from parley_client.conference import ConferenceEvent, Participant, ParticipantChange
 from parley_client.config import Capabilities
 from parley_client.errors import ConfigurationError, ConfigurationProblem, ErrorType, ParleyError
 from parley_client.features import Connected, Feature, FeatureLink
@@ -85,6 +86,7 @@ __all__ = [
     "Capabilities",
     "ClientListener",
     "ClientRegistration",
+    "ConferenceEvent",
     "ConfigurationError",
     "ConfigurationProblem",
     "Connected",
@@ -102,6 +104,8 @@ __all__ = [
     "ParleyClient",
     "ParleyClientBuilder",
     "ParleyError",
+    "Participant",
+    "ParticipantChange",
     "PatternMark",
     "PatternSource",
     "PushClient",

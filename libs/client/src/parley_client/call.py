@@ -34,6 +34,7 @@ from parley_client.call_details import (
     CallState,
     PushPair,
 )
+from parley_client.conference import ConferenceEvent, Participant
 from parley_client.errors import ErrorType, ParleyError
 from parley_client.features import FeatureLink
 from parley_client.futures import app_future, settle
@@ -94,6 +95,11 @@ class CallListener:
         """The far side sent DTMF digits (an extension of the guide's listener)."""
         return None
 
+    def on_conference_changed(self, call: Call, event: ConferenceEvent) -> Awaitable[None] | None:
+        """A conference call's room changed: someone joined, left, or was muted or unmuted
+        (`call.participants` is the room after it)."""
+        return None
+
 
 class CallHost(Protocol):
     """What a call needs of its call client."""
@@ -120,10 +126,10 @@ class CallHost(Protocol):
 
 
 class Call:
-    """A call to or from another user of the application, or to a phone number or a SIP
-    address (`kind`; `remote_user_id` is then the number or the address). Made by the call
-    client (`call_user`, `call_phone_number`, `call_sip`, or an incoming call); the app does
-    not construct one."""
+    """A call to or from another user of the application, or to a phone number, a SIP
+    address or a conference room (`kind`; `remote_user_id` is then the number, the address
+    or the conference id). Made by the call client (`call_user`, `call_phone_number`,
+    `call_sip`, `call_conference`, or an incoming call); the app does not construct one."""
 
     def __init__(
         self,
@@ -183,6 +189,7 @@ class Call:
         self._remote_video_paused = False
         self._last_frame = 0.0
         self._watchdog: asyncio.Task[None] | None = None
+        self._participants: tuple[Participant, ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -195,6 +202,12 @@ class Call:
     @property
     def state(self) -> CallState:
         return self._state
+
+    @property
+    def participants(self) -> tuple[Participant, ...]:
+        """A conference call's room as last told (empty for other calls, and until the
+        first change arrives)."""
+        return self._participants
 
     @property
     def headers(self) -> dict[str, str]:
@@ -343,6 +356,10 @@ class Call:
     def on_ended(self, cause: CallEndCause, error: ParleyError | None, ended_at_ms: int) -> None:
         self._end(cause, error, ended_at_ms)
 
+    def on_conference_changed(self, event: ConferenceEvent) -> None:
+        self._participants = event.participants
+        self._tell("on_conference_changed", self, event)
+
     def on_signal(self, signal: calls_pb.CallSignal) -> None:
         kind = signal.WhichOneof("kind")
         if kind == "offer_sdp":
@@ -415,6 +432,8 @@ class Call:
             start.phone_number = self.remote_user_id
         elif self.kind is CallKind.SIP:
             start.sip_uri = self.remote_user_id
+        elif self.kind is CallKind.CONFERENCE:
+            start.conference_id = self.remote_user_id
         else:
             start.callee_user_id = self.remote_user_id
         try:

@@ -18,11 +18,13 @@ class CallState(enum.Enum):
 
 
 class CallKind(enum.Enum):
-    """Whom a call is with: another user of the app, a phone number, or a SIP address."""
+    """Whom a call is with: another user of the app, a phone number, a SIP address, or a
+    conference room."""
 
     APP = "app"
     PHONE = "phone"
     SIP = "sip"
+    CONFERENCE = "conference"
 
 
 class CallDirection(enum.Enum):
@@ -41,6 +43,8 @@ class CallEndCause(enum.Enum):
     FAILURE = calls_pb.CALL_END_CAUSE_FAILURE
     OTHER_DEVICE_ANSWERED = calls_pb.CALL_END_CAUSE_OTHER_DEVICE_ANSWERED
     INACTIVE = calls_pb.CALL_END_CAUSE_INACTIVE
+    # The application removed this participant from its conference.
+    REMOVED = calls_pb.CALL_END_CAUSE_REMOVED
 
     @classmethod
     def from_wire(cls, value: int) -> CallEndCause:

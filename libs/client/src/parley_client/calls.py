@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from parley_client.audio import AudioController
 from parley_client.call import HANGUP_ACK_TIMEOUT, Call
 from parley_client.call_details import CallDirection, CallEndCause, CallKind
+from parley_client.conference import ConferenceEvent
 from parley_client.config import ClientConfig
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.features import Connected, Feature
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
 ICE_REFRESH_MARGIN_MS = 30_000
 # How long terminate() lets the media of ended calls close.
 MEDIA_CLOSE_TIMEOUT = 2.0
+# The kinds of call that ring a user's device: from another user, a phone, a conference
+# calling the user into its room.
+_INCOMING_KINDS = {
+    calls_pb.CALL_KIND_APP: CallKind.APP,
+    calls_pb.CALL_KIND_PHONE: CallKind.PHONE,
+    calls_pb.CALL_KIND_CONFERENCE: CallKind.CONFERENCE,
+}
 
 
 class CallClientListener:
@@ -73,6 +81,7 @@ class CallClient(Feature):
             "call_answered",
             "call_ended",
             "call_signal_received",
+            "conference_changed",
         }
     )
 
@@ -153,6 +162,19 @@ class CallClient(Feature):
             raise ParleyError.from_protocol(exc) from None
         return self._place(sip_identity, headers, video=False, kind=CallKind.SIP)
 
+    def call_conference(self, conference_id: str, headers: Mapping[str, str] | None = None) -> Call:
+        """Join the conference room `conference_id` (at most 64 characters; rooms are the
+        application's own: the same id in another application is another room). Everyone
+        in the room hears everyone else. `call.participants` says who is in it, and
+        `CallListener.on_conference_changed` tells each join, leave, mute and unmute. A
+        participant the application removes (REST) ends with REMOVED. ParleyError at once
+        for an invalid id (INVALID_CONFERENCE_ID) or headers."""
+        try:
+            validation.validate_conference_id(conference_id, "conference_id")
+        except ProtocolError as exc:
+            raise ParleyError.from_protocol(exc) from None
+        return self._place(conference_id, headers, video=False, kind=CallKind.CONFERENCE)
+
     async def claim(self, call_id: str) -> calls_pb.ClaimCallReply:
         """Ask for a call this device learnt of by push (a relayed payload): when it still
         waits for an answer, the service offers it to this device too (CallIncoming follows,
@@ -202,6 +224,10 @@ class CallClient(Feature):
             call.on_ended(CallEndCause.from_wire(ended.cause), error, ended.ended_at_ms)
         elif body == "call_signal_received":
             call.on_signal(envelope.call_signal_received.signal)
+        elif body == "conference_changed":
+            event = ConferenceEvent.from_wire(envelope.conference_changed)
+            if event is not None:
+                call.on_conference_changed(event)
 
     async def on_connected(self, connected: Connected) -> None:
         if connected.reconnected and not connected.resumed:
@@ -332,9 +358,13 @@ class CallClient(Feature):
     def _incoming(self, incoming: calls_pb.CallIncoming) -> None:
         if incoming.call_id in self._calls:
             return
+        kind = _INCOMING_KINDS.get(incoming.kind, CallKind.APP)
         try:
             validation.validate_call_id(incoming.call_id)
-            validation.validate_user_id(incoming.caller_user_id, "caller_user_id")
+            if kind is CallKind.CONFERENCE:
+                validation.validate_conference_id(incoming.caller_user_id, "caller_user_id")
+            else:
+                validation.validate_user_id(incoming.caller_user_id, "caller_user_id")
         except ProtocolError as exc:
             self.link.log.warning(f"an incoming call was dropped: {exc}")
             return
@@ -347,7 +377,7 @@ class CallClient(Feature):
             video=incoming.video,
             offer_sdp=incoming.offer_sdp,
             started_time=incoming.started_at_ms / 1000 if incoming.started_at_ms else None,
-            kind=CallKind.PHONE if incoming.kind == calls_pb.CALL_KIND_PHONE else CallKind.APP,
+            kind=kind,
         )
         self._calls[call.call_id] = call
         self.link.log.info(f"incoming call {call.call_id} from {call.remote_user_id!r}")

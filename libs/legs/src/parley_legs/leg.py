@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -38,9 +38,25 @@ class LegMetrics:
     ended: Counter
 
 
-class Leg:
+class Peer(Protocol):
+    """The client's side of a leg's media: a WebRTC peer connection."""
+
+    async def answer(self, offer_sdp: str) -> str: ...
+
+    async def offer(self) -> str: ...
+
+    async def accept_answer(self, answer_sdp: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=Peer)
+
+
+class Leg(Generic[P]):
     """One call's far side. `start()` answers the offer and returns the WebRTC answer;
-    `run()` (a task of the service's) does the call; `done` is set once it ended."""
+    `run()` (a task of the service's) does the call; `done` is set once it ended. The peer
+    connection (`webrtc`) is the subclass's choice (`make_peer`)."""
 
     kind = "leg"
     # Each service's legs count in its own metrics.
@@ -52,7 +68,7 @@ class Leg:
         self.call_id = record.call_id
         self._nc = nc
         self._reporter = reporter
-        self.webrtc = WebRtcLeg(self.client_audio, self._webrtc_state)
+        self.webrtc: P = self.make_peer()
         self.answer_sdp = ""
         self.answered_at = 0.0
         # Set when the calls service said the call ended (the caller hung up, or it expired).
@@ -89,10 +105,10 @@ class Leg:
     async def run(self) -> None:
         raise NotImplementedError
 
-    # -- what subclasses use --------------------------------------------------------------
+    def make_peer(self) -> P:
+        raise NotImplementedError
 
-    def client_audio(self, pcm: bytes) -> None:
-        """20 ms of the client's audio (48 kHz mono PCM)."""
+    # -- what subclasses use --------------------------------------------------------------
 
     def dtmf_from_client(self, digits: str) -> None:
         """DTMF digits the caller sent (call.send_dtmf)."""
@@ -114,7 +130,11 @@ class Leg:
         await self._report(self._reporter.dtmf(self.app, self.call_id, digits), "dtmf")
 
     async def end(
-        self, outcome: str, error: common_pb2.Error | None = None, failure: bool = False
+        self,
+        outcome: str,
+        error: common_pb2.Error | None = None,
+        failure: bool = False,
+        cause: calls_pb2.CallEndCause = calls_pb2.CALL_END_CAUSE_UNSPECIFIED,
     ) -> None:
         """End the leg once: tell the calls service (unless it told us), tear down."""
         if self._ended:
@@ -122,7 +142,7 @@ class Leg:
         self._ended = True
         if not self.caller_gone.is_set():
             await self._report(
-                self._reporter.hangup(self.app, self.call_id, error, failure), "hangup"
+                self._reporter.hangup(self.app, self.call_id, error, failure, cause), "hangup"
             )
         with contextlib.suppress(Exception):
             await self.teardown()
@@ -186,3 +206,14 @@ class Leg:
     def _webrtc_state(self, state: str) -> None:
         if state in ("failed", "closed"):
             self.media_gone.set()
+
+
+class AudioLeg(Leg[WebRtcLeg]):
+    """A leg whose client media is PCM both ways (`WebRtcLeg`): the client's audio comes to
+    `client_audio`, and `webrtc.send` sends it audio."""
+
+    def make_peer(self) -> WebRtcLeg:
+        return WebRtcLeg(self.client_audio, self._webrtc_state)
+
+    def client_audio(self, pcm: bytes) -> None:
+        """20 ms of the client's audio (48 kHz mono PCM)."""

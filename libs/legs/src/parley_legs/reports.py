@@ -37,11 +37,17 @@ class LegReporter:
         )
 
     async def hangup(
-        self, app: str, call_id: str, error: common_pb2.Error | None = None, failure: bool = False
+        self,
+        app: str,
+        call_id: str,
+        error: common_pb2.Error | None = None,
+        failure: bool = False,
+        cause: calls_pb2.CallEndCause = calls_pb2.CALL_END_CAUSE_UNSPECIFIED,
     ) -> calls_pb2.CallAck:
-        """Hang up: a plain end (DENIED before an answer, HUNG_UP after), or a FAILURE; the
-        error (a SIP status, ...) goes to the caller either way."""
-        hangup = calls_pb2.HangupCall(call_id=call_id)
+        """Hang up: a plain end (DENIED before an answer, HUNG_UP after), a FAILURE, or
+        another cause a leg may give (REMOVED); the error (a SIP status, ...) goes to the
+        caller either way."""
+        hangup = calls_pb2.HangupCall(call_id=call_id, cause=cause)
         if failure:
             hangup.cause = calls_pb2.CALL_END_CAUSE_FAILURE
         if error is not None:

@@ -34,6 +34,12 @@ TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 SEND_QUEUE_FRAMES = 5
 
 
+def host_addresses(setting: str) -> tuple[str, ...] | None:
+    """A comma-separated setting of ICE host addresses ("": None, aioice's choice)."""
+    chosen = tuple(a.strip() for a in setting.split(",") if a.strip())
+    return chosen or None
+
+
 def use_host_addresses(addresses: tuple[str, ...] | None) -> None:
     """Offer only these local addresses as ICE host candidates (None: aioice's choice, which
     leaves loopback out, plus 127.0.0.1, so that a client on this machine that keeps its

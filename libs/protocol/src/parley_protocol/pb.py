@@ -4,6 +4,7 @@ from parley.v1 import auth_pb2 as auth
 from parley.v1 import calls_pb2 as calls
 from parley.v1 import client_pb2 as client
 from parley.v1 import common_pb2 as common
+from parley.v1 import conference_pb2 as conference
 from parley.v1 import echo_pb2 as echo
 from parley.v1 import messaging_pb2 as messaging
 from parley.v1 import options_pb2 as options
@@ -16,6 +17,7 @@ __all__ = [
     "calls",
     "client",
     "common",
+    "conference",
     "echo",
     "messaging",
     "options",

@@ -36,6 +36,7 @@ from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import (
     validate_call_id,
+    validate_conference_id,
     validate_dtmf,
     validate_headers,
     validate_phone_number,
@@ -134,9 +135,11 @@ class CallHandlers:
         offer_sdp: str,
         video: bool,
         from_number: str = "",
+        kind: calls_pb2.CallKind = records.APP,
     ) -> calls_pb2.StartCallReply:
         """Offer a call to the callee's devices that take calls now (none: push). A call
-        from a phone (`from_number`) has the remote leg as its caller."""
+        from a phone or a conference (`from_number`: the number, or the conference id) has
+        the remote leg as its caller."""
         app = caller.application_key
         await self._require_registered(app, callee)
         devices = (await self._presence.devices(app, [callee]))[callee]
@@ -153,7 +156,7 @@ class CallHandlers:
             now_ms=self._now_ms(),
             setup_timeout_ms=self._setup_ms,
             ringing_timeout_ms=self._ringing_ms,
-            kind=records.PHONE if from_number else records.APP,
+            kind=kind,
             destination=from_number,
         )
         stored = await self._create(caller, record)
@@ -182,10 +185,13 @@ class CallHandlers:
         destination: str,
         offer_sdp: str,
     ) -> calls_pb2.StartCallReply:
-        """A call to a phone or a SIP address: its callee is a remote leg, which the service
-        that holds such legs (sip) places when it takes the DialRequest. Its refusal (not
+        """A call to a phone, a SIP address or a conference: its callee is a remote leg,
+        which the service that holds such legs (sip, conference) places when it takes the
+        DialRequest. Its refusal (not
         enough credit, no trunk, ...) fails the StartCall with that error."""
-        headers = validate_sip_headers(validate_headers(dict(request.headers)))
+        headers = validate_headers(dict(request.headers))
+        if kind in records.SIP_KINDS:
+            headers = validate_sip_headers(headers)
         record = records.new_call(
             call_id=request.call_id,
             application_key=caller.application_key,
@@ -509,19 +515,29 @@ class CallHandlers:
     async def _leg_incoming(
         self, leg: Caller, incoming: calls_pb2.LegIncoming
     ) -> calls_pb2.CallAck:
-        """A phone calls an application user: the leg is the caller."""
+        """A phone calls an application user, or a conference calls a user into its room:
+        the leg is the caller."""
         call_id = validate_call_id(incoming.call_id)
         callee = validate_user_id(incoming.callee_user_id, "callee_user_id")
+        kind = incoming.kind or records.PHONE
+        if kind not in (records.PHONE, records.CONFERENCE):
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                "a leg calls in from a phone or a conference only",
+                "kind",
+            )
         if not incoming.from_number:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the calling number is missing", "from"
             )
-        headers = validate_sip_headers(validate_headers(dict(incoming.headers)))
+        headers = validate_headers(dict(incoming.headers))
+        if kind in records.SIP_KINDS:
+            headers = validate_sip_headers(headers)
         offer_sdp = validate_sdp(incoming.offer_sdp, "offer_sdp")
         existing = await self._store.get(leg.application_key, call_id)
         if existing is None:
             await self._offer_to_devices(
-                leg, call_id, callee, headers, offer_sdp, False, incoming.from_number
+                leg, call_id, callee, headers, offer_sdp, False, incoming.from_number, kind
             )
             existing = await self._store.get(leg.application_key, call_id)
         if existing is None:
@@ -555,13 +571,14 @@ def _destination(caller: Caller, request: calls_pb2.StartCall) -> tuple[calls_pb
             (records.APP, request.callee_user_id),
             (records.PHONE, request.phone_number),
             (records.SIP, request.sip_uri),
+            (records.CONFERENCE, request.conference_id),
         )
         if value
     ]
     if len(given) > 1:
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-            "a call names exactly one of callee_user_id, phone_number and sip_uri",
+            "a call names exactly one of callee_user_id, phone_number, sip_uri and conference_id",
             "callee_user_id",
         )
     kind, value = given[0] if given else (records.APP, "")
@@ -569,6 +586,8 @@ def _destination(caller: Caller, request: calls_pb2.StartCall) -> tuple[calls_pb
         return kind, validate_phone_number(value, "phone_number")
     if kind == records.SIP:
         return kind, validate_sip_identity(value, "sip_uri")
+    if kind == records.CONFERENCE:
+        return kind, validate_conference_id(value, "conference_id")
     callee = validate_user_id(value, "callee_user_id")
     if callee == caller.user_id:
         raise ParleyError(

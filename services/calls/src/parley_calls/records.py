@@ -33,6 +33,7 @@ TIMEOUT = calls_pb2.CALL_END_CAUSE_TIMEOUT
 FAILURE = calls_pb2.CALL_END_CAUSE_FAILURE
 OTHER_DEVICE_ANSWERED = calls_pb2.CALL_END_CAUSE_OTHER_DEVICE_ANSWERED
 INACTIVE = calls_pb2.CALL_END_CAUSE_INACTIVE
+REMOVED = calls_pb2.CALL_END_CAUSE_REMOVED
 UNSPECIFIED = calls_pb2.CALL_END_CAUSE_UNSPECIFIED
 
 # The causes a device may give when it hangs up (what it detected itself).
@@ -41,13 +42,17 @@ DEVICE_CAUSES = frozenset({UNSPECIFIED, FAILURE, INACTIVE})
 APP = calls_pb2.CALL_KIND_APP
 PHONE = calls_pb2.CALL_KIND_PHONE
 SIP = calls_pb2.CALL_KIND_SIP
+CONFERENCE = calls_pb2.CALL_KIND_CONFERENCE
 # The kinds whose callee is a remote leg held by another service, and which service.
-LEG_SERVICES: dict[int, str] = {PHONE: "sip", SIP: "sip"}
+LEG_SERVICES: dict[int, str] = {PHONE: "sip", SIP: "sip", CONFERENCE: "conference"}
+# The kinds whose headers go on a SIP INVITE (x- headers only).
+SIP_KINDS = frozenset({PHONE, SIP})
 # The session id a remote leg stands under (its user id is empty: no user has it).
 LEG_SESSION = "leg"
 # The causes a remote leg may give when it hangs up: none (before an answer: the far end
-# declined, DENIED; after: HUNG_UP), or FAILURE with the error (a SIP error, no media).
-LEG_CAUSES = frozenset({UNSPECIFIED, FAILURE})
+# declined, DENIED; after: HUNG_UP), FAILURE with the error (a SIP error, no media), or
+# REMOVED (the application removed a conference participant).
+LEG_CAUSES = frozenset({UNSPECIFIED, FAILURE, REMOVED})
 
 
 def kind_name(kind: int) -> str:
@@ -216,7 +221,7 @@ def hang_up(record: Record, actor: Actor, device_cause: Cause, now_ms: int) -> R
             raise _wrong_state("the call was answered on another device")
         if actor.session_id not in record.offered_session_ids:
             raise _denied("this device was not offered the call")
-    if device_cause in (FAILURE, INACTIVE):
+    if device_cause in (FAILURE, INACTIVE, REMOVED):
         cause = device_cause
     elif record.phase == ANSWERED:
         cause = HUNG_UP

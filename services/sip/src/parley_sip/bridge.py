@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2, common_pb2
-from parley_legs.leg import Leg
+from parley_legs.leg import AudioLeg
 from parley_legs.reports import LegReporter
 from parley_protocol.errors import ErrorCode
 from parley_service.logs import get_logger
@@ -65,7 +65,7 @@ def done_event(future: asyncio.Future[SipEnd]) -> asyncio.Event:
     return event
 
 
-class Bridged(Leg):
+class Bridged(AudioLeg):
     """A leg whose far side is a SIP call (`self.sip` once there is one)."""
 
     metrics = LEG_METRICS

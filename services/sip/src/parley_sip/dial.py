@@ -17,15 +17,14 @@ ones go on for the drain time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
 from parley.v1 import auth_pb2, calls_pb2
-from parley_legs.leg import Leg
+from parley_legs.holder import LegHolder
+from parley_legs.leg import AudioLeg
 from parley_legs.reports import LegReporter
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -83,8 +82,7 @@ class Dialler:
         self._bus = bus
         # Calls this replica holds at once: the setting, within what the SIP stack allows.
         self.capacity = min(settings.sip_max_calls, engine.max_calls)
-        self.legs: dict[str, Leg] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.held: LegHolder[AudioLeg] = LegHolder(self.listen)
         self.draining = False
         # The dial endpoint, served while there is room.
         self._listener = listener
@@ -100,7 +98,7 @@ class Dialler:
     async def listen(self) -> None:
         """Serve dials while there is room, stop while full or draining."""
         async with self._listen_lock:
-            want = not self.draining and len(self.legs) < self.capacity
+            want = not self.draining and len(self.held) < self.capacity
             if want and not self._listening:
                 await self._listener.serve()
             elif not want and self._listening:
@@ -111,13 +109,13 @@ class Dialler:
         record = request.call
         reply = calls_pb2.DialReply(replica_id=self._settings.instance_id)
         key = subjects.call_key(record.application_key, record.call_id)
-        if key in self.legs:
+        if key in self.held:
             return reply
         if self.draining:
             raise _refused(
                 "draining", ErrorCode.ERROR_CODE_UNAVAILABLE, "this SIP gateway is stopping"
             )
-        if len(self.legs) >= self.capacity:
+        if len(self.held) >= self.capacity:
             # Taken while it left the queue group: the calls service dials again.
             raise _refused(
                 "full",
@@ -125,11 +123,11 @@ class Dialler:
                 f"this SIP gateway holds its most calls ({self.capacity})",
             )
         leg = await self._leg(record)
-        await self._hold(key, leg)
+        await self.held.hold(key, leg)
         log.info("leg_placed", app=record.application_key, call=record.call_id, kind=leg.kind)
         return reply
 
-    async def _leg(self, record: calls_pb2.CallRecord) -> Leg:
+    async def _leg(self, record: calls_pb2.CallRecord) -> AudioLeg:
         settings = self._settings
         headers = dict(record.headers)
         if record.kind == PHONE:
@@ -204,7 +202,7 @@ class Dialler:
             log.info("inbound_unrouted", number=number, caller=invite.from_uri)
             await invite.reject(404)
             return
-        if self.draining or len(self.legs) >= self.capacity:
+        if self.draining or len(self.held) >= self.capacity:
             await invite.reject(503)
             return
         record = calls_pb2.CallRecord(
@@ -217,7 +215,7 @@ class Dialler:
         )
         leg = InboundBridge(self._nc, self._reporter, record, invite)
         key = subjects.call_key(record.application_key, record.call_id)
-        await self._hold(key, leg, lambda: invite.reject(500))
+        await self.held.hold(key, leg, lambda: invite.reject(500))
         log.info("inbound_placed", app=route.application_key, call=record.call_id)
 
     async def _route(self, number: str) -> auth_pb2.NumberLookupResponse | None:
@@ -235,54 +233,17 @@ class Dialler:
             return None
         return found if found.found else None
 
-    async def _hold(
-        self, key: str, leg: Leg, refuse: Callable[[], Awaitable[None]] | None = None
-    ) -> None:
-        """Keep `leg` as one of this replica's calls (leaving the dial queue group when that
-        fills it), start it and run it. A leg that cannot start is refused and let go."""
-        self.legs[key] = leg
-        await self.listen()
-        try:
-            await leg.start()
-        except BaseException:
-            self.legs.pop(key, None)
-            if refuse is not None:
-                await refuse()
-            await leg.end("failed")
-            await self.listen()
-            raise
-        task = asyncio.get_running_loop().create_task(self._run(key, leg), name=f"leg {key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, key: str, leg: Leg) -> None:
-        try:
-            await leg.run()
-        except Exception:
-            log.exception("leg_failed", call=leg.call_id)
-            await leg.end("failed")
-        finally:
-            self.legs.pop(key, None)
-            await self.listen()
-
     async def drain(self) -> None:
         """Take no new calls; let the live ones go on for the drain time, then end them."""
         self.draining = True
         await self.listen()
-        if self.legs:
-            log.info("sip_draining", live=len(self.legs))
-            waits = [leg.done.wait() for leg in self.legs.values()]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), self._settings.sip_drain_seconds)
+        if self.held:
+            log.info("sip_draining", live=len(self.held))
+        await self.held.wait_all(self._settings.sip_drain_seconds)
         await self.stop()
 
     async def stop(self) -> None:
         """End every live leg (telling the calls service) and wait for their tasks."""
         self.draining = True
         await self.listen()
-        await asyncio.gather(
-            *(leg.end("drained") for leg in list(self.legs.values())), return_exceptions=True
-        )
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.held.end_all("drained")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from parley_legs.webrtc import host_addresses
 from parley_service.settings import ServiceSettings, SettingsError, positive
 
 TRANSPORTS = ("udp", "tcp")
@@ -72,8 +73,7 @@ class SipSettings(ServiceSettings):
 
     @property
     def ice_host_addresses(self) -> tuple[str, ...] | None:
-        chosen = tuple(a.strip() for a in self.sip_ice_host_addresses.split(",") if a.strip())
-        return chosen or None
+        return host_addresses(self.sip_ice_host_addresses)
 
     @property
     def has_trunk(self) -> bool:

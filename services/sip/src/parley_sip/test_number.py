@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from parley_legs.leg import Leg
+from parley_legs.leg import AudioLeg
 from parley_legs.webrtc import FRAME_SAMPLES, SAMPLE_RATE
 from parley_sip.metrics import LEG_METRICS
 from parley_sip.prompt import prompt_frames
@@ -19,7 +19,7 @@ LEAD_FRAMES = 10
 TAIL_FRAMES = 15
 
 
-class TestNumberLeg(Leg):
+class TestNumberLeg(AudioLeg):
     kind = "test_number"
     metrics = LEG_METRICS
     __test__ = False  # not a test class, whatever its name
