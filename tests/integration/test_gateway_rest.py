@@ -21,6 +21,8 @@ from yarl import URL
 
 from parley.v1 import conference_pb2
 from parley_auth.request_signatures import NOT_SIGNED
+from parley_client.backend import BackendClient, ConferenceParticipant
+from parley_client.errors import ParleyError as SdkError
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_gateway.openapi import document_text
@@ -547,3 +549,52 @@ async def test_the_openapi_document_is_served(stack: Stack) -> None:
         assert resp.status == 200
         assert resp.content_type == "application/json"
         assert await resp.json() == OPENAPI
+
+
+# The app-backend helper of the client package -----------------------------------------------
+
+
+async def test_the_backend_client_drives_every_route(
+    stack: Stack, app: App, conference: ConferenceResponder
+) -> None:
+    conference.info = conference_pb2.ConferenceInfo(
+        now_ms=10_000, participants=[participant(CALL, "alice", "", 7_000, muted=True)]
+    )
+    odd = "a.b *>/.."
+    async with BackendClient(stack.url(), app.key, app.secret) as backend:
+        assert await backend.conference(odd) == [
+            ConferenceParticipant(CALL, "alice", "", 3, True, False)
+        ]
+        await backend.mute(odd, CALL)
+        await backend.unmute(odd, CALL)
+        await backend.kick(odd, CALL)
+        await backend.kick_all(odd)
+        assert await backend.callout_user(odd, "bob", {"topic": "x"}) == conference.call_id
+        assert await backend.callout_number(odd, "+14155550101") == conference.call_id
+    assert {m.conference_id for m in conference.received} == {odd}
+    assert {m.application_key for m in conference.received} == {app.key}
+    kinds = [getattr(m, "command", None) for m in conference.received]
+    assert kinds == [None, 1, 2, 3, 3, None, None]
+    assert conference.received[-2].user_id == "bob"
+    assert conference.received[-1].phone_number == "+14155550101"
+
+
+async def test_the_backend_client_raises_the_problems_code_and_reason(
+    stack: Stack, app: App, conference: ConferenceResponder
+) -> None:
+    async with BackendClient(stack.url(), app.key, app.secret) as backend:
+        with pytest.raises(SdkError) as info:
+            await backend.conference("nobody here")
+        assert info.value.code == "NOT_FOUND"
+        assert "'nobody here' has no participants" in info.value.message
+        with pytest.raises(SdkError) as info:
+            await backend.conference("x" * 65)  # refused before sending
+        assert info.value.code == "INVALID_CONFERENCE_ID"
+    other_secret = base64.b64encode(b"0123456789abcdef").decode()
+    async with BackendClient(stack.url(), app.key, other_secret) as backend:
+        with pytest.raises(SdkError) as info:
+            await backend.callout_user("r", "bob")
+        assert (info.value.code, info.value.message) == ("INVALID_SIGNATURE", NOT_SIGNED)
+    assert conference.received == [
+        conference_pb2.ConferenceQuery(application_key=app.key, conference_id="nobody here")
+    ]
