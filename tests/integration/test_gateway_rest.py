@@ -73,6 +73,7 @@ async def send(
     sign_body: bytes | None = None,
     drop: tuple[str, ...] = (),
     extra: dict[str, str] | None = None,
+    gateway: int = 0,
 ) -> tuple[int, Any]:
     """Send a request signed as an app backend would (the parts to sign overridable, to
     forge one); its status and JSON answer."""
@@ -91,7 +92,7 @@ async def send(
     for name in drop:
         headers.pop(name, None)
     headers.update(extra or {})
-    url = URL(stack.url() + path, encoded=True)
+    url = URL(stack.url(gateway) + path, encoded=True)
     async with stack.http.request(method, url, data=body or None, headers=headers) as resp:
         text = await resp.text()
         if resp.status >= 400:
@@ -458,6 +459,12 @@ async def test_stale_timestamps_are_refused_and_those_within_the_skew_taken(
     assert conference.received == []
     for when in (now - 580, now + 580):
         assert (await send(stack, app, "GET", room("r"), timestamp=when))[0] == 200
+    # The skew is the gateway's setting.
+    strict = len(stack.gateways)
+    await stack.add_gateway(rest_max_skew_seconds=30)
+    status, answer = await send(stack, app, "GET", room("r"), timestamp=now - 60, gateway=strict)
+    problem(status, answer, 401, "STALE_TIMESTAMP", "within 30 s")
+    assert (await send(stack, app, "GET", room("r"), timestamp=now - 60))[0] == 200
     # Any ISO 8601 zone names the same instant.
     offset = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))
     assert (await send(stack, app, "GET", room("r"), timestamp=offset))[0] == 200
