@@ -25,9 +25,13 @@ from parley_client.backend import BackendClient, ConferenceParticipant
 from parley_client.errors import ParleyError as SdkError
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
+from parley_gateway.app import gateway_of
+from parley_gateway.app import setup as gateway_setup
 from parley_gateway.openapi import document_text
+from parley_gateway.settings import GatewaySettings
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.signatures import sign_rest_request
+from parley_service import runtime as rt
 from tests.integration.gateway_stack import App, Stack, module_stack
 from tests.support.conference_responder import ConferenceResponder
 
@@ -605,3 +609,26 @@ async def test_the_backend_client_raises_the_problems_code_and_reason(
     assert conference.received == [
         conference_pb2.ConferenceQuery(application_key=app.key, conference_id="nobody here")
     ]
+
+
+async def test_no_auth_service_is_a_503_and_nothing_reaches_the_conference_service(
+    own_nats: EmbeddedNats, stack: Stack, app: App
+) -> None:
+    """A gateway on a NATS with no auth: signatures cannot be checked, so nothing passes."""
+    runtime = await rt.start(
+        GatewaySettings(nats_url=own_nats.url, health_port=0, gateway_port=0), gateway_setup
+    )
+    nc = await nats.connect(own_nats.url)
+    responder = ConferenceResponder(nc)
+    await responder.start()
+    try:
+        lone = gateway_of(runtime).url
+        headers = sign_rest_request(app.key, app.secret, "GET", room("r"))
+        async with stack.http.get(URL(lone + room("r"), encoded=True), headers=headers) as resp:
+            answer = await resp.json(content_type=None)
+        problem(resp.status, answer, 503, "UNAVAILABLE", "the auth service is not available")
+        assert responder.received == []
+    finally:
+        await responder.stop()
+        await nc.close()
+        await rt.stop(runtime, drain=False)
