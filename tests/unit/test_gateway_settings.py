@@ -14,6 +14,7 @@ def test_defaults_and_the_gateway_id_of_a_dotted_hostname() -> None:
     assert s.gateway_id == "node-1-example-com-42-abc"
     assert s.heartbeat_interval_ms == 15_000 and s.heartbeat_timeout_seconds == 37.5
     assert (s.hello_timeout_seconds, s.presence_ttl_seconds) == (10.0, 60.0)
+    assert s.rest_max_skew_seconds == 600.0
 
 
 def test_environment_overrides() -> None:
@@ -22,9 +23,11 @@ def test_environment_overrides() -> None:
             "PARLEY_GATEWAY_PORT": "0",
             "PARLEY_GATEWAY_ID": "gw-7",
             "PARLEY_HEARTBEAT_INTERVAL_MS": "500",
+            "PARLEY_REST_MAX_SKEW_SECONDS": "30",
         }
     )
     assert (s.gateway_port, s.gateway_id, s.heartbeat_timeout_seconds) == (0, "gw-7", 1.25)
+    assert s.rest_max_skew_seconds == 30.0
 
 
 @pytest.mark.parametrize(
@@ -37,6 +40,8 @@ def test_environment_overrides() -> None:
         ({"PARLEY_HELLO_TIMEOUT_SECONDS": "-1"}, "PARLEY_HELLO_TIMEOUT_SECONDS"),
         ({"PARLEY_PRESENCE_TTL_SECONDS": "0.5"}, "PARLEY_PRESENCE_TTL_SECONDS"),
         ({"PARLEY_GATEWAY_PORT": "eighty"}, "PARLEY_GATEWAY_PORT"),
+        ({"PARLEY_REST_MAX_SKEW_SECONDS": "0"}, "PARLEY_REST_MAX_SKEW_SECONDS"),
+        ({"PARLEY_REST_MAX_SKEW_SECONDS": "nan"}, "PARLEY_REST_MAX_SKEW_SECONDS"),
     ],
 )
 def test_bad_values_name_their_variable(env: dict[str, str], variable: str) -> None:

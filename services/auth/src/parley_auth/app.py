@@ -10,6 +10,10 @@ from parley_auth.changes import ChangeWatcher
 from parley_auth.credit_handlers import CreditHandlers, declare_credit_endpoints, run_sweeper
 from parley_auth.handlers import AuthHandlers, declare_endpoints
 from parley_auth.keys import KeyRing, to_datetime
+from parley_auth.request_signatures import (
+    RequestSignatureVerifier,
+    declare_request_signature_endpoint,
+)
 from parley_auth.settings import AuthSettings
 from parley_protocol import subjects
 from parley_service import tasks
@@ -60,6 +64,9 @@ async def setup(runtime: Runtime) -> None:
     runtime.on_stop(watcher.stop)
     declare_endpoints(runtime.bus, AuthHandlers(settings, runtime.db, apps, keys, runtime.clock))
     declare_credit_endpoints(runtime.bus, CreditHandlers(settings, runtime.db, apps, runtime.clock))
+    declare_request_signature_endpoint(
+        runtime.bus, RequestSignatureVerifier(apps, settings.environment)
+    )
     housekeeping = asyncio.create_task(_housekeeping(runtime), name="auth-housekeeping")
     # Every replica sweeps expired credit reservations; each is settled once (SKIP LOCKED).
     sweeper = asyncio.create_task(

@@ -8,6 +8,8 @@ app_lookup: public facts about an application (never its secret).
 user_lookup: whether a user of an application ever registered a device (a call to a user
             who never did ends at once).
 number_lookup: whom a call from a phone to a number rings (numbers.py).
+verify_request: whether an app backend's REST request is signed with its application's
+            secret (request_signatures.py, declared beside these in app.py).
 """
 
 from __future__ import annotations

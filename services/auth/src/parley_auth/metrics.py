@@ -28,3 +28,8 @@ CREDIT_SETTLED_AMOUNT = Counter(
     "Charged for calls to phones, in micro-units of the accounts' currencies, by who settled.",
     ["by"],
 )
+REQUEST_SIGNATURES = Counter(
+    "parley_auth_request_signatures_total",
+    "App backends' REST request signatures checked, by outcome (ok or an error code name).",
+    ["outcome"],
+)

@@ -1,4 +1,5 @@
-"""The public HTTP API: registration and tokens (forwarded to auth), the JWKS, /v1/connect.
+"""The public HTTP API: registration and tokens (forwarded to auth), the JWKS, /v1/connect,
+the app-backend REST API (`rest.py`) and the OpenAPI document of them all (`openapi.py`).
 
 Bodies are JSON in the proto3 JSON mapping of the auth messages (original field names);
 errors are `application/problem+json` with a Parley code. A body that is too large, not
@@ -8,7 +9,6 @@ the problem; it never reaches auth.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -19,6 +19,9 @@ from google.protobuf.message import Message
 from parley.v1 import auth_pb2
 from parley_gateway.gateway import Gateway
 from parley_gateway.metrics import ERRORS
+from parley_gateway.openapi import OPENAPI_PATH, handle_openapi
+from parley_gateway.request_body import MAX_BODY_BYTES, invalid, json_object, read_body
+from parley_gateway.rest import RestApi
 from parley_gateway.ws import handle_connect
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -29,7 +32,6 @@ from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.http")
 
-MAX_BODY_BYTES = 16 * 1024
 AUTH_TIMEOUT_SECONDS = 5.0
 
 M = TypeVar("M", bound=Message)
@@ -45,39 +47,16 @@ def problem_response(err: ParleyError, status: int | None = None) -> web.Respons
     return web.json_response(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
 
 
-def _invalid(reason: str) -> ParleyError:
-    return ParleyError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, reason)
-
-
 async def read_message(request: web.Request, message_type: type[M]) -> M:
     """The request body as `message_type`, or a ParleyError saying what is wrong with it."""
-    too_large = ParleyError(
-        ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
-        f"request body is over the limit of {MAX_BODY_BYTES} bytes",
-    )
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise too_large
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise too_large from exc
-    if not raw.strip():
-        raise _invalid("request body is empty; send a JSON object")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:  # also UnicodeDecodeError
-        raise _invalid(f"request body is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise _invalid("request body is nested too deeply") from exc
-    if not isinstance(data, dict):
-        raise _invalid(f"request body must be a JSON object, not {type(data).__name__}")
+    data = json_object(await read_body(request))
     message = message_type()
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
-        raise _invalid(f"request body does not fit {message_type.__name__}: {exc}") from exc
+        raise invalid(f"request body does not fit {message_type.__name__}: {exc}") from exc
     except RecursionError as exc:
-        raise _invalid("request body is nested too deeply") from exc
+        raise invalid("request body is nested too deeply") from exc
     return message
 
 
@@ -157,6 +136,9 @@ class HttpApi:
         app.router.add_post("/v1/token", self.token)
         app.router.add_get("/v1/jwks", self.jwks)
         app.router.add_get("/v1/connect", self.connect)
+        app.router.add_get(OPENAPI_PATH, handle_openapi)
+        settings = self.gateway.settings
+        RestApi(self.bus, self.gateway.clock, settings.rest_max_skew_seconds).add_routes(app)
         return app
 
     async def register(self, request: web.Request) -> web.Response:

@@ -78,3 +78,14 @@ WINDOW_BYTES = Gauge(
     "parley_gateway_event_window_bytes",
     "Bytes held in the resume window (stream EVENTS), as this gateway last read it.",
 )
+REST_REQUESTS = Counter(
+    "parley_gateway_rest_requests_total",
+    "App backends' REST requests (conferences, callouts), by route and HTTP status.",
+    ["route", "status"],
+)
+REST_SECONDS = Histogram(
+    "parley_gateway_rest_request_seconds",
+    "Time to answer an app backend's REST request, signature check included, by route.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from parley_service.settings import ServiceSettings, SettingsError
+from parley_service.settings import ServiceSettings, SettingsError, positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,9 @@ class GatewaySettings(ServiceSettings):
     # starts a new session instead. File storage survives a NATS restart; memory is faster.
     event_window_max_events: int = 1000
     event_window_file: bool = False
+    # App backends' REST requests: an x-timestamp further than this from the gateway's clock
+    # (behind or ahead) is refused as stale, which bounds the replay of a captured request.
+    rest_max_skew_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,6 +68,7 @@ class GatewaySettings(ServiceSettings):
         ):
             if value <= 0:
                 raise SettingsError(f"{name} must be greater than 0, not {value}")
+        positive("PARLEY_REST_MAX_SKEW_SECONDS", self.rest_max_skew_seconds)
         if self.heartbeat_interval_ms > 3_600_000:
             raise SettingsError(
                 "PARLEY_HEARTBEAT_INTERVAL_MS must be at most 3600000 (an hour), "
