@@ -155,10 +155,11 @@ def test_no_root_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_root(root / "deep" / "er") == root
 
 
-def test_the_repository_runs_auth_gateway_calls_push_messaging_then_sip_on_todays_ports() -> None:
+def test_the_repository_runs_auth_gateway_calls_push_messaging_sip_then_conference() -> None:
     found = discover()
-    assert [s.name for s in found] == ["auth", GATEWAY, "calls", "push", "messaging", "sip"]
-    auth, gateway, calls, push, messaging, sip = found
+    names = [s.name for s in found]
+    assert names == ["auth", GATEWAY, "calls", "push", "messaging", "sip", "conference"]
+    auth, gateway, calls, push, messaging, sip, conference = found
     assert (auth.module, auth.health_port, auth.public_port) == ("parley_auth", 9101, None)
     assert auth.database and auth.master_key and auth.restart
     assert (gateway.module, gateway.health_port) == ("parley_gateway", 9102)
@@ -173,6 +174,9 @@ def test_the_repository_runs_auth_gateway_calls_push_messaging_then_sip_on_today
     assert push.database and push.master_key and push.restart
     assert (sip.module, sip.health_port, sip.public_port) == ("parley_sip", 9106, None)
     assert not sip.database and not sip.master_key
+    assert (conference.module, conference.health_port) == ("parley_conference", 9107)
+    assert conference.public_port is None
+    assert not conference.database and not conference.master_key
     # ... and the gateway's public-port variable is taken as an override.
     settings = StackSettings.from_env({"PARLEY_GATEWAY_PORT": "18080"}, cwd=Path("/"))
     assert settings.overrides == {"PARLEY_GATEWAY_PORT": "18080"}

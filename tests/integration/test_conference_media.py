@@ -1,0 +1,202 @@
+"""The conference media core against real aiortc clients on loopback: three plain peer
+connections offering tones of 300, 500 and 700 Hz to three MediaLegs in one Mixer room;
+each must hear the other two and not itself."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest_asyncio
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from parley_client.sources import ToneSource
+from parley_conference.media import MediaLeg, decoder_thread_running
+from parley_conference.mixer import Mixer
+from parley_legs.webrtc import use_host_addresses
+from tests.support.media import SAMPLE_RATE
+
+TONES = (300, 500, 700)
+ROOM = "room-1"
+Samples = np.ndarray[Any, np.dtype[np.float64]]
+
+use_host_addresses(None)  # aioice's addresses and loopback, as the service does by default
+
+
+class Client:
+    """A plain aiortc peer connection sending a tone and keeping what it hears."""
+
+    def __init__(self, hz: int) -> None:
+        self.hz = hz
+        self.name = f"p{hz}"
+        self.pc = RTCPeerConnection()
+        self.pc.addTrack(ToneSource(hz, 0.25))
+        self.heard: collections.deque[Samples] = collections.deque(maxlen=500)
+        self._reader: asyncio.Task[None] | None = None
+        self.pc.on("track", self._track)
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._reader = asyncio.get_running_loop().create_task(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, AudioFrame) and frame.sample_rate == SAMPLE_RATE
+                channels = len(frame.layout.channels)
+                samples = frame.to_ndarray().reshape(-1, channels)[:, 0]
+                self.heard.append(samples.astype(np.float64) / 32768)
+        except MediaStreamError:
+            return
+
+    async def connect(self, leg: MediaLeg) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        answer = await leg.answer(self.pc.localDescription.sdp)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    async def listen(self, seconds: float) -> Samples:
+        """What it hears over the next `seconds`."""
+        self.heard.clear()
+        await asyncio.sleep(seconds)
+        assert self.heard, f"{self.name} heard nothing"
+        return np.concatenate(list(self.heard))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+def strength(samples: Samples, hz: float) -> float:
+    """The spectrum's peak within 15 Hz of `hz` (a windowed FFT's magnitude)."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    freqs = np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)
+    return float(spectrum[np.abs(freqs - hz) <= 15].max())
+
+
+def assert_hears(samples: Samples, tones: set[int], absent: set[int], who: str) -> None:
+    heard = {hz: strength(samples, hz) for hz in TONES}
+    floor = min(heard[hz] for hz in tones)
+    assert floor > 20, f"{who} hears too little of {tones}: {heard}"
+    for hz in absent:
+        # -30 dB under the weakest tone it should hear.
+        assert heard[hz] < floor / 30, f"{who} hears {hz} Hz: {heard}"
+
+
+class Room:
+    def __init__(self, mixer: Mixer) -> None:
+        self.mixer = mixer
+        self.clients = [Client(hz) for hz in TONES]
+        self.legs: dict[str, MediaLeg] = {}
+        self.states: dict[str, list[str]] = {}
+
+    async def open(self) -> None:
+        for client in self.clients:
+            states = self.states.setdefault(client.name, [])
+            leg = MediaLeg(states.append)
+            self.legs[client.name] = leg
+            self.mixer.join(ROOM, client.name, leg)
+            await client.connect(leg)
+        await asyncio.wait_for(
+            asyncio.gather(*(leg.connected.wait() for leg in self.legs.values())), 10
+        )
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        for leg in self.legs.values():
+            await leg.close()
+
+
+@pytest_asyncio.fixture
+async def room() -> AsyncIterator[Room]:
+    mixer = Mixer()
+    await mixer.start()
+    room = Room(mixer)
+    try:
+        await room.open()
+        await asyncio.sleep(0.6)  # the clients' and the inboxes' buffers fill
+        yield room
+    finally:
+        await room.close()
+        await mixer.stop()
+
+
+async def test_each_hears_the_others_and_not_itself(room: Room) -> None:
+    shared_before = room.mixer.stats.shared_encoded
+    heard = await asyncio.gather(*(client.listen(1.0) for client in room.clients))
+    for client, samples in zip(room.clients, heard, strict=True):
+        others = {hz for hz in TONES if hz != client.hz}
+        assert_hears(samples, others, {client.hz}, client.name)
+    assert sorted(room.mixer.speaking(ROOM)) == ["p300", "p500", "p700"]
+    stats = room.mixer.stats
+    assert stats.frames_sent > 0 and stats.decoded > 0
+    # Each speaker has its own mix; no one is left to hear the shared one.
+    assert stats.shared_encoded == shared_before
+    # An idle machine mixes every tick in time.
+    assert stats.late_frames <= stats.frames_sent // 100, stats
+    assert all(states[-1] == "connected" for states in room.states.values())
+
+
+async def test_a_muted_participant_is_not_heard_and_still_hears(room: Room) -> None:
+    room.mixer.set_muted(ROOM, "p300", True)
+    await asyncio.sleep(0.3)
+    heard = dict(
+        zip(
+            TONES,
+            await asyncio.gather(*(client.listen(1.0) for client in room.clients)),
+            strict=True,
+        )
+    )
+    assert_hears(heard[300], {500, 700}, {300}, "muted p300")
+    assert_hears(heard[500], {700}, {300, 500}, "p500")
+    assert_hears(heard[700], {500}, {300, 700}, "p700")
+    assert "p300" not in room.mixer.speaking(ROOM)
+    # ... and heard again once unmuted.
+    room.mixer.set_muted(ROOM, "p300", False)
+    await asyncio.sleep(0.3)
+    assert_hears(await room.clients[1].listen(1.0), {300, 700}, {500}, "p500 after unmute")
+
+
+async def test_leaving_removes_a_participant_and_the_last_the_room(room: Room) -> None:
+    room.mixer.leave(ROOM, "p700")
+    await room.legs["p700"].close()
+    assert room.mixer.participants() == 2 and room.mixer.rooms() == 1
+    await asyncio.sleep(0.3)
+    heard = await asyncio.gather(*(client.listen(1.0) for client in room.clients[:2]))
+    assert_hears(heard[0], {500}, {300, 700}, "p300")
+    assert_hears(heard[1], {300}, {500, 700}, "p500")
+    # One left alone hears silence.
+    room.mixer.leave(ROOM, "p500")
+    await asyncio.sleep(0.3)
+    alone = await room.clients[0].listen(0.5)
+    assert float(np.sqrt(np.mean(alone**2))) < 1e-3
+    room.mixer.leave(ROOM, "p300")
+    assert room.mixer.participants() == 0 and room.mixer.rooms() == 0
+
+
+async def test_no_decoder_thread_is_left_and_rtcp_still_flows(room: Room) -> None:
+    for name, leg in room.legs.items():
+        receiver = leg.receiver
+        assert receiver is not None
+        # The receiver did start its thread (so the check below means something) ...
+        assert receiver._RTCRtpReceiver__decoder_thread is not None, name  # type: ignore[attr-defined]
+        # ... and it ended at once.
+        assert not decoder_thread_running(receiver), name
+    decoders = [t for t in threading.enumerate() if t.name == "audio-decoder" and t.is_alive()]
+    client_receivers = [t.receiver for client in room.clients for t in client.pc.getTransceivers()]
+    assert len(decoders) == sum(decoder_thread_running(r) for r in client_receivers) == 3
+    # The legs' receivers still send reports: each client's sender sees its round trip.
+    await asyncio.sleep(1.6)  # aiortc reports every 0.5-1.5 s
+    for client in room.clients:
+        sender = client.pc.getSenders()[0]
+        reports = [s for s in (await sender.getStats()).values() if s.type == "remote-inbound-rtp"]
+        assert reports, f"{client.name} got no receiver report"
+        assert reports[0].packetsLost == 0
