@@ -15,7 +15,7 @@ import pytest_asyncio
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 
-from .stack import E2EStack, messaging_def, push_def, sip_def, start_stack
+from .stack import E2EStack, conference_def, messaging_def, push_def, sip_def, start_stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -30,7 +30,7 @@ async def stack(
     home = tmp_path_factory.mktemp("quickstart")
     db = await postgres_server.create_database(f"e2e_qs_{home.name.replace('-', '_')[:30]}")
     running = await start_stack(
-        home, nats_server.url, db, extra=[messaging_def(), push_def(), sip_def()]
+        home, nats_server.url, db, extra=[messaging_def(), push_def(), sip_def(), conference_def()]
     )
     try:
         yield running
@@ -71,6 +71,8 @@ async def test_readme_quick_start_runs_as_written(stack: E2EStack, tmp_path: Pat
     assert "bob: incoming call from alice {'topic': 'demo'}" in text
     assert "alice: talking to bob" in text
     assert "alice: call ended HUNG_UP after" in text
+    assert "app: in the room: ['alice', 'bob']" in text
+    assert "alice: left the room: REMOVED" in text
     assert "bob: message from alice: Hello, Bob!" in text
     assert "alice: message sent to bob" in text
     assert "alice: message delivered to bob" in text

@@ -1,0 +1,361 @@
+"""Conference calls end to end: reference clients, auth, gateways, the calls and conference
+services as processes, real NATS and PostgreSQL, real WebRTC (aiortc) between each client
+and the conference replica that holds its room, and the application's REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nats
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from parley.v1 import conference_pb2
+from parley_client import (
+    Call,
+    CallEndCause,
+    CallKind,
+    CallListener,
+    ConferenceEvent,
+    ParleyError,
+    ParticipantChange,
+)
+from parley_client.backend import BackendClient
+from parley_devstack.nats import EmbeddedNats
+from parley_devstack.postgres import EmbeddedPostgres
+from parley_protocol import subjects
+from tests.support.calls import Party
+from tests.support.media import SAMPLE_RATE, received_audio
+from tests.support.wire import bounded, eventually
+
+from .stack import E2EStack, calling_party, conference_def, running_stack
+
+# A participant silent on the network this long is removed (short, for the test).
+MEDIA_TIMEOUT = 3
+TONES = (300.0, 500.0, 700.0)
+
+_numbers = itertools.count()
+
+
+def odd(name: str) -> str:
+    """A fresh ID per test holding a space, a dot, `*` and `>`."""
+    return f"{name} {next(_numbers)}.x*>"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    nats_server: EmbeddedNats,
+    postgres_server: EmbeddedPostgres,
+) -> AsyncIterator[E2EStack]:
+    env = {"PARLEY_CONFERENCE_MEDIA_TIMEOUT_SECONDS": str(MEDIA_TIMEOUT)}
+    async with running_stack(
+        tmp_path_factory.mktemp("conference"),
+        nats_server.url,
+        postgres_server,
+        gateways=("gateway-a", "gateway-b"),
+        extra=[
+            conference_def({**env, "PARLEY_INSTANCE_ID": name}, name)
+            for name in ("conference-a", "conference-b")
+        ],
+    ) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def backend(stack: E2EStack) -> AsyncIterator[BackendClient]:
+    client = BackendClient(stack.http("gateway-a"), stack.app_key, stack.app_secret)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+class RoomEvents(CallListener):
+    def __init__(self) -> None:
+        self.events: list[ConferenceEvent] = []
+
+    def on_conference_changed(self, call: Call, event: ConferenceEvent) -> None:
+        self.events.append(event)
+
+
+@contextlib.asynccontextmanager
+async def participant(
+    stack: E2EStack, name: str, state: Path, tone: float, gateway: str = "gateway-a"
+) -> AsyncIterator[Party]:
+    calling = await calling_party(stack, odd(name), state / name, [gateway], tone=tone)
+    try:
+        yield calling
+    finally:
+        await calling.client.terminate()
+
+
+async def join(party: Party, room: str) -> tuple[Call, RoomEvents]:
+    call = party.calls.call_conference(room)
+    party.follow(call)
+    events = RoomEvents()
+    call.add_call_listener(events)
+    await call.wait_established(15)
+    return call, events
+
+
+def level(samples: np.ndarray[Any, np.dtype[np.float64]], hz: float) -> float:
+    """The spectrum's magnitude around `hz` (±15 Hz), per sample."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) / len(samples)
+    freqs = np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)
+    return float(spectrum[(freqs > hz - 15) & (freqs < hz + 15)].max())
+
+
+async def tones_heard(call: Call, seconds: float = 1.5) -> dict[float, float]:
+    samples = await received_audio(call, seconds)
+    return {hz: level(samples, hz) for hz in TONES}
+
+
+def hears(levels: dict[float, float], present: set[float]) -> bool:
+    """The tones in `present` stand well above every other one."""
+    quiet = max((v for hz, v in levels.items() if hz not in present), default=0.0)
+    return all(levels[hz] > 8 * max(quiet, 1e-5) for hz in present)
+
+
+async def until_hears(call: Call, present: set[float], timeout: float = 10.0) -> dict[float, float]:
+    """Listen until exactly the tones in `present` are heard (the mixer's view can lag a
+    command by a frame or two); the last levels, for the assertion's message."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    levels = await tones_heard(call)
+    while not hears(levels, present) and loop.time() < end:
+        levels = await tones_heard(call)
+    return levels
+
+
+@bounded(90)
+async def test_three_participants_each_hear_the_other_two_and_not_themselves(
+    stack: E2EStack, tmp_path: Path, backend: BackendClient
+) -> None:
+    room = odd("room")
+    async with (
+        participant(stack, "ann", tmp_path, TONES[0]) as ann,
+        participant(stack, "bob", tmp_path, TONES[1], "gateway-b") as bob,
+        participant(stack, "cy", tmp_path, TONES[2]) as cy,
+    ):
+        joined = [await join(p, room) for p in (ann, bob, cy)]
+        calls = [c for c, _ in joined]
+        assert all(c.kind is CallKind.CONFERENCE and c.remote_user_id == room for c in calls)
+        for call, tone in zip(calls, TONES, strict=True):
+            others = set(TONES) - {tone}
+            levels = await until_hears(call, others)
+            assert hears(levels, others), (tone, levels)
+
+        # Everyone learnt the room: three users, each listed once, none muted.
+        users = {p.client.user_id for p in (ann, bob, cy)}
+
+        async def all_listed() -> bool:
+            return all({p.user_id for p in c.participants} == users for c in calls)
+
+        await eventually(all_listed, 5, "the participant lists")
+        ann_events = joined[0][1].events
+        assert [e.change for e in ann_events][:1] == [ParticipantChange.JOINED]
+        assert {e.participant.user_id for e in ann_events} >= users - {ann.client.user_id}
+
+        # The application lists the same three, with their call ids.
+        listed = await backend.conference(room)
+        assert {p.call_id for p in listed} == {c.call_id for c in calls}
+        assert {p.user_id for p in listed} == users
+        assert not any(p.muted for p in listed)
+
+        # Bob leaves: the others hear it and carry on with each other.
+        await calls[1].hangup()
+        await calls[1].wait_ended(5)
+
+        async def bob_left() -> bool:
+            return len(calls[0].participants) == 2
+
+        await eventually(bob_left, 5, "bob's leave")
+        assert joined[0][1].events[-1].change is ParticipantChange.LEFT
+        levels = await until_hears(calls[0], {TONES[2]})
+        assert hears(levels, {TONES[2]}), levels
+        for call in (calls[0], calls[2]):
+            await call.hangup()
+    # The room ended with its last participant: the application finds nobody.
+    with pytest.raises(ParleyError) as refused:
+        await backend.conference(room)
+    assert "NOT_FOUND" in str(refused.value.code)
+
+
+@bounded(90)
+async def test_the_application_mutes_unmutes_and_removes_participants(
+    stack: E2EStack, tmp_path: Path, backend: BackendClient
+) -> None:
+    room = odd("board")
+    async with (
+        participant(stack, "dee", tmp_path, TONES[0]) as dee,
+        participant(stack, "eve", tmp_path, TONES[1]) as eve,
+        participant(stack, "fay", tmp_path, TONES[2], "gateway-b") as fay,
+    ):
+        (dee_call, _), (eve_call, eve_events), (fay_call, _) = [
+            await join(p, room) for p in (dee, eve, fay)
+        ]
+        assert hears(await until_hears(eve_call, {TONES[0], TONES[2]}), {TONES[0], TONES[2]})
+
+        # Muting dee silences dee for the others, and they hear that it happened.
+        await backend.mute(room, dee_call.call_id)
+        levels = await until_hears(eve_call, {TONES[2]})
+        assert hears(levels, {TONES[2]}), levels
+        assert any(
+            e.change is ParticipantChange.MUTED and e.participant.call_id == dee_call.call_id
+            for e in eve_events.events
+        )
+        assert [
+            p.muted for p in await backend.conference(room) if p.call_id == dee_call.call_id
+        ] == [True]
+        # Dee, muted, still hears the others.
+        assert hears(await until_hears(dee_call, {TONES[1], TONES[2]}), {TONES[1], TONES[2]})
+        await backend.unmute(room, dee_call.call_id)
+        levels = await until_hears(eve_call, {TONES[0], TONES[2]})
+        assert hears(levels, {TONES[0], TONES[2]}), levels
+
+        # A participant that is not there, or a bad command target, gets its own error.
+        with pytest.raises(ParleyError) as missing:
+            await backend.mute(room, "00000000-0000-4000-8000-000000000000")
+        assert "NOT_FOUND" in str(missing.value.code)
+
+        # Removing fay ends fay's call with REMOVED; the others go on.
+        await backend.kick(room, fay_call.call_id)
+        await fay_call.wait_ended(5)
+        assert fay_call.details.end_cause is CallEndCause.REMOVED
+        levels = await until_hears(eve_call, {TONES[0]})
+        assert hears(levels, {TONES[0]}), levels
+        assert {p.call_id for p in await backend.conference(room)} == {
+            dee_call.call_id,
+            eve_call.call_id,
+        }
+
+        # Removing everyone ends every call, and the room.
+        await backend.kick_all(room)
+        for call in (dee_call, eve_call):
+            await call.wait_ended(5)
+            assert call.details.end_cause is CallEndCause.REMOVED
+
+
+@bounded(60)
+async def test_one_room_lives_on_one_replica_whichever_gateway_and_replica_is_asked(
+    stack: E2EStack, tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    room = odd("shared")
+    async with (
+        participant(stack, "gus", tmp_path, TONES[0], "gateway-a") as gus,
+        participant(stack, "hal", tmp_path, TONES[1], "gateway-b") as hal,
+        participant(stack, "ida", tmp_path, TONES[2], "gateway-b") as ida,
+    ):
+        for p in (gus, hal, ida):
+            await join(p, room)
+        nc = await nats.connect(nats_server.url)
+        try:
+            kv = await nc.jetstream().key_value(subjects.CONFERENCE_ROOMS_BUCKET)
+            entry = await kv.get(subjects.conference_key(stack.app_key, room))
+            holder = conference_pb2.RoomPlacement.FromString(entry.value or b"").replica_id
+        finally:
+            await nc.close()
+        counts = await participants_per_replica(stack)
+        # Every participant is on the replica the placement names, none on the other.
+        assert counts[holder] == 3 and sum(counts.values()) == 3, (holder, counts)
+
+
+async def participants_per_replica(stack: E2EStack) -> dict[str, int]:
+    found: dict[str, int] = {}
+    async with aiohttp.ClientSession() as http:
+        for name in ("conference-a", "conference-b"):
+            port = stack.devstack.ports[name].health
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            found[name] = sum(
+                int(float(line.split()[-1]))
+                for line in text.splitlines()
+                if line.startswith("parley_conference_legs_live{")
+            )
+    return found
+
+
+@bounded(60)
+async def test_a_participant_whose_network_drops_is_removed_and_the_others_carry_on(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    room = odd("flaky")
+    async with (
+        participant(stack, "jo", tmp_path, TONES[0]) as jo,
+        participant(stack, "kim", tmp_path, TONES[1]) as kim,
+        participant(stack, "lee", tmp_path, TONES[2]) as lee,
+    ):
+        (jo_call, jo_events), (kim_call, _), (lee_call, _) = [
+            await join(p, room) for p in (jo, kim, lee)
+        ]
+        cut_network(lee_call)
+        await lee_call.wait_ended(MEDIA_TIMEOUT + 10)
+        assert lee_call.details.end_cause is CallEndCause.FAILURE
+
+        async def lee_removed() -> bool:
+            return len(jo_call.participants) == 2
+
+        await eventually(lee_removed, 5, "lee's removal")
+        assert jo_events.events[-1].change is ParticipantChange.LEFT
+        assert hears(await until_hears(jo_call, {TONES[1]}), {TONES[1]})
+        assert hears(await until_hears(kim_call, {TONES[0]}), {TONES[0]})
+
+
+def cut_network(call: Call) -> None:
+    """Nothing the call's client sends reaches the network any more (as when its network
+    drops), while it still hears."""
+    media = call._media  # the test reaches into the client on purpose
+    assert media is not None
+    pc = media.pc  # type: ignore[attr-defined]
+    for transceiver in pc.getTransceivers():
+        ice = transceiver.sender.transport.transport
+        for protocol in ice._connection._protocols:
+            protocol.transport.sendto = lambda *args, **kwargs: None
+
+
+@bounded(30)
+async def test_conference_ids_longer_than_64_characters_are_refused(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    async with participant(stack, "max", tmp_path, TONES[0]) as p:
+        with pytest.raises(ParleyError) as refused:
+            p.calls.call_conference("r" * 65)
+        assert "INVALID_CONFERENCE_ID" in str(refused.value.code)
+        call = p.calls.call_conference("r" * 64)  # 64 is fine
+        await call.wait_established(15)
+        await call.hangup()
+
+
+@bounded(60)
+async def test_a_callout_rings_a_user_into_the_room(
+    stack: E2EStack, tmp_path: Path, backend: BackendClient
+) -> None:
+    room = odd("callout")
+    async with (
+        participant(stack, "nan", tmp_path, TONES[0]) as nan,
+        participant(stack, "oz", tmp_path, TONES[1], "gateway-b") as oz,
+    ):
+        nan_call, _ = await join(nan, room)
+        call_id = await backend.callout_user(room, oz.client.user_id)
+        incoming = await oz.next_incoming(timeout=10)
+        assert (incoming.call_id, incoming.kind, incoming.remote_user_id) == (
+            call_id,
+            CallKind.CONFERENCE,
+            room,
+        )
+        await incoming.answer()
+        await incoming.wait_established(15)
+        assert hears(await until_hears(incoming, {TONES[0]}), {TONES[0]})
+        assert hears(await until_hears(nan_call, {TONES[1]}), {TONES[1]})
+        listed = await backend.conference(room)
+        assert {p.call_id for p in listed} == {nan_call.call_id, call_id}
+        await incoming.hangup()
+        await nan_call.hangup()
