@@ -188,12 +188,8 @@ class Placement:
             "Nats-Rollup": "sub",
             api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(revision),
         }
-        try:
-            with self._watching("release"):
-                await self._js.publish(ROOMS_PREFIX + key, b"", headers=headers)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code not in _WRONG_LAST_SEQUENCE:
-                raise
+        with contextlib.suppress(Conflict), self._watching("release"):
+            await self._js.publish(ROOMS_PREFIX + key, b"", headers=headers)
 
     async def _get(self, app: str, conference_id: str) -> tuple[Placed, int] | None:
         assert self._rooms is not None
@@ -213,15 +209,10 @@ class Placement:
         key = subjects.conference_key(app, conference_id)
         value = conference_pb2.RoomPlacement(replica_id=replica_id, placed_at_ms=self._now_ms())
         headers = {api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(last)}
-        try:
-            with self._watching("place"):
-                ack = await self._js.publish(
-                    ROOMS_PREFIX + key, value.SerializeToString(), headers=headers
-                )
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQUENCE:
-                raise Conflict(key) from exc
-            raise
+        with self._watching("place"):
+            ack = await self._js.publish(
+                ROOMS_PREFIX + key, value.SerializeToString(), headers=headers
+            )
         return int(ack.seq)
 
     def _now_ms(self) -> int:
@@ -229,11 +220,20 @@ class Placement:
 
     @contextlib.contextmanager
     def _watching(self, operation: str) -> Iterator[None]:
-        """A bucket (or JetStream) gone is made again; the request answers UNAVAILABLE."""
+        """A compare that failed is a Conflict; a bucket (or JetStream) gone is made again,
+        and the request answers UNAVAILABLE."""
         try:
             yield
         except nats.js.errors.KeyValueError:
             raise
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                raise Conflict(operation) from exc
+            if isinstance(exc, MISSING_ERRORS):
+                self._assets.lost(f"conference {operation}: {type(exc).__name__}")
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_UNAVAILABLE, f"room placement failed ({exc}); retry"
+            ) from exc
         except MISSING_ERRORS as exc:
             self._assets.lost(f"conference {operation}: {type(exc).__name__}")
             raise ParleyError(
