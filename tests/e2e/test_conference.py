@@ -32,14 +32,15 @@ from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_protocol import subjects
 from tests.support.calls import Party
-from tests.support.media import SAMPLE_RATE, received_audio
+from tests.support.media import SAMPLE_RATE, received_audio, rms
 from tests.support.wire import bounded, eventually
 
-from .stack import E2EStack, calling_party, conference_def, running_stack
+from .stack import E2EStack, calling_party, conference_def, running_stack, sip_def
 
 # A participant silent on the network this long is removed (short, for the test).
 MEDIA_TIMEOUT = 3
 TONES = (300.0, 500.0, 700.0)
+TEST_NUMBER = "+46000000000"
 
 _numbers = itertools.count()
 
@@ -62,8 +63,11 @@ async def stack(
         postgres_server,
         gateways=("gateway-a", "gateway-b"),
         extra=[
-            conference_def({**env, "PARLEY_INSTANCE_ID": name}, name)
-            for name in ("conference-a", "conference-b")
+            *(
+                conference_def({**env, "PARLEY_INSTANCE_ID": name}, name)
+                for name in ("conference-a", "conference-b")
+            ),
+            sip_def(),  # phones called into rooms (the test number needs no trunk)
         ],
     ) as running:
         yield running
@@ -359,3 +363,40 @@ async def test_a_callout_rings_a_user_into_the_room(
         assert {p.call_id for p in listed} == {nan_call.call_id, call_id}
         await incoming.hangup()
         await nan_call.hangup()
+
+
+@bounded(60)
+async def test_a_phone_called_into_the_room_is_heard_and_listed(
+    stack: E2EStack, tmp_path: Path, backend: BackendClient
+) -> None:
+    """The test number, called into a room through the sip service: the participant hears
+    its voice prompt, sees it join and leave (it hangs up by itself), and the application
+    lists it by number while it is there."""
+    room = odd("dial-in")
+    async with participant(stack, "pia", tmp_path, TONES[0]) as pia:
+        call, events = await join(pia, room)
+        quiet = rms(await received_audio(call, 0.5))
+        call_id = await backend.callout_number(room, TEST_NUMBER)
+
+        async def phone_joined() -> bool:
+            return any(p.number == TEST_NUMBER for p in call.participants)
+
+        await eventually(phone_joined, 15, "the phone's join")
+        (phone,) = [p for p in call.participants if p.number == TEST_NUMBER]
+        assert (phone.call_id, phone.user_id) == (call_id, "")
+        listed = {p.call_id: p.cli for p in await backend.conference(room)}
+        assert listed == {call.call_id: "", call_id: TEST_NUMBER}
+        # The prompt is speech: loud, and not pia's own tone.
+        heard = await received_audio(call, 2.0)
+        assert rms(heard) > 10 * max(quiet, 1e-4), (rms(heard), quiet)
+        assert level(heard, TONES[0]) < 0.2 * np.abs(heard).max()
+
+        async def phone_left() -> bool:
+            return not any(p.number == TEST_NUMBER for p in call.participants)
+
+        await eventually(phone_left, 20, "the test number hanging up")
+        assert [e.change for e in events.events if e.participant.call_id == call_id] == [
+            ParticipantChange.JOINED,
+            ParticipantChange.LEFT,
+        ]
+        await call.hangup()

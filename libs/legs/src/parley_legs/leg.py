@@ -59,6 +59,9 @@ class Leg(Generic[P]):
     connection (`webrtc`) is the subclass's choice (`make_peer`)."""
 
     kind = "leg"
+    # The session the leg stands under in its call: the far side (or a leg that called in),
+    # or a leg that started a call to another remote leg (subjects.LEG_CALLER_SESSION).
+    session = subjects.LEG_SESSION
     # Each service's legs count in its own metrics.
     metrics: ClassVar[LegMetrics | None] = None
 
@@ -92,7 +95,7 @@ class Leg(Generic[P]):
     async def start(self) -> None:
         """Listen for the call's events, then make the WebRTC answer (or offer)."""
         self._sub = await self._nc.subscribe(
-            subjects.call_leg(self.app, self.call_id), cb=self._leg_event
+            subjects.call_leg(self.app, self.call_id, self.session), cb=self._leg_event
         )
         if self.metrics is not None:
             self.metrics.live.labels(self.kind).inc()
@@ -142,7 +145,8 @@ class Leg(Generic[P]):
         self._ended = True
         if not self.caller_gone.is_set():
             await self._report(
-                self._reporter.hangup(self.app, self.call_id, error, failure, cause), "hangup"
+                self._reporter.hangup(self.app, self.call_id, error, failure, cause, self.session),
+                "hangup",
             )
         with contextlib.suppress(Exception):
             await self.teardown()

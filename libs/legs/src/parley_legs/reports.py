@@ -43,6 +43,7 @@ class LegReporter:
         error: common_pb2.Error | None = None,
         failure: bool = False,
         cause: calls_pb2.CallEndCause = calls_pb2.CALL_END_CAUSE_UNSPECIFIED,
+        session_id: str = "",
     ) -> calls_pb2.CallAck:
         """Hang up: a plain end (DENIED before an answer, HUNG_UP after), a FAILURE, or
         another cause a leg may give (REMOVED); the error (a SIP status, ...) goes to the
@@ -52,10 +53,20 @@ class LegReporter:
             hangup.cause = calls_pb2.CALL_END_CAUSE_FAILURE
         if error is not None:
             hangup.error.CopyFrom(error)
-        return await self._send(calls_pb2.LegReport(application_key=app, hangup=hangup))
+        return await self._send(
+            calls_pb2.LegReport(application_key=app, hangup=hangup, session_id=session_id)
+        )
 
     async def incoming(self, app: str, incoming: calls_pb2.LegIncoming) -> calls_pb2.CallAck:
         return await self._send(calls_pb2.LegReport(application_key=app, incoming=incoming))
+
+    async def start(self, app: str, start: calls_pb2.StartCall) -> calls_pb2.CallAck:
+        """Call a phone or a SIP address as a leg (session LEG_CALLER_SESSION)."""
+        return await self._send(
+            calls_pb2.LegReport(
+                application_key=app, start=start, session_id=subjects.LEG_CALLER_SESSION
+            )
+        )
 
     async def dtmf(self, app: str, call_id: str, digits: str) -> calls_pb2.CallAck:
         return await self._send(

@@ -132,9 +132,17 @@ def call_dial(service: str) -> str:
     return f"parley.call.dial.{service}"
 
 
-def call_leg(app_key: str, call_id: str) -> str:
-    """Where the events of one remote leg go (app key and call id are validated GUIDs)."""
-    return f"parley.call.leg.{app_key}.{call_id}"
+# The sessions a remote leg stands under: the far side of a call, or a leg that called in
+# (LEG_SESSION); a leg that called another remote leg (LEG_CALLER_SESSION).
+LEG_SESSION = "leg"
+LEG_CALLER_SESSION = "leg-caller"
+
+
+def call_leg(app_key: str, call_id: str, session_id: str = LEG_SESSION) -> str:
+    """Where the events of one remote leg go (app key and call id are validated GUIDs); a
+    leg that called another has a subject of its own."""
+    base = f"parley.call.leg.{app_key}.{call_id}"
+    return base if session_id == LEG_SESSION else f"{base}.{session_id}"
 
 
 # Conference rooms (conference.proto). App-backend requests (REST on the gateway) go to any

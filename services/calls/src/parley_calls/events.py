@@ -35,7 +35,7 @@ class CallEvents:
         """Send `event` to each target session at once (to a remote leg: on its subject)."""
         results = await asyncio.gather(
             *(
-                self._to_leg(application_key, event)
+                self._to_leg(application_key, event, t.session_id)
                 if records.is_leg(t)
                 else self._devices.to_session(application_key, t.user_id, t.session_id, event)
                 for t in targets
@@ -54,7 +54,7 @@ class CallEvents:
                     error=str(result),
                 )
 
-    async def _to_leg(self, application_key: str, event: Message) -> None:
+    async def _to_leg(self, application_key: str, event: Message, session_id: str) -> None:
         """A remote leg hears the call's end and signals, and, when it called in, that a
         device rings and its answer; nothing else is for it."""
         leg_event = calls_pb2.LegEvent(application_key=application_key)
@@ -70,7 +70,8 @@ class CallEvents:
             return
         call_id = event.call_id
         await self._nc.publish(
-            subjects.call_leg(application_key, call_id), leg_event.SerializeToString()
+            subjects.call_leg(application_key, call_id, session_id),
+            leg_event.SerializeToString(),
         )
 
     async def ended(

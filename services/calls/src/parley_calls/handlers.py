@@ -488,11 +488,18 @@ class CallHandlers:
     async def leg_report(self, report: calls_pb2.LegReport) -> calls_pb2.CallAck:
         """A remote leg (the sip service's side of a phone or SIP call) rings, answers, hangs
         up or signals: the same transitions as a callee device's, acted by the leg."""
+        session = report.session_id or records.LEG_SESSION
+        if session not in records.LEG_SESSIONS:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"a leg reports as {' or '.join(sorted(records.LEG_SESSIONS))}",
+                "session_id",
+            )
         leg = Caller(
             application_key=report.application_key,
             user_id="",
             instance_id="",
-            session_id=records.LEG_SESSION,
+            session_id=session,
             gateway_id="",
             connection_id="",
             capabilities=frozenset(),
@@ -508,6 +515,8 @@ class CallHandlers:
             return await self.send_call_signal(leg, report.signal)
         if kind == "incoming":
             return await self._leg_incoming(leg, report.incoming)
+        if kind == "start":
+            return await self._leg_start(leg, report.start)
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the leg report is empty", "report"
         )
@@ -543,6 +552,27 @@ class CallHandlers:
         if existing is None:
             raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "the call vanished; retry")
         return _ack(existing.record)
+
+    async def _leg_start(self, leg: Caller, start: calls_pb2.StartCall) -> calls_pb2.CallAck:
+        """A leg calls a phone or a SIP address (a conference calls a phone in): its callee
+        is another remote leg; the caller leg hears the call's events on its own subject."""
+        if leg.session_id != records.LEG_CALLER_SESSION:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"a leg starts a call as {records.LEG_CALLER_SESSION}",
+                "session_id",
+            )
+        if start.callee_user_id or start.conference_id:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                "a leg calls a phone number or a SIP address only",
+                "callee_user_id",
+            )
+        await self.start_call(leg, start)
+        stored = await self._store.get(leg.application_key, start.call_id)
+        if stored is None:
+            raise ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "the call vanished; retry")
+        return _ack(stored.record)
 
     # ICE servers ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from parley.v1 import calls_pb2
+from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 
 Record: TypeAlias = calls_pb2.CallRecord
@@ -47,8 +48,11 @@ CONFERENCE = calls_pb2.CALL_KIND_CONFERENCE
 LEG_SERVICES: dict[int, str] = {PHONE: "sip", SIP: "sip", CONFERENCE: "conference"}
 # The kinds whose headers go on a SIP INVITE (x- headers only).
 SIP_KINDS = frozenset({PHONE, SIP})
-# The session id a remote leg stands under (its user id is empty: no user has it).
-LEG_SESSION = "leg"
+# The session ids a remote leg stands under (its user id is empty: no user has it): the
+# far side of a call, or a leg that called in; a leg that called another remote leg.
+LEG_SESSION = subjects.LEG_SESSION
+LEG_CALLER_SESSION = subjects.LEG_CALLER_SESSION
+LEG_SESSIONS = frozenset({LEG_SESSION, LEG_CALLER_SESSION})
 # The causes a remote leg may give when it hangs up: none (before an answer: the far end
 # declined, DENIED; after: HUNG_UP), FAILURE with the error (a SIP error, no media), or
 # REMOVED (the application removed a conference participant).
@@ -113,7 +117,9 @@ def _wrong_state(reason: str) -> ParleyError:
 
 def actor_of(record: Record, user_id: str, session_id: str) -> Actor:
     """The party `user_id` is in this call; PERMISSION_DENIED for anyone else."""
-    if user_id == record.caller_user_id:
+    # Both parties are remote legs (a conference calling a phone in): the session tells.
+    both = record.caller_user_id == record.callee_user_id
+    if user_id == record.caller_user_id and (not both or session_id == record.caller_session_id):
         return Actor(Party.CALLER, session_id)
     if user_id == record.callee_user_id:
         return Actor(Party.CALLEE, session_id)
@@ -287,7 +293,7 @@ def caller_name(record: Record) -> str:
 
 def is_leg(target: Target) -> bool:
     """The target is a call's remote leg, not a device session."""
-    return not target.user_id and target.session_id == LEG_SESSION
+    return not target.user_id and target.session_id in LEG_SESSIONS
 
 
 def caller_target(record: Record) -> Target:

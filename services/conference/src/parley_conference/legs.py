@@ -5,6 +5,9 @@
   connects.
 - `CalloutLeg`: the application called a user into the room (REST callout): the leg offers,
   the user's devices ring with a conference call, and the leg joins when one answers.
+- `PhoneLeg`: the application called a phone into the room: the leg calls the number
+  through the sip service (a call whose both parties are remote legs) and joins when the
+  phone answers.
 
 Either stays in the room until the client hangs up, the application removes it (REMOVED),
 its media fails or goes silent for `media_timeout` (the network dropped: FAILURE), or the
@@ -23,6 +26,7 @@ from parley_conference.metrics import LEG_METRICS
 from parley_conference.rooms import Member, Room, Rooms
 from parley_legs.leg import Leg
 from parley_legs.reports import LegReporter
+from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode
 from parley_service.logs import get_logger
 
@@ -170,6 +174,27 @@ class CalloutLeg(ParticipantLeg):
         self.mark_answered()
         await self.webrtc.accept_answer(self.callee_answer_sdp)
         await self.talk()
+
+
+class PhoneLeg(CalloutLeg):
+    """The room calls a phone in (REST callout to a number): this leg starts a call of kind
+    PHONE whose far side is the sip service's leg, and joins once the phone answers. The
+    sip service reserves and settles the phone call's credit as for any phone call."""
+
+    kind = "phone"
+    session = subjects.LEG_CALLER_SESSION
+
+    async def prepare(self) -> None:
+        self.offer_sdp = await self.webrtc.offer()
+        await self._reporter.start(
+            self.app,
+            calls_pb2.StartCall(
+                call_id=self.call_id,
+                phone_number=self.record.destination,
+                headers=dict(self.record.headers),
+                offer_sdp=self.offer_sdp,
+            ),
+        )
 
 
 def _error(reason: str) -> common_pb2.Error:

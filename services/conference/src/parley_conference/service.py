@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2, conference_pb2
-from parley_conference.legs import CalloutLeg, ParticipantLeg
+from parley_conference.legs import CalloutLeg, ParticipantLeg, PhoneLeg
 from parley_conference.metrics import JOINS_REFUSED, PARTICIPANTS_LIVE, ROOMS_LIVE
 from parley_conference.placement import Placed, Placement
 from parley_conference.rooms import Member, Room, Rooms
@@ -36,6 +36,8 @@ from parley_protocol.validation import (
     validate_call_id,
     validate_conference_id,
     validate_headers,
+    validate_phone_number,
+    validate_sip_headers,
     validate_user_id,
 )
 from parley_service.bus import Bus
@@ -139,18 +141,18 @@ class ConferenceService:
         headers = validate_headers(dict(request.headers))
         which = request.WhichOneof("destination")
         if which == "phone_number":
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_UNAVAILABLE,
-                "calling a phone into a conference is not available yet in this deployment",
-                "phone_number",
-            )
-        if which != "user_id":
+            number = validate_phone_number(request.phone_number, "phone_number")
+            headers = validate_sip_headers(headers)
+            user_id = ""
+        elif which == "user_id":
+            user_id = validate_user_id(request.user_id, "user_id")
+            number = ""
+        else:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                 "a callout names a user_id or a phone_number",
                 "destination",
             )
-        user_id = validate_user_id(request.user_id, "user_id")
 
         async def here(placed: Placed) -> conference_pb2.ConferenceCalloutReply:
             self._check_room_for_one(app, conference_id)
@@ -158,13 +160,13 @@ class ConferenceService:
                 call_id=str(uuid.uuid4()),
                 application_key=app,
                 callee_user_id=user_id,
-                kind=calls_pb2.CALL_KIND_CONFERENCE,
-                destination=conference_id,
+                kind=calls_pb2.CALL_KIND_PHONE if number else calls_pb2.CALL_KIND_CONFERENCE,
+                destination=number or conference_id,
                 headers=headers,
             )
-            member = Member(record.call_id, _NoLeg(), user_id=user_id)
+            member = Member(record.call_id, _NoLeg(), user_id=user_id, number=number)
             room = self._rooms.admit(app, conference_id, placed.revision, member)
-            leg = self._participant(CalloutLeg, record, room, member)
+            leg = self._participant(PhoneLeg if number else CalloutLeg, record, room, member)
             await self.held.hold(subjects.call_key(app, record.call_id), leg)
             log.info("callout_placed", app=app, call=record.call_id, room=room.name)
             return conference_pb2.ConferenceCalloutReply(call_id=record.call_id)
@@ -189,7 +191,7 @@ class ConferenceService:
     ) -> ParticipantLeg:
         settings = self._settings
         extra: dict[str, float] = {}
-        if leg_type is CalloutLeg:
+        if issubclass(leg_type, CalloutLeg):
             extra["ring_seconds"] = settings.conference_callout_ring_seconds
         leg = leg_type(
             self._nc,

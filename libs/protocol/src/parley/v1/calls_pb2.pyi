@@ -345,17 +345,21 @@ class LegIncoming(_message.Message):
     def __init__(self, call_id: _Optional[str] = ..., callee_user_id: _Optional[str] = ..., from_number: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., offer_sdp: _Optional[str] = ..., kind: _Optional[_Union[CallKind, str]] = ...) -> None: ...
 
 class LegReport(_message.Message):
-    __slots__ = ("application_key", "ring", "answer", "hangup", "signal", "incoming")
+    __slots__ = ("application_key", "ring", "answer", "hangup", "signal", "incoming", "start", "session_id")
     APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
     RING_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     HANGUP_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     INCOMING_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     application_key: str
     ring: RingCall
     answer: AnswerCall
     hangup: HangupCall
     signal: SendCallSignal
     incoming: LegIncoming
-    def __init__(self, application_key: _Optional[str] = ..., ring: _Optional[_Union[RingCall, _Mapping]] = ..., answer: _Optional[_Union[AnswerCall, _Mapping]] = ..., hangup: _Optional[_Union[HangupCall, _Mapping]] = ..., signal: _Optional[_Union[SendCallSignal, _Mapping]] = ..., incoming: _Optional[_Union[LegIncoming, _Mapping]] = ...) -> None: ...
+    start: StartCall
+    session_id: str
+    def __init__(self, application_key: _Optional[str] = ..., ring: _Optional[_Union[RingCall, _Mapping]] = ..., answer: _Optional[_Union[AnswerCall, _Mapping]] = ..., hangup: _Optional[_Union[HangupCall, _Mapping]] = ..., signal: _Optional[_Union[SendCallSignal, _Mapping]] = ..., incoming: _Optional[_Union[LegIncoming, _Mapping]] = ..., start: _Optional[_Union[StartCall, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
