@@ -84,6 +84,7 @@ bench: install
 	$(PY) bench/messaging.py
 	$(PY) bench/push.py
 	$(PY) bench/sip.py
+	$(PY) bench/conference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

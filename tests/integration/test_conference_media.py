@@ -11,15 +11,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import pytest
 import pytest_asyncio
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from parley_client.sources import ToneSource
+from parley_client.sources import PatternSource, ToneSource
 from parley_conference.media import MediaLeg, decoder_thread_running
 from parley_conference.mixer import Mixer
 from parley_legs.webrtc import use_host_addresses
+from parley_protocol.errors import ErrorCode, ParleyError
 from tests.support.media import SAMPLE_RATE
 
 TONES = (300, 500, 700)
@@ -200,3 +202,73 @@ async def test_no_decoder_thread_is_left_and_rtcp_still_flows(room: Room) -> Non
         reports = [s for s in (await sender.getStats()).values() if s.type == "remote-inbound-rtp"]
         assert reports, f"{client.name} got no receiver report"
         assert reports[0].packetsLost == 0
+
+
+async def test_a_leg_that_offers_is_heard_and_hears() -> None:
+    """The callout way round: the leg offers, the client answers."""
+    mixer = Mixer()
+    await mixer.start()
+    caller, callee = Client(300), Client(500)
+    caller_leg, callee_leg = MediaLeg(lambda s: None), MediaLeg(lambda s: None)
+    try:
+        mixer.join(ROOM, caller.name, caller_leg)
+        mixer.join(ROOM, callee.name, callee_leg)
+        await caller.connect(caller_leg)
+        offer = await callee_leg.offer()
+        assert "opus/48000/2" in offer and "PCMU" not in offer  # only what the mixer decodes
+        await callee.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await callee.pc.setLocalDescription(await callee.pc.createAnswer())
+        await callee_leg.accept_answer(callee.pc.localDescription.sdp)
+        await asyncio.wait_for(
+            asyncio.gather(caller_leg.connected.wait(), callee_leg.connected.wait()), 10
+        )
+        await asyncio.sleep(0.6)
+        heard = await asyncio.gather(caller.listen(1.0), callee.listen(1.0))
+        assert_hears(heard[0], {500}, {300}, "caller")
+        assert_hears(heard[1], {300}, {500}, "callee")
+        assert callee_leg.receiver is not None
+        assert not decoder_thread_running(callee_leg.receiver)
+    finally:
+        for client in (caller, callee):
+            await client.close()
+        for leg in (caller_leg, callee_leg):
+            await leg.close()
+            await leg.close()  # idempotent
+        await mixer.stop()
+
+
+async def test_offers_it_cannot_use_are_refused_and_video_is_declined() -> None:
+    # No audio at all.
+    client = RTCPeerConnection()
+    client.createDataChannel("chat")
+    await client.setLocalDescription(await client.createOffer())
+    leg = MediaLeg(lambda s: None)
+    with pytest.raises(ParleyError) as refused:
+        await leg.answer(client.localDescription.sdp)
+    assert refused.value.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT
+    await leg.close()
+    await client.close()
+    # Audio, but no Opus.
+    client = RTCPeerConnection()
+    transceiver = client.addTransceiver(ToneSource(300), direction="sendrecv")
+    pcmu = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/PCMU"]
+    transceiver.setCodecPreferences(pcmu)
+    await client.setLocalDescription(await client.createOffer())
+    leg = MediaLeg(lambda s: None)
+    with pytest.raises(ParleyError) as refused:
+        await leg.answer(client.localDescription.sdp)
+    assert refused.value.code == ErrorCode.ERROR_CODE_INVALID_ARGUMENT
+    await leg.close()
+    await client.close()
+    # Audio and video: the audio is taken, the video declined (nothing decodes it).
+    client = RTCPeerConnection()
+    client.addTrack(ToneSource(300))
+    client.addTrack(PatternSource())
+    await client.setLocalDescription(await client.createOffer())
+    leg = MediaLeg(lambda s: None)
+    answer = await leg.answer(client.localDescription.sdp)
+    video = answer[answer.index("m=video") :]
+    assert "a=inactive" in video
+    assert "a=sendrecv" in answer[answer.index("m=audio") : answer.index("m=video")]
+    await leg.close()
+    await client.close()

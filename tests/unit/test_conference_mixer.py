@@ -130,12 +130,13 @@ def heard(payloads: list[bytes]) -> Samples:
 
 
 def run(mixer: Mixer, legs: dict[str, FakeLeg], sources: dict[str, Any], ticks: int) -> None:
-    """Each tick, every source sends one packet and the mixer mixes once."""
+    """Each tick, every source sends one packet (its frame of the tick, or silence for None
+    or a row of NaN) and the mixer mixes once."""
     encoders = {name: OpusEncoder() for name in sources}
     silence = silent_packet()
     for tick in range(ticks):
         for name, source in sources.items():
-            if source is None:
+            if source is None or np.isnan(source[tick][0]):
                 legs[name].send(silence)
             else:
                 frame = np.ascontiguousarray(source[tick], dtype=np.int16)
@@ -170,8 +171,8 @@ def test_speakers_hear_all_but_themselves_and_listeners_share_one_mix() -> None:
     assert min(strength(samples, f) for f in (300, 500, 700)) > 20
     stats = mixer.stats
     assert stats.ticks == ticks and stats.frames_sent == 5 * ticks
-    # Silence was never decoded: only the three tones were.
-    assert stats.quiet_skipped == 2 * (ticks - 1)  # the inbox starts on the second
+    # Silence was never decoded (the inbox starts on the second tick): only the tones were.
+    assert stats.quiet_skipped + stats.unmixed_skipped == 2 * (ticks - 1)
     assert stats.decoded <= 3 * ticks
     # Per tick (once all speak): three own mixes and one shared.
     assert stats.shared_encoded <= ticks and stats.encoded <= 4 * ticks
@@ -190,6 +191,46 @@ def test_a_lone_speaker_hears_silence_and_muted_ones_are_not_decoded() -> None:
     assert strength(heard(legs["b"].sent), 300) > 20  # b still hears a
     assert mixer.stats.decoded <= ticks  # only a's packets
     assert mixer.speaking("r") == ["a"]
+
+
+def test_at_most_three_speakers_are_mixed_and_they_keep_the_floor() -> None:
+    mixer = Mixer(max_speakers=3)
+    names = ("a", "b", "c", "d", "e", "x")
+    legs = {name: FakeLeg() for name in names}
+    for name in names:
+        mixer.join("r", name, legs[name])
+    ticks = 150
+    # d and e off the 100 Hz grid of a, b and c's intermodulation (the codec's, -30 dB).
+    hz = {"a": 300, "b": 400, "c": 500, "d": 630, "e": 770}
+    amplitude = {"a": 0.2, "b": 0.19, "c": 0.18, "d": 0.12, "e": 0.1}
+    sources: dict[str, Any] = {n: tone(hz[n], amplitude[n], ticks) for n in hz}
+    sources["x"] = None
+    sources["d"][50:] *= 4  # d gets loud: it still waits for a place
+    sources["a"][100:] = np.nan  # a stops: d takes its place after the hangover
+    encoders = {name: OpusEncoder() for name in sources}
+    silence = silent_packet()
+    mixed_at: dict[int, list[str]] = {}
+    for tick in range(ticks):
+        for name, source in sources.items():
+            if source is None or np.isnan(source[tick][0]):
+                legs[name].send(silence)
+            else:
+                frame = np.ascontiguousarray(source[tick], dtype=np.int16)
+                legs[name].send(encoders[name].encode(frame))
+        mixer.mix_once()
+        mixed_at[tick] = mixer.mixed("r")
+    assert mixed_at[40] == ["a", "b", "c"]
+    assert mixed_at[95] == ["a", "b", "c"]  # d, louder now, waits
+    assert mixed_at[149] == ["b", "c", "d"]
+    # The listener heard a, b and c, not d or e, while a spoke.
+    samples = heard(legs["x"].sent[:95])
+    strong = min(strength(samples, f) for f in (300, 400, 500))
+    assert max(strength(samples, f) for f in (630, 770)) < strong / 30
+    # A speaker left out hears the room's mix like any listener.
+    assert legs["e"].sent[-1] == legs["x"].sent[-1]
+    # While the three places were held, the others' packets were not decoded.
+    assert mixer.stats.decoded < 3 * ticks + 2 * 5
+    assert mixer.stats.unmixed_skipped >= 3 * 90
 
 
 def test_an_empty_room_goes_with_its_last_participant() -> None:

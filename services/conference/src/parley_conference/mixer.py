@@ -5,21 +5,24 @@ at start + k x 20 ms; a tick that cannot keep up is skipped and its frames count
 Each tick, in each room:
 
 1. Each unmuted participant's next packet is taken from its inbox (media.Inbox, a small
-   jitter buffer) and decoded; a packet late or lost is concealed by the decoder; a packet
-   known to be quiet is not decoded at all while the participant is not speaking.
+   jitter buffer) and decoded; a packet late or lost is concealed by the decoder. Not
+   decoded at all: a packet known to be quiet while the participant is not speaking, and
+   while every place in the mix (step 3) is held, the packets of those without one.
 2. A participant speaks while its frame's level is above SPEAKING_LEVEL, and for
    HANGOVER_FRAMES after (so a word's tail and the gaps between words are kept).
-3. Only speakers are mixed, in int32: `total` is their sum. A speaker hears
-   total - itself, encoded with its own encoder; everyone else (the listeners, the muted,
-   those not yet sending) hears `total` itself, encoded once for the room and the same
-   bytes sent to each (their RTP sequence numbers and timestamps stay their own: aiortc's
-   sender adds them). With no one to hear, the cached silent packet is sent.
+3. Only speakers are mixed, at most MAX_SPEAKERS of them (those already mixed keep their
+   place while they speak, the loudest of the others take free ones), in int32: `total`
+   is their sum. A mixed speaker hears total - itself, encoded with its own encoder;
+   everyone else (the listeners, the muted, those not yet sending, speakers left out)
+   hears `total` itself, encoded once for the room and the same bytes sent to each (their
+   RTP sequence numbers and timestamps stay their own: aiortc's sender adds them). With
+   no one to hear, the cached silent packet is sent.
 4. Each mix goes through a Limiter on its way to int16: never past full scale, never
    clipped flat, quiet mixes untouched.
 
-So a room costs one decode per unmuted participant sending sound, one encode per speaker
-and one for the room: with the usual one or two speakers, about three encodes however many
-listen.
+So a room costs a decode per unmuted participant sending sound (at most MAX_SPEAKERS while
+they all hold their places), one encode per mixed speaker and one for the room: at most
+four encodes a tick however many listen or talk.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ FULL_SCALE: Final = 32767
 SPEAKING_LEVEL: Final = 100
 # Frames a participant still counts as speaking after its last loud one (300 ms).
 HANGOVER_FRAMES: Final = 15
+# At most this many speakers of a room are mixed at once (None: all). Beyond three voices
+# at once no one follows anyway; each costs an encode a tick, so without a cap a room where
+# everyone talks costs an encode per participant (measured: 100 such participants need
+# more than a core).
+MAX_SPEAKERS: Final = 3
 # A tick this many frames behind its due time is skipped (with the ones between).
 MAX_BEHIND_FRAMES: Final = 3
 
@@ -162,8 +170,9 @@ class _Participant:
     decoder: OpusDecoder = field(default_factory=OpusDecoder)
     voice: VoiceActivity = field(default_factory=VoiceActivity)
     limiter: Limiter = field(default_factory=Limiter)
-    encoder: OpusEncoder | None = None  # its own mix's, made when it first speaks
+    encoder: OpusEncoder | None = None  # its own mix's, made when it is first mixed
     muted: bool = False
+    mixed: bool = False  # in this tick's mix (a speaker with a place in it)
 
 
 @dataclass(eq=False)
@@ -177,10 +186,13 @@ class _Room:
 class Mixer:
     """Mixes the audio of every room of this replica (see the module's doc)."""
 
-    def __init__(self, *, frame_ms: int = 20) -> None:
+    def __init__(self, *, frame_ms: int = 20, max_speakers: int | None = MAX_SPEAKERS) -> None:
         if frame_ms != 20:
             raise ValueError("the mixer works in 20 ms frames")  # Opus and the inbox do
+        if max_speakers is not None and max_speakers < 1:
+            raise ValueError("at least one speaker is mixed")
         self.frame_seconds = frame_ms / 1000
+        self.max_speakers = max_speakers
         self.stats = MixerStats()
         self._rooms: dict[str, _Room] = {}
         self._silent = silent_packet()
@@ -225,11 +237,18 @@ class Mixer:
         return len(self._rooms)
 
     def speaking(self, room: str) -> list[str]:
-        """The room's participants speaking now."""
+        """The room's participants speaking now (mixed or not)."""
         state = self._rooms.get(room)
         if state is None:
             return []
         return [p.name for p in state.participants.values() if p.voice.active]
+
+    def mixed(self, room: str) -> list[str]:
+        """The room's speakers in its last mix (at most max_speakers)."""
+        state = self._rooms.get(room)
+        if state is None:
+            return []
+        return [p.name for p in state.participants.values() if p.mixed]
 
     # -- the clock ---------------------------------------------------------------------------
 
@@ -287,27 +306,51 @@ class Mixer:
 
     def _mix_room(self, room: _Room) -> int:
         stats = self.stats
-        speakers: list[tuple[_Participant, Mix]] = []
+        limit = self.max_speakers
+        # While every place in the mix is held, no one else can be heard: their packets are
+        # not decoded (see _pass_over).
+        full = limit is not None and sum(m.mixed for m in room.participants.values()) >= limit
+        # Who speaks this tick, with the frame and its level.
+        active: list[tuple[_Participant, Pcm, int]] = []
         for member in room.participants.values():
+            if full and not member.mixed:
+                self._pass_over(member)
+                continue
             pcm = self._take(member)
-            if pcm is not None and member.voice.update(level(pcm) >= SPEAKING_LEVEL):
-                speakers.append((member, pcm.astype(np.int32)))
+            if pcm is None:
+                member.mixed = False
+                continue
+            loudness = level(pcm)
+            if member.voice.update(loudness >= SPEAKING_LEVEL):
+                active.append((member, pcm, loudness))
+            else:
+                member.mixed = False
+        if limit is not None and len(active) > limit:
+            # Those mixed last tick keep the floor while they speak; the loudest of the
+            # others take the places left.
+            active.sort(key=lambda a: (not a[0].mixed, -a[2]))
+            for member, _, _ in active[limit:]:
+                member.mixed = False
+            del active[limit:]
+        speakers: list[tuple[_Participant, Mix]] = []
+        for member, pcm, _ in active:
+            member.mixed = True
+            speakers.append((member, pcm.astype(np.int32)))
         silent = self._silent
         total: Mix | None = None
         if speakers:
             total = speakers[0][1].copy()
             for _, frame in speakers[1:]:
                 total += frame
+        own_frames = {member.name: frame for member, frame in speakers}
         # The listeners' mix, encoded when the first of them is served.
         shared: bytes | None = silent if total is None else None
-        speaking = {id(member): frame for member, frame in speakers}
         sent = 0
         for member in room.participants.values():
             leg = member.leg
             if not leg.connected.is_set():
                 continue
-            own = speaking.get(id(member))
-            if own is None:
+            if not member.mixed:
                 if shared is None:
                     assert total is not None
                     shared = self._encode(room.encoder, room.limiter, total)
@@ -319,7 +362,8 @@ class Mixer:
                 assert total is not None
                 if member.encoder is None:
                     member.encoder = OpusEncoder()
-                payload = self._encode(member.encoder, member.limiter, total - own)
+                mix = total - own_frames[member.name]
+                payload = self._encode(member.encoder, member.limiter, mix)
             if payload is silent:
                 stats.silent_sent += 1
             leg.outgoing.push(payload)
@@ -352,6 +396,22 @@ class Mixer:
             return member.decoder.decode(packet.payload)
         except OpusError:
             return None  # a packet that is not Opus: taken as silence
+
+    def _pass_over(self, member: _Participant) -> None:
+        """Take the participant's packet of this tick without decoding it (it would not be
+        heard): whether it speaks is then only what the packet says of itself (its audio
+        level, or its being a silence packet); its decoder takes the gap as lost packets."""
+        inbox = member.leg.inbox
+        if member.muted:
+            if len(inbox):
+                inbox.clear()
+            return
+        packet = inbox.pop()
+        if packet is None or packet is LOST:
+            member.voice.update(False)
+            return
+        self.stats.unmixed_skipped += 1
+        member.voice.update(not packet.quiet)
 
     def _encode(self, encoder: OpusEncoder, limiter: Limiter, mix: Mix) -> bytes:
         pcm, limited = limiter.process(mix)

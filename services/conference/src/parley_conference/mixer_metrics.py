@@ -26,6 +26,7 @@ class MixerStats:
     late_frames: int = 0
     decoded: int = 0  # packets decoded
     quiet_skipped: int = 0  # packets taken as silent without decoding (see media.Received)
+    unmixed_skipped: int = 0  # packets not decoded: every place in the mix was held
     concealed: int = 0  # frames concealed (a participant's packet late or lost)
     encoded: int = 0  # packets encoded: a room's shared mix, a speaker's own
     shared_encoded: int = 0  # ... of which a room's mix for all its non-speakers
@@ -51,6 +52,7 @@ _HELP = {
     "late_frames": "Audio frames handed to participants after the next step was due, or skipped.",
     "decoded": "Participants' packets decoded.",
     "quiet_skipped": "Participants' packets taken as silence without decoding.",
+    "unmixed_skipped": "Participants' packets not decoded while every place in the mix was held.",
     "concealed": "Participants' frames concealed (packet late or lost).",
     "encoded": "Packets encoded (a room's mix for its listeners, a speaker's own mix).",
     "shared_encoded": "Packets encoded once for all of a room's listeners who are not speaking.",
