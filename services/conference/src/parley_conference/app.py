@@ -4,6 +4,9 @@ application's queries, commands and callouts)."""
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
+from parley_conference import mixer_metrics
 from parley_conference.mixer import Mixer
 from parley_conference.placement import Placement
 from parley_conference.rooms import Rooms
@@ -46,6 +49,8 @@ async def setup(runtime: Runtime) -> None:
     )
     await placement.open()
     mixer = Mixer()
+    collector = mixer_metrics.register(mixer)
+    runtime.on_stop(lambda: _unregister(collector))
     await mixer.start()
     rooms = Rooms(
         mixer, DeviceEvents(runtime.nc, settings.event_window_seconds > 0), placement, runtime.clock
@@ -64,3 +69,8 @@ async def setup(runtime: Runtime) -> None:
         replica=settings.instance_id,
         max_participants=settings.conference_max_participants,
     )
+
+
+async def _unregister(collector: mixer_metrics.MixerCollector) -> None:
+    """In-process tests run a service more than once: its mixer's figures go with it."""
+    REGISTRY.unregister(collector)
