@@ -1,11 +1,15 @@
 """Conference mixing on one replica: CPU per participant, late frames, and the most
 participants one core mixes in time.
 
-For now the replica is a stand-in: the media core alone (tests/support/conference/replica.py:
-a Mixer and answering MediaLegs in one process, SDP over pipes). The participants live in
-two light client processes (tests/support/conference/client.py): packet-level peer
-connections on loopback that send pre-encoded Opus, a tone or silence, and count what they
-receive without decoding it, so that the machine's CPU goes to the replica.
+Most phases load a stand-in replica: the media core alone (tests/support/conference/
+replica.py: a Mixer and answering MediaLegs in one process, SDP over pipes), which can be
+profiled. The last phase loads the real conference service in a stack of its own (auth, a
+gateway, calls, conference as processes, embedded NATS and PostgreSQL): each participant is
+a reference client that joins with `call_conference`, its call's media a light peer. The
+participants live in two light client processes (tests/support/conference/client.py):
+packet-level peer connections on loopback that send pre-encoded Opus, a tone or silence,
+and count what they receive without decoding it, so that the machine's CPU goes to the
+replica.
 
 1. Rooms of 3, one talker each.
 2. Rooms of 10, the usual pattern: one or two talkers (a tone), the others silence; then the
@@ -53,6 +57,11 @@ from measure import cpu_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
+import base64
+import urllib.request
+
+from parley_devstack.services import ServiceDef
+from parley_devstack.stack import DevStack, StackSettings
 from tests.support.conference.pipes import Helper
 
 CLIENT_PROCESSES = 2
@@ -76,7 +85,9 @@ CLIENTS_BUSY = 0.9 * len(OTHER_CPUS)
 RAMP_FROM = 60
 RAMP_STEP = 20
 RAMP_MAX = 600
-RAMP_BUDGET_SECONDS = 170.0
+RAMP_BUDGET_SECONDS = 120.0
+# The real service's levels: participants in rooms of 10 (the usual pattern).
+SERVICE_LEVELS = (60, 100)
 PROFILE_SECONDS = 5.0
 PROFILE_PARTICIPANTS = 100
 
@@ -414,11 +425,123 @@ async def run(profile_path: str) -> dict[str, Any]:
         figures["profile"] = where_time_goes(profile_path, PROFILE_SECONDS)
         figures["profile"]["participants"] = len(bench.members)
         await bench.clear()
+        print("the real conference service:", flush=True)
+        figures["service"] = await service_phase(clients, Path(tempfile.mkdtemp()))
+        top = figures["service"][-1]
+        figures["service_participants_per_core_by_cpu"] = int(
+            100 / max(top["service_cpu_percent_per_participant"], 1e-6)
+        )
     finally:
         for helper in [*clients, replica]:
             await helper.stop()
     figures["seconds"] = round(time.monotonic() - started, 1)
     return figures
+
+
+async def service_phase(clients: list[Helper], home: Path) -> list[dict[str, Any]]:
+    """The real conference service as one replica (pinned to the replica's core): rooms of
+    10, 1-2 talking, joined through the gateway and the calls service by reference clients.
+    Its CPU from /proc, its late frames from its metrics."""
+    quiet = {"PARLEY_LOG_LEVEL": "warning"}
+
+    def service(name: str, module: str, **extra: Any) -> ServiceDef:
+        env = {**quiet, **extra.pop("env", {})}
+        return ServiceDef(name=name, module=module, health_port=0, env=env, restart=False, **extra)
+
+    services = [
+        service("auth", "parley_auth", database=True, master_key=True),
+        service("gateway", "parley_gateway", public_port=0, public_port_env="PARLEY_GATEWAY_PORT"),
+        service("calls", "parley_calls"),
+        service(
+            "conference",
+            "parley_conference",
+            env={
+                "PARLEY_CONFERENCE_ICE_HOST_ADDRESSES": "127.0.0.1",
+                "PARLEY_CONFERENCE_MAX_PARTICIPANTS": "1000",
+            },
+        ),
+    ]
+    settings = StackSettings(
+        home=home, master_key=base64.b64encode(os.urandom(32)).decode(), nats_port=0
+    )
+    with open(home / "stack.log", "w") as log:  # noqa: ASYNC230 (once, before anything runs)
+        stack = DevStack(settings, services=services, out=log)
+        try:
+            await stack.start()
+            app = {
+                "host": f"127.0.0.1:{stack.ports['gateway'].public}",
+                "key": str(stack.sandbox_app["application_key"]),
+                "secret": str(stack.sandbox_app["application_secret"]),
+            }
+            pid = stack.supervisor.status("conference").pid
+            assert pid is not None
+            if REPLICA_CPUS:
+                os.sched_setaffinity(pid, REPLICA_CPUS)
+            metrics = f"http://127.0.0.1:{stack.ports['conference'].health}/metrics"
+            levels = []
+            joined: list[tuple[Helper, str]] = []
+            index = 0
+            gate = asyncio.Semaphore(JOINS_IN_FLIGHT)
+            for level in SERVICE_LEVELS:
+
+                async def one(seat: int, room: str, client: Helper, id: str, talker: bool) -> None:
+                    async with gate:
+                        tone = 300 + 20 * (seat % 30) if talker else None
+                        done = await client.request(
+                            "join", id=id, room=room, tone=tone, **app, timeout=60
+                        )
+                        if not done["connected"]:
+                            raise RuntimeError(f"{id} did not connect")
+                        joined.append((client, id))
+
+                joins = []
+                while len(joined) + len(joins) < level:
+                    room = f"bench room {index // 10}.x*>"
+                    talkers = usual(index // 10)
+                    for seat in range(10):
+                        client = clients[index % len(clients)]
+                        joins.append(one(index, room, client, f"s{index}", seat < talkers))
+                        index += 1
+                await asyncio.gather(*joins)
+                await asyncio.sleep(SETTLE_SECONDS)
+                before = (time.monotonic(), cpu_seconds(pid), _mixer_counts(metrics))
+                await asyncio.sleep(WINDOW_SECONDS)
+                after = (time.monotonic(), cpu_seconds(pid), _mixer_counts(metrics))
+                wall = after[0] - before[0]
+                cores = (after[1] - before[1]) / wall
+                frames = after[2]["frames_sent"] - before[2]["frames_sent"]
+                late = after[2]["late_frames"] - before[2]["late_frames"]
+                figures = {
+                    "participants": len(joined),
+                    "service_cpu_cores": round(cores, 3),
+                    "service_cpu_percent_per_participant": round(100 * cores / len(joined), 3),
+                    "late_frames_percent": round(100 * late / max(1, frames), 3),
+                    "frames_sent": frames,
+                }
+                levels.append(figures)
+                print(
+                    f"  the conference service, {len(joined)} participants in rooms of 10: "
+                    f"{cores:.2f} cores = {figures['service_cpu_percent_per_participant']} % "
+                    f"of a core each, late frames {figures['late_frames_percent']} %",
+                    flush=True,
+                )
+            for client, id in joined:
+                await client.request("leave", id=id)
+            return levels
+        finally:
+            await stack.stop()
+
+
+def _mixer_counts(url: str) -> dict[str, float]:
+    """The mixer's frames sent and late frames so far, from the service's metrics."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    counts = {"frames_sent": 0.0, "late_frames": 0.0}
+    for line in text.splitlines():
+        for name in counts:
+            if line.startswith(f"parley_conference_mixer_{name}_total "):
+                counts[name] = float(line.split()[-1])
+    return counts
 
 
 def main() -> None:
@@ -435,6 +558,16 @@ def main() -> None:
     print(
         f"participants one core mixes with under 1 % late frames: "
         f"{figures['participants_per_core']} ({figures['participants_per_core_basis']})"
+    )
+    for level in figures["service"]:
+        print(
+            f"the conference service itself: {level['participants']} participants, "
+            f"{level['service_cpu_percent_per_participant']} % of a core each, "
+            f"{level['late_frames_percent']} % late"
+        )
+    print(
+        "participants per core by the service's CPU: "
+        f"{figures['service_participants_per_core_by_cpu']}"
     )
     profile = figures["profile"]
     print(

@@ -567,3 +567,53 @@ def test_signalling_only_mode_never_loads_the_media_stack() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "media modules: []"
+
+
+class _OwnMedia:
+    """A media of the app's own (what a load test plugs in): it says what it was asked."""
+
+    flowing = True
+
+    def __init__(self, call: object) -> None:
+        self.call = call
+        self.asked: list[str] = []
+
+    async def offer(self) -> str:
+        self.asked.append("offer")
+        return PLACEHOLDER_SDP.replace("s=-", "s=own")
+
+    async def answer(self, offer_sdp: str) -> str:
+        self.asked.append("answer")
+        return PLACEHOLDER_SDP
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        self.asked.append("accept")
+
+    async def close(self) -> None:
+        self.asked.append("close")
+
+
+async def test_calls_take_their_media_from_the_apps_factory(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        made: list[_OwnMedia] = []
+
+        def factory(call: object) -> _OwnMedia:
+            made.append(_OwnMedia(call))
+            return made[-1]
+
+        with pytest.raises(ParleyError):
+            h.builder("alice").media_factory("not callable")  # type: ignore[arg-type]
+        client, _ = h.client(h.builder("alice").media_factory(factory))
+        client.set_support_calling(True)
+        await client.start()
+        bob = await party(h, "bob")
+        call = client.call_client.call_user("bob")
+        incoming = await bob.next_incoming()
+        await incoming.answer()
+        await call.wait_established(2)
+        assert [m.call for m in made] == [call] and call.remote_audio_track is None
+        assert h.backend.calls.calls[call.call_id].offer_sdp == PLACEHOLDER_SDP.replace(
+            "s=-", "s=own"
+        )
+        await call.hangup()
+        assert made[0].asked == ["offer", "accept", "close"]

@@ -8,6 +8,10 @@ As a helper process (`python -m tests.support.conference.client`, see pipes.py):
   answer {id, sdp}               -> {connected: bool} once connected (or 20 s passed)
   close {id}                     -> {}
   stats {}                       -> {participants, connected, received, expected, cpu}
+Or through a real stack, each participant a reference client whose call's media is the
+light peer (`ParleyClient.builder().media_factory`):
+  join {id, room, tone, host, key, secret} -> {connected: bool}: call_conference(room)
+  leave {id}                     -> {}: hang up, stop the client
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from parley_client import Call, ParleyClient
 from parley_conference.media import MediaLeg
 from parley_conference.opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, silent_packet
 from parley_legs.webrtc import use_host_addresses
@@ -61,11 +68,35 @@ class Participant:
             self.leg.inbox.clear()
 
 
+class LightMedia:
+    """A participant's peer as a reference client's call media (it offers; it flows once
+    the answer is in, like signalling-only media: the bench counts what arrives)."""
+
+    flowing = True
+
+    def __init__(self, participant: Participant) -> None:
+        self.participant = participant
+
+    async def offer(self) -> str:
+        return await self.participant.leg.offer()
+
+    async def answer(self, offer_sdp: str) -> str:
+        return await self.participant.leg.answer(offer_sdp)
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        await self.participant.leg.accept_answer(answer_sdp)
+
+    async def close(self) -> None:
+        await self.participant.leg.close()
+
+
 class Clients:
     """Participants of one process, one 20 ms clock for all their sending."""
 
     def __init__(self) -> None:
         self.participants: dict[str, Participant] = {}
+        self.apps: dict[str, tuple[ParleyClient, Call]] = {}
+        self._state = tempfile.mkdtemp(prefix="parley-bench-clients-")
         self._clock: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -101,6 +132,38 @@ class Clients:
             return True
         return False
 
+    async def join(self, id: str, room: str, tone: int | None, app: dict[str, str]) -> bool:
+        """A reference client of its own joins `room` through the stack; its call's media
+        is the participant's light peer."""
+        participant = self.participants[id] = Participant(tone)
+        client = (
+            ParleyClient.builder()
+            .application_key(app["key"])
+            .application_secret(app["secret"])
+            .user_id(f"bench {id}")
+            .environment_host(app["host"])
+            .persistence_dir(Path(self._state) / id)
+            .media_factory(lambda call: LightMedia(participant))
+            .build()
+        )
+        client.set_support_calling(True)
+        await client.start()
+        call = client.call_client.call_conference(room)
+        self.apps[id] = (client, call)
+        await call.wait_established(20)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(participant.leg.connected.wait(), 20)
+        if participant.leg.connected.is_set():
+            participant.connected_at = time.monotonic()
+            return True
+        return False
+
+    async def leave(self, id: str) -> None:
+        client, call = self.apps.pop(id)
+        await call.hangup()
+        await client.terminate()
+        await self.close(id)
+
     async def close(self, id: str) -> None:
         participant = self.participants.pop(id, None)
         if participant is not None:
@@ -128,6 +191,13 @@ class Clients:
         if op == "close":
             await self.close(request["id"])
             return {}
+        if op == "join":
+            app = {k: request[k] for k in ("host", "key", "secret")}
+            connected = await self.join(request["id"], request["room"], request.get("tone"), app)
+            return {"connected": connected}
+        if op == "leave":
+            await self.leave(request["id"])
+            return {}
         if op == "stats":
             return self.stats()
         raise ValueError(f"unknown op {op}")
@@ -138,6 +208,9 @@ async def main() -> None:
     clients = Clients()
     clients.start()
     await serve(clients.handle)
+    for id in list(clients.apps):
+        with contextlib.suppress(Exception):
+            await clients.leave(id)
     for id in list(clients.participants):
         await clients.close(id)
 

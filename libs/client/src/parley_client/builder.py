@@ -8,10 +8,14 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from parley_client.config import ClientConfig
 from parley_client.errors import ConfigurationError, ConfigurationProblem
+
+if TYPE_CHECKING:
+    from parley_client.call import Call
+    from parley_client.media import Media
 
 C = TypeVar("C")
 
@@ -93,6 +97,15 @@ class ParleyClientBuilder(Generic[C]):
         if not isinstance(enabled, bool):
             raise _bad("media", f"must be True or False, not {enabled!r}")
         self._config = replace(self._config, media=enabled)
+        return self
+
+    def media_factory(self, factory: Callable[[Call], Media]) -> Self:
+        """Calls get their media from `factory(call)` instead of the client's own aiortc
+        peer connection (implies `media(False)`): load tests plug in light peers of their
+        own. A Media offers, answers, accepts an answer, closes, and says when it flows."""
+        if not callable(factory):
+            raise _bad("media_factory", f"must be callable, not {factory!r}")
+        self._config = replace(self._config, media=False, media_factory=factory)
         return self
 
     def device_name(self, name: str) -> Self:

@@ -288,6 +288,9 @@ class CallClient(Feature):
         return self._config.inactive_timeout
 
     async def make_media(self, call: Call) -> Media:
+        if self._config.media_factory is not None:
+            made: Media = self._config.media_factory(call)
+            return made
         if not self._config.media:
             return SignallingMedia()
         from parley_client.media import PeerMedia

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from parley_client.errors import ConfigurationError, ConfigurationProblem
@@ -135,6 +136,9 @@ class ClientConfig:
     environment_hosts: tuple[str, ...] | None = None
     persistence_dir: Path | None = None
     media: bool = True
+    # Calls get their media from this (a call -> Media) instead of aiortc's peer connection
+    # (load tests: light peers of their own); set with media off.
+    media_factory: Callable[[Any], Any] | None = None
     device_name: str = ""
     heartbeat_interval: float | None = None
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT

@@ -19,10 +19,6 @@ LEGS_ENDED = Counter(
     ["kind", "outcome"],
 )
 LEG_METRICS = LegMetrics(LEGS_LIVE, LEGS_ENDED)
-ROOMS_LIVE = Gauge("parley_conference_rooms", "Rooms this replica holds now.")
-PARTICIPANTS_LIVE = Gauge(
-    "parley_conference_participants", "Participants in this replica's rooms now."
-)
 JOINS_REFUSED = Counter(
     "parley_conference_joins_refused_total",
     "Joins refused, by reason (full, draining, elsewhere).",

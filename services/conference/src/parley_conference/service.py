@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2, conference_pb2
 from parley_conference.legs import CalloutLeg, ParticipantLeg, PhoneLeg
-from parley_conference.metrics import JOINS_REFUSED, PARTICIPANTS_LIVE, ROOMS_LIVE
+from parley_conference.metrics import JOINS_REFUSED
 from parley_conference.placement import Placed, Placement
 from parley_conference.rooms import Member, Room, Rooms
 from parley_conference.settings import ConferenceSettings
@@ -353,8 +353,6 @@ class ConferenceService:
                 log.warning("load_write_failed", error=str(exc))
 
     async def _write_load(self) -> None:
-        ROOMS_LIVE.set(self._rooms.rooms)
-        PARTICIPANTS_LIVE.set(self._rooms.members)
         await self._placement.write_load(self._rooms.rooms, self._rooms.members, self.draining)
 
     async def drain(self) -> None:
