@@ -32,7 +32,8 @@ from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_protocol import subjects
 from tests.support.calls import Party
-from tests.support.media import SAMPLE_RATE, received_audio, rms
+from tests.support.media import SAMPLE_RATE, dominant_hz, received_audio, rms
+from tests.support.sip.phone_process import PhoneProcess
 from tests.support.wire import bounded, eventually
 
 from .stack import E2EStack, calling_party, conference_def, running_stack, sip_def
@@ -395,6 +396,54 @@ async def test_a_phone_called_into_the_room_is_heard_and_listed(
             return not any(p.number == TEST_NUMBER for p in call.participants)
 
         await eventually(phone_left, 20, "the test number hanging up")
+        assert [e.change for e in events.events if e.participant.call_id == call_id] == [
+            ParticipantChange.JOINED,
+            ParticipantChange.LEFT,
+        ]
+        await call.hangup()
+
+
+@bounded(60)
+async def test_a_sip_phone_called_into_the_room_hears_it_and_is_heard(
+    stack: E2EStack, tmp_path: Path, backend: BackendClient
+) -> None:
+    """A pjsua2 phone called into a room by its SIP address: the participant hears the
+    phone's 1000 Hz, and the phone hears the participant's tone through the mixer."""
+    room = odd("sip-in")
+    phone = PhoneProcess(
+        "--answer",
+        "--tone",
+        "1000",
+        "--warmup",
+        "1.5",
+        "--listen",
+        "1.5",
+        "--hangup",
+        "--timeout",
+        "30",
+    )
+    async with participant(stack, "ray", tmp_path, TONES[1]) as ray, phone:
+        call, events = await join(ray, room)
+        address = f"phone@127.0.0.1:{phone.port}"
+        call_id = await backend.callout_sip(room, address, {"x-room": "sip-in"})
+
+        async def phone_joined() -> bool:
+            return any(p.call_id == call_id for p in call.participants)
+
+        await eventually(phone_joined, 15, "the SIP phone's join")
+        (listed,) = [p for p in call.participants if p.call_id == call_id]
+        assert (listed.number, listed.user_id) == (address, "")
+        heard = await received_audio(call, 1.0)
+        report = await phone.result(30)
+        hz = dominant_hz(heard)
+        print(f"\nthe participant hears {hz:.1f} Hz; the phone hears {report['freq']} Hz")
+        assert abs(hz - 1000) <= 15 and rms(heard) > 0.02
+        assert abs(report["freq"] - TONES[1]) <= 15
+
+        async def phone_left() -> bool:
+            return not any(p.call_id == call_id for p in call.participants)
+
+        await eventually(phone_left, 15, "the phone hanging up")
         assert [e.change for e in events.events if e.participant.call_id == call_id] == [
             ParticipantChange.JOINED,
             ParticipantChange.LEFT,

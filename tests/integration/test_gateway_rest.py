@@ -285,6 +285,10 @@ async def test_callouts_ring_a_user_or_dial_a_number_and_answer_the_call_id(
     body = callout("standup", "number", "+14155550101", headers={"x-account": "7"})
     status, answer = await send(stack, app, "POST", "/v1/callouts", body)
     assert status == 200, answer
+    body = callout("standup", "sip", "bob@sip.example.com:5070")
+    conforms(body, "CalloutRequest")
+    status, answer = await send(stack, app, "POST", "/v1/callouts", body)
+    assert status == 200, answer
     assert conference.received == [
         conference_pb2.ConferenceCallout(
             application_key=app.key,
@@ -298,6 +302,11 @@ async def test_callouts_ring_a_user_or_dial_a_number_and_answer_the_call_id(
             phone_number="+14155550101",
             headers={"x-account": "7"},
         ),
+        conference_pb2.ConferenceCallout(
+            application_key=app.key,
+            conference_id="standup",
+            sip_uri="bob@sip.example.com:5070",
+        ),
     ]
 
 
@@ -309,8 +318,12 @@ async def test_callouts_ring_a_user_or_dial_a_number_and_answer_the_call_id(
         ({"conferenceCallout": {}}, "INVALID_ARGUMENT", "method is missing", "method"),
         ({"method": "conferenceCallout"}, "INVALID_ARGUMENT", "conferenceCallout is missing",
          "conferenceCallout"),
-        (callout("r", "sip", "a@b"), "INVALID_ARGUMENT", "destination type 'sip'",
+        (callout("r", "fax", "a@b"), "INVALID_ARGUMENT", "destination type 'fax'",
          "conferenceCallout.destination.type"),
+        (callout("r", "sip", "nobody"), "INVALID_ARGUMENT", "user@server",
+         "conferenceCallout.destination.endpoint"),
+        (callout("r", "sip", "bob@h", headers={"topic": "x"}), "INVALID_HEADER",
+         "prefixed 'x-'", "conferenceCallout.headers"),
         (callout("r", "number", "0701234567"), "INVALID_PHONE_NUMBER", "not E.164",
          "conferenceCallout.destination.endpoint"),
         (callout("r", "username", "x" * 41), "INVALID_USER_ID", "41 characters",

@@ -150,6 +150,12 @@ class BackendClient:
         """Dial a phone number (E.164) into the room; the new call's id."""
         return await self._callout(conference_id, "number", number, headers)
 
+    async def callout_sip(
+        self, conference_id: str, sip_address: str, headers: dict[str, str] | None = None
+    ) -> str:
+        """Call a SIP address ("user@host[:port]") into the room; the new call's id."""
+        return await self._callout(conference_id, "sip", sip_address, headers)
+
     # the wire ---------------------------------------------------------------------------
 
     def _room(self, conference_id: str) -> str:

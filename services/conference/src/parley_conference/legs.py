@@ -177,8 +177,8 @@ class CalloutLeg(ParticipantLeg):
 
 
 class PhoneLeg(CalloutLeg):
-    """The room calls a phone in (REST callout to a number): this leg starts a call of kind
-    PHONE whose far side is the sip service's leg, and joins once the phone answers. The
+    """The room calls a phone or a SIP address in (REST callout): this leg starts a call of
+    kind PHONE or SIP whose far side is the sip service's leg, and joins once it answers. The
     sip service reserves and settles the phone call's credit as for any phone call."""
 
     kind = "phone"
@@ -186,15 +186,14 @@ class PhoneLeg(CalloutLeg):
 
     async def prepare(self) -> None:
         self.offer_sdp = await self.webrtc.offer()
-        await self._reporter.start(
-            self.app,
-            calls_pb2.StartCall(
-                call_id=self.call_id,
-                phone_number=self.record.destination,
-                headers=dict(self.record.headers),
-                offer_sdp=self.offer_sdp,
-            ),
+        start = calls_pb2.StartCall(
+            call_id=self.call_id, headers=dict(self.record.headers), offer_sdp=self.offer_sdp
         )
+        if self.record.kind == calls_pb2.CALL_KIND_SIP:
+            start.sip_uri = self.record.destination
+        else:
+            start.phone_number = self.record.destination
+        await self._reporter.start(self.app, start)
 
 
 def _error(reason: str) -> common_pb2.Error:

@@ -38,6 +38,7 @@ from parley_protocol.validation import (
     validate_headers,
     validate_phone_number,
     validate_sip_headers,
+    validate_sip_identity,
     validate_user_id,
 )
 from parley_service.bus import Bus
@@ -140,17 +141,22 @@ class ConferenceService:
         conference_id = validate_conference_id(request.conference_id)
         headers = validate_headers(dict(request.headers))
         which = request.WhichOneof("destination")
+        kind = calls_pb2.CALL_KIND_CONFERENCE
         if which == "phone_number":
             number = validate_phone_number(request.phone_number, "phone_number")
             headers = validate_sip_headers(headers)
-            user_id = ""
+            user_id, kind = "", calls_pb2.CALL_KIND_PHONE
+        elif which == "sip_uri":
+            number = validate_sip_identity(request.sip_uri, "sip_uri")
+            headers = validate_sip_headers(headers)
+            user_id, kind = "", calls_pb2.CALL_KIND_SIP
         elif which == "user_id":
             user_id = validate_user_id(request.user_id, "user_id")
             number = ""
         else:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                "a callout names a user_id or a phone_number",
+                "a callout names a user_id, a phone_number or a sip_uri",
                 "destination",
             )
 
@@ -160,7 +166,7 @@ class ConferenceService:
                 call_id=str(uuid.uuid4()),
                 application_key=app,
                 callee_user_id=user_id,
-                kind=calls_pb2.CALL_KIND_PHONE if number else calls_pb2.CALL_KIND_CONFERENCE,
+                kind=kind,
                 destination=number or conference_id,
                 headers=headers,
             )

@@ -35,6 +35,7 @@ from parley_protocol.validation import (
     validate_headers,
     validate_phone_number,
     validate_sip_headers,
+    validate_sip_identity,
     validate_user_id,
 )
 from parley_service.bus import Bus
@@ -51,7 +52,7 @@ COMMANDS = {
     "mute": conference_pb2.CONFERENCE_COMMAND_KIND_MUTE,
     "unmute": conference_pb2.CONFERENCE_COMMAND_KIND_UNMUTE,
 }
-DESTINATION_TYPES = ("username", "number")
+DESTINATION_TYPES = ("username", "number", "sip")
 
 SignedHandler = Callable[[web.Request, SignedRequest], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -153,10 +154,14 @@ def callout_of(data: dict[str, Any], application_key: str) -> conference_pb2.Con
     elif kind == "number":
         message.phone_number = validate_phone_number(endpoint, f"{where_to}.endpoint")
         validate_sip_headers(headers, f"{where}.headers")
+    elif kind == "sip":
+        message.sip_uri = validate_sip_identity(endpoint, f"{where_to}.endpoint")
+        validate_sip_headers(headers, f"{where}.headers")
     else:
         raise invalid(
             f"destination type {kind[:40]!r} is not supported: use 'username' (an "
-            "application user) or 'number' (a phone number in E.164)",
+            "application user), 'number' (a phone number in E.164) or 'sip' (a SIP address "
+            "user@host)",
             f"{where_to}.type",
         )
     return message

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aparley/v1/conference.proto\x12\tparley.v1\"n\n\x15\x43onferenceParticipant\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\x12\r\n\x05muted\x18\x04 \x01(\x08\x12\x14\n\x0cjoined_at_ms\x18\x05 \x01(\x03\"\xd7\x01\n\x11\x43onferenceChanged\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\x12+\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1b.parley.v1.ConferenceChange\x12\x35\n\x0bparticipant\x18\x04 \x01(\x0b\x32 .parley.v1.ConferenceParticipant\x12\x36\n\x0cparticipants\x18\x05 \x03(\x0b\x32 .parley.v1.ConferenceParticipant\"A\n\x0f\x43onferenceQuery\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\"o\n\x0e\x43onferenceInfo\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x36\n\x0cparticipants\x18\x02 \x03(\x0b\x32 .parley.v1.ConferenceParticipant\x12\x0e\n\x06now_ms\x18\x03 \x01(\x03\"\x87\x01\n\x11\x43onferenceCommand\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x31\n\x07\x63ommand\x18\x04 \x01(\x0e\x32 .parley.v1.ConferenceCommandKind\"*\n\x16\x43onferenceCommandReply\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x01 \x01(\r\"\xe9\x01\n\x11\x43onferenceCallout\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\x12\x11\n\x07user_id\x18\x03 \x01(\tH\x00\x12\x16\n\x0cphone_number\x18\x04 \x01(\tH\x00\x12:\n\x07headers\x18\x05 \x03(\x0b\x32).parley.v1.ConferenceCallout.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b\x64\x65stination\")\n\x16\x43onferenceCalloutReply\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"9\n\rRoomPlacement\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x14\n\x0cplaced_at_ms\x18\x02 \x01(\x03\"o\n\x0bReplicaLoad\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\r\n\x05rooms\x18\x02 \x01(\r\x12\x14\n\x0cparticipants\x18\x03 \x01(\r\x12\x15\n\rupdated_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08*\xab\x01\n\x10\x43onferenceChange\x12!\n\x1d\x43ONFERENCE_CHANGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONFERENCE_CHANGE_JOINED\x10\x01\x12\x1a\n\x16\x43ONFERENCE_CHANGE_LEFT\x10\x02\x12\x1b\n\x17\x43ONFERENCE_CHANGE_MUTED\x10\x03\x12\x1d\n\x19\x43ONFERENCE_CHANGE_UNMUTED\x10\x04*\xa8\x01\n\x15\x43onferenceCommandKind\x12\'\n#CONFERENCE_COMMAND_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43ONFERENCE_COMMAND_KIND_MUTE\x10\x01\x12\"\n\x1e\x43ONFERENCE_COMMAND_KIND_UNMUTE\x10\x02\x12 \n\x1c\x43ONFERENCE_COMMAND_KIND_KICK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aparley/v1/conference.proto\x12\tparley.v1\"n\n\x15\x43onferenceParticipant\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\x12\r\n\x05muted\x18\x04 \x01(\x08\x12\x14\n\x0cjoined_at_ms\x18\x05 \x01(\x03\"\xd7\x01\n\x11\x43onferenceChanged\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\x12+\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1b.parley.v1.ConferenceChange\x12\x35\n\x0bparticipant\x18\x04 \x01(\x0b\x32 .parley.v1.ConferenceParticipant\x12\x36\n\x0cparticipants\x18\x05 \x03(\x0b\x32 .parley.v1.ConferenceParticipant\"A\n\x0f\x43onferenceQuery\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\"o\n\x0e\x43onferenceInfo\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x36\n\x0cparticipants\x18\x02 \x03(\x0b\x32 .parley.v1.ConferenceParticipant\x12\x0e\n\x06now_ms\x18\x03 \x01(\x03\"\x87\x01\n\x11\x43onferenceCommand\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x31\n\x07\x63ommand\x18\x04 \x01(\x0e\x32 .parley.v1.ConferenceCommandKind\"*\n\x16\x43onferenceCommandReply\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x01 \x01(\r\"\xfc\x01\n\x11\x43onferenceCallout\x12\x17\n\x0f\x61pplication_key\x18\x01 \x01(\t\x12\x15\n\rconference_id\x18\x02 \x01(\t\x12\x11\n\x07user_id\x18\x03 \x01(\tH\x00\x12\x16\n\x0cphone_number\x18\x04 \x01(\tH\x00\x12\x11\n\x07sip_uri\x18\x06 \x01(\tH\x00\x12:\n\x07headers\x18\x05 \x03(\x0b\x32).parley.v1.ConferenceCallout.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b\x64\x65stination\")\n\x16\x43onferenceCalloutReply\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"9\n\rRoomPlacement\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x14\n\x0cplaced_at_ms\x18\x02 \x01(\x03\"o\n\x0bReplicaLoad\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\r\n\x05rooms\x18\x02 \x01(\r\x12\x14\n\x0cparticipants\x18\x03 \x01(\r\x12\x15\n\rupdated_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08*\xab\x01\n\x10\x43onferenceChange\x12!\n\x1d\x43ONFERENCE_CHANGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONFERENCE_CHANGE_JOINED\x10\x01\x12\x1a\n\x16\x43ONFERENCE_CHANGE_LEFT\x10\x02\x12\x1b\n\x17\x43ONFERENCE_CHANGE_MUTED\x10\x03\x12\x1d\n\x19\x43ONFERENCE_CHANGE_UNMUTED\x10\x04*\xa8\x01\n\x15\x43onferenceCommandKind\x12\'\n#CONFERENCE_COMMAND_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43ONFERENCE_COMMAND_KIND_MUTE\x10\x01\x12\"\n\x1e\x43ONFERENCE_COMMAND_KIND_UNMUTE\x10\x02\x12 \n\x1c\x43ONFERENCE_COMMAND_KIND_KICK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONFERENCECALLOUT_HEADERSENTRY']._loaded_options = None
   _globals['_CONFERENCECALLOUT_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_CONFERENCECHANGE']._serialized_start=1185
-  _globals['_CONFERENCECHANGE']._serialized_end=1356
-  _globals['_CONFERENCECOMMANDKIND']._serialized_start=1359
-  _globals['_CONFERENCECOMMANDKIND']._serialized_end=1527
+  _globals['_CONFERENCECHANGE']._serialized_start=1204
+  _globals['_CONFERENCECHANGE']._serialized_end=1375
+  _globals['_CONFERENCECOMMANDKIND']._serialized_start=1378
+  _globals['_CONFERENCECOMMANDKIND']._serialized_end=1546
   _globals['_CONFERENCEPARTICIPANT']._serialized_start=41
   _globals['_CONFERENCEPARTICIPANT']._serialized_end=151
   _globals['_CONFERENCECHANGED']._serialized_start=154
@@ -50,13 +50,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONFERENCECOMMANDREPLY']._serialized_start=689
   _globals['_CONFERENCECOMMANDREPLY']._serialized_end=731
   _globals['_CONFERENCECALLOUT']._serialized_start=734
-  _globals['_CONFERENCECALLOUT']._serialized_end=967
-  _globals['_CONFERENCECALLOUT_HEADERSENTRY']._serialized_start=906
-  _globals['_CONFERENCECALLOUT_HEADERSENTRY']._serialized_end=952
-  _globals['_CONFERENCECALLOUTREPLY']._serialized_start=969
-  _globals['_CONFERENCECALLOUTREPLY']._serialized_end=1010
-  _globals['_ROOMPLACEMENT']._serialized_start=1012
-  _globals['_ROOMPLACEMENT']._serialized_end=1069
-  _globals['_REPLICALOAD']._serialized_start=1071
-  _globals['_REPLICALOAD']._serialized_end=1182
+  _globals['_CONFERENCECALLOUT']._serialized_end=986
+  _globals['_CONFERENCECALLOUT_HEADERSENTRY']._serialized_start=925
+  _globals['_CONFERENCECALLOUT_HEADERSENTRY']._serialized_end=971
+  _globals['_CONFERENCECALLOUTREPLY']._serialized_start=988
+  _globals['_CONFERENCECALLOUTREPLY']._serialized_end=1029
+  _globals['_ROOMPLACEMENT']._serialized_start=1031
+  _globals['_ROOMPLACEMENT']._serialized_end=1088
+  _globals['_REPLICALOAD']._serialized_start=1090
+  _globals['_REPLICALOAD']._serialized_end=1201
 # @@protoc_insertion_point(module_scope)

@@ -96,7 +96,7 @@ class ConferenceCommandReply(_message.Message):
     def __init__(self, affected: _Optional[int] = ...) -> None: ...
 
 class ConferenceCallout(_message.Message):
-    __slots__ = ("application_key", "conference_id", "user_id", "phone_number", "headers")
+    __slots__ = ("application_key", "conference_id", "user_id", "phone_number", "sip_uri", "headers")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,13 +108,15 @@ class ConferenceCallout(_message.Message):
     CONFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SIP_URI_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     application_key: str
     conference_id: str
     user_id: str
     phone_number: str
+    sip_uri: str
     headers: _containers.ScalarMap[str, str]
-    def __init__(self, application_key: _Optional[str] = ..., conference_id: _Optional[str] = ..., user_id: _Optional[str] = ..., phone_number: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, application_key: _Optional[str] = ..., conference_id: _Optional[str] = ..., user_id: _Optional[str] = ..., phone_number: _Optional[str] = ..., sip_uri: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ConferenceCalloutReply(_message.Message):
     __slots__ = ("call_id",)
