@@ -142,8 +142,6 @@ async def test_each_hears_the_others_and_not_itself(room: Room) -> None:
     assert stats.frames_sent > 0 and stats.decoded > 0
     # Each speaker has its own mix; no one is left to hear the shared one.
     assert stats.shared_encoded == shared_before
-    # An idle machine mixes every tick in time.
-    assert stats.late_frames <= stats.frames_sent // 100, stats
     assert all(states[-1] == "connected" for states in room.states.values())
 
 

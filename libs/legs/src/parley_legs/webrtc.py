@@ -56,6 +56,18 @@ def use_host_addresses(addresses: tuple[str, ...] | None) -> None:
     aioice.ice.get_host_addresses = host_addresses
 
 
+async def set_remote(pc: RTCPeerConnection, sdp: str, kind: str) -> None:
+    """Apply the client's offer or answer; one it cannot use is the client's error."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+    except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"the {kind} cannot be used: {exc}",
+            f"{kind}_sdp",
+        ) from exc
+
+
 def pcm_frame(pcm: bytes, pts: int) -> AudioFrame:
     frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
     frame.planes[0].update(pcm)
@@ -153,14 +165,7 @@ class WebRtcLeg:
         await self._set_remote(answer_sdp, "answer")
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                f"the {kind} cannot be used: {exc}",
-                f"{kind}_sdp",
-            ) from exc
+        await set_remote(self.pc, sdp, kind)
 
     def send(self, pcm: bytes) -> None:
         self.outgoing.push(pcm)

@@ -31,11 +31,11 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
-    RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
+from parley_legs.webrtc import set_remote
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service.logs import get_logger
 
@@ -347,14 +347,7 @@ class MediaLeg:
         await self._set_remote(answer_sdp, "answer")
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        except Exception as exc:  # aiortc raises ValueError, OperationError, ...
-            raise ParleyError(
-                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                f"the {kind} cannot be used: {exc}",
-                f"{kind}_sdp",
-            ) from exc
+        await set_remote(self.pc, sdp, kind)
 
     async def close(self) -> None:
         if self._closed:

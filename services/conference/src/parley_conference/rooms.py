@@ -10,7 +10,6 @@ others once it joined (its media is in the mixer).
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -181,4 +180,4 @@ class Rooms:
                 log.warning("conference_event_failed", room=room.name, error=str(result))
 
     def _now_ms(self) -> int:
-        return int(self._clock.time() * 1000) if self._clock else int(time.time() * 1000)
+        return int(self._clock.time() * 1000)
