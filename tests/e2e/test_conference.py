@@ -25,6 +25,7 @@ from parley_client import (
     CallListener,
     ConferenceEvent,
     ParleyError,
+    Participant,
     ParticipantChange,
 )
 from parley_client.backend import BackendClient
@@ -109,6 +110,29 @@ async def join(party: Party, room: str) -> tuple[Call, RoomEvents]:
     call.add_call_listener(events)
     await call.wait_established(15)
     return call, events
+
+
+async def until_listed(call: Call, call_id: str, timeout: float, what: str) -> Participant:
+    """The participant of call `call_id` once the room's list (as `call` hears it) has it."""
+
+    async def listed() -> bool:
+        return any(p.call_id == call_id for p in call.participants)
+
+    await eventually(listed, timeout, what)
+    (found,) = [p for p in call.participants if p.call_id == call_id]
+    return found
+
+
+async def until_gone(call: Call, call_id: str, timeout: float, what: str) -> None:
+    async def gone() -> bool:
+        return not any(p.call_id == call_id for p in call.participants)
+
+    await eventually(gone, timeout, what)
+
+
+def changes_of(events: RoomEvents, call_id: str) -> list[ParticipantChange]:
+    """What the room heard of one participant, in order."""
+    return [e.change for e in events.events if e.participant.call_id == call_id]
 
 
 def level(samples: np.ndarray[Any, np.dtype[np.float64]], hz: float) -> float:
@@ -379,12 +403,8 @@ async def test_a_phone_called_into_the_room_is_heard_and_listed(
         quiet = rms(await received_audio(call, 0.5))
         call_id = await backend.callout_number(room, TEST_NUMBER)
 
-        async def phone_joined() -> bool:
-            return any(p.number == TEST_NUMBER for p in call.participants)
-
-        await eventually(phone_joined, 15, "the phone's join")
-        (phone,) = [p for p in call.participants if p.number == TEST_NUMBER]
-        assert (phone.call_id, phone.user_id) == (call_id, "")
+        phone = await until_listed(call, call_id, 15, "the phone's join")
+        assert (phone.number, phone.user_id) == (TEST_NUMBER, "")
         listed = {p.call_id: p.cli for p in await backend.conference(room)}
         assert listed == {call.call_id: "", call_id: TEST_NUMBER}
         # The prompt is speech: loud, and not pia's own tone.
@@ -392,14 +412,8 @@ async def test_a_phone_called_into_the_room_is_heard_and_listed(
         assert rms(heard) > 10 * max(quiet, 1e-4), (rms(heard), quiet)
         assert level(heard, TONES[0]) < 0.2 * np.abs(heard).max()
 
-        async def phone_left() -> bool:
-            return not any(p.number == TEST_NUMBER for p in call.participants)
-
-        await eventually(phone_left, 20, "the test number hanging up")
-        assert [e.change for e in events.events if e.participant.call_id == call_id] == [
-            ParticipantChange.JOINED,
-            ParticipantChange.LEFT,
-        ]
+        await until_gone(call, call_id, 20, "the test number hanging up")
+        assert changes_of(events, call_id) == [ParticipantChange.JOINED, ParticipantChange.LEFT]
         await call.hangup()
 
 
@@ -427,11 +441,7 @@ async def test_a_sip_phone_called_into_the_room_hears_it_and_is_heard(
         address = f"phone@127.0.0.1:{phone.port}"
         call_id = await backend.callout_sip(room, address, {"x-room": "sip-in"})
 
-        async def phone_joined() -> bool:
-            return any(p.call_id == call_id for p in call.participants)
-
-        await eventually(phone_joined, 15, "the SIP phone's join")
-        (listed,) = [p for p in call.participants if p.call_id == call_id]
+        listed = await until_listed(call, call_id, 15, "the SIP phone's join")
         assert (listed.number, listed.user_id) == (address, "")
         heard = await received_audio(call, 1.0)
         report = await phone.result(30)
@@ -440,12 +450,6 @@ async def test_a_sip_phone_called_into_the_room_hears_it_and_is_heard(
         assert abs(hz - 1000) <= 15 and rms(heard) > 0.02
         assert abs(report["freq"] - TONES[1]) <= 15
 
-        async def phone_left() -> bool:
-            return not any(p.call_id == call_id for p in call.participants)
-
-        await eventually(phone_left, 15, "the phone hanging up")
-        assert [e.change for e in events.events if e.participant.call_id == call_id] == [
-            ParticipantChange.JOINED,
-            ParticipantChange.LEFT,
-        ]
+        await until_gone(call, call_id, 15, "the phone hanging up")
+        assert changes_of(events, call_id) == [ParticipantChange.JOINED, ParticipantChange.LEFT]
         await call.hangup()
