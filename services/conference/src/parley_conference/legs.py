@@ -17,6 +17,7 @@ replica stops.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 
@@ -37,6 +38,16 @@ REMOVED = calls_pb2.CALL_END_CAUSE_REMOVED
 WATCH_SECONDS = 0.5
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a participant's media may take to connect, how long it may send nothing,
+    and how long a callout rings (seconds)."""
+
+    connect: float
+    media: float
+    ring: float
+
+
 class ParticipantLeg(Leg[MediaLeg]):
     kind = "participant"
     metrics = LEG_METRICS
@@ -49,15 +60,13 @@ class ParticipantLeg(Leg[MediaLeg]):
         rooms: Rooms,
         room: Room,
         member: Member,
-        connect_seconds: float,
-        media_timeout: float,
+        timeouts: Timeouts,
     ) -> None:
         super().__init__(nc, reporter, record)
         self._rooms = rooms
         self.room = room
         self.member = member
-        self._connect_seconds = connect_seconds
-        self._media_timeout = media_timeout
+        self._timeouts = timeouts
         self.removed = asyncio.Event()
 
     def make_peer(self) -> MediaLeg:
@@ -80,7 +89,7 @@ class ParticipantLeg(Leg[MediaLeg]):
             self.caller_gone,
             self.media_gone,
             self.removed,
-            timeout=self._connect_seconds,
+            timeout=self._timeouts.connect,
         )
         if not self.webrtc.connected.is_set():
             await self._ended_before_joining()
@@ -101,8 +110,8 @@ class ParticipantLeg(Leg[MediaLeg]):
             await asyncio.sleep(WATCH_SECONDS)
             if self.webrtc.inbox.received != heard:
                 heard, heard_at = self.webrtc.inbox.received, loop.time()
-            elif loop.time() - heard_at >= self._media_timeout:
-                log.info("participant_silent", call=self.call_id, seconds=self._media_timeout)
+            elif loop.time() - heard_at >= self._timeouts.media:
+                log.info("participant_silent", call=self.call_id, seconds=self._timeouts.media)
                 self.media_gone.set()
                 return
 
@@ -126,7 +135,7 @@ class ParticipantLeg(Leg[MediaLeg]):
         else:
             await self.end(
                 "media_lost",
-                _error(f"no audio from the participant for {self._media_timeout:g} s"),
+                _error(f"no audio from the participant for {self._timeouts.media:g} s"),
                 failure=True,
             )
 
@@ -138,11 +147,7 @@ class CalloutLeg(ParticipantLeg):
     """The room calls a user: the leg is the caller of a call of kind CONFERENCE."""
 
     kind = "callout"
-
-    def __init__(self, *args: object, ring_seconds: float, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._ring_seconds = ring_seconds
-        self.offer_sdp = ""
+    offer_sdp = ""
 
     async def prepare(self) -> None:
         """Offer: the callee's devices get it with CallIncoming."""
@@ -161,7 +166,7 @@ class CalloutLeg(ParticipantLeg):
 
     async def run(self) -> None:
         await self.wait_any(
-            self.callee_answered, self.caller_gone, self.removed, timeout=self._ring_seconds
+            self.callee_answered, self.caller_gone, self.removed, timeout=self._timeouts.ring
         )
         if not self.callee_answered.is_set():
             if self.removed.is_set():

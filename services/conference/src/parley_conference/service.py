@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 
 from parley.v1 import calls_pb2, conference_pb2
-from parley_conference.legs import CalloutLeg, ParticipantLeg, PhoneLeg
+from parley_conference.legs import CalloutLeg, ParticipantLeg, PhoneLeg, Timeouts
 from parley_conference.metrics import JOINS_REFUSED
 from parley_conference.placement import Placed, Placement
 from parley_conference.rooms import Member, Room, Rooms
@@ -71,6 +71,11 @@ class ConferenceService:
         self._reporter = reporter
         self.me = placement.replica_id
         self.held: LegHolder[ParticipantLeg] = LegHolder()
+        self._timeouts = Timeouts(
+            connect=settings.conference_connect_seconds,
+            media=settings.conference_media_timeout_seconds,
+            ring=settings.conference_callout_ring_seconds,
+        )
         self.draining = False
         self._load_task: asyncio.Task[None] | None = None
 
@@ -195,21 +200,7 @@ class ConferenceService:
         room: Room,
         member: Member,
     ) -> ParticipantLeg:
-        settings = self._settings
-        extra: dict[str, float] = {}
-        if issubclass(leg_type, CalloutLeg):
-            extra["ring_seconds"] = settings.conference_callout_ring_seconds
-        leg = leg_type(
-            self._nc,
-            self._reporter,
-            record,
-            self._rooms,
-            room,
-            member,
-            settings.conference_connect_seconds,
-            settings.conference_media_timeout_seconds,
-            **extra,
-        )
+        leg = leg_type(self._nc, self._reporter, record, self._rooms, room, member, self._timeouts)
         member.leg = leg
         return leg
 
