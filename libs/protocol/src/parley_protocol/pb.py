@@ -11,6 +11,7 @@ from parley.v1 import options_pb2 as options
 from parley.v1 import presence_pb2 as presence
 from parley.v1 import push_pb2 as push
 from parley.v1 import routing_pb2 as routing
+from parley.v1 import stats_pb2 as stats
 
 __all__ = [
     "auth",
@@ -24,4 +25,5 @@ __all__ = [
     "presence",
     "push",
     "routing",
+    "stats",
 ]

@@ -164,3 +164,18 @@ def conference_key(app_key: str, conference_id: str) -> str:
 def conference_replica(replica_id: str, verb: str) -> str:
     """One conference replica's own subject for `verb` (dial, query, command, callout)."""
     return f"parley.conference.replica.{replica_id}.{verb}"
+
+
+# Call statistics: the stats service takes each uploaded report onto the stream STATS (on
+# the application's subject) before it answers, and stores it from there in batches.
+STATS_QUEUE = "stats"
+STATS_STREAM = "STATS"
+STATS_REPORTS = "parley.stats.report.>"
+STATS_CONSUMER = "stats-writers"
+# An application's aggregates (parley.v1.CallAggregateQuery -> CallAggregate).
+STATS_AGGREGATE = "parley.stats.aggregate"
+
+
+def stats_reports(app_key: str) -> str:
+    """The stream subject of an application's call reports."""
+    return f"parley.stats.report.{app_key}"
