@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
-from prometheus_client import REGISTRY
 
 from parley.v1 import auth_pb2, calls_pb2, common_pb2
 from parley_calls.app import setup as calls_setup
@@ -40,6 +39,7 @@ from tests.integration.gateway_stack import (
     start_stack,
     unique_user,
 )
+from tests.support.metrics import sample_sum
 from tests.support.wire import SignedInDevice, bounded, eventually
 
 E = ErrorCode
@@ -135,7 +135,7 @@ _user = unique_user
 
 
 def _ended(cause: str) -> float:
-    return REGISTRY.get_sample_value("parley_calls_ended_total", {"cause": cause}) or 0.0
+    return sample_sum("parley_calls_ended_total", cause=cause)
 
 
 async def _record(runtime: rt.Runtime, app: App, call_id: str) -> C.CallRecord | None:

@@ -24,7 +24,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
-from prometheus_client import REGISTRY
 
 from parley.v1 import push_pb2
 from parley_devstack.nats import EmbeddedNats
@@ -40,6 +39,7 @@ from parley_service import runtime as rt
 from parley_service.bus import request
 from parley_service.client_requests import Caller
 from parley_service.secrets_box import SecretBox
+from tests.support.metrics import sample_sum
 from tests.support.providers import FakeApns, FakeFcm, LocalTls, device_token
 from tests.support.wire import bounded, eventually
 
@@ -280,10 +280,7 @@ async def test_payloads_expire_and_bad_tokens_are_refused(
 
 
 def _counted(provider: str, outcome: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "parley_push_jobs_total", {"provider": provider, "outcome": outcome}
-    )
-    return value or 0.0
+    return sample_sum("parley_push_jobs_total", provider=provider, outcome=outcome)
 
 
 async def _some(found: list[Any]) -> bool:

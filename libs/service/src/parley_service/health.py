@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+SERVICE_INFO = Gauge(
+    "parley_service_info",
+    "1, labelled with the service this process runs: dashboards join the process_* metrics "
+    "on it (on job and instance) to show them by service, whatever the scrape jobs are named.",
+    ["service"],
+)
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]  # None: ready; else the reason not
 

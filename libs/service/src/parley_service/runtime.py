@@ -22,11 +22,11 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from parley_protocol.clock import Clock, SystemClock
-from parley_service import tracing
+from parley_service import app_label, tracing
 from parley_service.assets import JetStreamAssets
 from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool
-from parley_service.health import HealthServer
+from parley_service.health import SERVICE_INFO, HealthServer
 from parley_service.logs import configure_logging, get_logger, safe_url
 from parley_service.presence import check_server_version
 from parley_service.settings import ServiceSettings, SettingsError
@@ -182,6 +182,7 @@ async def start(
     If any step fails, what was already opened is closed again before the error goes on.
     """
     raise_file_limit()
+    SERVICE_INFO.labels(settings.service_name).set(1)
     health = HealthServer(settings.health_host, settings.health_port)
     await health.start()
     reconnected: list[Callable[[], None]] = []
@@ -298,6 +299,7 @@ async def run(
     """Start, serve until SIGTERM (drain) or SIGINT (stop at once), then stop."""
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     tracing.configure_tracing(settings.service_name, settings.instance_id, settings.otel_exporter)
+    app_label.configure(settings.metrics_app_labels)
     runtime = await start(settings, setup, migrations, clock)
     stop_signal = await _wait_for_signal()
     await stop(runtime, drain=stop_signal == signal.SIGTERM)

@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_type_hints
 
+from parley_service import app_label
+
 PREFIX = "PARLEY_"
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -56,6 +58,9 @@ class ServiceSettings:
     # client retries later, with backoff) rather than queued behind work its caller may
     # give up on: under overload a replica keeps its throughput instead of collapsing.
     max_concurrent_requests: int = 1000
+    # Applications named in the `app` label of metrics (the first ones seen; later ones are
+    # "other"); 0: one value, "all" (see parley_service.app_label).
+    metrics_app_labels: int = app_label.DEFAULT_LIMIT
 
     def __post_init__(self) -> None:
         """Refuse values that would fail later, naming the variable (subclasses call this)."""
@@ -85,6 +90,11 @@ class ServiceSettings:
             raise SettingsError(
                 "PARLEY_MAX_CONCURRENT_REQUESTS must be at least 1, not "
                 f"{self.max_concurrent_requests}"
+            )
+        if self.metrics_app_labels < 0:
+            raise SettingsError(
+                "PARLEY_METRICS_APP_LABELS must be 0 (one value for all applications) or more, "
+                f"not {self.metrics_app_labels}"
             )
         if not 1 <= self.jetstream_replicas <= 5:
             raise SettingsError(

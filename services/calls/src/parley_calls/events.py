@@ -20,6 +20,7 @@ from parley_calls.metrics import CALLS_ENDED, EVENTS_FAILED
 from parley_calls.records import Target
 from parley_protocol import bodies, subjects
 from parley_protocol.errors import ParleyError
+from parley_service.app_label import app_label
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
 
@@ -83,7 +84,7 @@ class CallEvents:
     ) -> None:
         """Tell who must hear it that a call ended (the writer of the end calls this once)."""
         cause = records.cause_name(after.end_cause)
-        CALLS_ENDED.labels(cause).inc()
+        CALLS_ENDED.labels(cause, app_label(after.application_key)).inc()
         log.info(
             "call_ended",
             app=after.application_key,

@@ -45,6 +45,7 @@ from parley_protocol.validation import (
     validate_sip_identity,
     validate_user_id,
 )
+from parley_service.app_label import app_label
 from parley_service.bus import Bus, Unreachable
 from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
@@ -272,7 +273,9 @@ class CallHandlers:
                     ErrorCode.ERROR_CODE_UNAVAILABLE, "the call changed while starting; retry"
                 )
             return stored.record
-        CALLS_STARTED.labels(records.kind_name(record.kind)).inc()
+        CALLS_STARTED.labels(
+            records.kind_name(record.kind), app_label(record.application_key)
+        ).inc()
         log.info(
             "call_started",
             app=record.application_key,
@@ -376,7 +379,9 @@ class CallHandlers:
         )
         if change.changed:
             after = change.after
-            SETUP_SECONDS.observe(max(0, after.answered_at_ms - after.started_at_ms) / 1000)
+            SETUP_SECONDS.labels(records.kind_name(after.kind)).observe(
+                max(0, after.answered_at_ms - after.started_at_ms) / 1000
+            )
             log.info("call_answered", app=caller.application_key, call=call_id)
             if change.before.phase == records.INITIATING:
                 # Answered before its RingCall got here (a device may send both at once, and

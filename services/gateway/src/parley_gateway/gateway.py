@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 
 from parley.v1 import presence_pb2
 from parley_gateway.forward import Forwarder
-from parley_gateway.metrics import CONNECTIONS, DELIVERIES
+from parley_gateway.metrics import CONNECTIONS, DELIVERIES, SESSIONS
 from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
 from parley_gateway.resume import Resumer
@@ -31,6 +31,7 @@ from parley_protocol import framing, subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import tasks
+from parley_service.app_label import app_label
 from parley_service.assets import JetStreamAssets
 from parley_service.logs import get_logger
 from parley_service.presence import PresenceReader
@@ -149,6 +150,7 @@ class Gateway:
         session.held = []
         session.state = ACTIVE
         session.signed_in = True
+        SESSIONS.labels(app_label(session.application_key)).inc()
         await self.router.add(session)
 
     async def _on_takeover(self, msg: Msg) -> None:
@@ -188,6 +190,7 @@ class Gateway:
         try:
             if session.signed_in:
                 session.signed_in = False
+                SESSIONS.labels(app_label(session.application_key)).dec()
                 await self.router.remove(session)
                 await self._leave_presence(session)
         finally:

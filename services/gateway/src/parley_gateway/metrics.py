@@ -1,4 +1,5 @@
-"""Prometheus metrics of the gateway (labels are bounded: directions, frame types, codes)."""
+"""Prometheus metrics of the gateway (labels are bounded: directions, frame types, codes,
+and applications through parley_service.app_label)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ from prometheus_client import Counter, Gauge, Histogram
 CONNECTIONS = Gauge(
     "parley_gateway_connections",
     "Open WebSocket connections (signed in or waiting for their Hello).",
+)
+SESSIONS = Gauge(
+    "parley_gateway_sessions",
+    "Signed-in client sessions (connected clients), by application (app: its key for the "
+    "first PARLEY_METRICS_APP_LABELS applications seen, then other).",
+    ["app"],
 )
 FRAMES = Counter(
     "parley_gateway_frames_total",

@@ -50,6 +50,7 @@ from parley_messaging.metrics import (
     FETCHED,
     FETCHES,
     MESSAGES_ACCEPTED,
+    MESSAGES_FAILED,
     MESSAGES_REFUSED,
     READ,
 )
@@ -66,6 +67,7 @@ from parley_protocol.validation import (
     validate_user_id,
 )
 from parley_service import db
+from parley_service.app_label import app_label
 from parley_service.bus import Bus
 from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
@@ -126,13 +128,14 @@ class MessagingHandlers:
         try:
             return await self._send(caller, request)
         except ParleyError as err:
-            MESSAGES_REFUSED.labels(err.code_name).inc()
+            _failed(caller.application_key, err.code_name)
             raise
         except Exception as exc:
             unavailable = ErrorCode.ERROR_CODE_UNAVAILABLE
-            MESSAGES_REFUSED.labels(
-                code_name(unavailable if db.is_unavailable(exc) else ErrorCode.ERROR_CODE_INTERNAL)
-            ).inc()
+            _failed(
+                caller.application_key,
+                code_name(unavailable if db.is_unavailable(exc) else ErrorCode.ERROR_CODE_INTERNAL),
+            )
             raise
 
     async def _send(
@@ -179,7 +182,7 @@ class MessagingHandlers:
                 "message_id",
             )
         if stored.created:
-            MESSAGES_ACCEPTED.inc()
+            MESSAGES_ACCEPTED.labels(app_label(app)).inc()
             log.info(
                 "message_accepted",
                 app=app,
@@ -316,7 +319,7 @@ class MessagingHandlers:
         if outcome.read:
             READ.inc(len(outcome.read))
         if outcome.delivered:
-            DELIVERED.inc(len(outcome.delivered))
+            DELIVERED.labels(app_label(app)).inc(len(outcome.delivered))
         delivered, read = await asyncio.gather(
             self._events.delivered(app, outcome.delivered), self._events.read(app, outcome.read)
         )
@@ -347,7 +350,7 @@ class MessagingHandlers:
 
     async def _delivered(self, application_key: str, outcome: ReceiptOutcome) -> None:
         if outcome.delivered:
-            DELIVERED.inc(len(outcome.delivered))
+            DELIVERED.labels(app_label(application_key)).inc(len(outcome.delivered))
             taken = await self._events.delivered(application_key, outcome.delivered)
             await self._mark(_told(commits.DELIVERED, outcome.delivered, taken))
 
@@ -382,6 +385,12 @@ class MessagingHandlers:
         recipient = validate_user_id(request.recipient_id, "recipient_id")
         await self._events.typing(caller.application_key, recipient, caller.user_id, request.typing)
         return messaging_pb2.MessagesAcked(count=1)
+
+
+def _failed(application_key: str, code: str) -> None:
+    """A send answered with an error: counted by application and by code."""
+    MESSAGES_FAILED.labels(app_label(application_key)).inc()
+    MESSAGES_REFUSED.labels(code).inc()
 
 
 def _told(kind: str, receipts: Sequence[Receipt], taken: Sequence[bool]) -> list[Told]:

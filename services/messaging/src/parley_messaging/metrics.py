@@ -1,5 +1,5 @@
 """Prometheus metrics of the messaging service (bounded labels only: error codes, the kind
-of a write, the kind of an event)."""
+of a write, the kind of an event, and applications through parley_service.app_label)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,25 @@ from prometheus_client import Counter, Histogram
 
 MESSAGES_ACCEPTED = Counter(
     "parley_messaging_messages_accepted_total",
-    "Messages accepted (committed; a retried send is not counted again).",
+    "Messages accepted (committed; a retried send is not counted again), by application.",
+    ["app"],
 )
 MESSAGES_REFUSED = Counter(
     "parley_messaging_messages_refused_total",
     "Sends refused, by error code (nothing was stored).",
     ["code"],
 )
+MESSAGES_FAILED = Counter(
+    "parley_messaging_messages_failed_total",
+    "Sends that failed (answered with an error, nothing stored: the ones counted by code in "
+    "parley_messaging_messages_refused_total), by application.",
+    ["app"],
+)
 DELIVERED = Counter(
     "parley_messaging_delivered_total",
-    "Messages delivered to a recipient (a first device of the recipient acknowledged it).",
+    "Messages delivered to a recipient (a first device of the recipient acknowledged it, or "
+    "the recipient read it), by application.",
+    ["app"],
 )
 READ = Counter(
     "parley_messaging_read_total",

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the push service (bounded labels only: provider, outcome, kind)."""
+"""Prometheus metrics of the push service (bounded labels only: provider, outcome, kind, and
+applications through parley_service.app_label)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ JOBS_ENQUEUED = Counter(
 )
 JOBS = Counter(
     "parley_push_jobs_total",
-    "Managed push attempts by provider and outcome (sent, dead_token, retry, failed, expired, "
-    "gave_up, no_credentials).",
-    ["provider", "outcome"],
+    "Managed push attempts by provider, outcome (sent, dead_token, retry, failed, expired, "
+    "gave_up, no_credentials) and application.",
+    ["provider", "outcome", "app"],
 )
 SEND_SECONDS = Histogram(
     "parley_push_provider_seconds",

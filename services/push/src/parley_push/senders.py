@@ -35,6 +35,7 @@ from parley_push.metrics import DELAY_SECONDS, JOBS, SEND_SECONDS
 from parley_push.providers.base import Notification, OutcomeKind
 from parley_push.settings import PushSettings
 from parley_push.tokens import provider_name
+from parley_service.app_label import app_label
 from parley_service.assets import JetStreamAssets, asset_missing
 from parley_service.logs import get_logger
 
@@ -162,13 +163,14 @@ class JobSenders:
             await msg.term()
             return
         attempt = msg.metadata.num_delivered or 1
+        app = app_label(job.application_key)
         if now_ms(self._clock) >= job.expires_at_ms:
-            JOBS.labels(provider, "expired").inc()
+            JOBS.labels(provider, "expired", app).inc()
             await msg.term()
             return
         sender = await self._senders.get(job.application_key, job.provider)
         if sender is None:
-            JOBS.labels(provider, "no_credentials").inc()
+            JOBS.labels(provider, "no_credentials", app).inc()
             log.warning("no_credentials", app=job.application_key, provider=provider)
             await msg.term()
             return
@@ -182,13 +184,13 @@ class JobSenders:
         outcome = await sender.send(job.token, notification)
         SEND_SECONDS.labels(provider).observe(self._clock.monotonic() - started)
         if outcome.kind is OutcomeKind.SENT:
-            JOBS.labels(provider, "sent").inc()
+            JOBS.labels(provider, "sent", app).inc()
             DELAY_SECONDS.labels(provider).observe(
                 max(0.0, (now_ms(self._clock) - job.enqueued_at_ms) / 1000)
             )
             await msg.ack()
         elif outcome.kind is OutcomeKind.DEAD_TOKEN:
-            JOBS.labels(provider, "dead_token").inc()
+            JOBS.labels(provider, "dead_token", app).inc()
             forgotten = await store.forget_token(
                 self._db,
                 job.application_key,
@@ -208,7 +210,7 @@ class JobSenders:
             )
             await msg.ack()
         elif outcome.kind is OutcomeKind.RETRY and attempt < self._attempts:
-            JOBS.labels(provider, "retry").inc()
+            JOBS.labels(provider, "retry", app).inc()
             delay = retry_delay(attempt, self._base, self._max, outcome.retry_after)
             log.info(
                 "push_retry",
@@ -221,7 +223,7 @@ class JobSenders:
             await msg.nak(delay=delay)
         else:
             outcome_name = "gave_up" if outcome.kind is OutcomeKind.RETRY else "failed"
-            JOBS.labels(provider, outcome_name).inc()
+            JOBS.labels(provider, outcome_name, app).inc()
             log.warning(
                 "push_" + outcome_name,
                 app=job.application_key,
