@@ -212,8 +212,10 @@ async def calling_party(
     relay: bool = False,
     inactive: float | None = None,
     app: tuple[str, str] | None = None,
+    messaging: bool = False,
 ) -> Party:
-    """A user's client with calling and real media (ICE on loopback only), listening."""
+    """A user's client with calling and real media (ICE on loopback only), listening
+    (and messaging when asked)."""
     key, secret = app or (stack.app_key, stack.app_secret)
     builder = (
         ParleyClient.builder()
@@ -230,6 +232,7 @@ async def calling_party(
         builder.inactive_timeout(inactive)
     client = builder.build()
     client.set_support_calling(True)
+    client.set_support_messaging(messaging)
     party = Party(client)
     client.call_client.add_call_client_listener(Follower(party))
     if tone is not None:
