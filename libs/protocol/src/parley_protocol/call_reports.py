@@ -37,8 +37,10 @@ MIN_MOS, MAX_MOS = 1.0, 4.5
 # How far ahead of the receiver's clock a call may say it started (devices' clocks drift).
 MAX_FUTURE_START_MS = 10 * 60_000
 
-# Aggregates are asked for at most this long a window.
+# Aggregates are asked for at most this long a window, ending at the latest here (the end
+# of the year 9999, the last a date and time can be written in).
 MAX_WINDOW_MS = 31 * 86_400_000
+MAX_TIME_MS = 253_402_300_800_000
 
 
 def _invalid(reason: str, field: str) -> ParleyError:
@@ -152,6 +154,8 @@ def validate_window(
         raise _invalid("the window starts before 1970", from_field)
     if to_ms <= from_ms:
         raise _invalid("the window's end must be after its start", to_field)
+    if to_ms > MAX_TIME_MS:
+        raise _invalid("the window ends after the year 9999", to_field)
     if to_ms - from_ms > MAX_WINDOW_MS:
         raise _invalid(
             f"the window is {(to_ms - from_ms) / 86_400_000:.1f} days long; the limit is "
