@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -296,3 +296,55 @@ async def test_two_replicas_share_the_stream_and_store_every_report_once(
         await stored_count(service, app, 200)
     rows = await stored(service, app)
     assert sorted(r["call_id"] for r in rows) == sorted(r.call_id for r in reports)
+
+
+@bounded(30)
+async def test_a_report_the_database_refuses_is_dropped_and_the_rest_of_its_batch_stored(
+    service: rt.Runtime, bus: NATS, app: str
+) -> None:
+    await service.db.execute(
+        "ALTER TABLE stats.call_reports ADD CONSTRAINT no_poison CHECK (remote <> 'poison')"
+    )
+    malformed = ingested("malformed")
+    writers = writers_of(service)
+    await writers.stop()  # the three reports go into one batch
+    reports = [call_report(), call_report(remote="poison"), call_report()]
+    for report in reports:
+        assert (await upload(bus, device(app), report)).stored
+    writers.start()
+    await stored_count(service, app, 2)
+    await eventually(_async(lambda: ingested("malformed") == malformed + 1), 10, "the drop")
+    rows = await stored(service, app)
+    assert sorted(r["call_id"] for r in rows) == sorted([reports[0].call_id, reports[2].call_id])
+    info = await bus.jetstream().consumer_info(subjects.STATS_STREAM, subjects.STATS_CONSUMER)
+    assert info.num_ack_pending == 0
+
+
+@bounded(30)
+async def test_reports_wait_on_the_stream_while_the_table_cannot_be_written(
+    service: rt.Runtime, bus: NATS, app: str
+) -> None:
+    """A failure that is not the reports' fault (here: the table gone) loses none of them;
+    uploads are taken meanwhile (the stream is their record)."""
+    await service.db.execute("ALTER TABLE stats.call_reports RENAME TO call_reports_away")
+    reports = [call_report(), call_report()]
+    for report in reports:
+        assert (await upload(bus, device(app), report)).stored
+    js = bus.jetstream()
+
+    async def handed_back() -> bool:
+        info = await js.consumer_info(subjects.STATS_STREAM, subjects.STATS_CONSUMER)
+        return info.num_redelivered >= 1
+
+    await eventually(handed_back, 10, "a batch handed back and delivered again")
+    await service.db.execute("ALTER TABLE stats.call_reports_away RENAME TO call_reports")
+    await stored_count(service, app, 2)
+    rows = await stored(service, app)
+    assert sorted(r["call_id"] for r in rows) == sorted(r.call_id for r in reports)
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run

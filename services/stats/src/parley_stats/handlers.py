@@ -36,7 +36,7 @@ from parley_stats.stream import ReportStream
 log = get_logger("parley.stats.handlers")
 
 # How long an upload asks the table whether the report is there before it relies on the
-# stream alone (a slow or absent database does not stop reports being taken).
+# stream alone (a slow, absent or failing database does not stop reports being taken).
 EXISTS_TIMEOUT_SECONDS = 1.0
 
 
@@ -95,10 +95,11 @@ class StatsHandlers:
                 store.report_exists(self._db, caller.application_key, call_id, caller.instance_id),
                 EXISTS_TIMEOUT_SECONDS,
             )
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            log.warning("stored_check_skipped", error=repr(exc))
+        except Exception as exc:  # the stream takes reports whatever the table's state
+            if is_unavailable(exc):
+                log.warning("stored_check_skipped", error=repr(exc))
+            else:
+                log.error("stored_check_skipped", error=repr(exc))
             return False
 
     async def aggregate(self, query: stats_pb2.CallAggregateQuery) -> stats_pb2.CallAggregate:

@@ -9,9 +9,11 @@ a batch loses none of it: JetStream hands it to another after the ack wait.
 
 - malformed:   a record that cannot be read or breaks the report rules is logged, counted
                and terminated (never delivered again); the rest of its batch goes on;
-- database down: the batch is handed back (nak) after a pause and written later;
-- a batch the database refuses for its content (which the rules should prevent) is
-  written record by record, and a record refused alone is malformed.
+- database down, or failing otherwise (permissions, a timeout, ...): the batch is handed
+  back (nak) and written later;
+- a batch the database refuses for its content (a data or constraint error, which the
+  rules should prevent) is written record by record, and a record refused alone is
+  malformed.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ from parley_stats.records import ReportRow, parse_record, row_of
 from parley_stats.settings import StatsSettings
 
 log = get_logger("parley.stats.ingest")
+
+# Errors that say "this content cannot be stored", as opposed to "not now".
+CONTENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 
 # How long one pull waits for the first record of a batch before asking again.
 PULL_SECONDS = 1.0
@@ -151,11 +159,11 @@ class ReportWriters:
             return True
         try:
             inserted = await self._insert(rows)
+        except CONTENT_ERRORS as exc:
+            log.warning("batch_refused", reports=len(rows), error=repr(exc))
+            return await self._write_each(rows, kept)
         except Exception as exc:
-            if not is_unavailable(exc) and isinstance(exc, asyncpg.PostgresError):
-                log.warning("batch_refused", reports=len(rows), error=repr(exc))
-                return await self._write_each(rows, kept)
-            log.warning("batch_not_written", reports=len(rows), error=repr(exc))
+            _not_written(len(rows), exc)
             await _hand_back(kept)
             return False
         await self._done(rows, kept, inserted)
@@ -171,15 +179,15 @@ class ReportWriters:
         return inserted
 
     async def _write_each(self, rows: list[ReportRow], msgs: list[Msg]) -> bool:
-        for row, msg in zip(rows, msgs, strict=True):
+        for index, (row, msg) in enumerate(zip(rows, msgs, strict=True)):
             try:
                 inserted = await self._insert([row])
+            except CONTENT_ERRORS as exc:
+                await _malformed(msg, f"the database refused it: {exc}", "")
+                continue
             except Exception as exc:
-                if not is_unavailable(exc) and isinstance(exc, asyncpg.PostgresError):
-                    await _malformed(msg, f"the database refused it: {exc}", "")
-                    continue
-                log.warning("batch_not_written", reports=1, error=repr(exc))
-                await _hand_back([msg])
+                _not_written(1, exc)
+                await _hand_back(msgs[index:])  # this one and those after it
                 return False
             await self._done([row], [msg], inserted)
         return True
@@ -206,6 +214,13 @@ async def _malformed(msg: Msg, reason: str, field: str) -> None:
     )
     with contextlib.suppress(Exception):
         await msg.term()
+
+
+def _not_written(count: int, exc: Exception) -> None:
+    if is_unavailable(exc):
+        log.warning("batch_not_written", reports=count, error=repr(exc))
+    else:
+        log.error("batch_not_written", reports=count, error=repr(exc))
 
 
 async def _hand_back(msgs: list[Msg]) -> None:
