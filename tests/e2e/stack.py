@@ -74,6 +74,11 @@ def push_def(env: Mapping[str, str] | None = None, restart: bool = False) -> Ser
     return _schema_service("push", env, restart, master_key=True)
 
 
+def stats_def(env: Mapping[str, str] | None = None, restart: bool = False) -> ServiceDef:
+    """The stats service (every stack runs it: clients upload a report after each call)."""
+    return _schema_service("stats", env, restart)
+
+
 def gateway_def(
     name: str, env: Mapping[str, str] | None = None, restart: bool = False
 ) -> ServiceDef:
@@ -170,8 +175,9 @@ async def start_stack(
     extra: Sequence[ServiceDef] = (),
     gateway_env: Mapping[str, str] | None = None,
     calls_env: Mapping[str, str] | None = None,
+    stats_env: Mapping[str, str] | None = None,
 ) -> E2EStack:
-    """Auth, the gateways and the calls service as processes (plus `extra`)."""
+    """Auth, the gateways, the calls and the stats service as processes (plus `extra`)."""
     services = [
         ServiceDef(
             name="auth",
@@ -183,6 +189,7 @@ async def start_stack(
         ),
         *(gateway_def(g, gateway_env) for g in gateways),
         calls_def(calls_env),
+        stats_def(stats_env),
         *extra,
     ]
     settings = StackSettings(

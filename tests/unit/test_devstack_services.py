@@ -155,11 +155,11 @@ def test_no_root_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_root(root / "deep" / "er") == root
 
 
-def test_the_repository_runs_auth_gateway_calls_push_messaging_sip_then_conference() -> None:
+def test_the_repository_runs_auth_gateway_calls_push_messaging_sip_conference_then_stats() -> None:
     found = discover()
     names = [s.name for s in found]
-    assert names == ["auth", GATEWAY, "calls", "push", "messaging", "sip", "conference"]
-    auth, gateway, calls, push, messaging, sip, conference = found
+    assert names == ["auth", GATEWAY, "calls", "push", "messaging", "sip", "conference", "stats"]
+    auth, gateway, calls, push, messaging, sip, conference, stats = found
     assert (auth.module, auth.health_port, auth.public_port) == ("parley_auth", 9101, None)
     assert auth.database and auth.master_key and auth.restart
     assert (gateway.module, gateway.health_port) == ("parley_gateway", 9102)
@@ -177,6 +177,8 @@ def test_the_repository_runs_auth_gateway_calls_push_messaging_sip_then_conferen
     assert (conference.module, conference.health_port) == ("parley_conference", 9107)
     assert conference.public_port is None
     assert not conference.database and not conference.master_key
+    assert (stats.module, stats.health_port, stats.public_port) == ("parley_stats", 9108, None)
+    assert stats.database and not stats.master_key and stats.restart
     # ... and the gateway's public-port variable is taken as an override.
     settings = StackSettings.from_env({"PARLEY_GATEWAY_PORT": "18080"}, cwd=Path("/"))
     assert settings.overrides == {"PARLEY_GATEWAY_PORT": "18080"}

@@ -1,11 +1,12 @@
-"""The app-backend helper: an application's own servers managing conferences over the
-gateway's signed REST API (see the gateway's /v1/openapi.json).
+"""The app-backend helper: an application's own servers managing conferences and reading
+call statistics over the gateway's signed REST API (see the gateway's /v1/openapi.json).
 
     async with BackendClient("https://parley.example.com", key, secret) as backend:
         call_id = await backend.callout_user("standup", "alice")
         for participant in await backend.conference("standup"):
             ...
         await backend.mute("standup", call_id)
+        stats = await backend.call_stats(yesterday, now)
 
 Unlike `ParleyClient`, which acts for one user on a device, this holds the application
 secret and signs each request with `parley_protocol.signatures.sign_rest_request`: it
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +29,7 @@ from yarl import URL
 from parley_client.errors import ErrorType, ParleyError
 from parley_protocol import http as protocol_http
 from parley_protocol import validation
+from parley_protocol.call_reports import validate_window
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.signatures import REST_SHA256_HEADER, sign_rest_request
@@ -44,6 +47,94 @@ class ConferenceParticipant:
     duration: int  # whole seconds since it joined
     muted: bool
     onhold: bool
+
+
+@dataclass(frozen=True)
+class CallCount:
+    """Calls of one kind ("app", "phone", "sip", "conference") that ended one way
+    ("hung_up", "no_answer", ...), each call counted once."""
+
+    kind: str
+    end_cause: str
+    calls: int
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Percentiles over the reports that measured a value; None without samples."""
+
+    samples: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """An application's call statistics over [from_time, to_time), as GET /v1/stats/calls
+    gives them: from the report each device uploads at the end of a call."""
+
+    application: str
+    from_time: datetime
+    to_time: datetime
+    reports: int
+    calls: tuple[CallCount, ...]
+    setup_ms: Percentiles
+    mos: Percentiles
+
+
+def _malformed(what: str) -> ParleyError:
+    return ParleyError(ErrorCode.ERROR_CODE_INTERNAL, f"the gateway answered {what}")
+
+
+def _epoch_ms(value: datetime | int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (datetime, int)):
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"{name} must be a datetime or milliseconds since the epoch",
+            field=name,
+        )
+    if isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        raise ParleyError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"{name} has no time zone (use e.g. datetime.now(UTC))",
+            field=name,
+        )
+    return round(value.timestamp() * 1000)
+
+
+def _percentiles(data: Any, name: str) -> Percentiles:
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), int):
+        raise _malformed(f"statistics without {name}")
+
+    def value(key: str) -> float | None:
+        found = data.get(key)
+        return float(found) if isinstance(found, (int, float)) else None
+
+    return Percentiles(data["samples"], value("p50"), value("p90"), value("p99"))
+
+
+def call_stats_of(answer: Any) -> CallStats:
+    """The CallStats of a GET /v1/stats/calls answer."""
+    if not isinstance(answer, dict):
+        raise _malformed("call statistics that are not a JSON object")
+    try:
+        calls = tuple(
+            CallCount(str(c["kind"]), str(c["end_cause"]), int(c["calls"])) for c in answer["calls"]
+        )
+        return CallStats(
+            application=str(answer["application"]),
+            from_time=datetime.fromisoformat(answer["from"]),
+            to_time=datetime.fromisoformat(answer["to"]),
+            reports=int(answer["reports"]),
+            calls=calls,
+            setup_ms=_percentiles(answer["setup_ms"], "setup_ms"),
+            mos=_percentiles(answer["mos"], "mos"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(f"call statistics it should not ({exc!r})") from exc
 
 
 def conference_path(conference_id: str) -> str:
@@ -156,6 +247,20 @@ class BackendClient:
         """Call a SIP address ("user@host[:port]") into the room; the new call's id."""
         return await self._callout(conference_id, "sip", sip_address, headers)
 
+    # statistics -------------------------------------------------------------------------
+
+    async def call_stats(self, from_time: datetime | int, to_time: datetime | int) -> CallStats:
+        """Statistics of the calls that started in [from_time, to_time) (at most 31 days):
+        counts by kind and end cause, set-up time and MOS percentiles. Times are aware
+        datetimes or milliseconds since the epoch."""
+        start, end = _epoch_ms(from_time, "from_time"), _epoch_ms(to_time, "to_time")
+        try:
+            validate_window(start, end, "from_time", "to_time")
+        except ProtocolError as err:
+            raise _sdk_error(err) from err
+        answer = await self._request("GET", "/v1/stats/calls", query=f"from={start}&to={end}")
+        return call_stats_of(answer)
+
     # the wire ---------------------------------------------------------------------------
 
     def _room(self, conference_id: str) -> str:
@@ -191,22 +296,25 @@ class BackendClient:
             )
         return call_id
 
-    async def _request(self, method: str, path: str, payload: Any = None) -> Any:
-        """Sign and send one request; its JSON answer (None for 204), or the ParleyError its
-        problem describes."""
+    async def _request(self, method: str, path: str, payload: Any = None, query: str = "") -> Any:
+        """Sign and send one request (`query`: already encoded); its JSON answer (None for
+        204), or the ParleyError its problem describes."""
         full_path = self._base.raw_path.rstrip("/") + path
+        signed_path = f"{full_path}?{query}" if query else full_path
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = sign_rest_request(
             self._key,
             self._secret,
             method,
-            full_path,
+            signed_path,
             body,
             JSON if body else "",
             hash_header=REST_SHA256_HEADER,
         )
         # encoded=True: the path goes out exactly as signed, not re-encoded or normalised.
         url = self._base.with_path(full_path, encoded=True)
+        if query:
+            url = URL(f"{url}?{query}", encoded=True)
         if self._session is None:
             if not self._own_session:
                 raise ParleyError(ErrorCode.ERROR_CODE_WRONG_STATE, "the backend client is closed")

@@ -1,12 +1,14 @@
-"""The app-backend REST API: conferences and callouts, for an application's own servers.
+"""The app-backend REST API: conferences, callouts and call statistics, for an
+application's own servers.
 
 Shaped like the hosted platforms' voice REST APIs (paths, JSON in camelCase, commands), so
 an app backend written for them moves over with a new base URL and its application key
 and secret. Every route first verifies the request's signature (`signed_requests.py`);
 the verified application key is the only application a request acts on. Each route then
-sends one conference.proto message to the conference service (queue group conference)
-and maps its answer to JSON, or its error to a problem response (the `problems`
-middleware). The document at /v1/openapi.json describes these routes.
+sends one message to the service it concerns (conference.proto to the conference service,
+stats.proto to the stats service) and maps its answer to JSON, or its error to a problem
+response (the `problems` middleware). The document at /v1/openapi.json describes these
+routes.
 
 Conference ids are free text of up to 64 characters (spaces, dots, `*`, `>` included), so
 they travel percent-encoded in the path; aiohttp hands the handlers the decoded id.
@@ -20,11 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
-from parley.v1 import conference_pb2
+from parley.v1 import conference_pb2, stats_pb2
 from parley_gateway.metrics import REST_REQUESTS, REST_SECONDS
 from parley_gateway.request_body import invalid, json_object
 from parley_gateway.service_requests import ask
 from parley_gateway.signed_requests import RequestVerifier, SignedRequest
+from parley_gateway.stats_rest import STATS_CALLS_PATH, aggregate_json, stats_window
 from parley_protocol import subjects
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -43,6 +46,8 @@ from parley_service.bus import Bus
 CONFERENCE_TIMEOUT_SECONDS = 5.0
 # A callout starts a call (a user's devices ring, or a phone is dialled): a little longer.
 CALLOUT_TIMEOUT_SECONDS = 10.0
+# Aggregates read up to 31 days of reports.
+STATS_TIMEOUT_SECONDS = 10.0
 
 CONFERENCE_PATH = "/v1/conferences/id/{conferenceId}"
 PARTICIPANT_PATH = "/v1/conferences/id/{conferenceId}/{callId}"
@@ -180,6 +185,7 @@ class RestApi:
         router.add_patch(PARTICIPANT_PATH, self._signed(self.command))
         router.add_delete(PARTICIPANT_PATH, self._signed(self.kick))
         router.add_post(CALLOUTS_PATH, self._signed(self.callout))
+        router.add_get(STATS_CALLS_PATH, self._signed(self.call_stats), allow_head=False)
 
     def _signed(self, handler: SignedHandler) -> Handler:
         """`handler` behind the signature check, counted by route and status."""
@@ -277,6 +283,22 @@ class RestApi:
             CALLOUT_TIMEOUT_SECONDS,
         )
         return web.json_response({"callId": reply.call_id})
+
+    async def call_stats(self, request: web.Request, signed: SignedRequest) -> web.Response:
+        """GET: the application's calls by kind and end cause, set-up time and MOS
+        percentiles, over [from, to)."""
+        start, end = stats_window(request.query.getall("from", []), request.query.getall("to", []))
+        aggregate = await ask(
+            self._bus,
+            "stats",
+            subjects.STATS_AGGREGATE,
+            stats_pb2.CallAggregateQuery(
+                application_key=signed.application_key, from_ms=start, to_ms=end
+            ),
+            stats_pb2.CallAggregate,
+            STATS_TIMEOUT_SECONDS,
+        )
+        return web.json_response(aggregate_json(aggregate))
 
 
 def _participant_not_found(conference_id: str, call_id: str) -> ParleyError:

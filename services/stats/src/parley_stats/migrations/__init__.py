@@ -1,0 +1,1 @@
+"""Numbered SQL migrations of the `stats` schema (applied at start by the runtime)."""
