@@ -40,7 +40,7 @@ from .stack import (
 
 # The services stack.py knows how to run for tests; any other folder under services/ runs
 # as its pyproject.toml says, on free ports.
-KNOWN = {"auth", "gateway", "calls", "messaging", "push", "sip", "conference"}
+KNOWN = {"auth", "gateway", "calls", "stats", "messaging", "push", "sip", "conference"}
 
 
 def kind_of(service: ServiceDef) -> str:

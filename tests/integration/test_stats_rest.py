@@ -107,10 +107,10 @@ async def test_a_signed_request_reads_the_aggregates_of_a_window(
     )
     assert answer["reports"] == 3
     assert sorted(answer["calls"], key=lambda c: c["kind"]) == [
-        {"kind": "app", "end_cause": "hung_up", "calls": 1},
-        {"kind": "phone", "end_cause": "no_answer", "calls": 1},
+        {"kind": "app", "endCause": "hung_up", "calls": 1},
+        {"kind": "phone", "endCause": "no_answer", "calls": 1},
     ]
-    assert answer["setup_ms"] == {"samples": 2, "p50": 500.0, "p90": 580.0, "p99": 598.0}
+    assert answer["setupMs"] == {"samples": 2, "p50": 500.0, "p90": 580.0, "p99": 598.0}
     assert answer["mos"]["samples"] == 2
     assert answer["mos"]["p50"] == pytest.approx(3.9)
 

@@ -84,8 +84,8 @@ def test_call_statistics_are_read_from_the_answer_and_a_malformed_answer_is_inte
         "from": "2026-11-01T00:00:00.000Z",
         "to": "2026-11-02T00:00:00.000Z",
         "reports": 3,
-        "calls": [{"kind": "app", "end_cause": "hung_up", "calls": 2}],
-        "setup_ms": {"samples": 2, "p50": 150.0, "p90": 190.0, "p99": 199},
+        "calls": [{"kind": "app", "endCause": "hung_up", "calls": 2}],
+        "setupMs": {"samples": 2, "p50": 150.0, "p90": 190.0, "p99": 199},
         "mos": {"samples": 0, "p50": None, "p90": None, "p99": None},
     }
     stats = call_stats_of(answer)

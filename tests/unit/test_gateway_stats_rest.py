@@ -82,9 +82,9 @@ def test_an_aggregate_becomes_json_with_names_and_null_percentiles_without_sampl
         "to": "2026-11-01T00:00:01.500Z",
         "reports": 5,
         "calls": [
-            {"kind": "sip", "end_cause": "other_device_answered", "calls": 3},
-            {"kind": "unknown_9", "end_cause": "hung_up", "calls": 1},
+            {"kind": "sip", "endCause": "other_device_answered", "calls": 3},
+            {"kind": "unknown_9", "endCause": "hung_up", "calls": 1},
         ],
-        "setup_ms": {"samples": 4, "p50": 100.0, "p90": 200.0, "p99": 300.0},
+        "setupMs": {"samples": 4, "p50": 100.0, "p90": 200.0, "p99": 300.0},
         "mos": {"samples": 0, "p50": None, "p90": None, "p99": None},
     }

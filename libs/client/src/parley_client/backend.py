@@ -122,7 +122,7 @@ def call_stats_of(answer: Any) -> CallStats:
         raise _malformed("call statistics that are not a JSON object")
     try:
         calls = tuple(
-            CallCount(str(c["kind"]), str(c["end_cause"]), int(c["calls"])) for c in answer["calls"]
+            CallCount(str(c["kind"]), str(c["endCause"]), int(c["calls"])) for c in answer["calls"]
         )
         return CallStats(
             application=str(answer["application"]),
@@ -130,7 +130,7 @@ def call_stats_of(answer: Any) -> CallStats:
             to_time=datetime.fromisoformat(answer["to"]),
             reports=int(answer["reports"]),
             calls=calls,
-            setup_ms=_percentiles(answer["setup_ms"], "setup_ms"),
+            setup_ms=_percentiles(answer["setupMs"], "setupMs"),
             mos=_percentiles(answer["mos"], "mos"),
         )
     except (KeyError, TypeError, ValueError) as exc:

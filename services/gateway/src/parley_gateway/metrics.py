@@ -87,7 +87,8 @@ WINDOW_BYTES = Gauge(
 )
 REST_REQUESTS = Counter(
     "parley_gateway_rest_requests_total",
-    "App backends' REST requests (conferences, callouts), by route and HTTP status.",
+    "App backends' REST requests (conferences, callouts, call statistics), by route and HTTP "
+    "status.",
     ["route", "status"],
 )
 REST_SECONDS = Histogram(

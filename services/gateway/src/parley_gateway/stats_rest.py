@@ -91,11 +91,11 @@ def aggregate_json(aggregate: stats_pb2.CallAggregate) -> dict[str, Any]:
         "calls": [
             {
                 "kind": _name(calls_pb2.CallKind, c.kind, "CALL_KIND_"),
-                "end_cause": _name(calls_pb2.CallEndCause, c.end_cause, "CALL_END_CAUSE_"),
+                "endCause": _name(calls_pb2.CallEndCause, c.end_cause, "CALL_END_CAUSE_"),
                 "calls": c.calls,
             }
             for c in aggregate.counts
         ],
-        "setup_ms": _percentiles(aggregate.setup_ms),
+        "setupMs": _percentiles(aggregate.setup_ms),
         "mos": _percentiles(aggregate.mos),
     }

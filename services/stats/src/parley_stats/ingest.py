@@ -37,7 +37,7 @@ from parley_service.assets import JetStreamAssets, asset_missing
 from parley_service.db import is_unavailable
 from parley_service.logs import get_logger
 from parley_stats import store
-from parley_stats.metrics import BATCH_SIZE, INSERT_SECONDS, REPORTS_INGESTED
+from parley_stats.metrics import BATCH_SIZE, INSERT_SECONDS, REPORTS_INGESTED, observe_quality
 from parley_stats.records import ReportRow, parse_record, row_of
 from parley_stats.settings import StatsSettings
 
@@ -198,6 +198,9 @@ class ReportWriters:
         stored = len(inserted)
         REPORTS_INGESTED.labels("stored").inc(stored)
         REPORTS_INGESTED.labels("duplicate").inc(len(rows) - stored)
+        for row in rows:
+            if (row.application_key, row.call_id, row.device_instance) in inserted:
+                observe_quality(row)
         for msg in msgs:
             with contextlib.suppress(Exception):  # unacknowledged: delivered again, skipped
                 await msg.ack()
