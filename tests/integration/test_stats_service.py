@@ -22,7 +22,7 @@ from parley_protocol.call_reports import MAX_REPORT_BYTES
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import runtime as rt
 from parley_service.bus import request
-from parley_stats.app import writers_of
+from parley_stats.app import purger_of, writers_of
 from tests.support.stats import call_report, device, now_ms, stats_service, upload
 from tests.support.wire import bounded, eventually
 
@@ -348,3 +348,19 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return run
+
+
+@bounded(30)
+async def test_reports_older_than_the_retention_are_purged(
+    service: rt.Runtime, bus: NATS, app: str
+) -> None:
+    alice = device(app)
+    old, recent = call_report(started_at_ms=now_ms() - 20 * MINUTE), call_report()
+    await upload(bus, alice, old)
+    await upload(bus, alice, recent)
+    await stored_count(service, app, 2)
+    retention = service.settings.stats_retention_seconds  # type: ignore[attr-defined]
+    # As of a time when the first call's start is just past the retention, the second's not.
+    as_of = (old.started_at_ms + 10 * MINUTE) / 1000 + retention
+    assert await purger_of(service).purge(as_of) >= 1
+    assert [r["call_id"] for r in await stored(service, app)] == [recent.call_id]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from parley_messaging import commits
+from parley_messaging import commits, store
 from parley_messaging.events import MessageEvents
 from parley_messaging.group_commit import GroupCommit
 from parley_messaging.handlers import (
@@ -17,14 +17,15 @@ from parley_messaging.handlers import (
     ToldWriter,
     declare_endpoints,
 )
+from parley_messaging.metrics import PURGED
 from parley_messaging.online import OnlineUsers
-from parley_messaging.purge import Purger
 from parley_messaging.redeliver import Redeliverer
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
 from parley_service.presence import GatewayLiveness, PresenceReader
+from parley_service.retention import Purger
 from parley_service.runtime import Migrations, Runtime
 
 log = get_logger("parley.messaging")
@@ -107,7 +108,15 @@ async def setup(runtime: Runtime) -> None:
         runtime.bus,
         runtime.clock,
     )
-    purger = Purger(pool, runtime.clock, settings.retention_seconds, settings.message_purge_seconds)
+    purger = Purger(
+        "messages",
+        pool,
+        runtime.clock,
+        settings.retention_seconds,
+        settings.message_purge_seconds,
+        store.delete_messages_before,
+        PURGED,
+    )
     redeliverer = Redeliverer(
         pool,
         events,

@@ -4,9 +4,12 @@ handlers of uploads and aggregate queries, and the writers that store reports.""
 from __future__ import annotations
 
 from parley_service.logs import get_logger
+from parley_service.retention import Purger
 from parley_service.runtime import Migrations, Runtime
+from parley_stats import store
 from parley_stats.handlers import StatsHandlers, declare_endpoints
 from parley_stats.ingest import ReportWriters
+from parley_stats.metrics import PURGED
 from parley_stats.settings import StatsSettings
 from parley_stats.stream import ReportStream, consumer, stream
 
@@ -18,6 +21,10 @@ MIGRATIONS = Migrations("stats", "parley_stats.migrations")
 
 def handlers_of(runtime: Runtime) -> StatsHandlers:
     return runtime.component("stats", StatsHandlers)
+
+
+def purger_of(runtime: Runtime) -> Purger:
+    return runtime.component("purger", Purger)
 
 
 def writers_of(runtime: Runtime) -> ReportWriters:
@@ -40,9 +47,20 @@ async def setup(runtime: Runtime) -> None:
         settings, runtime.db, ReportStream(runtime.nc, runtime.assets), runtime.clock
     )
     writers = ReportWriters(settings, runtime.nc, runtime.assets, runtime.db, runtime.clock)
-    runtime.components.update(stats=handlers, writers=writers)
+    purger = Purger(
+        "call_reports",
+        runtime.db,
+        runtime.clock,
+        settings.stats_retention_seconds,
+        settings.stats_purge_seconds,
+        store.delete_reports_before,
+        PURGED,
+    )
+    runtime.components.update(stats=handlers, writers=writers, purger=purger)
     declare_endpoints(runtime.bus, handlers)
     writers.start()
+    purger.start()
+    runtime.on_stop(purger.stop)
     runtime.on_drain(writers.stop)  # take no new batch; JetStream keeps the rest for others
     runtime.on_stop(writers.stop)
     log.info(

@@ -24,6 +24,10 @@ REPORTS_INGESTED = Counter(
     "malformed (unreadable or breaking the rules: dropped).",
     ["outcome"],
 )
+PURGED = Counter(
+    "parley_stats_reports_purged_total",
+    "Stored reports deleted for their age (PARLEY_STATS_RETENTION_SECONDS).",
+)
 BATCH_SIZE = Histogram(
     "parley_stats_ingest_batch_size",
     "Reports written in one transaction.",

@@ -23,6 +23,10 @@ class StatsSettings(ServiceSettings):
     stats_batch_window_seconds: float = 0.2
     # Reports of calls that started longer ago than this are refused.
     stats_report_max_age_seconds: float = 30 * 86_400.0
+    # Stored reports of calls that started longer ago than this are deleted, by a round on
+    # every replica each stats_purge_seconds.
+    stats_retention_seconds: float = 90 * 86_400.0
+    stats_purge_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -33,6 +37,13 @@ class StatsSettings(ServiceSettings):
         positive("PARLEY_STATS_BATCH_MAX", self.stats_batch_max)
         positive("PARLEY_STATS_BATCH_WINDOW_SECONDS", self.stats_batch_window_seconds)
         positive("PARLEY_STATS_REPORT_MAX_AGE_SECONDS", self.stats_report_max_age_seconds)
+        positive("PARLEY_STATS_RETENTION_SECONDS", self.stats_retention_seconds)
+        positive("PARLEY_STATS_PURGE_SECONDS", self.stats_purge_seconds)
+        if self.stats_retention_seconds < self.stats_report_max_age_seconds:
+            raise SettingsError(
+                "PARLEY_STATS_RETENTION_SECONDS must not be shorter than "
+                "PARLEY_STATS_REPORT_MAX_AGE_SECONDS (a report accepted would be purged at once)"
+            )
         if self.stats_duplicate_window_seconds > self.stats_stream_max_age_seconds:
             raise SettingsError(
                 "PARLEY_STATS_DUPLICATE_WINDOW_SECONDS must not be longer than "

@@ -147,3 +147,20 @@ async def quality(db: Db, application_key: str, start: datetime, end: datetime) 
         setup_ms=Quantiles(row["setup_samples"], tuple(row["setup"] or ())),
         mos=Quantiles(row["mos_samples"], tuple(row["mos"] or ())),
     )
+
+
+async def delete_reports_before(db: Db, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest reports of calls started before the cutoff; return
+    how many went. Rows another replica's purge holds are skipped, not waited for."""
+    status: str = await db.execute(
+        "WITH doomed AS ("
+        "  SELECT application_key, call_id, device_instance FROM stats.call_reports"
+        "  WHERE started_at < $1 ORDER BY started_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        " )"
+        " DELETE FROM stats.call_reports r USING doomed"
+        " WHERE (r.application_key, r.call_id, r.device_instance)"
+        "   = (doomed.application_key, doomed.call_id, doomed.device_instance)",
+        cutoff,
+        limit,
+    )
+    return int(status.split()[-1])
