@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from parley_client import ParleyClient, ToneSource
+from parley_client import CallQualitySettings, ParleyClient, ToneSource
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
@@ -212,6 +212,7 @@ async def calling_party(
     relay: bool = False,
     inactive: float | None = None,
     app: tuple[str, str] | None = None,
+    quality: CallQualitySettings | None = None,
 ) -> Party:
     """A user's client with calling and real media (ICE on loopback only), listening."""
     key, secret = app or (stack.app_key, stack.app_secret)
@@ -228,6 +229,8 @@ async def calling_party(
         builder.ice_transport_policy("relay")
     if inactive is not None:
         builder.inactive_timeout(inactive)
+    if quality is not None:
+        builder.call_quality(quality)
     client = builder.build()
     client.set_support_calling(True)
     party = Party(client)
