@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from parley_client import ParleyClient, ToneSource
+from parley_client import CallQualitySettings, ParleyClient, ToneSource
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
@@ -220,6 +220,7 @@ async def calling_party(
     inactive: float | None = None,
     app: tuple[str, str] | None = None,
     messaging: bool = False,
+    quality: CallQualitySettings | None = None,
 ) -> Party:
     """A user's client with calling and real media (ICE on loopback only), listening
     (and messaging when asked)."""
@@ -237,6 +238,8 @@ async def calling_party(
         builder.ice_transport_policy("relay")
     if inactive is not None:
         builder.inactive_timeout(inactive)
+    if quality is not None:
+        builder.call_quality(quality)
     client = builder.build()
     client.set_support_calling(True)
     client.set_support_messaging(messaging)

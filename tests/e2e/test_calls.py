@@ -22,7 +22,6 @@ from parley_client import (
     ErrorType,
     ParleyClient,
     PatternSource,
-    ToneSource,
 )
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
@@ -31,6 +30,7 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import calls as calls_pb
 from parley_protocol.pb import client as pb
 from tests.support.calls import Party, established_call
+from tests.support.impair import StoppableTone
 from tests.support.media import dominant_hz, marks, received_audio, rms
 from tests.support.turn import Coturn
 from tests.support.wire import RawClient, bounded, eventually
@@ -285,28 +285,6 @@ async def test_a_malformed_answer_fails_the_call_and_everyone_carries_on(
     finally:
         await mallory.close()
         await alice.client.terminate()
-
-
-class StoppableTone:
-    """A tone that stops giving frames when told (media stops; the signalling does not)."""
-
-    def __new__(cls, hz: float) -> Any:
-        from aiortc.mediastreams import MediaStreamTrack
-
-        class Track(MediaStreamTrack):
-            kind = "audio"
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.tone = ToneSource(hz)
-                self.flowing = asyncio.Event()
-                self.flowing.set()
-
-            async def recv(self) -> Any:
-                await self.flowing.wait()
-                return await self.tone.recv()
-
-        return Track()
 
 
 @bounded(60)

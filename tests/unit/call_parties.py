@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from parley_client import CallQualitySettings
 from tests.support.calls import Follower, Party
 from tests.unit.client_double import Harness
 
@@ -34,8 +35,12 @@ async def party(
     calling: bool = True,
     data_dir: Path | None = None,
     inactive_timeout: float | None = None,
+    quality: CallQualitySettings | None = None,
+    statistics: bool = True,
 ) -> Party:
-    builder = h.builder(user_id).media(media)
+    builder = h.builder(user_id).media(media).call_statistics(statistics)
+    if quality is not None:
+        builder.call_quality(quality)
     if data_dir is not None:
         builder.persistence_dir(data_dir)
     if media:

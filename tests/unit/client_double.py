@@ -38,6 +38,7 @@ from parley_protocol import bodies, framing, http, signatures, validation
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth, client, echo, routing
 from tests.unit.calls_double import CALL_BODIES, FakeCalls
+from tests.unit.stats_double import FakeStats
 
 APP_KEY = "196087a1-e815-4bc4-8984-60d8d8a43f1d"
 APP_SECRET = "oYdgGRXoxEuJhGDY2KQ/HQ=="
@@ -96,6 +97,7 @@ class FakeBackend:
     replay_before: int = 0  # replay this many events at or below resume_from_event as well
     gateways: list[FakeGateway] = field(default_factory=list)  # every replica, as started
     calls: FakeCalls = field(init=False)  # the calls service
+    stats: FakeStats = field(default_factory=FakeStats)  # the stats service
 
     def __post_init__(self) -> None:
         self.calls = FakeCalls(
@@ -482,6 +484,19 @@ class FakeGateway:
         elif body in CALL_BODIES:
             self._serve_call_request(session, envelope)
             return
+        elif body == "upload_call_report":
+            assert session.hello is not None
+            await asyncio.sleep(self.backend.stats.delay)
+            try:
+                accepted = self.backend.stats.handle(
+                    session.hello.user_id, session.session_id, envelope.upload_call_report
+                )
+            except ParleyError as err:
+                reply = framing.error_envelope(err, envelope.seq)
+            else:
+                if accepted is None:
+                    return
+                reply.call_report_accepted.CopyFrom(accepted)
         elif body == "goodbye":
             self.backend.sessions.pop(session.session_id, None)
             await session.ws.close(code=1000)

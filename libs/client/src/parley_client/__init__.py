@@ -30,6 +30,7 @@ from parley_client.call_details import (
     CallState,
     PushPair,
 )
+from parley_client.call_report import CallStatistics, MediaStatistics
 from parley_client.calls import CallClient, CallClientListener
 from parley_client.client import ClientListener, ParleyClient
 from parley_client.conference import ConferenceEvent, Participant, ParticipantChange
@@ -53,6 +54,13 @@ from parley_client.notification import (
 )
 from parley_client.presence import UserPresence
 from parley_client.push import PushClient
+from parley_client.quality import (
+    CallQualitySettings,
+    CallQualityWarning,
+    QualityRule,
+    QualityWarningEvent,
+    QualityWarningKind,
+)
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
 from parley_client.video import ResizeBehaviour, VideoController
@@ -82,7 +90,10 @@ __all__ = [
     "CallKind",
     "CallListener",
     "CallNotificationResult",
+    "CallQualitySettings",
+    "CallQualityWarning",
     "CallState",
+    "CallStatistics",
     "Capabilities",
     "ClientListener",
     "ClientRegistration",
@@ -93,6 +104,7 @@ __all__ = [
     "ErrorType",
     "Feature",
     "FeatureLink",
+    "MediaStatistics",
     "Message",
     "MessageClient",
     "MessageClientListener",
@@ -112,6 +124,9 @@ __all__ = [
     "PushPair",
     "PushProvider",
     "PushToken",
+    "QualityRule",
+    "QualityWarningEvent",
+    "QualityWarningKind",
     "ResizeBehaviour",
     "ResumeStats",
     "SilenceSource",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from parley_client.config import ClientConfig
 from parley_client.errors import ConfigurationError, ConfigurationProblem
+from parley_client.quality import CallQualitySettings
 
 if TYPE_CHECKING:
     from parley_client.call import Call
@@ -168,6 +169,27 @@ class ParleyClientBuilder(Generic[C]):
         out, service unavailable) is kept and retried before it fails (12 h)."""
         value = _seconds("message_retry_period", seconds)
         self._config = replace(self._config, message_retry_period=value)
+        return self
+
+    def call_statistics(self, enabled: bool) -> Self:
+        """Whether the statistics of every ended call are uploaded to the stats service, in
+        the background (True by default). `call.statistics` is set either way."""
+        if not isinstance(enabled, bool):
+            raise _bad("call_statistics", f"must be True or False, not {enabled!r}")
+        self._config = replace(self._config, call_statistics=enabled)
+        return self
+
+    def call_quality(self, settings: CallQualitySettings) -> Self:
+        """How often established calls are sampled and when quality warnings are raised
+        and lifted (`CallQualitySettings`; the defaults are the hosted SDKs')."""
+        if not isinstance(settings, CallQualitySettings):
+            raise _bad("call_quality", f"must be a CallQualitySettings, not {settings!r}")
+        problems = settings.problems()
+        if problems:
+            raise ConfigurationError(
+                [ConfigurationProblem("call_quality", problem) for problem in problems]
+            )
+        self._config = replace(self._config, call_quality=settings)
         return self
 
     def from_env(self, environ: Mapping[str, str] | None = None) -> Self:

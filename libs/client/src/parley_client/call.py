@@ -34,6 +34,7 @@ from parley_client.call_details import (
     CallState,
     PushPair,
 )
+from parley_client.call_report import CallStatistics
 from parley_client.conference import ConferenceEvent, Participant
 from parley_client.errors import ErrorType, ParleyError
 from parley_client.features import FeatureLink
@@ -41,6 +42,7 @@ from parley_client.futures import app_future, settle
 from parley_client.listeners import ListenerSet, Notices
 from parley_client.logs import AreaLog, ClientLog
 from parley_client.media import Media, SdpError
+from parley_client.quality import CallQualityWarning
 from parley_protocol import validation
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
@@ -100,6 +102,14 @@ class CallListener:
         (`call.participants` is the room after it)."""
         return None
 
+    def on_call_quality_warning(
+        self, call: Call, warning: CallQualityWarning
+    ) -> Awaitable[None] | None:
+        """The media of an established call got worse (`warning.event` TRIGGERED: high
+        round-trip time, jitter or packet loss, or no audio received) or better again
+        (RECOVERED)."""
+        return None
+
 
 class CallHost(Protocol):
     """What a call needs of its call client."""
@@ -119,6 +129,8 @@ class CallHost(Protocol):
     async def make_media(self, call: Call) -> Media: ...
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None: ...
+
+    def call_established(self, call: Call) -> None: ...
 
     def call_ended(self, call: Call) -> None: ...
 
@@ -190,6 +202,7 @@ class Call:
         self._last_frame = 0.0
         self._watchdog: asyncio.Task[None] | None = None
         self._participants: tuple[Participant, ...] = ()
+        self._statistics: CallStatistics | None = None
 
     def __repr__(self) -> str:
         return (
@@ -231,6 +244,12 @@ class Call:
             error=self._error,
             is_video_offered=self._video,
         )
+
+    @property
+    def statistics(self) -> CallStatistics | None:
+        """What the call was and how its media fared (what the client uploads to the stats
+        service); None until the call has ended (it is set before `on_call_ended`)."""
+        return self._statistics
 
     @property
     def remote_audio_track(self) -> MediaStreamTrack | None:
@@ -372,6 +391,17 @@ class Call:
             self._tell(paused, self)
         elif kind == "dtmf":
             self._tell("on_dtmf_received", self, signal.dtmf)
+
+    def on_quality_warning(self, warning: CallQualityWarning) -> None:
+        self._tell("on_call_quality_warning", self, warning)
+
+    def record_statistics(self, statistics: CallStatistics) -> None:
+        self._statistics = statistics
+
+    @property
+    def media(self) -> Media | None:
+        """The media in use (None before the offer or answer, and once ended)."""
+        return self._media
 
     def should_push(self, push_pairs: Sequence[PushPair]) -> None:
         self._tell("on_should_send_push_notification", self, list(push_pairs))
@@ -524,6 +554,7 @@ class Call:
         self._state = CallState.ESTABLISHED
         self._established_time = time.time()
         self._last_frame = asyncio.get_running_loop().time()
+        self._host.call_established(self)
         self._tell("on_call_established", self)
         self._notices.put(self._established_told)
 

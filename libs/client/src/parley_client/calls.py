@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from parley_client.audio import AudioController
 from parley_client.call import HANGUP_ACK_TIMEOUT, Call
 from parley_client.call_details import CallDirection, CallEndCause, CallKind
+from parley_client.call_observer import CallObserver
 from parley_client.conference import ConferenceEvent
 from parley_client.config import ClientConfig
 from parley_client.errors import ErrorType, ParleyError, terminated
@@ -37,6 +38,7 @@ from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
 from parley_protocol.pb import calls as calls_pb
 from parley_protocol.pb import client as pb
+from parley_protocol.pb import stats as stats_pb
 
 if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
@@ -95,7 +97,9 @@ class CallClient(Feature):
         session_id: Callable[[], str | None],
         audio: AudioController,
         video: VideoController,
+        reports: Callable[[stats_pb.UploadCallReport], None] | None = None,
     ) -> None:
+        """`reports` takes the report of every ended call (None: none is uploaded)."""
         self._config = config
         self._client_log = log
         self._started = started
@@ -105,6 +109,8 @@ class CallClient(Feature):
         self._video = video
         self._listeners: ListenerSet[CallClientListener] = ListenerSet(log, "calls")
         self._calls: dict[str, Call] = {}
+        self._observers: dict[str, CallObserver] = {}
+        self._reports = reports
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsent: dict[str, calls_pb.HangupCall] = {}
         self._ice: _IceCache | None = None
@@ -310,9 +316,24 @@ class CallClient(Feature):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def call_established(self, call: Call) -> None:
+        observer = self._observers.get(call.call_id)
+        if observer is not None:
+            observer.established()
+
     def call_ended(self, call: Call) -> None:
         if self._calls.get(call.call_id) is call:
             del self._calls[call.call_id]
+        observer = self._observers.pop(call.call_id, None)
+        if observer is None:
+            return
+        try:
+            statistics = observer.ended()
+            call.record_statistics(statistics)
+            if self._reports is not None:
+                self._reports(statistics.to_proto())
+        except Exception as exc:  # never in the way of ending the call
+            self.link.log.error(f"call {call.call_id}: no statistics: {exc!r}")
 
     def unsent_hangup(self, message: calls_pb.HangupCall) -> None:
         if not self._closed:
@@ -353,6 +374,7 @@ class CallClient(Feature):
             kind=kind,
         )
         self._calls[call.call_id] = call
+        self._observe(call)
         what = "video" if video else "audio"
         self.link.log.info(f"calling {kind.value} {callee!r} ({what}): {call.call_id}")
         self.spawn(call.place(), f"parley call {call.call_id} place")
@@ -383,9 +405,15 @@ class CallClient(Feature):
             kind=kind,
         )
         self._calls[call.call_id] = call
+        self._observe(call)
         self.link.log.info(f"incoming call {call.call_id} from {call.remote_user_id!r}")
         self.spawn(self._ring(call), f"parley call {call.call_id} ring")
         call.on_incoming(lambda: self._listeners.emit("on_incoming_call", self, call))
+
+    def _observe(self, call: Call) -> None:
+        self._observers[call.call_id] = CallObserver(
+            call, self._config.call_quality, self.link.log, media=self._config.media
+        )
 
     async def _ring(self, call: Call) -> None:
         try:

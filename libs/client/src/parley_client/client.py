@@ -36,6 +36,7 @@ from parley_client.push import PushClient, passing, payload_bytes
 from parley_client.registration import ClientRegistration
 from parley_client.resume import ResumeStats
 from parley_client.session import Session
+from parley_client.stats_upload import CallReportUploader
 from parley_client.tokens import Authenticator
 from parley_client.video import VideoController
 from parley_protocol.clock import Clock, SystemClock
@@ -44,6 +45,8 @@ from parley_protocol.pb import calls as calls_pb
 from parley_protocol.pb import client as pb
 
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
+# How long terminate() lets the reports of the calls it ended go out.
+REPORTS_FLUSH_TIMEOUT = 1.0
 
 
 class _State(enum.Enum):
@@ -131,6 +134,7 @@ class ParleyClient:
         self._calls: CallClient | None = None  # plugged in when calling is used
         self._messages: MessageClient | None = None  # plugged in when messaging is used
         self._push: PushClient | None = None  # plugged in at start, or when push is used
+        self._reports: CallReportUploader | None = None  # with the call client, if uploading
 
     # -- construction -----------------------------------------------------------------------
 
@@ -324,6 +328,9 @@ class ParleyClient:
             was_running = self._state in _RUNNING
             if self._calls is not None:  # hang up while the connection still takes frames
                 await self._calls.terminate()
+            if self._reports is not None:  # the reports of those calls, briefly
+                await self._reports.flush(REPORTS_FLUSH_TIMEOUT)
+                await self._reports.close()
             if self._messages is not None:  # acknowledgements still waiting go out
                 await self._messages.terminate()
             self._set_state(_State.STOPPED)
@@ -374,6 +381,9 @@ class ParleyClient:
     def call_client(self) -> CallClient:
         """Calls to and from other users (the calling capability must be on to make them)."""
         if self._calls is None:
+            if self._config.call_statistics:
+                self._reports = CallReportUploader()
+                self._features.add(self._reports)
             self._calls = CallClient(
                 config=self._config,
                 log=self._log,
@@ -382,6 +392,7 @@ class ParleyClient:
                 session_id=lambda: self.session_id,
                 audio=self._audio,
                 video=self._video,
+                reports=self._reports.submit if self._reports is not None else None,
             )
             self._features.add(self._calls)
         return self._calls

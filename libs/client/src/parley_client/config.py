@@ -8,12 +8,13 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from parley_client.errors import ConfigurationError, ConfigurationProblem
+from parley_client.quality import CallQualitySettings
 from parley_protocol import validation
 from parley_protocol.errors import ParleyError as ProtocolError
 
@@ -152,6 +153,10 @@ class ClientConfig:
     # Messages: how long one that could not be sent for a NETWORK reason is retried before
     # it fails (on_message_failed).
     message_retry_period: float = DEFAULT_MESSAGE_RETRY_PERIOD
+    # Calls: upload each ended call's statistics to the stats service; when to warn of
+    # poor call quality (and how often calls are sampled).
+    call_statistics: bool = True
+    call_quality: CallQualitySettings = field(default_factory=CallQualitySettings)
 
     @property
     def storage_dir(self) -> Path:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from parley_client.audio_level import LevelMeter
+
 if TYPE_CHECKING:
     from aiortc import RTCPeerConnection
     from aiortc.mediastreams import MediaStreamTrack
@@ -172,6 +174,9 @@ class PeerMedia:
         self._remote: list[MediaStreamTrack] = []  # the far side's, until connected
         self._monitors: set[asyncio.Task[None]] = set()
         self._closed = False
+        # The audio levels received and sent (the call's statistics).
+        self.level_received = LevelMeter()
+        self.level_sent = LevelMeter()
         self.pc.on("connectionstatechange", self._state_changed)
         self.pc.on("track", self._track)
 
@@ -209,9 +214,13 @@ class PeerMedia:
     # -- internals -----------------------------------------------------------------------------
 
     def _add_local_tracks(self) -> None:
+        from parley_client.tracks import LocalAudioTrack
+
         for track in self._local_tracks():
             if track.kind == "video" and not self._video:
                 continue
+            if isinstance(track, LocalAudioTrack):
+                track.meter = self.level_sent
             self._sent.append(track)
             self.pc.addTrack(track)
 
@@ -274,9 +283,10 @@ class PeerMedia:
 
         try:
             while True:
-                await track.recv()
-                if kind == "audio" and not self.audio_received:
+                frame = await track.recv()
+                if kind == "audio":
                     self.audio_received = True
+                    self.level_received.frame(frame)
                 if not self._closed:
                     self._events.media_frame(self, kind)
         except MediaStreamError:

@@ -24,6 +24,7 @@ from av import AudioFrame, VideoFrame
 from av.frame import Frame
 from av.packet import Packet
 
+from parley_client.audio_level import LevelMeter
 from parley_client.sources import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, silent_frame
 
 # How many frames a subscriber of a local source may fall behind before the oldest go.
@@ -110,6 +111,7 @@ class LocalAudioTrack(MediaStreamTrack):
         self._fanout: Fanout | None = None
         self._tap: Tap | None = None
         self._pts = 0
+        self.meter: LevelMeter | None = None  # measures what is sent, when set
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -132,6 +134,8 @@ class LocalAudioTrack(MediaStreamTrack):
             frame = _silent_like(frame)
         frame.pts = self._pts
         self._pts += frame.samples
+        if self.meter is not None:
+            self.meter.frame(frame)
         return frame
 
     def stop(self) -> None:
