@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -170,8 +171,10 @@ async def start_stack(
     extra: Sequence[ServiceDef] = (),
     gateway_env: Mapping[str, str] | None = None,
     calls_env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> E2EStack:
-    """Auth, the gateways and the calls service as processes (plus `extra`)."""
+    """Auth, the gateways and the calls service as processes (plus `extra`); `env` is given
+    to every one of them (a service's own settings win)."""
     services = [
         ServiceDef(
             name="auth",
@@ -185,6 +188,8 @@ async def start_stack(
         calls_def(calls_env),
         *extra,
     ]
+    if env:
+        services = [dataclasses.replace(s, env={**env, **s.env}) for s in services]
     settings = StackSettings(
         home=home,
         nats_url=nats_url,
@@ -212,8 +217,10 @@ async def calling_party(
     relay: bool = False,
     inactive: float | None = None,
     app: tuple[str, str] | None = None,
+    media: bool = True,
 ) -> Party:
-    """A user's client with calling and real media (ICE on loopback only), listening."""
+    """A user's client with calling and real media (ICE on loopback only), listening;
+    `media=False`: signalling only."""
     key, secret = app or (stack.app_key, stack.app_secret)
     builder = (
         ParleyClient.builder()
@@ -224,6 +231,8 @@ async def calling_party(
         .persistence_dir(state)
         .ice_host_addresses(["127.0.0.1"])
     )
+    if not media:
+        builder.media(False)
     if relay:
         builder.ice_transport_policy("relay")
     if inactive is not None:
