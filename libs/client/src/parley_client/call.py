@@ -259,7 +259,8 @@ class Call:
     @property
     def trace_id(self) -> str:
         """The call's trace (32 hex digits) in the deployment's tracing: the caller starts
-        it, the callee's devices continue it; find the call set-up's spans under it."""
+        it, and the callee's devices continue it when the deployment records it (otherwise
+        each side has its own); find the call set-up's spans under it."""
         return self._trace.trace_id
 
     @property
