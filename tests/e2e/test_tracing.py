@@ -4,6 +4,7 @@ message, are each one trace across the services, the client's own span at its ro
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -12,17 +13,29 @@ import pytest
 import pytest_asyncio
 
 from parley_client import WritableMessage
+from parley_client.trace_context import TraceParent
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
+from parley_protocol.pb import echo
 from tests.support.calls import established_call
 from tests.support.messaging import listen
 from tests.support.otlp_collector import CollectedSpan, OtlpCollector
-from tests.support.wire import bounded, eventually
+from tests.support.wire import RawClient, bounded, eventually
 
-from .stack import E2EStack, calling_party, make_client, messaging_def, push_def, running_stack
+from .stack import (
+    ECHO,
+    E2EStack,
+    calling_party,
+    make_client,
+    messaging_def,
+    push_def,
+    running_stack,
+)
 
 # Spans reach the collector within this long (batches go every 200 ms here).
 SPANS_SECONDS = 20
+# The echo service holds its spans for ten minutes: only its stop sends them in time.
+HOLDING = dataclasses.replace(ECHO, env={"OTEL_BSP_SCHEDULE_DELAY": "600000"})
 _numbers = itertools.count()
 
 
@@ -52,7 +65,7 @@ async def stack(
         tmp_path_factory.mktemp("tracing"),
         nats_server.url,
         postgres_server,
-        extra=[messaging_def(), push_def()],
+        extra=[messaging_def(), push_def(), HOLDING],
         env=env,
     ) as running:
         yield running
@@ -164,3 +177,28 @@ async def test_a_message_to_an_offline_recipient_is_one_trace_through_messaging_
         assert len(named(collector.of_trace(message.trace_id), "frame send_message")) == 1
     finally:
         await sender.terminate()
+
+
+@bounded(60)
+async def test_a_stopping_service_sends_the_spans_it_still_holds(
+    stack: E2EStack, collector: OtlpCollector
+) -> None:
+    user_id = user("echoer")
+    raw = await RawClient.open(stack.ws("gateway-a"))
+    try:
+        await raw.hello(await stack.access_token(user_id), stack.app_key, user_id)
+        trace = TraceParent.new()
+        reply = await raw.request(echo_request=echo.EchoRequest(text="hi"), traceparent=str(trace))
+        assert reply.echo_reply.text == "hi"
+
+        async def gateway_span() -> bool:
+            return named(collector.of_trace(trace.trace_id), "frame echo_request") != []
+
+        await eventually(gateway_span, SPANS_SECONDS, "the gateway's span")
+        assert [s for s in collector.of_trace(trace.trace_id) if s.service == "echo"] == []
+        await stack.devstack.supervisor.stop("echo")  # SIGTERM: a drain, then the flush
+        [echoed] = [s for s in collector.of_trace(trace.trace_id) if s.service == "echo"]
+        [frame] = named(collector.of_trace(trace.trace_id), "frame echo_request")
+        assert echoed.parent_span_id == frame.span_id
+    finally:
+        await raw.close()
