@@ -98,7 +98,7 @@ def traceparent_of(headers: bytes | None) -> str:
 def recorded(traceparent: str) -> str:
     """`traceparent` when it is one (`00-<trace id>-<span id>-<flags>`) whose sampled flag
     is set, else "": a trace nobody records is not worth its bytes on every event frame."""
-    if len(traceparent) != 55 or traceparent[2] != "-" or traceparent[52] != "-":
+    if len(traceparent) != 55 or traceparent[2] + traceparent[35] + traceparent[52] != "---":
         return ""
     try:
         return traceparent if int(traceparent[53:], 16) & 1 else ""
