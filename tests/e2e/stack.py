@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -176,8 +177,10 @@ async def start_stack(
     gateway_env: Mapping[str, str] | None = None,
     calls_env: Mapping[str, str] | None = None,
     stats_env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> E2EStack:
-    """Auth, the gateways, the calls and the stats service as processes (plus `extra`)."""
+    """Auth, the gateways, the calls and the stats service as processes (plus `extra`);
+    `env` is given to every one of them (a service's own settings win)."""
     services = [
         ServiceDef(
             name="auth",
@@ -192,6 +195,8 @@ async def start_stack(
         stats_def(stats_env),
         *extra,
     ]
+    if env:
+        services = [dataclasses.replace(s, env={**env, **s.env}) for s in services]
     settings = StackSettings(
         home=home,
         nats_url=nats_url,
@@ -221,9 +226,10 @@ async def calling_party(
     app: tuple[str, str] | None = None,
     messaging: bool = False,
     quality: CallQualitySettings | None = None,
+    media: bool = True,
 ) -> Party:
     """A user's client with calling and real media (ICE on loopback only), listening
-    (and messaging when asked)."""
+    (and messaging when asked); `media=False`: signalling only."""
     key, secret = app or (stack.app_key, stack.app_secret)
     builder = (
         ParleyClient.builder()
@@ -234,6 +240,8 @@ async def calling_party(
         .persistence_dir(state)
         .ice_host_addresses(["127.0.0.1"])
     )
+    if not media:
+        builder.media(False)
     if relay:
         builder.ice_transport_policy("relay")
     if inactive is not None:

@@ -1,5 +1,6 @@
 """SubjectMux: many subscriptions with no task or queue each, across a NATS restart; the
-light mode's self-test and fallback; drops counted the same in both modes."""
+light mode's self-test and fallback; drops counted the same in both modes; the event number
+and the trace read from headers."""
 
 from __future__ import annotations
 
@@ -249,6 +250,16 @@ def test_the_event_number_is_read_from_raw_headers() -> None:
     assert nats_interest.sequence_of(None) == 0
 
 
+def test_a_recorded_trace_is_read_from_raw_headers() -> None:
+    traced = f"00-{'a' * 32}-{'b' * 16}-01"
+    block = f"NATS/1.0\r\ntraceparent: {traced}\r\nNats-Sequence: 3\r\n\r\n".encode()
+    assert nats_interest.traceparent_of(block) == traced
+    assert nats_interest.traceparent_of(block.replace(b"-01\r", b"-00\r")) == ""  # unsampled
+    assert nats_interest.traceparent_of(b"NATS/1.0\r\ntraceparent: junk\r\n\r\n") == ""
+    assert nats_interest.traceparent_of(b"NATS/1.0\r\nNats-Sequence: 3\r\n\r\n") == ""
+    assert nats_interest.traceparent_of(None) == ""
+
+
 @pytest.mark.parametrize("light", [True, False], ids=["light", "fallback"])
 async def test_deliveries_carry_the_event_number_in_both_modes(
     nats_server: EmbeddedNats, light: bool
@@ -258,14 +269,17 @@ async def test_deliveries_carry_the_event_number_in_both_modes(
         mux = SubjectMux(nc, light=light)
         await mux.start()
         await mux.add(f"numbered.{light}")
-        await pub.publish(f"numbered.{light}", b"x", headers={"Nats-Sequence": "42"})
+        traced = f"00-{'a' * 32}-{'b' * 16}-01"
+        headers = {"Nats-Sequence": "42", "traceparent": traced}
+        await pub.publish(f"numbered.{light}", b"x", headers=headers)
         await pub.publish(f"numbered.{light}", b"y")
         await pub.flush()
         first = await asyncio.wait_for(mux.queue.get(), 2)
         second = await asyncio.wait_for(mux.queue.get(), 2)
         assert isinstance(first, nats_interest.Delivery)
         assert (first.subject, first.data, first.sequence) == (f"numbered.{light}", b"x", 42)
-        assert (second.data, second.sequence) == (b"y", 0)
+        assert first.traceparent == traced
+        assert (second.data, second.sequence, second.traceparent) == (b"y", 0, "")
     finally:
         await nc.close()
         await pub.close()

@@ -1,17 +1,23 @@
 """One trace from the caller through the gateway to auth: W3C trace context over HTTP,
-client frames and NATS headers."""
+client frames and NATS headers; and from a service through the gateway to a device."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
 
+import nats
 import pytest_asyncio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from parley.v1 import echo_pb2
 from parley_devstack.nats import EmbeddedNats
 from parley_protocol import signatures
 from parley_protocol.pb import client
+from parley_service.devices import DeviceEvents
 from tests.integration.gateway_stack import Stack, start_stack
 
 
@@ -62,3 +68,33 @@ async def test_a_frame_with_a_traceparent_is_traced(
     ]
     assert in_trace == ["frame ping"]
     await raw.close()
+
+
+async def test_an_event_reaches_the_device_in_the_trace_it_was_sent_in(
+    stack: Stack, span_exporter: InMemorySpanExporter
+) -> None:
+    app = await stack.create_app()
+    raw = await stack.signed_in(app, "evented")
+    bus = await nats.connect(stack.nats_url)
+    try:
+        events = DeviceEvents(bus)
+        with trace.get_tracer("test").start_as_current_span("a service's work") as span:
+            await events.to_user(app.key, "evented", echo_pb2.EchoEvent(text="traced"))
+        frame = await raw.recv()
+        assert frame.echo_event.text == "traced"
+        context = span.get_span_context()
+        flags = f"{context.trace_flags:02x}"  # sampled (and "random", from this SDK)
+        assert frame.traceparent == f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
+
+        # A trace nobody records is not passed on (its bytes would be for nothing).
+        unsampled = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
+        token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(unsampled)))
+        try:
+            await events.to_user(app.key, "evented", echo_pb2.EchoEvent(text="untraced"))
+        finally:
+            otel_context.detach(token)
+        frame = await raw.recv()
+        assert frame.echo_event.text == "untraced" and frame.traceparent == ""
+    finally:
+        await bus.close()
+        await raw.close()

@@ -81,6 +81,7 @@ class FakeCalls:
         self.ice_servers: list[calls_pb.IceServer] = []
         self.ice_expires_at_ms = 0
         self.requests: list[tuple[str, str, Message]] = []  # user, body, message
+        self.event_traceparent = ""  # what CallIncoming frames carry (the service's span)
 
     def bodies_of(self, user_id: str) -> list[str]:
         return [body for user, body, _ in self.requests if user == user_id]
@@ -160,7 +161,8 @@ class FakeCalls:
             started_at_ms=client_now_ms(),
         )
         for callee in call.offered:
-            await self._deliver(callee, client.Envelope(call_incoming=incoming))
+            event = client.Envelope(call_incoming=incoming, traceparent=self.event_traceparent)
+            await self._deliver(callee, event)
         return calls_pb.StartCallReply(call_id=call.call_id, devices_reached=len(call.offered))
 
     async def _ring_call(self, session: FakeSession, ring: calls_pb.RingCall) -> Message:

@@ -48,6 +48,7 @@ class FakeMessaging:
         self.user_id = user_id
         self.connected = True
         self.requests: list[tuple[str, ProtoMessage]] = []
+        self.traceparents: list[tuple[str, str]] = []  # (body, traceparent) of each frame
         self.errors: dict[str, list[ParleyError]] = {}  # body: errors for its next requests
         self.holds: dict[str, asyncio.Event] = {}  # body: replies wait for the event
         self.stored: dict[str, messaging_pb.Message] = {}
@@ -70,16 +71,22 @@ class FakeMessaging:
         gate = self.holds[body] = asyncio.Event()
         return gate
 
-    async def send(self, body: str, message: ProtoMessage) -> int:
+    async def send(self, body: str, message: ProtoMessage, traceparent: str = "") -> int:
         self.requests.append((body, message))
+        self.traceparents.append((body, traceparent))
         return len(self.requests)
 
     async def request(
-        self, body: str, message: ProtoMessage, timeout: float | None = None
+        self,
+        body: str,
+        message: ProtoMessage,
+        timeout: float | None = None,
+        traceparent: str = "",
     ) -> pb.Envelope:
         if not self.connected:
             raise ParleyError.network(f"cannot send {body}: not connected")
         self.requests.append((body, message))
+        self.traceparents.append((body, traceparent))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -94,6 +95,42 @@ async def test_the_callee_hangs_up_an_established_call(tmp_path: Path) -> None:
         assert alice.heard(call) == ["progressing", "established", "ended:HUNG_UP"]
         assert bob.heard(incoming) == ["established", "ended:HUNG_UP"]
         assert h.backend.calls.calls[call.call_id].end_cause == calls_pb.CALL_END_CAUSE_HUNG_UP
+
+
+async def test_every_frame_of_a_call_carries_its_trace_and_the_callee_continues_it(
+    tmp_path: Path,
+) -> None:
+    async with harness(tmp_path) as h:
+        # The service's span that offered the call, as its CallIncoming frames carry it.
+        offered = f"00-{'ab' * 16}-{'cd' * 8}-01"
+        h.backend.calls.event_traceparent = offered
+        alice, bob = await party(h, "alice"), await party(h, "bob")
+        call, incoming = await established_call(alice, bob)
+        await call.send_dtmf("1")
+        await call.hangup()
+        await incoming.wait_ended(2)
+        assert re.fullmatch(f"00-{call.trace_id}-[0-9a-f]{{16}}-01", call.traceparent)
+        assert incoming.trace_id == "ab" * 16 and incoming.traceparent == offered
+
+        def traced(user: str) -> dict[str, set[str]]:
+            frames = [f for s in h.backend.live_sessions(user) for f in s.frames]
+            found: dict[str, set[str]] = {}
+            for frame in frames:
+                found.setdefault(frame.WhichOneof("body") or "", set()).add(frame.traceparent)
+            return found
+
+        mine = traced("alice")
+        for body in ("start_call", "send_call_signal", "hangup_call"):  # (no ICE: no media)
+            assert mine.get(body) == {call.traceparent}, (body, mine)
+        theirs = traced("bob")
+        for body in ("ring_call", "answer_call"):
+            assert theirs.get(body) == {offered}, (body, theirs)
+        assert mine["hello"] == {""}  # the session's own frames are no call's
+
+        # A second call is a trace of its own.
+        second, _ = await established_call(alice, bob)
+        assert second.trace_id not in (call.trace_id, incoming.trace_id)
+        await second.hangup()
 
 
 async def test_the_callee_declines(tmp_path: Path) -> None:

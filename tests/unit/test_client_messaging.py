@@ -22,6 +22,7 @@ from parley_client import (
     WritableMessage,
 )
 from parley_client.messaging import storage_name
+from parley_client.trace_context import TraceParent
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client as pb
 from parley_protocol.pb import messaging as messaging_pb
@@ -281,6 +282,44 @@ async def test_while_connected_a_kept_message_is_sent_again_after_a_backoff(
     await wait_until(lambda: alice.heard.of("sent") == [(message.message_id, "bob")])
     assert alice.service.sent_ids() == [message.message_id] * 2
     await alice.client.terminate()
+
+
+async def test_each_message_is_a_trace_of_its_own_kept_across_retries_and_restarts(
+    tmp_path: Path,
+) -> None:
+    alice = device(tmp_path, retry_initial=0.05)
+    await alice.connect()
+    alice.service.errors["send_message"] = [
+        ParleyError(ErrorCode.ERROR_CODE_TIMEOUT, "no answer in time")
+    ]
+    first = alice.client.send(WritableMessage("bob", "one"))
+    second = alice.client.send(WritableMessage("carol", "two"))
+    await wait_until(lambda: len(alice.heard.of("sent")) == 2)
+    assert first.trace_id != second.trace_id
+    assert all(len(m.trace_id) == 32 for m in (first, second))
+    sends = [tp for body, tp in alice.service.traceparents if body == "send_message"]
+    assert len(sends) == 3  # one of them was tried twice
+    parsed = [TraceParent.parse(tp) for tp in sends]
+    assert all(p is not None for p in parsed)
+    of_first = [p for p in parsed if p and p.trace_id == first.trace_id]
+    of_second = [p for p in parsed if p and p.trace_id == second.trace_id]
+    assert (len(of_first), len(of_second)) == (2, 1)
+    assert of_first[0].span_id != of_first[1].span_id  # each try is a span of its own
+    # Acknowledgements are no message's: they carry no trace.
+    assert {tp for body, tp in alice.service.traceparents if body != "send_message"} <= {""}
+    await alice.client.terminate()
+
+    # A message kept in the outbox keeps its trace into the next run.
+    kept = device(tmp_path).client
+    message = kept.send(WritableMessage("bob", "later"))
+    await kept.terminate()
+    later = device(tmp_path)
+    assert [m.trace_id for m in later.client.unsent] == [message.trace_id]
+    await later.connect()
+    await wait_until(lambda: later.service.sent_ids() == [message.message_id])
+    [traceparent] = [tp for body, tp in later.service.traceparents if body == "send_message"]
+    assert traceparent.split("-")[1] == message.trace_id
+    await later.client.terminate()
 
 
 async def test_a_kept_message_told_as_sent_lets_its_conversation_go_on(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from google.protobuf.message import Message
 
 from parley_client.call_details import (
     CallDetails,
@@ -43,6 +45,7 @@ from parley_client.listeners import ListenerSet, Notices
 from parley_client.logs import AreaLog, ClientLog
 from parley_client.media import Media, SdpError
 from parley_client.quality import CallQualityWarning
+from parley_client.trace_context import TraceParent
 from parley_protocol import validation
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
 
     from parley_client.tracks import RemoteTrack
+
+R = TypeVar("R", bound=Message)
 
 # How long a hang-up waits for the service's ack, and then for its CallEnded (which carries
 # the cause), before the call ends locally with the cause it would expect.
@@ -134,7 +139,7 @@ class CallHost(Protocol):
 
     def call_ended(self, call: Call) -> None: ...
 
-    def unsent_hangup(self, message: calls_pb.HangupCall) -> None: ...
+    def unsent_hangup(self, message: calls_pb.HangupCall, traceparent: str) -> None: ...
 
 
 class Call:
@@ -155,6 +160,7 @@ class Call:
         offer_sdp: str = "",
         started_time: float | None = None,
         kind: CallKind = CallKind.APP,
+        trace: TraceParent | None = None,
     ) -> None:
         self._host = host
         self._log: AreaLog = host.link.log
@@ -203,6 +209,8 @@ class Call:
         self._watchdog: asyncio.Task[None] | None = None
         self._participants: tuple[Participant, ...] = ()
         self._statistics: CallStatistics | None = None
+        # The trace every frame of this call carries (a new one unless continued).
+        self._trace = trace or TraceParent.new()
 
     def __repr__(self) -> str:
         return (
@@ -266,6 +274,18 @@ class Call:
     def remote_video_paused(self) -> bool:
         """The far side said it paused its video (and has not resumed it since)."""
         return self._remote_video_paused
+
+    @property
+    def trace_id(self) -> str:
+        """The call's trace (32 hex digits) in the deployment's tracing: the caller starts
+        it, and the callee's devices continue it when the deployment records it (otherwise
+        each side has its own); find the call set-up's spans under it."""
+        return self._trace.trace_id
+
+    @property
+    def traceparent(self) -> str:
+        """What this call's frames carry in `Envelope.traceparent`."""
+        return str(self._trace)
 
     def add_call_listener(self, listener: CallListener) -> None:
         self._listeners.add(listener)
@@ -467,7 +487,7 @@ class Call:
         else:
             start.callee_user_id = self.remote_user_id
         try:
-            reply = await self._host.link.request(start, calls_pb.StartCallReply)
+            reply = await self._request(start, calls_pb.StartCallReply)
         except ParleyError as exc:
             self._log.info(f"call {self.call_id} to {self.remote_user_id!r} failed: {exc}")
             self._end(CallEndCause.FAILURE, exc)
@@ -517,7 +537,7 @@ class Call:
             self._media = media
         message = calls_pb.AnswerCall(call_id=self.call_id, answer_sdp=answer)
         try:
-            await self._host.link.request(message, calls_pb.CallAck)
+            await self._request(message, calls_pb.CallAck)
         except ParleyError as exc:
             # Answered elsewhere, or ended: the service tells the cause in CallEnded.
             self._log.info(f"call {self.call_id}: the answer was refused: {exc}")
@@ -701,11 +721,11 @@ class Call:
             return
         message = calls_pb.HangupCall(call_id=self.call_id)
         try:
-            await self._host.link.request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT)
+            await self._request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT)
         except ParleyError as exc:
             self._log.info(f"call {self.call_id}: hang-up not acknowledged ({exc})")
             if exc.type is ErrorType.NETWORK:
-                self._host.unsent_hangup(message)
+                self._host.unsent_hangup(message, self.traceparent)
         else:
             await self._wait_ended(HANGUP_GRACE)
         self._end(cause)
@@ -723,11 +743,11 @@ class Call:
 
     async def _tell_service(self, message: calls_pb.HangupCall) -> None:
         try:
-            await self._host.link.request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT)
+            await self._request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT)
         except ParleyError as exc:
             self._log.info(f"call {self.call_id}: hang-up not acknowledged ({exc})")
             if exc.type is ErrorType.NETWORK:
-                self._host.unsent_hangup(message)
+                self._host.unsent_hangup(message, self.traceparent)
 
     def _media_failed(self, exc: SdpError, whose: str, field: str) -> ParleyError:
         error = ParleyError(
@@ -794,7 +814,11 @@ class Call:
 
     async def _send(self, signal: calls_pb.CallSignal) -> None:
         message = calls_pb.SendCallSignal(call_id=self.call_id, signal=signal)
-        await self._host.link.request(message, calls_pb.CallAck)
+        await self._request(message, calls_pb.CallAck)
+
+    async def _request(self, message: Message, reply: type[R], timeout: float | None = None) -> R:
+        """A request of this call, in its trace."""
+        return await self._host.link.request(message, reply, timeout, self.traceparent)
 
     def _tell(self, method: str, *args: object) -> None:
         self._notices.put(lambda: self._listeners.emit(method, *args))

@@ -32,6 +32,7 @@ from parley_client.features import Connected, Feature
 from parley_client.listeners import ListenerSet
 from parley_client.logs import ClientLog
 from parley_client.media import IceServer, Media, MediaSettings, SignallingMedia
+from parley_client.trace_context import TraceParent
 from parley_client.video import VideoController
 from parley_protocol import validation
 from parley_protocol.errors import ErrorCode
@@ -112,7 +113,8 @@ class CallClient(Feature):
         self._observers: dict[str, CallObserver] = {}
         self._reports = reports
         self._tasks: set[asyncio.Task[None]] = set()
-        self._unsent: dict[str, calls_pb.HangupCall] = {}
+        # Hang-ups not sent while disconnected, with their calls' traceparents.
+        self._unsent: dict[str, tuple[calls_pb.HangupCall, str]] = {}
         self._ice: _IceCache | None = None
         self._ice_lock = asyncio.Lock()
         self._closed = False
@@ -193,8 +195,11 @@ class CallClient(Feature):
             raise ParleyError.from_protocol(exc) from None
         if self._closed:
             raise terminated()
+        # A trace of its own: the call offered here (CallIncoming) continues it.
         reply = await self.link.request(
-            calls_pb.ClaimCall(call_id=call_id), calls_pb.ClaimCallReply
+            calls_pb.ClaimCall(call_id=call_id),
+            calls_pb.ClaimCallReply,
+            traceparent=str(TraceParent.new()),
         )
         self.link.log.info(
             f"call {call_id} claimed: {calls_pb.CallPhase.Name(reply.phase)}"
@@ -209,7 +214,7 @@ class CallClient(Feature):
             return
         body = envelope.WhichOneof("body")
         if body == "call_incoming":
-            self._incoming(envelope.call_incoming)
+            self._incoming(envelope.call_incoming, TraceParent.parse(envelope.traceparent))
             return
         message = getattr(envelope, body or "")
         call = self._calls.get(message.call_id)
@@ -245,14 +250,15 @@ class CallClient(Feature):
             for call in self.calls:
                 if not call.answered:
                     call.end_now(CallEndCause.FAILURE, lost)
-                    self._unsent[call.call_id] = calls_pb.HangupCall(
+                    message = calls_pb.HangupCall(
                         call_id=call.call_id,
                         cause=CallEndCause.FAILURE.value,
                         error=lost.to_protocol().to_proto(),
                     )
+                    self._unsent[call.call_id] = (message, call.traceparent)
         unsent, self._unsent = self._unsent, {}
-        for message in unsent.values():
-            self.spawn(self._resend(message), "parley calls hangup")
+        for message, traceparent in unsent.values():
+            self.spawn(self._resend(message, traceparent), "parley calls hangup")
 
     async def on_disconnected(self, reason: ParleyError) -> None:
         if self._running():
@@ -301,7 +307,7 @@ class CallClient(Feature):
             return SignallingMedia()
         from parley_client.media import PeerMedia
 
-        settings = await self._media_settings()
+        settings = await self._media_settings(call.traceparent)
 
         def local_tracks() -> list[MediaStreamTrack]:
             tracks = [self._audio.local_track()]
@@ -335,9 +341,9 @@ class CallClient(Feature):
         except Exception as exc:  # never in the way of ending the call
             self.link.log.error(f"call {call.call_id}: no statistics: {exc!r}")
 
-    def unsent_hangup(self, message: calls_pb.HangupCall) -> None:
+    def unsent_hangup(self, message: calls_pb.HangupCall, traceparent: str) -> None:
         if not self._closed:
-            self._unsent[message.call_id] = message
+            self._unsent[message.call_id] = (message, traceparent)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -380,7 +386,9 @@ class CallClient(Feature):
         self.spawn(call.place(), f"parley call {call.call_id} place")
         return call
 
-    def _incoming(self, incoming: calls_pb.CallIncoming) -> None:
+    def _incoming(self, incoming: calls_pb.CallIncoming, trace: TraceParent | None) -> None:
+        """A call offered to this device; it continues the trace it came in (`trace`), or
+        starts one."""
         if incoming.call_id in self._calls:
             return
         kind = _INCOMING_KINDS.get(incoming.kind, CallKind.APP)
@@ -403,6 +411,7 @@ class CallClient(Feature):
             offer_sdp=incoming.offer_sdp,
             started_time=incoming.started_at_ms / 1000 if incoming.started_at_ms else None,
             kind=kind,
+            trace=trace,
         )
         self._calls[call.call_id] = call
         self._observe(call)
@@ -417,20 +426,24 @@ class CallClient(Feature):
 
     async def _ring(self, call: Call) -> None:
         try:
-            await self.link.request(calls_pb.RingCall(call_id=call.call_id), calls_pb.CallAck)
+            await self.link.request(
+                calls_pb.RingCall(call_id=call.call_id),
+                calls_pb.CallAck,
+                traceparent=call.traceparent,
+            )
         except ParleyError as exc:
             self.link.log.info(f"call {call.call_id}: RingCall refused: {exc}")
 
     async def _hang_up(self, call: Call) -> None:
         message = calls_pb.HangupCall(call_id=call.call_id)
         try:
-            await self.link.request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT)
+            await self.link.request(message, calls_pb.CallAck, HANGUP_ACK_TIMEOUT, call.traceparent)
         except ParleyError as exc:
             self.link.log.info(f"call {call.call_id}: hang-up not acknowledged ({exc})")
 
-    async def _resend(self, message: calls_pb.HangupCall) -> None:
+    async def _resend(self, message: calls_pb.HangupCall, traceparent: str) -> None:
         try:
-            await self.link.request(message, calls_pb.CallAck)
+            await self.link.request(message, calls_pb.CallAck, traceparent=traceparent)
         except ParleyError as exc:
             self.link.log.info(f"call {message.call_id}: hang-up not delivered: {exc}")
 
@@ -445,15 +458,17 @@ class CallClient(Feature):
         except Exception as exc:
             self.link.log.error(f"{asyncio.current_task()!r} failed: {exc!r}")
 
-    async def _media_settings(self) -> MediaSettings:
+    async def _media_settings(self, traceparent: str) -> MediaSettings:
         config = self._config
         return MediaSettings(
-            ice_servers=await self._ice_servers(),
+            ice_servers=await self._ice_servers(traceparent),
             ice_transport_policy=config.ice_transport_policy,
             host_addresses=config.ice_host_addresses,
         )
 
-    async def _ice_servers(self) -> tuple[IceServer, ...]:
+    async def _ice_servers(self, traceparent: str) -> tuple[IceServer, ...]:
+        """The session's ICE servers; asked (in the trace of the call that needs them)
+        when not known yet or about to expire."""
         async with self._ice_lock:
             now_ms = int(time.time() * 1000)
             session_id = self._session() or ""
@@ -468,7 +483,9 @@ class CallClient(Feature):
             ):
                 return cached.servers
             try:
-                reply = await self.link.request(calls_pb.GetIceServers(), calls_pb.IceServers)
+                reply = await self.link.request(
+                    calls_pb.GetIceServers(), calls_pb.IceServers, traceparent=traceparent
+                )
             except ParleyError as exc:
                 self.link.log.warning(f"no ICE servers ({exc}); host candidates only")
                 return ()

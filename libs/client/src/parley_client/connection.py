@@ -148,14 +148,17 @@ class Connection:
         """Wait until the socket is closed; the error says why."""
         return await asyncio.shield(self._closed)
 
-    async def send(self, body: str, message: Message) -> int:
-        """Send one frame; its seq."""
-        seq, _ = await self._send(body, message)
+    async def send(self, body: str, message: Message, traceparent: str = "") -> int:
+        """Send one frame (in the trace `traceparent`, if given); its seq."""
+        seq, _ = await self._send(body, message, traceparent=traceparent)
         return seq
 
-    async def request(self, body: str, message: Message, timeout: float) -> pb.Envelope:
-        """Send one frame and wait for the frame that replies to it."""
-        seq, reply = await self._send(body, message, expect_reply=True)
+    async def request(
+        self, body: str, message: Message, timeout: float, traceparent: str = ""
+    ) -> pb.Envelope:
+        """Send one frame (in the trace `traceparent`, if given) and wait for the frame that
+        replies to it."""
+        seq, reply = await self._send(body, message, expect_reply=True, traceparent=traceparent)
         assert reply is not None
         try:
             return await asyncio.wait_for(reply, timeout)
@@ -202,11 +205,18 @@ class Connection:
     # -- internals ------------------------------------------------------------------------
 
     async def _send(
-        self, body: str, message: Message, expect_reply: bool = False, carry_ack: bool = True
+        self,
+        body: str,
+        message: Message,
+        expect_reply: bool = False,
+        carry_ack: bool = True,
+        traceparent: str = "",
     ) -> tuple[int, asyncio.Future[pb.Envelope] | None]:
         async with self._send_lock:
             seq = self._seq + 1
-            envelope = pb.Envelope(seq=seq, ack=self._ack() if carry_ack else 0)
+            envelope = pb.Envelope(
+                seq=seq, ack=self._ack() if carry_ack else 0, traceparent=traceparent
+            )
             getattr(envelope, body).CopyFrom(message)
             data = framing.encode(envelope)
             if len(data) > framing.MAX_FRAME_BYTES:

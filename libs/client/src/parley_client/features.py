@@ -80,10 +80,10 @@ class Feature:
 class Channel(Protocol):
     """Where a link's frames go: the client's live session."""
 
-    async def send(self, body: str, message: Message) -> int: ...
+    async def send(self, body: str, message: Message, traceparent: str = "") -> int: ...
 
     async def request(
-        self, body: str, message: Message, timeout: float | None = None
+        self, body: str, message: Message, timeout: float | None = None, traceparent: str = ""
     ) -> pb.Envelope: ...
 
 
@@ -125,17 +125,25 @@ class FeatureLink:
         """A copy of the client's capability switches."""
         return self._capabilities()
 
-    async def send(self, message: Message) -> int:
-        """Send `message` (a message of a client body) on the live connection; its seq."""
+    async def send(self, message: Message, traceparent: str = "") -> int:
+        """Send `message` (a message of a client body) on the live connection; its seq.
+        `traceparent` (see trace_context) puts the frame in that trace."""
         body = client_body(message)
-        return await self._channel(body).send(body, message)
+        return await self._channel(body).send(body, message, traceparent)
 
-    async def request(self, message: Message, reply: type[R], timeout: float | None = None) -> R:
+    async def request(
+        self,
+        message: Message,
+        reply: type[R],
+        timeout: float | None = None,
+        traceparent: str = "",
+    ) -> R:
         """Send `message` and return the body of its reply, of type `reply` (an EchoReply
         for an EchoRequest). Raises ParleyError for an Error reply, a reply of another type,
-        a timeout (`timeout`, default the client's request timeout) or a lost connection."""
+        a timeout (`timeout`, default the client's request timeout) or a lost connection.
+        `traceparent` (see trace_context) puts the frame in that trace."""
         body = client_body(message)
-        envelope = await self._channel(body).request(body, message, timeout)
+        envelope = await self._channel(body).request(body, message, timeout, traceparent)
         name = envelope.WhichOneof("body")
         answer = getattr(envelope, name) if name else None
         if not isinstance(answer, reply):

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from parley_client.errors import ParleyError
+from parley_client.trace_context import TraceParent
 from parley_protocol import validation
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
@@ -22,6 +23,9 @@ class Message:
 
     `timestamp` is seconds since the epoch: when the messaging service accepted it, or, for
     the message `send()` returns (not accepted yet), when it was sent on this device.
+    `trace_id` (32 hex digits) is the trace its sending is recorded under in the
+    deployment's tracing: each message this client sends starts one (kept while it is
+    retried); "" for a message received.
     """
 
     message_id: str
@@ -30,6 +34,7 @@ class Message:
     text_body: str
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     timestamp: float = 0.0
+    trace_id: str = field(default="", compare=False)
 
     @classmethod
     def from_proto(cls, message: messaging_pb.Message) -> Message:
@@ -60,6 +65,7 @@ class Message:
             self.text_body,
             dict(self.headers),
             timestamp_ms / 1000 if timestamp_ms else self.timestamp,
+            self.trace_id,
         )
 
 
@@ -131,6 +137,7 @@ class WritableMessage:
             text,
             headers,
             time.time() if now is None else now,
+            TraceParent.new().trace_id,
         )
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ from parley_client.message import (
 from parley_client.message_sender import RETRY_CAP, RETRY_INITIAL, MessageSender
 from parley_client.outbox import Outbox
 from parley_client.seen import DELIVERED, INCOMING, READ, SENT, SeenIds
+from parley_client.trace_context import TraceParent
 from parley_protocol import validation
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
@@ -353,8 +354,13 @@ class MessageClient(Feature):
         return self._reads
 
     async def _send_request(self, message: Message) -> messaging_pb.MessageAccepted:
+        """One try at sending `message`: a new span of the message's trace (a new trace
+        when it has none)."""
         request = messaging_pb.SendMessage(message=message.to_proto())
-        return await self.link.request(request, messaging_pb.MessageAccepted)
+        traceparent = str(TraceParent.new(message.trace_id))
+        return await self.link.request(
+            request, messaging_pb.MessageAccepted, traceparent=traceparent
+        )
 
     async def _accepted(self, message: Message, reply: messaging_pb.MessageAccepted) -> None:
         accepted = message.accepted_at(reply.timestamp_ms)

@@ -152,6 +152,7 @@ def _entry_of(unsent: Unsent) -> dict[str, Any]:
         "text": message.text_body,
         "headers": dict(message.headers),
         "queued_at": message.timestamp,
+        "trace_id": message.trace_id,
     }
 
 
@@ -164,6 +165,7 @@ def _unsent_of(value: Any) -> Unsent | None:
             text_body=str(value["text"]),
             headers={str(k): str(v) for k, v in dict(value["headers"]).items()},
             timestamp=float(value["queued_at"]),
+            trace_id=str(value.get("trace_id", "")),  # none in an outbox of an older client
         )
         return Unsent(message)
     except (TypeError, ValueError, KeyError):

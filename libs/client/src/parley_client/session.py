@@ -178,17 +178,19 @@ class Session:
         assert self.welcome is not None
         return self.welcome
 
-    async def send(self, body: str, message: Message) -> int:
-        return await self._live_connection(body).send(body, message)
+    async def send(self, body: str, message: Message, traceparent: str = "") -> int:
+        return await self._live_connection(body).send(body, message, traceparent)
 
     async def request(
-        self, body: str, message: Message, timeout: float | None = None
+        self, body: str, message: Message, timeout: float | None = None, traceparent: str = ""
     ) -> pb.Envelope:
         connection = self._live_connection(body)
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await connection.request(body, message, timeout or self._request_timeout)
+            return await connection.request(
+                body, message, timeout or self._request_timeout, traceparent
+            )
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:

@@ -25,6 +25,7 @@ from parley_legs.reports import LegReporter
 from parley_legs.webrtc import WebRtcLeg
 from parley_protocol import subjects
 from parley_protocol.errors import ParleyError
+from parley_service import tracing
 from parley_service.logs import get_logger
 
 log = get_logger("parley.legs")
@@ -194,6 +195,10 @@ class Leg(Generic[P]):
             log.warning("leg_event_undecodable", call=self.call_id)
             return
         which = event.WhichOneof("event")
+        with tracing.consumer_span("parley.legs", f"leg event {which}", msg.headers):
+            self._heard(event, which)
+
+    def _heard(self, event: calls_pb2.LegEvent, which: str | None) -> None:
         if which == "call_ended":
             self.end_cause = event.call_ended.cause
             self.caller_gone.set()

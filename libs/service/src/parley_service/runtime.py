@@ -298,11 +298,22 @@ async def run(
 ) -> None:
     """Start, serve until SIGTERM (drain) or SIGINT (stop at once), then stop."""
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
-    tracing.configure_tracing(settings.service_name, settings.instance_id, settings.otel_exporter)
+    provider = tracing.configure_tracing(
+        settings.service_name,
+        settings.instance_id,
+        settings.otel_exporter,
+        otlp_endpoint=settings.otlp_endpoint,
+        sample_ratio=settings.trace_sample_ratio,
+    )
     app_label.configure(settings.metrics_app_labels)
-    runtime = await start(settings, setup, migrations, clock)
-    stop_signal = await _wait_for_signal()
-    await stop(runtime, drain=stop_signal == signal.SIGTERM)
+    try:
+        runtime = await start(settings, setup, migrations, clock)
+        stop_signal = await _wait_for_signal()
+        await stop(runtime, drain=stop_signal == signal.SIGTERM)
+    finally:
+        # The spans still batched go out now (the exporter's own timeout bounds it); on a
+        # thread: the export blocks.
+        await asyncio.to_thread(provider.shutdown)
 
 
 async def _drain(runtime: Runtime) -> None:

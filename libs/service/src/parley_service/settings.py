@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import socket
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_type_hints
@@ -43,6 +44,12 @@ class ServiceSettings:
     instance_id: str = dataclasses.field(default_factory=_default_instance_id)
     drain_timeout_seconds: float = 20.0
     otel_exporter: str = ""  # "" (spans kept in process only) or "console"
+    # An OTLP/HTTP collector (e.g. http://collector:4318): spans are exported to its
+    # /v1/traces. Empty: no export, and no span is recorded.
+    otlp_endpoint: str = ""
+    # The share of traces recorded while exporting, decided from the trace id alone, so
+    # every service keeps or drops the same traces.
+    trace_sample_ratio: float = 1.0
     db_pool_max: int = 10
     # How long start-up waits for NATS and PostgreSQL before giving up with a clear error.
     startup_timeout_seconds: float = 60.0
@@ -95,6 +102,21 @@ class ServiceSettings:
             raise SettingsError(
                 "PARLEY_METRICS_APP_LABELS must be 0 (one value for all applications) or more, "
                 f"not {self.metrics_app_labels}"
+            )
+        if self.otel_exporter not in ("", "console"):
+            raise SettingsError(
+                f"PARLEY_OTEL_EXPORTER must be empty or console, not {self.otel_exporter!r}"
+            )
+        if self.otlp_endpoint:
+            url = urllib.parse.urlsplit(self.otlp_endpoint)
+            if url.scheme not in ("http", "https") or not url.hostname or url.query:
+                raise SettingsError(
+                    "PARLEY_OTLP_ENDPOINT must be an http:// or https:// URL of an OTLP/HTTP "
+                    f"collector (e.g. http://collector:4318), not {self.otlp_endpoint!r}"
+                )
+        if not 0 <= self.trace_sample_ratio <= 1:  # also refuses NaN
+            raise SettingsError(
+                f"PARLEY_TRACE_SAMPLE_RATIO must be 0 to 1, not {self.trace_sample_ratio!r}"
             )
         if not 1 <= self.jetstream_replicas <= 5:
             raise SettingsError(

@@ -1,44 +1,84 @@
-"""OpenTelemetry tracing, with W3C trace context carried in NATS headers and client frames."""
+"""OpenTelemetry tracing, with W3C trace context carried in NATS headers and client frames.
+
+One call set-up, and one message, is one trace across the services: the reference client
+starts it (`Envelope.traceparent` on its frames), the gateway continues it, every bus
+request and device event carries it in its `traceparent` header, and the gateway puts it
+on the events it delivers, so the far side's client continues it too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _propagator = TraceContextTextMapPropagator()
 
+# The OTLP/HTTP path of traces under a collector's endpoint.
+OTLP_TRACES_PATH = "/v1/traces"
+
 
 def configure_tracing(
-    service: str, instance_id: str, exporter: str = "", extra: SpanExporter | None = None
+    service: str,
+    instance_id: str,
+    exporter: str = "",
+    extra: SpanExporter | None = None,
+    otlp_endpoint: str = "",
+    sample_ratio: float = 1.0,
 ) -> TracerProvider:
-    """Install a tracer provider for this process; `exporter="console"` prints spans.
+    """Install a tracer provider for this process: `exporter="console"` prints spans,
+    `otlp_endpoint` (a collector's base URL) exports them over OTLP/HTTP in batches.
 
     With nothing to export spans to, none is recorded (recording them costs a busy service
     a tenth of its CPU for nothing); trace context still flows: each span carries its
-    caller's trace id on to what it calls."""
-    exporting = exporter == "console" or extra is not None
+    caller's trace id on to what it calls. Call `shutdown()` on the provider at exit: it
+    sends the spans still batched."""
+    exporting = exporter == "console" or extra is not None or bool(otlp_endpoint)
     provider = TracerProvider(
         resource=Resource.create({"service.name": service, "service.instance.id": instance_id}),
-        sampler=ALWAYS_ON if exporting else ALWAYS_OFF,
+        sampler=sampler(sample_ratio) if exporting else ALWAYS_OFF,
     )
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     if extra is not None:
         provider.add_span_processor(SimpleSpanProcessor(extra))
+    if otlp_endpoint:
+        # Imported only here: a service that does not export does not load it.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        otlp = OTLPSpanExporter(endpoint=otlp_traces_url(otlp_endpoint))
+        provider.add_span_processor(BatchSpanProcessor(otlp))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def sampler(ratio: float) -> Sampler:
+    """Keep `ratio` of the traces, decided from the trace id alone: every service of a
+    deployment keeps the same ones, whatever a caller's sampled flag says (a client cannot
+    make the deployment record more than its ratio). A span of a local parent follows it."""
+    by_trace_id = TraceIdRatioBased(ratio)
+    return ParentBased(
+        root=by_trace_id,
+        remote_parent_sampled=by_trace_id,
+        remote_parent_not_sampled=by_trace_id,
+    )
+
+
+def otlp_traces_url(endpoint: str) -> str:
+    """The traces URL of a collector's OTLP/HTTP endpoint (`http://collector:4318`)."""
+    return endpoint.rstrip("/") + OTLP_TRACES_PATH
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -66,13 +106,35 @@ def current_traceparent() -> str:
     return headers.get("traceparent", "")
 
 
-@contextmanager
 def server_span(
     tracer_name: str, name: str, carrier: Mapping[str, str] | None = None
-) -> Iterator[trace.Span]:
+) -> AbstractContextManager[trace.Span]:
     """A SERVER span continuing the trace a caller sent (HTTP headers, NATS headers, or
     {"traceparent": ...} from a client frame), current while the block runs."""
+    return _continuing(tracer_name, name, carrier, trace.SpanKind.SERVER)
+
+
+def frame_span(tracer_name: str, name: str, traceparent: str) -> AbstractContextManager[trace.Span]:
+    """The SERVER span of a client frame that carries a `traceparent` (its client asked for
+    it to be traced); without one a no-op span, and nothing is recorded."""
+    if not traceparent:
+        return nullcontext(trace.INVALID_SPAN)
+    return server_span(tracer_name, name, {"traceparent": traceparent})
+
+
+def consumer_span(
+    tracer_name: str, name: str, carrier: Mapping[str, str] | None = None
+) -> AbstractContextManager[trace.Span]:
+    """A CONSUMER span continuing the trace a message was published in (its NATS headers:
+    a job taken from a stream, an event heard on a subject), current while the block runs."""
+    return _continuing(tracer_name, name, carrier, trace.SpanKind.CONSUMER)
+
+
+@contextmanager
+def _continuing(
+    tracer_name: str, name: str, carrier: Mapping[str, str] | None, kind: trace.SpanKind
+) -> Iterator[trace.Span]:
     with trace.get_tracer(tracer_name).start_as_current_span(
-        name, context=extract(carrier), kind=trace.SpanKind.SERVER
+        name, context=extract(carrier), kind=kind
     ) as span:
         yield span

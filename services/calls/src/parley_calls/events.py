@@ -20,6 +20,7 @@ from parley_calls.metrics import CALLS_ENDED, EVENTS_FAILED
 from parley_calls.records import Target
 from parley_protocol import bodies, subjects
 from parley_protocol.errors import ParleyError
+from parley_service import tracing
 from parley_service.app_label import app_label
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
@@ -73,6 +74,7 @@ class CallEvents:
         await self._nc.publish(
             subjects.call_leg(application_key, call_id, session_id),
             leg_event.SerializeToString(),
+            headers=tracing.inject({}) or None,  # the leg hears it in the call's trace
         )
 
     async def ended(

@@ -20,7 +20,7 @@ from parley_gateway.session import Session
 from parley_protocol import bodies, framing
 from parley_protocol.bodies import Route
 from parley_protocol.errors import ErrorCode, ParleyError
-from parley_service import tasks
+from parley_service import tasks, tracing
 from parley_service.bus import Bus, Unreachable
 from parley_service.logs import get_logger
 
@@ -88,13 +88,19 @@ class Forwarder:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            reply = await self._ask(session, envelope, route)
-        except ParleyError as err:
-            outcome = err.code_name
-            await session.send_error(err, envelope.seq)
-        else:
-            reply.reply_to = envelope.seq
-            await session.send(reply)
+            # A frame whose client asked for it to be traced is a span until its reply is
+            # out; the service's span (and all it does) is its child.
+            name = f"frame {route.body}"
+            with tracing.frame_span("parley.gateway", name, envelope.traceparent) as span:
+                try:
+                    reply = await self._ask(session, envelope, route)
+                except ParleyError as err:
+                    outcome = err.code_name
+                    span.set_attribute("parley.error", outcome)
+                    await session.send_error(err, envelope.seq)
+                else:
+                    reply.reply_to = envelope.seq
+                    await session.send(reply)
         finally:
             session.forwarding -= 1
             ROUTED.labels(route.service, route.body, outcome).inc()

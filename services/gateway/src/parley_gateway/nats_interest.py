@@ -51,6 +51,8 @@ log = get_logger("parley.gateway.nats")
 
 # The header the resume window's republished copies carry their number (stream sequence) in.
 _SEQUENCE_HEADER = b"\r\nNats-Sequence:"
+# The header a publisher's trace context comes in (parley_service.tracing).
+_TRACEPARENT_HEADER = b"\r\ntraceparent:"
 
 DEFAULT_QUEUE_SIZE = 65_536
 PROBE_TIMEOUT = 2.0
@@ -58,32 +60,62 @@ DROP_LOG_INTERVAL = 5.0  # seconds between two device_event_dropped lines
 
 
 class Delivery:
-    """One message for the router: subject, payload, and the event number (0 if none)."""
+    """One message for the router: subject, payload, the event number (0 if none), and the
+    trace it was published in when that trace is recorded ("" otherwise)."""
 
-    __slots__ = ("data", "sequence", "subject")
+    __slots__ = ("data", "sequence", "subject", "traceparent")
 
-    def __init__(self, subject: str, data: bytes, sequence: int) -> None:
+    def __init__(self, subject: str, data: bytes, sequence: int, traceparent: str = "") -> None:
         self.subject = subject
         self.data = data
         self.sequence = sequence
+        self.traceparent = traceparent
 
     @classmethod
     def of(cls, msg: Msg) -> Delivery:
-        sequence = (msg.headers or {}).get("Nats-Sequence", "0")
-        return cls(msg.subject, msg.data, int(sequence) if sequence.isdigit() else 0)
+        headers = msg.headers or {}
+        sequence = headers.get("Nats-Sequence", "0")
+        return cls(
+            msg.subject,
+            msg.data,
+            int(sequence) if sequence.isdigit() else 0,
+            recorded(headers.get("traceparent", "")),
+        )
 
 
 def sequence_of(headers: bytes | None) -> int:
     """The Nats-Sequence header of a raw header block (`NATS/1.0\r\nName: value...`), or 0."""
-    if not headers:
-        return 0
-    at = headers.find(_SEQUENCE_HEADER)
-    if at < 0:
-        return 0
-    start = at + len(_SEQUENCE_HEADER)
-    end = headers.find(b"\r\n", start)
-    value = headers[start : end if end >= 0 else len(headers)].strip()
+    value = _header(headers, _SEQUENCE_HEADER)
     return int(value) if value.isdigit() else 0
+
+
+def traceparent_of(headers: bytes | None) -> str:
+    """The traceparent header of a raw header block when its trace is recorded, else ""."""
+    value = _header(headers, _TRACEPARENT_HEADER)
+    return recorded(value.decode("ascii", "replace")) if value else ""
+
+
+def recorded(traceparent: str) -> str:
+    """`traceparent` when it is one (`00-<trace id>-<span id>-<flags>`) whose sampled flag
+    is set, else "": a trace nobody records is not worth its bytes on every event frame."""
+    if len(traceparent) != 55 or traceparent[2] + traceparent[35] + traceparent[52] != "---":
+        return ""
+    try:
+        return traceparent if int(traceparent[53:], 16) & 1 else ""
+    except ValueError:
+        return ""
+
+
+def _header(headers: bytes | None, name: bytes) -> bytes:
+    """The value of header `name` (given as b"\r\nName:") in a raw header block, or b""."""
+    if not headers:
+        return b""
+    at = headers.find(name)
+    if at < 0:
+        return b""
+    start = at + len(name)
+    end = headers.find(b"\r\n", start)
+    return headers[start : end if end >= 0 else len(headers)].strip()
 
 
 class _Inlet:
@@ -198,7 +230,7 @@ class SubjectMux:
             stats["in_msgs"] += 1
             stats["in_bytes"] += len(data)
             name = subject.decode() if isinstance(subject, bytes) else subject
-            put(Delivery(name, data, sequence_of(headers)))
+            put(Delivery(name, data, sequence_of(headers), traceparent_of(headers)))
 
         nc._process_msg = process_msg
 

@@ -157,6 +157,9 @@ class Router:
         if body not in bodies.EVENT_BODIES:
             return _refuse(msg, "device_event_not_an_event", body=body)
         envelope.reply_to = 0  # an event answers no request of this client's
+        # The trace the event was sent in, recorded: the client continues it (a callee's
+        # answer is in the call's trace).
+        envelope.traceparent = msg.traceparent
         if self.window:
             envelope.event = msg.sequence
         head, _, target = msg.subject.rpartition(".")

@@ -158,25 +158,15 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         await session.send_error(err, seq)
         return True
     try:
-        if envelope.traceparent:  # the client asked for this request to be traced
-            carrier = {"traceparent": envelope.traceparent}
-            with tracing.server_span("parley.gateway", f"frame {body}", carrier):
-                return await _handle(gateway, session, envelope, body)
-        return await _handle(gateway, session, envelope, body)
+        route = bodies.ROUTES.get(body)
+        if route is not None:  # to the body's service, without waiting (traced there)
+            await gateway.forwarder.forward(session, envelope, route)
+            return True
+        with tracing.frame_span("parley.gateway", f"frame {body}", envelope.traceparent):
+            return await HANDLERS[body](gateway, session, envelope)
     except ParleyError as exc:
         await session.send_error(exc, seq)
         return True
-
-
-async def _handle(
-    gateway: Gateway, session: Session, envelope: client_pb2.Envelope, body: str
-) -> bool:
-    """The gateway's own handler, or forward to the body's service (without waiting)."""
-    route = bodies.ROUTES.get(body)
-    if route is not None:
-        await gateway.forwarder.forward(session, envelope, route)
-        return True
-    return await HANDLERS[body](gateway, session, envelope)
 
 
 def _client_bodies() -> str:

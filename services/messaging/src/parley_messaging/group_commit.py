@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from parley_messaging.metrics import COMMIT_BATCH_SIZE, COMMIT_SECONDS, COMMITS
 from parley_protocol.errors import ErrorCode, ParleyError
-from parley_service import db, tasks
+from parley_service import db, tasks, tracing
 from parley_service.logs import get_logger
 
 log = get_logger("parley.messaging.group_commit")
@@ -60,6 +60,8 @@ class GroupCommit(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._tracer = tracing.tracer("parley.messaging")
+        self._span_name = f"commit {kind}"
         # Batches flushed and items written by this writer (for tests and logs).
         self.batches = 0
         self.items = 0
@@ -91,7 +93,9 @@ class GroupCommit(Generic[T, R]):
         waiting: _Waiting[T, R] = _Waiting(item, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
         self._wakeup.set()
-        return await waiting.future
+        # The request's wait for its batch, in the request's trace (the writer has its own).
+        with self._tracer.start_as_current_span(self._span_name):
+            return await waiting.future
 
     async def _run(self) -> None:
         while True:

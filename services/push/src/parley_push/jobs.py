@@ -25,6 +25,7 @@ from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_push.metrics import JOBS_ENQUEUED
 from parley_push.tokens import provider_name
+from parley_service import tracing
 from parley_service.assets import Consumer, JetStreamAssets, Stream, asset_missing
 
 # How long a job a sender holds without a word stays its own before JetStream gives it to
@@ -70,10 +71,14 @@ class JobQueue:
         if not jobs:
             return
         names = [provider_name(job.provider) for job in jobs]
+        headers = tracing.inject({}) or None  # the sender continues the notification's trace
         results = await asyncio.gather(
             *(
                 self._js.publish(
-                    subjects.push_jobs(name), job.SerializeToString(), stream=subjects.PUSH_STREAM
+                    subjects.push_jobs(name),
+                    job.SerializeToString(),
+                    stream=subjects.PUSH_STREAM,
+                    headers=headers,
                 )
                 for name, job in zip(names, jobs, strict=True)
             ),

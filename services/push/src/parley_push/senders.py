@@ -35,6 +35,7 @@ from parley_push.metrics import DELAY_SECONDS, JOBS, SEND_SECONDS
 from parley_push.providers.base import Notification, OutcomeKind
 from parley_push.settings import PushSettings
 from parley_push.tokens import provider_name
+from parley_service import tracing
 from parley_service.app_label import app_label
 from parley_service.assets import JetStreamAssets, asset_missing
 from parley_service.logs import get_logger
@@ -144,7 +145,9 @@ class JobSenders:
     async def _one(self, msg: Msg) -> None:
         working = asyncio.create_task(_working(msg))
         try:
-            await self._send(msg)
+            # A span of the trace the job was published in (the call's or the message's).
+            with tracing.consumer_span("parley.push", msg.subject, msg.headers):
+                await self._send(msg)
         except Exception as exc:  # never lose a job to a bug: JetStream gives it out again
             log.error("job_failed", error=repr(exc))
             with contextlib.suppress(Exception):
