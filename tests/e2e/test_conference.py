@@ -135,6 +135,16 @@ def changes_of(events: RoomEvents, call_id: str) -> list[ParticipantChange]:
     return [e.change for e in events.events if e.participant.call_id == call_id]
 
 
+async def until_heard_left(events: RoomEvents, call_id: str, what: str) -> None:
+    """Until the listener was told that the participant of `call_id` left (the call's list
+    changes first; its listeners are told right after)."""
+
+    async def heard() -> bool:
+        return ParticipantChange.LEFT in changes_of(events, call_id)
+
+    await eventually(heard, 5, what)
+
+
 def level(samples: np.ndarray[Any, np.dtype[np.float64]], hz: float) -> float:
     """The spectrum's magnitude around `hz` (±15 Hz), per sample."""
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) / len(samples)
@@ -203,11 +213,9 @@ async def test_three_participants_each_hear_the_other_two_and_not_themselves(
         await calls[1].hangup()
         await calls[1].wait_ended(5)
 
-        async def bob_left() -> bool:
-            return len(calls[0].participants) == 2
-
-        await eventually(bob_left, 5, "bob's leave")
-        assert joined[0][1].events[-1].change is ParticipantChange.LEFT
+        await until_gone(calls[0], calls[1].call_id, 5, "bob's leave")
+        await until_heard_left(joined[0][1], calls[1].call_id, "bob's leave told")
+        assert len(calls[0].participants) == 2
         levels = await until_hears(calls[0], {TONES[2]})
         assert hears(levels, {TONES[2]}), levels
         for call in (calls[0], calls[2]):
@@ -329,11 +337,9 @@ async def test_a_participant_whose_network_drops_is_removed_and_the_others_carry
         await lee_call.wait_ended(MEDIA_TIMEOUT + 10)
         assert lee_call.details.end_cause is CallEndCause.FAILURE
 
-        async def lee_removed() -> bool:
-            return len(jo_call.participants) == 2
-
-        await eventually(lee_removed, 5, "lee's removal")
-        assert jo_events.events[-1].change is ParticipantChange.LEFT
+        await until_gone(jo_call, lee_call.call_id, 5, "lee's removal")
+        await until_heard_left(jo_events, lee_call.call_id, "lee's removal told")
+        assert len(jo_call.participants) == 2
         assert hears(await until_hears(jo_call, {TONES[1]}), {TONES[1]})
         assert hears(await until_hears(kim_call, {TONES[0]}), {TONES[0]})
 

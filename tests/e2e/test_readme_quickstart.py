@@ -71,6 +71,8 @@ async def test_readme_quick_start_runs_as_written(stack: E2EStack, tmp_path: Pat
     assert "bob: incoming call from alice {'topic': 'demo'}" in text
     assert "alice: talking to bob" in text
     assert "alice: call ended HUNG_UP after" in text
+    assert "alice: call quality: MOS" in text and "over opus/48000/2" in text
+    assert "('app', 'hung_up'): " in text  # the first call's reports, stored and counted
     assert "app: in the room: ['alice', 'bob']" in text
     assert "alice: left the room: REMOVED" in text
     assert "bob: message from alice: Hello, Bob!" in text

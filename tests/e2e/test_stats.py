@@ -4,15 +4,19 @@ over its WebSocket, and the app's backend reading the aggregates over signed RES
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from parley_client import CallDirection, CallEndCause, CallKind
 from parley_client.backend import BackendClient, CallCount, CallStats
 from parley_protocol.errors import ErrorCode
+from tests.support.calls import established_call
 from tests.support.stats import call_report, now_ms
 from tests.support.wire import RawClient, bounded, eventually
 
-from .stack import E2EStack
+from .stack import E2EStack, calling_party
 
 
 @bounded(60)
@@ -57,3 +61,62 @@ async def test_a_device_uploads_through_either_gateway_and_the_backend_reads_the
     assert stats.reports == 1
     assert stats.calls == (CallCount("app", "hung_up", 1),)
     assert (stats.setup_ms.samples, stats.setup_ms.p50) == (1, 700.0)
+
+
+@bounded(90)
+async def test_a_real_call_ends_and_both_reports_are_stored_once_and_counted(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    """Two reference clients, real audio over aiortc: when alice hangs up, each device
+    uploads its report by itself; the service stores both, once, and the application's
+    aggregates count one answered app call with two MOS samples."""
+    alice = await calling_party(stack, "alice stats.x*>", tmp_path / "a", ["gateway-a"], tone=440)
+    bob = await calling_party(stack, "bob stats.y*>", tmp_path / "b", ["gateway-b"], tone=880)
+    try:
+        call, incoming = await established_call(alice, bob)
+        await asyncio.sleep(1.5)  # audio flows and the media is sampled
+        await call.hangup()
+        await incoming.wait_ended(5)
+        await call.wait_ended(5)
+        mine, theirs = call.statistics, incoming.statistics
+        assert mine is not None and theirs is not None
+        assert (mine.call_id, theirs.call_id) == (call.call_id, call.call_id)
+        assert (mine.kind, mine.direction, mine.remote) == (
+            CallKind.APP,
+            CallDirection.OUTGOING,
+            "bob stats.y*>",
+        )
+        assert (theirs.direction, theirs.remote) == (CallDirection.INCOMING, "alice stats.x*>")
+        for side in (mine, theirs):
+            assert side.end_cause is CallEndCause.HUNG_UP
+            assert side.codec == "opus/48000/2"
+            assert side.received is not None and side.received.packets > 0
+            assert side.sent is not None and side.sent.packets > 0
+            assert side.talk_ms > 0
+            assert 1.0 <= side.mos <= 4.5
+
+        start = datetime.fromtimestamp(mine.started_at_ms / 1000, UTC)
+        window = (start - timedelta(seconds=5), start + timedelta(seconds=5))
+        figures: list[CallStats] = []
+        async with BackendClient(
+            stack.http("gateway-a"), stack.app_key, stack.app_secret
+        ) as backend:
+
+            async def both_stored() -> bool:
+                figures.append(await backend.call_stats(*window))
+                return figures[-1].reports >= 2
+
+            await eventually(both_stored, 15, "both devices' reports in the statistics")
+            # The clients go; nothing they send on the way out adds a third report.
+            await alice.client.terminate()
+            await bob.client.terminate()
+            again = await backend.call_stats(*window)
+        stats = figures[-1]
+        assert again.reports == stats.reports == 2
+        assert stats.calls == (CallCount("app", "hung_up", 1),)
+        assert stats.mos.samples == 2
+        assert min(mine.mos, theirs.mos) <= stats.mos.p50 <= max(mine.mos, theirs.mos)
+        assert stats.setup_ms.samples >= 1
+    finally:
+        await alice.client.terminate()
+        await bob.client.terminate()
