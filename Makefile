@@ -85,6 +85,7 @@ bench: install
 	$(PY) bench/push.py
 	$(PY) bench/sip.py
 	$(PY) bench/conference.py
+	$(PY) bench/stats.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

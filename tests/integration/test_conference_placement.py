@@ -28,14 +28,16 @@ async def nc(own_nats: EmbeddedNats) -> AsyncIterator[NATS]:
     await conn.close()
 
 
-async def replica(nc: NATS, name: str) -> Placement:
-    placement = Placement(nc, JetStreamAssets(nc), SystemClock(), name, 1, TTL)
+async def replica(nc: NATS, name: str, ttl: float = TTL) -> Placement:
+    placement = Placement(nc, JetStreamAssets(nc), SystemClock(), name, 1, ttl)
     await placement.open()
     return placement
 
 
 async def test_replicas_racing_to_place_a_room_agree_on_one(nc: NATS) -> None:
-    replicas = [await replica(nc, f"r{i}") for i in range(4)]
+    # Loads are written once: a TTL the test cannot outlive on a busy machine (a replica
+    # whose load expired is gone, and its rooms are taken over: another test's subject).
+    replicas = [await replica(nc, f"r{i}", ttl=60.0) for i in range(4)]
     for i, r in enumerate(replicas):
         await r.write_load(rooms=0, participants=i, draining=False)
     for n in range(5):

@@ -154,9 +154,10 @@ async def test_bad_reports_get_errors_naming_the_field_and_nothing_is_stored(
         assert (info.value.code, info.value.field) == (code, field), (field, info.value)
     assert cases[-1][0].ByteSize() > MAX_REPORT_BYTES
     # A caller with no device instance (a gateway's bug) is refused too.
-    with pytest.raises(ParleyError) as info:
-        await upload(bus, device(app, instance=""), call_report())
-    assert info.value.field == "caller"
+    for sender in (device(app, instance=""), device("not a guid"), device(app, user_id="")):
+        with pytest.raises(ParleyError) as info:
+            await upload(bus, sender, call_report())
+        assert info.value.field == "caller", sender
     # Only the valid report that follows is stored.
     good = call_report()
     assert (await upload(bus, alice, good)).stored

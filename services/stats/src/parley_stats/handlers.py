@@ -29,7 +29,7 @@ from parley_service.db import is_unavailable
 from parley_service.logs import get_logger
 from parley_stats import store
 from parley_stats.metrics import REPORTS_RECEIVED
-from parley_stats.records import validate_instance
+from parley_stats.records import validate_sender
 from parley_stats.settings import StatsSettings
 from parley_stats.stream import ReportStream
 
@@ -76,7 +76,8 @@ class StatsHandlers:
 
     async def _upload(self, caller: Caller, report: stats_pb2.UploadCallReport) -> bool:
         now = now_ms(self._clock)
-        validate_instance(caller.instance_id, "caller")
+        who = (caller.application_key, caller.user_id, caller.instance_id)
+        validate_sender(*who, fields=("caller",) * 3)
         validate_call_report(report, now, self._max_age_ms)
         if await self._stored_before(caller, report.call_id):
             return False

@@ -78,6 +78,19 @@ def validate_instance(instance_id: str, field: str = "device_instance_id") -> st
     return instance_id
 
 
+SENDER_FIELDS = ("application_key", "user_id", "device_instance_id")
+
+
+def validate_sender(
+    application_key: str, user_id: str, instance_id: str, fields: tuple[str, ...] = SENDER_FIELDS
+) -> None:
+    """Who sent a report (`fields` name its three parts in errors): the same checks at
+    upload and at ingestion, so a report taken is never dropped later for its sender."""
+    validate_application_key(application_key, fields[0])
+    validate_user_id(user_id, fields[1])
+    validate_instance(instance_id, fields[2])
+
+
 def parse_record(data: bytes, max_age_ms: int) -> stats_pb2.CallReportRecord:
     """The record in `data`, checked; ParleyError(INVALID_ARGUMENT) saying why not."""
     record = stats_pb2.CallReportRecord()
@@ -87,9 +100,7 @@ def parse_record(data: bytes, max_age_ms: int) -> stats_pb2.CallReportRecord:
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "not a parley.v1.CallReportRecord", "record"
         ) from exc
-    validate_application_key(record.application_key)
-    validate_user_id(record.user_id)
-    validate_instance(record.device_instance_id)
+    validate_sender(record.application_key, record.user_id, record.device_instance_id)
     if record.received_at_ms <= 0:
         raise ParleyError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
