@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "parley"
 YAMLLINT = ROOT / "deploy" / "helm" / ".yamllint.yaml"
 VALUES_FILES = ("values.yaml", "values-production.yaml", "values-sandbox.yaml")
-# The Kubernetes version the manifests are validated against (the oldest the chart supports
-# at the time of writing; Chart.yaml's kubeVersion).
+# The Kubernetes version the manifests are validated against: the oldest the chart accepts
+# (Chart.yaml's kubeVersion).
 KUBE_VERSION = "1.30.0"
 RELEASE = "parley"
 NAMESPACE = "parley"
@@ -182,6 +182,11 @@ def test_a_new_service_is_one_entry() -> None:
 
 
 # -- lint and schemas ----------------------------------------------------------------------
+
+
+def test_the_schemas_are_those_of_the_oldest_kubernetes_the_chart_accepts() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={KUBE_VERSION}-0"
 
 
 def test_values_files_and_chart_yaml_pass_yamllint() -> None:
