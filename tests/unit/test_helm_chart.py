@@ -632,18 +632,49 @@ def test_sandbox_makes_a_secret_of_the_values_it_is_given() -> None:
     )
 
 
+NEW_WITHOUT_LIMITS = {
+    "enabled": True,
+    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {}},
+    "autoscaling": {"enabled": False},
+    "pdb": {},
+    "terminationGracePeriodSeconds": 30,
+}
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
-        ({"environment": "staging"}, 'environment must be sandbox or production, not "staging"'),
+        (
+            {"environment": "staging"},
+            "at '/environment': value must be one of 'sandbox', 'production'",
+        ),
         ({"host": ""}, "host is not set"),
         (
             {"services": {"auth": {"resources": {"limits": None}}}},
-            "services.auth.resources needs requests and limits",
+            "at '/services/auth/resources': missing property 'limits'",
+        ),
+        (
+            {"services": {"newone": NEW_WITHOUT_LIMITS}},
+            "services.newone.resources needs requests and limits",
         ),
         (
             {"services": {"gateway": {"autoscaling": {"minReplicas": 9, "maxReplicas": 3}}}},
             "services.gateway.autoscaling: minReplicas (9) is above maxReplicas (3)",
+        ),
+        # values.schema.json: a service entry lacking what the templates rely on, a misspelt
+        # key, a bad port.
+        (
+            {"services": {"newone": {"enabled": True, "resources": {"requests": {}}}}},
+            "at '/services/newone': missing properties 'autoscaling', 'pdb', "
+            "'terminationGracePeriodSeconds'",
+        ),
+        (
+            {"services": {"gateway": {"autoscaling": {"enable": True}}}},
+            "at '/services/gateway/autoscaling': additional properties 'enable' not allowed",
+        ),
+        (
+            {"services": {"sip": {"media": {"ports": [{"name": "sip", "port": 70000}]}}}},
+            "/services/sip/media/ports/0/port",
         ),
     ],
 )
