@@ -439,11 +439,13 @@ def test_the_media_services_ports_agree_with_their_settings(env: str) -> None:
             assert spec["securityContext"]["sysctls"] == [
                 {"name": "net.ipv4.ip_local_port_range", "value": f"{low} {high}"}
             ]
+    # The address in SIP Contact and SDP: the node's on its network, else the pod's (never
+    # the bound 0.0.0.0).
     sip_env = container_env(pod_spec(docs, "sip")["containers"][0])
-    if service_values(env, "sip")["media"]["hostNetwork"]:
-        assert sip_env["PARLEY_SIP_PUBLIC_HOST"]["valueFrom"] == {
-            "fieldRef": {"fieldPath": "status.hostIP"}
-        }
+    on_host = service_values(env, "sip")["media"]["hostNetwork"]
+    assert sip_env["PARLEY_SIP_PUBLIC_HOST"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "status.hostIP" if on_host else "status.podIP"}
+    }
     # Services on the host's network never share a port of the node.
     host_ports: list[int] = []
     for service in SERVICES:

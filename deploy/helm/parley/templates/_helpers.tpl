@@ -109,14 +109,13 @@ the pod's own addresses. Arguments: root, name, svc. */}}
 {{- end }}
 {{- end }}
 {{- if .publicAddressEnv }}
+- name: {{ .publicAddressEnv }}
 {{- if .publicAddress }}
-- name: {{ .publicAddressEnv }}
   value: {{ .publicAddress | quote }}
-{{- else if .hostNetwork }}
-- name: {{ .publicAddressEnv }}
+{{- else }}
   valueFrom:
     fieldRef:
-      fieldPath: status.hostIP
+      fieldPath: {{ ternary "status.hostIP" "status.podIP" (.hostNetwork | default false) }}
 {{- end }}
 {{- end }}
 {{- end }}
