@@ -11,7 +11,10 @@ charts/nats, so nothing is fetched either.
 
 from __future__ import annotations
 
+import base64
 import copy
+import dataclasses
+import importlib
 import re
 import tomllib
 from collections.abc import Iterator
@@ -307,6 +310,60 @@ def test_every_service_is_deployed_with_what_it_needs(env: str, service: str) ->
     # NetworkPolicy for the service's pods.
     policy = find(docs, "NetworkPolicy", name)
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The settings class the service reads its PARLEY_* variables into."""
+    module = importlib.import_module(f"parley_{service}.settings")
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value.__module__ == module.__name__
+    ]
+    assert len(found) == 1, (service, found)
+    return found[0]
+
+
+# What the cluster fills in: a value of the right shape for each kind of reference.
+SECRET_STAND_INS = {
+    "PARLEY_DATABASE_URL": "postgresql://parley:pw@db.example.com:5432/parley",
+    "PARLEY_AUTH_MASTER_KEY": base64.b64encode(bytes(32)).decode(),
+}
+
+
+def resolved_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The variables the container starts with: its ConfigMap's, then its own (references
+    to Secrets and to the pod's fields given stand-in values)."""
+    variables: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        variables.update(find(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            variables[item["name"]] = item["value"]
+        elif "fieldRef" in item["valueFrom"]:
+            variables[item["name"]] = "10.1.2.3"
+        else:
+            variables[item["name"]] = SECRET_STAND_INS.get(item["name"], "stand-in-secret")
+    return variables
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_variable_given_is_a_setting_the_service_reads_and_accepts(
+    env: str, service: str
+) -> None:
+    docs = manifests(env)
+    kind = settings_class(service)
+    known = {f"PARLEY_{field.name.upper()}" for field in dataclasses.fields(kind)}
+    containers = [pod_spec(docs, service)["containers"][0]]
+    job = find(docs, "Job", f"{RELEASE}-migrate")["spec"]["template"]["spec"]
+    containers += [c for c in job["containers"] if c["name"] == service]
+    for container in containers:
+        variables = resolved_env(docs, container)
+        assert set(variables) - known == set(), f"{service}: variables it does not read"
+        # The service would start with them: every value converts and passes its checks.
+        kind.from_env(variables)
 
 
 def test_custom_metrics_scale_the_gateway_and_conference(env: str) -> None:
