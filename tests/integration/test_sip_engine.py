@@ -4,6 +4,7 @@ phone in its own process (the engine runs in the test process)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from parley_devstack.ports import free_port
 from parley_sip.engine import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -203,6 +205,25 @@ async def test_stop_ends_live_legs(tmp_path: Path) -> None:
             await engine.dial(sipp.uri("b"))
         await engine.stop()  # idempotent
         assert "BYE sip:" in (await sipp.wait(10)).messages
+
+
+async def test_calls_rtp_ports_come_from_the_configured_range(tmp_path: Path) -> None:
+    # PARLEY_SIP_RTP_PORT: a firewall or network policy opens exactly these ports.
+    start = free_port() & ~1
+    engine = SipEngine(EngineConfig(rtp_port_start=start))
+    await engine.start()
+    try:
+        async with Sipp("uas_answer", tmp_path) as sipp:
+            leg = await engine.dial(sipp.uri("a"))
+            await asyncio.wait_for(leg.answered.wait(), 5)
+            await leg.hangup()
+            await asyncio.wait_for(leg.wait_ended(), 5)
+            messages = (await sipp.wait(10)).messages
+    finally:
+        await engine.stop()
+    offered = re.search(r"^m=audio (\d+) ", messages, re.MULTILINE)
+    assert offered is not None, messages
+    assert start <= int(offered.group(1)) < start + 4 * engine.max_calls
 
 
 async def test_stop_without_start_is_fine() -> None:

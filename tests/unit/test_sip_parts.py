@@ -36,6 +36,7 @@ def test_the_trunk_uri_carries_the_number_host_port_and_transport() -> None:
         ({"sip_transport": "sctp"}, "PARLEY_SIP_TRANSPORT must be udp or tcp"),
         ({"sip_trunk_transport": "tls"}, "PARLEY_SIP_TRUNK_TRANSPORT"),
         ({"sip_port": 70000}, "PARLEY_SIP_PORT must be a port"),
+        ({"sip_rtp_port": -2}, "PARLEY_SIP_RTP_PORT must be a port"),
         ({"sip_trunk_host": "bad host"}, "is not a host"),
         ({"sip_max_calls": 0}, "PARLEY_SIP_MAX_CALLS must be at least 1"),
         ({"sip_drain_seconds": 0}, "PARLEY_SIP_DRAIN_SECONDS"),

@@ -346,12 +346,43 @@ async def _wait_for_signal() -> signal.Signals:
             loop.remove_signal_handler(sig)
 
 
+async def migrate_only(settings: ServiceSettings, migrations: Migrations) -> list[int]:
+    """Apply the service's migrations not applied yet, as a start would (waiting up to
+    `startup_timeout_seconds` for PostgreSQL, under the same advisory lock), and nothing
+    else: no NATS, no health port. Returns the versions applied."""
+    pool = await connect_database(settings)
+    try:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn, migrations.schema, migrations.package)
+    except asyncpg.PostgresError as exc:
+        raise StartupError(
+            f"the migrations of schema {migrations.schema} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        await pool.close()
+    log.info("migrations_done", schema=migrations.schema, applied=applied)
+    return applied
+
+
+def check_migrate_only(settings: ServiceSettings, migrations: Migrations | None) -> Migrations:
+    """The migrations PARLEY_MIGRATE_ONLY applies, or a SettingsError saying why none can."""
+    if migrations is None:
+        raise SettingsError(
+            f"PARLEY_MIGRATE_ONLY: the {settings.service_name} service keeps no tables "
+            "(it has no migrations to apply)"
+        )
+    if not settings.database_url:
+        raise SettingsError("PARLEY_MIGRATE_ONLY needs PARLEY_DATABASE_URL")
+    return migrations
+
+
 def main(
     settings_type: type[ServiceSettings],
     setup: Callable[[Runtime], Awaitable[None]],
     migrations: Migrations | None = None,
 ) -> None:
-    """Entry point for a service's `__main__`: settings from the environment, then `run`.
+    """Entry point for a service's `__main__`: settings from the environment, then `run`
+    (or, with PARLEY_MIGRATE_ONLY, `migrate_only`).
 
     A bad setting or an unreachable dependency ends the process with one line saying so
     (exit code 2 for configuration, 1 for the rest), not a traceback.
@@ -359,11 +390,16 @@ def main(
     name = f"parley-{settings_type.service_name}"
     try:
         settings = settings_type.from_env()
+        to_apply = check_migrate_only(settings, migrations) if settings.migrate_only else None
     except SettingsError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        asyncio.run(run(settings, setup, migrations))
+        if to_apply is not None:
+            configure_logging(settings.service_name, settings.log_level, settings.log_format)
+            asyncio.run(migrate_only(settings, to_apply))
+        else:
+            asyncio.run(run(settings, setup, migrations))
     except StartupError as exc:
         print(f"{name}: cannot start: {exc}", file=sys.stderr)
         sys.exit(1)

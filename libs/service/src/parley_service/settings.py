@@ -68,6 +68,9 @@ class ServiceSettings:
     # Applications named in the `app` label of metrics (the first ones seen; later ones are
     # "other"); 0: one value, "all" (see parley_service.app_label).
     metrics_app_labels: int = app_label.DEFAULT_LIMIT
+    # Apply this service's database migrations (under the same advisory lock as at start),
+    # then exit: what a deployment's migration job runs before the services start.
+    migrate_only: bool = False
 
     def __post_init__(self) -> None:
         """Refuse values that would fail later, naming the variable (subclasses call this)."""

@@ -39,6 +39,7 @@ async def setup(runtime: Runtime) -> None:
             port=settings.sip_port,
             transport=settings.sip_transport,
             public_host=settings.sip_public_host or None,
+            rtp_port_start=settings.sip_rtp_port,
         )
     )
     await engine.start()

@@ -23,6 +23,10 @@ class SipSettings(ServiceSettings):
     sip_transport: str = "udp"
     # The address put in Contact and SDP when it is not the bound one (behind NAT).
     sip_public_host: str = ""
+    # The first port of calls' RTP (4 ports per call the build holds, from this one up; a
+    # firewall or a network policy can then open exactly those); 0: the SIP stack's own
+    # choice (4000 up, unbounded).
+    sip_rtp_port: int = 0
     # The trunk calls to phone numbers go through (empty: only the test number can be
     # called); per environment, like every setting.
     sip_trunk_host: str = ""
@@ -59,6 +63,7 @@ class SipSettings(ServiceSettings):
         for name, port in (
             ("PARLEY_SIP_PORT", self.sip_port),
             ("PARLEY_SIP_TRUNK_PORT", self.sip_trunk_port),
+            ("PARLEY_SIP_RTP_PORT", self.sip_rtp_port),
         ):
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{name} must be a port (0 to 65535), not {port}")
