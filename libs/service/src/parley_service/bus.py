@@ -131,8 +131,12 @@ class Bus:
         self.endpoint(route.subject, routing_pb2.ClientRequest, wrapped, route.queue)
 
     async def serve(self) -> None:
+        """Subscribe every endpoint; on return the server has them (a round trip after the
+        subscriptions), so a request sent once the service says it started finds them."""
         for ep in self._endpoints:
             self._subs.append(await self.nc.subscribe(ep.subject, queue=ep.queue, cb=self._cb(ep)))
+        if self._subs:
+            await self.nc.flush()
 
     async def stop_serving(self) -> None:
         """Stop taking new requests (requests already taken still finish)."""
