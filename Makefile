@@ -12,7 +12,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/parley/v1/*.proto)
 PACKAGES := $(filter-out $(PROTO_OUT)/parley,$(patsubst %/__init__.py,%,\
   $(wildcard libs/*/src/*/__init__.py services/*/src/*/__init__.py)))
 
-.PHONY: run test install proto proto-check lint typecheck unit integration e2e bench system-deps clean
+.PHONY: run test install proto proto-check lint typecheck unit integration e2e bench system-deps image image-deps clean
 
 # The only thing needed beforehand is Python 3.11+; where its venv module is missing
 # (Debian's python3 without python3-venv), it is installed first.
@@ -86,6 +86,23 @@ bench: install
 	$(PY) bench/sip.py
 	$(PY) bench/conference.py
 	$(PY) bench/stats.py
+
+# Container images, one per service (README "Images"): parley-<service>:$(TAG) for every
+# folder of services/, or `make image SERVICES=gateway`. Built by buildah without a Docker
+# engine on a Debian base that debootstrap makes once (parley-base:bookworm, from the
+# Debian archive apt uses here unless DEBIAN_MIRROR is set). Needs root; not part of test.
+SERVICES ?= $(sort $(notdir $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))))
+TAG ?= dev
+
+image: image-deps
+	TAG=$(TAG) deploy/docker/build-images.sh $(SERVICES)
+
+# buildah and debootstrap, installed through apt when missing (needs root).
+image-deps:
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "make image needs buildah and debootstrap; install them"; exit 1; }; \
+	  echo "installing buildah and debootstrap"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
