@@ -16,8 +16,15 @@ from parley_loadtest.scenario import Scenario
 
 # A media client is busy for its hold time plus about this long (set-up, hang-up).
 MEDIA_SETUP_SECONDS = 5.0
-# Sequence numbers are unique in a run: worker index * SEQ_BLOCK + the worker's own count.
+# Sequence numbers are unique in a run: worker index * SEQ_BLOCK + what it is * KIND_BLOCK
+# + the worker's own count of those.
 SEQ_BLOCK = 1_000_000_000
+KIND_BLOCK = 100_000_000
+KINDS = ("message", "call", "media_call", "conference", "phone")
+
+
+def seq_of(worker: int, kind: str, k: int) -> int:
+    return worker * SEQ_BLOCK + KINDS.index(kind) * KIND_BLOCK + k
 
 
 class PlanError(Exception):

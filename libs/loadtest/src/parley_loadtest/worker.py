@@ -18,7 +18,7 @@ from parley_loadtest import events as ev
 from parley_loadtest import markers
 from parley_loadtest.clients import ClientSettings, simulated_client
 from parley_loadtest.markers import Marker
-from parley_loadtest.plan import SEQ_BLOCK, WorkerPlan
+from parley_loadtest.plan import WorkerPlan, seq_of
 from parley_loadtest.scenario import Scenario
 
 if TYPE_CHECKING:
@@ -276,10 +276,10 @@ class Worker:
             self._message(seq, senders)
 
         paced: list[Awaitable[list[asyncio.Task[None]]]] = [
-            self._pace(t0, counts.calls, app_call),
-            self._pace(t0, counts.media_calls, media_call),
-            self._pace(t0, counts.conference_joins, join),
-            self._pace(t0, counts.phone_calls, phone),
+            self._pace(t0, "call", counts.calls, app_call),
+            self._pace(t0, "media_call", counts.media_calls, media_call),
+            self._pace(t0, "conference", counts.conference_joins, join),
+            self._pace(t0, "phone", counts.phone_calls, phone),
         ]
         messages = asyncio.create_task(self._pace_sync(t0, counts.messages, message))
         tasks = [t for batch in await asyncio.gather(*paced) for t in batch]
@@ -287,7 +287,7 @@ class Worker:
         await asyncio.gather(*tasks)
 
     async def _pace(
-        self, t0: float, count: int, job: Callable[[int, int], Coroutine[Any, Any, None]]
+        self, t0: float, kind: str, count: int, job: Callable[[int, int], Coroutine[Any, Any, None]]
     ) -> list[asyncio.Task[None]]:
         """Start `count` jobs evenly over the traffic phase (this worker's slot in each
         interval, so the workers' jobs interleave)."""
@@ -298,7 +298,7 @@ class Worker:
         offset = (self.plan.index + 0.5) / self.plan.workers
         for k in range(count):
             await _sleep_until(t0 + (k + offset) * interval)
-            tasks.append(asyncio.create_task(job(self.plan.index * SEQ_BLOCK + k, k)))
+            tasks.append(asyncio.create_task(job(seq_of(self.plan.index, kind, k), k)))
         return tasks
 
     async def _pace_sync(self, t0: float, count: int, job: Callable[[int, int], None]) -> None:
@@ -308,7 +308,7 @@ class Worker:
         offset = (self.plan.index + 0.5) / self.plan.workers
         for k in range(count):
             await _sleep_until(t0 + (k + offset) * interval)
-            job(self.plan.index * SEQ_BLOCK + k, k)
+            job(seq_of(self.plan.index, "message", k), k)
 
     def _message(self, seq: int, senders: list[ParleyClient]) -> None:
         from parley_client import WritableMessage
