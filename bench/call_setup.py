@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from measure import cpu_seconds, percentile
-from simulated import signaling_client
+from simulated import settings
 
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
+from parley_loadtest.clients import simulated_client
 
 QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
 
@@ -54,8 +55,7 @@ async def _worker(index: int, pairs: int, config: dict[str, Any], conn: Any) -> 
             call.answer()
 
     def build(user: str) -> ParleyClient:
-        client = signaling_client(config, user, [config["host"]])
-        client.set_support_calling(True)
+        client = simulated_client(settings(config, [config["host"]]), user, calling=True)
         return client
 
     callers = [build(f"caller-{index}-{n}") for n in range(pairs)]

@@ -42,11 +42,12 @@ from typing import Any
 import aiohttp
 import nats
 from measure import cpu_seconds, percentile
-from simulated import signaling_client
+from simulated import settings
 
 from parley.v1 import echo_pb2
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
+from parley_loadtest.clients import simulated_client
 from parley_protocol import signatures
 from parley_protocol.pb import client as pb
 from parley_service.devices import DeviceEvents
@@ -261,8 +262,7 @@ async def _worker(users: list[str], config: dict[str, Any], conn: Any) -> None:
     sem = asyncio.Semaphore(50)
 
     async def start(user: str) -> None:
-        client = signaling_client(config, user, config["hosts"])
-        client.set_support_messaging(True)
+        client = simulated_client(settings(config, config["hosts"]), user, messaging=True)
         feature = Events()
         client.add_feature(feature)
         async with sem:

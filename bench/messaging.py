@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from measure import cpu_seconds, percentile, tree_cpu_seconds
-from simulated import signaling_client
+from simulated import settings
 
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
+from parley_loadtest.clients import simulated_client
 
 QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
 # How long a phase's backlog may take to drain before the next phase starts.
@@ -89,8 +90,7 @@ async def _worker(
     listeners: dict[str, Listener] = {}
 
     def build(user: str) -> ParleyClient:
-        client = signaling_client(config, user, [config["host"]])
-        client.set_support_messaging(True)
+        client = simulated_client(settings(config, [config["host"]]), user, messaging=True)
         listeners[user] = Listener()
         client.message_client.add_message_client_listener(listeners[user])
         return client
