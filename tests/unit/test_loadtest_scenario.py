@@ -153,7 +153,7 @@ def test_the_shipped_scenarios_are_valid() -> None:
         scenario = build(load_file(REPO / "scenarios" / f"{name}.yaml"), CREDENTIALS)
         assert scenario.name == name
     storm = build(load_file(REPO / "scenarios" / "storm.yaml"), CREDENTIALS)
-    assert storm.storm.enabled and storm.storm.kill.pid_file
+    assert storm.storm.enabled and storm.storm.kill.command
 
 
 def test_the_plan_places_exact_counts_and_keeps_media_in_worker_zero() -> None:
