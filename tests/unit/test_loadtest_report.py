@@ -88,22 +88,24 @@ def test_a_storm_measures_until_every_client_is_back() -> None:
         tally.add(("connected", T0 + 0.1, user, "gateway-a" if n < 3 else "gateway-b", False))
     tally.storm_kill(T0 + 5)
     assert tally.gateways_at_kill == {"gateway-a": 3, "gateway-b": 1}
-    for n in range(3):
+    for n in range(2):  # u2's worker has not told its loss yet
         tally.add(("disconnected", T0 + 5.01, f"u{n}", "connection lost"))
-    assert tally.connected == 1 and not tally.storm_settled()
+    assert tally.connected == 2 and not tally.storm_settled()
     tally.add(("connected", T0 + 5.5, "u0", "gateway-b", True))
     tally.add(("connected", T0 + 7.0, "u1", "gateway-b", True))
     assert not tally.storm_settled()
-    tally.add(("connected", T0 + 6.0, "u2", "gateway-b", True))
+    tally.add(("disconnected", T0 + 7.05, "u2", "connection lost"))  # told late
+    assert not tally.storm_settled()
+    tally.add(("connected", T0 + 7.1, "u2", "gateway-b", True))
     assert tally.storm_settled()
-    tally.storm_end(T0 + 7.1)
+    tally.storm_end(T0 + 7.2)
     figures = tally.figures()
     assert figures["storm_clients_at_kill"] == 4
     assert figures["storm_clients_affected"] == 3
     assert figures["storm_clients_back"] == 3
     assert figures["storm_gave_up"] == 0
-    assert figures["storm_reconnect_seconds_max"] == pytest.approx(2.0)
-    assert figures["storm_reconnect_seconds_p50"] == pytest.approx(1.0)
+    assert figures["storm_reconnect_seconds_max"] == pytest.approx(2.1)
+    assert figures["storm_reconnect_seconds_p50"] == pytest.approx(2.0)
     assert figures["storm_clients_on_killed_replica"] == 0
     assert tally.storm_details()["gateways_at_end"] == {"gateway-b": 4}
 
@@ -222,3 +224,26 @@ def test_a_chart_leaves_gaps_and_draws_marks() -> None:
     assert svg.count("<polyline") == 1  # 3.0 -> 4.0
     assert svg.count("<circle") == 1  # 1.0 alone
     assert "kill" in svg and "stroke-dasharray" in svg
+
+
+def test_the_live_progress_shows_clients_rates_errors_and_rolling_percentiles() -> None:
+    from rich.console import Console
+
+    from parley_loadtest.engine import Run
+    from parley_loadtest.plan import make_plan
+    from parley_loadtest.progress import render as progress
+
+    scenario = build({"users": 4, "messages": {"per_second": 1}}, CREDENTIALS)
+    tally = messages_tally()
+    for user in ("a", "b", "c"):
+        tally.add(("started", T0 + 0.5, user, 0.02))
+        tally.add(("connected", T0 + 0.5, user, "gateway-a", False))
+    run = Run("r9", scenario, make_plan(scenario, "r9"), tally, phase="traffic")
+    console = Console(record=True, width=200)
+    console.print(progress(run, now=T0 + 3.5))
+    text = console.export_text()
+    assert "traffic, 4 s" in text
+    assert "3 connected of 4" in text
+    assert "5/10 sent, 2 arrived" in text  # 10 planned: 1 a second for 10 s
+    assert "p50/p99 10.05 / 30.08 ms" in text  # seconds 1 and 2 (2 significant digits)
+    assert "errors" in text and "1 (0.2/s)" in text

@@ -253,6 +253,7 @@ class Engine:
         self.run.phase = "traffic"
 
     async def _stop_workers(self) -> None:
+        self._send(ev.STOP)  # a worker still waiting for an order stops (a repeat is ignored)
         loop = asyncio.get_running_loop()
         for worker in self._workers:
             with contextlib.suppress(OSError, ValueError):

@@ -106,6 +106,7 @@ class Tally:
         self.kill_done_at: float | None = None
         self.kill_error = ""
         self.gateways_at_kill: dict[str, int] = {}
+        self.gateway_at_kill: dict[str, str] = {}  # user -> the replica it was on
         self.down_at: dict[str, float] = {}  # user -> when it lost its connection (storm)
         self.back_at: dict[str, float] = {}  # user -> when it was connected again
         self.storm_gave_up: set[str] = set()
@@ -233,17 +234,25 @@ class Tally:
 
     def storm_kill(self, at: float) -> None:
         self.kill_at = at
-        self.gateways_at_kill = dict(collections.Counter(self.gateway[u] for u in self.up()))
+        self.gateway_at_kill = {u: self.gateway[u] for u in self.up()}
+        self.gateways_at_kill = dict(collections.Counter(self.gateway_at_kill.values()))
         self.mark(at, "gateway replica killed")
 
     def up(self) -> list[str]:
         return [u for u, s in self.state.items() if s == "up"]
 
     def storm_settled(self) -> bool:
-        """Every client that lost its connection in the storm is connected again (or failed),
-        and every started client is connected."""
+        """Every client that was on a replica the storm took down (one whose clients lost
+        their connections) lost its connection and is connected again (or failed), and every
+        started client is connected. (A worker's events come in batches: the clients of
+        one that has not told its losses yet are not taken for back.)"""
         if not self.down_at:
             return False
+        victims = {self.gateway_at_kill.get(u) for u in self.down_at}
+        for user, gateway in self.gateway_at_kill.items():
+            if gateway in victims and user not in self.back_at:
+                if self.state.get(user) != "failed":
+                    return False
         back = all(u in self.back_at or self.state.get(u) == "failed" for u in self.down_at)
         return back and all(self.state.get(u) in ("up", "failed") for u in self.started)
 
