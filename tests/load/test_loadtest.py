@@ -43,7 +43,11 @@ async def test_the_smoke_scenario_delivers_everything_once(
     tmp_path: Path, nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
 ) -> None:
     async with running_stack(
-        tmp_path / "stack", nats_server.url, postgres_server, extra=[messaging_def()], env=QUIET
+        tmp_path / f"load_{tmp_path.name}",
+        nats_server.url,
+        postgres_server,
+        extra=[messaging_def()],
+        env=QUIET,
     ) as stack:
         status, out, err = await command(
             "run",
@@ -137,7 +141,11 @@ async def test_a_storm_brings_every_client_back_on_the_other_replica(
 ) -> None:
     users = 250
     async with running_stack(
-        tmp_path / "stack", nats_server.url, postgres_server, extra=[messaging_def()], env=QUIET
+        tmp_path / f"load_{tmp_path.name}",
+        nats_server.url,
+        postgres_server,
+        extra=[messaging_def()],
+        env=QUIET,
     ) as stack:
         scenario = build(
             {

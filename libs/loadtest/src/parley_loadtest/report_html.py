@@ -9,8 +9,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-WIDTH, HEIGHT = 860, 260
+WIDTH, PLOT_HEIGHT = 860, 196  # the plot area's height; the legend adds rows below
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 36
+LEGEND_ITEM, LEGEND_ROW = 170, 16
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
 
 Line = tuple[str, Sequence[float | None]]
@@ -39,7 +40,10 @@ def svg_chart(
 ) -> str:
     """A line chart of `lines` over the seconds `t`: axes, ticks, a legend, and a dashed
     vertical line at each mark. None values leave a gap."""
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, PLOT_HEIGHT
+    per_row = max(1, plot_w // LEGEND_ITEM)
+    rows = (len(lines) + per_row - 1) // per_row
+    height = TOP + plot_h + BOTTOM + rows * LEGEND_ROW + 4
     values = [v for _, series in lines for v in series if v is not None]
     top = _nice_max(max(values) if values else 1.0)
     end = max(t[-1] if t else 1.0, 1.0)
@@ -51,8 +55,8 @@ def svg_chart(
         return TOP + plot_h * (1 - value / top)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{html.escape(title)}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" role="img" aria-label="{html.escape(title)}">',
         f'<text x="{LEFT}" y="16" font-size="14" font-weight="bold">{html.escape(title)}</text>',
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
         'stroke="#ccc"/>',
@@ -72,17 +76,19 @@ def svg_chart(
             f'text-anchor="middle">{second:.0f}</text>'
         )
     parts.append(
-        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 4}" font-size="11" text-anchor="middle">'
+        f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h + 30}" font-size="11" '
+        'text-anchor="middle">'
         f"seconds into the run</text>"
         f'<text x="12" y="{TOP + plot_h / 2}" font-size="11" text-anchor="middle" '
         f'transform="rotate(-90 12 {TOP + plot_h / 2})">{html.escape(unit)}</text>'
     )
-    for second, label in marks:
+    for n, (second, label) in enumerate(marks):
         if 0 <= second <= end:
             parts.append(
                 f'<line x1="{x(second):.1f}" x2="{x(second):.1f}" y1="{TOP}" '
                 f'y2="{TOP + plot_h}" stroke="#888" stroke-dasharray="4 3"/>'
-                f'<text x="{x(second) + 3:.1f}" y="{TOP + 11}" font-size="10" fill="#555">'
+                f'<text x="{x(second) + 3:.1f}" y="{TOP + 11 + 12 * (n % 3)}" font-size="10" '
+                'fill="#555">'
                 f"{html.escape(label)}</text>"
             )
     for n, (label, series) in enumerate(lines):
@@ -103,11 +109,11 @@ def svg_chart(
                     f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" '
                     f'points="{" ".join(points)}"/>'
                 )
-        lx = LEFT + 8 + 150 * n
+        lx = LEFT + LEGEND_ITEM * (n % per_row)
+        ly = TOP + plot_h + BOTTOM + LEGEND_ROW * (n // per_row)
         parts.append(
-            f'<rect x="{lx}" y="{TOP + plot_h - 14}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{lx + 14}" y="{TOP + plot_h - 5}" font-size="11">{html.escape(label)}'
-            "</text>"
+            f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{lx + 14}" y="{ly + 9}" font-size="11">{html.escape(label)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -135,7 +141,7 @@ def _cell(value: Any) -> str:
 
 def charts(report: dict[str, Any]) -> list[str]:
     series = report["series"]
-    t = series.get("t", [])
+    t = [second + 0.5 for second in series.get("t", [])]  # a second's values at its middle
     marks = [(m["t"], m["what"]) for m in report.get("marks", [])]
     kinds = [("message", "message"), ("call", "call set-up"), ("media_call", "media call")]
     kinds += [("conference", "conference join"), ("phone", "phone call")]
