@@ -107,6 +107,7 @@ def test_a_storm_measures_until_every_client_is_back() -> None:
     assert figures["storm_reconnect_seconds_max"] == pytest.approx(2.1)
     assert figures["storm_reconnect_seconds_p50"] == pytest.approx(2.0)
     assert figures["storm_clients_on_killed_replica"] == 0
+    assert figures["storm_noticed_seconds_max"] == pytest.approx(2.05)  # u2, told late
     assert tally.storm_details()["gateways_at_end"] == {"gateway-b": 4}
 
 

@@ -360,7 +360,10 @@ class Tally:
             return round(times[min(len(times) - 1, math.ceil(pct / 100 * len(times)) - 1)], 3)
 
         victims = set(self.gateways_at_kill) - set(self.gateway[u] for u in self.up())
+        noticed = sorted(at - kill_at for at in self.down_at.values())
         return {
+            # how long after the kill the clients saw their connection go (the last one)
+            "storm_noticed_seconds_max": round(noticed[-1], 3) if noticed else None,
             "storm_clients_at_kill": sum(self.gateways_at_kill.values()),
             "storm_clients_affected": len(self.down_at),
             "storm_clients_back": len(times),
