@@ -141,7 +141,7 @@ def test_slo_lines_are_upper_limits_and_an_unmeasured_figure_misses() -> None:
     }
     lines = [r.line() for r in results]
     assert "message_latency_p99_ms: 80.5 (limit 50) MISSED" in lines
-    assert "call_setup_p99_ms: nothing measured (call_setup_p99_ms), limit 2000" in lines
+    assert "call_setup_p99_ms: nothing measured (call_setup_p99_ms), limit 2000 MISSED" in lines
 
 
 def test_the_comparison_goes_figure_by_figure() -> None:

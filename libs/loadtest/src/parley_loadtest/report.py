@@ -27,7 +27,7 @@ class SloResult:
 
     def line(self) -> str:
         if self.value is None:
-            return f"{self.name}: nothing measured ({self.figure}), limit {self.limit:g}"
+            return f"{self.name}: nothing measured ({self.figure}), limit {self.limit:g} MISSED"
         verdict = "ok" if self.ok else "MISSED"
         return f"{self.name}: {self.value:g} (limit {self.limit:g}) {verdict}"
 
