@@ -100,7 +100,7 @@ def test_a_storm_kill_is_a_command_or_a_pid_file_unless_the_caller_kills() -> No
 def test_too_few_users_for_the_traffic_are_refused() -> None:
     found = problems({"users": 3, "workers": 2, "calls": {"per_second": 1}})
     assert found == [
-        "users: 3 users over 2 workers leave a worker 1 signalling-only users; calls need at "
+        "users: 3 users over 2 workers leave worker 1 1 signalling-only users; calls need at "
         "least 2 in each"
     ]
     found = problems({"users": 2, "workers": 3})

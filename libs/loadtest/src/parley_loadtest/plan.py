@@ -135,9 +135,10 @@ def make_plan(scenario: Scenario, run_id: str) -> Plan:
                 "and phone calls need"
             )
         elif counts.calls and signalling < 2:
+            media_note = f" (the other {media} are media clients)" if index == 0 and media else ""
             problems.append(
-                f"users: {scenario.users} users over {workers} workers leave a worker "
-                f"{signalling} signalling-only users; calls need at least 2 in each"
+                f"users: {scenario.users} users over {workers} workers leave worker {index} "
+                f"{signalling} signalling-only users{media_note}; calls need at least 2 in each"
             )
         elif counts.messages and scenario.users < 2:
             problems.append("users: messages need at least 2 users")
