@@ -86,6 +86,7 @@ bench: install
 	$(PY) bench/sip.py
 	$(PY) bench/conference.py
 	$(PY) bench/stats.py
+	$(PY) bench/storm.py
 
 # Container images, one per service (README "Images"): parley-<service>:$(TAG) for every
 # folder of services/, or `make image SERVICES=gateway`. Built by buildah without a Docker
