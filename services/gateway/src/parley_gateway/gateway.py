@@ -75,6 +75,8 @@ class Gateway:
         peers.connections_count = lambda: len(self.sessions)
         self.gateway_id = settings.gateway_id
         self.sessions: dict[str, Session] = {}
+        # Sign-ins running at once (PARLEY_MAX_SIGN_INS_IN_FLIGHT); the others wait here.
+        self.sign_ins = asyncio.Semaphore(settings.max_sign_ins_in_flight)
         self.draining = False
         self.port = 0  # the bound public port, known after start()
         self._runner: web.AppRunner | None = None

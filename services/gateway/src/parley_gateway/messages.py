@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from parley.v1 import client_pb2, presence_pb2
 from parley_gateway.gateway import Gateway
-from parley_gateway.resume import Outcome, valid_session_id
+from parley_gateway.resume import Decision, Outcome, valid_session_id
 from parley_gateway.session import CLOSING, Session
 from parley_gateway.tokens import Claims
 from parley_protocol import bodies, framing
@@ -59,24 +59,8 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         # Tentatively: events for the old session are held for this one while deciding.
         s.session_id = previous
     try:
-        await gw.route(s)
-        decision = await gw.resumer.decide(s, previous, msg.resume_from_event) if previous else None
-        if decision is not None and decision.resumed:
-            s.last_event = msg.resume_from_event  # the client has everything up to its ack
-        elif resuming:
-            s.session_id = s.connection_id  # a new session: what was held was the old one's
-            s.held = []
-        await gw.presence.put(s)
-        if decision is not None and decision.holder is not None:
-            # The device's old connection is still open somewhere: close it.
-            await gw.resumer.take_over(s, decision.holder)
-        if (
-            decision is not None
-            and not decision.resumed
-            and decision.outcome != Outcome.RESUME_OUTCOME_REFUSED
-            and valid_session_id(previous)
-        ):
-            await gw.presence.forget(s.application_key, s.user_id, previous, s.instance_id)
+        async with gw.sign_ins:
+            decision = await _sign_in(gw, s, msg, previous, resuming)
     except Exception as exc:
         log.warning("sign_in_failed", error=str(exc))
         unavailable = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "cannot sign in now; reconnect")
@@ -99,6 +83,35 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     await s.release()  # the device events that came meanwhile, in order
     log.debug("session_started", app=s.application_key, connection=s.connection_id)
     return True
+
+
+async def _sign_in(
+    gw: Gateway, s: Session, msg: client_pb2.Hello, previous: str, resuming: bool
+) -> Decision | None:
+    """Route the user, decide the resume (if asked), write presence, and retire the old
+    session's connection or entry: the NATS round trips of a sign-in. Nothing is done for
+    a connection that closed while it waited its turn."""
+    if s.state == CLOSING:
+        return None
+    await gw.route(s)
+    decision = await gw.resumer.decide(s, previous, msg.resume_from_event) if previous else None
+    if decision is not None and decision.resumed:
+        s.last_event = msg.resume_from_event  # the client has everything up to its ack
+    elif resuming:
+        s.session_id = s.connection_id  # a new session: what was held was the old one's
+        s.held = []
+    await gw.presence.put(s)
+    if decision is not None and decision.holder is not None:
+        # The device's old connection is still open somewhere: close it.
+        await gw.resumer.take_over(s, decision.holder)
+    if (
+        decision is not None
+        and not decision.resumed
+        and decision.outcome != Outcome.RESUME_OUTCOME_REFUSED
+        and valid_session_id(previous)
+    ):
+        await gw.presence.forget(s.application_key, s.user_id, previous, s.instance_id)
+    return decision
 
 
 def _take_claims(s: Session, claims: Claims) -> None:

@@ -37,6 +37,11 @@ class GatewaySettings(ServiceSettings):
     # Routed requests of one session waiting for their services' replies at once; beyond
     # that a request gets RATE_LIMITED.
     max_requests_in_flight: int = 16
+    # Sign-ins (routing, resume, presence: a few NATS round trips each) this gateway runs at
+    # once; later Hellos wait their turn. A reconnect storm (a replica gone, its clients all
+    # back within a second) then finishes sign-ins at the rate NATS answers them, instead of
+    # starting thousands at once and timing them all out.
+    max_sign_ins_in_flight: int = 128
     # The resume window (with the shared event_window_seconds): events kept per device
     # session (and per user for those to every device); a resume that would replay more
     # starts a new session instead. File storage survives a NATS restart; memory is faster.
@@ -64,6 +69,7 @@ class GatewaySettings(ServiceSettings):
             ("PARLEY_SESSION_FRAME_BURST", self.session_frame_burst),
             ("PARLEY_SESSION_FRAME_RATE", self.session_frame_rate),
             ("PARLEY_MAX_REQUESTS_IN_FLIGHT", self.max_requests_in_flight),
+            ("PARLEY_MAX_SIGN_INS_IN_FLIGHT", self.max_sign_ins_in_flight),
             ("PARLEY_EVENT_WINDOW_MAX_EVENTS", self.event_window_max_events),
         ):
             if value <= 0:
