@@ -4,9 +4,15 @@ Starts NATS, PostgreSQL, auth and ONE gateway process (the same DevStack as `mak
 free ports, data in a temp dir), then N simulated reference clients (signaling only,
 `.media(False)`), spread over worker processes, register (self-signed) and hold idle
 connections (heartbeats on). Prints registrations/s, connections/s, start latency
-percentiles, and the gateway's resident memory per idle connection, then one JSON line.
+percentiles, the gateway's CPU per connect (its CPU time while the clients connect, divided
+by the connections), its CPU share while they idle, and its resident memory per idle
+connection, then one JSON line.
 
     .venv/bin/python bench/connect.py [--clients N] [--workers W] [--hold SECONDS]
+
+The idle share is taken over `--hold` seconds, by default two rounds of presence refresh
+(every entry is rewritten once per round: a third of the entries' TTL, 40 s at the
+defaults), so it holds refreshes and heartbeats in their steady proportion.
 
 Every connection goes to 127.0.0.1. One process here may hold at most `ulimit -Hn` file
 descriptors (20,000 on this machine), so the default N leaves the gateway room for its own.
@@ -35,8 +41,14 @@ from simulated import signaling_client
 from parley_client import ParleyClient
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
+from parley_gateway.settings import GatewaySettings
 
 GATEWAY_FD_RESERVE = 100  # listening sockets, NATS, health port, epoll, logs ...
+
+
+def default_hold() -> float:
+    """Two rounds of presence refresh at the gateway's default settings."""
+    return 2 * GatewaySettings().presence_entry_ttl_seconds / 3
 
 
 def default_clients() -> int:
@@ -145,10 +157,11 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
         gateway_cpu = cpu_seconds(gateway_pid) - cpu_before
         connected = sum(r["connected"] for r in reports)
         failed = sum(r["failed"] for r in reports)
+        failures = sorted({f for r in reports for f in r["failures"]})[:5]
         latencies = [x for r in reports for x in r["latencies"]]
         print(
             f"{connected} clients registered and connected in {connect_seconds:.1f} s "
-            f"({failed} failed{': ' + str(reports[0]['failures']) if failed else ''})",
+            f"({failed} failed{': ' + str(failures) if failed else ''})",
             flush=True,
         )
 
@@ -168,6 +181,7 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
             "clients": clients,
             "connected": connected,
             "failed": failed,
+            "failures": failures,
             "still_connected_after_hold": still,
             "hold_seconds": hold,
             "connect_seconds": round(connect_seconds, 2),
@@ -194,7 +208,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=default_clients())
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--hold", type=float, default=20.0, help="seconds to hold idle")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=default_hold(),
+        help="seconds to hold idle (default: two rounds of presence refresh)",
+    )
     parser.add_argument("--concurrency", type=int, default=400, help="starts in flight")
     args = parser.parse_args()
     figures = asyncio.run(run(args.clients, args.workers, args.hold, args.concurrency))
