@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 from parley.v1 import client_pb2
 from parley_gateway.gateway import WS_CLOSE_TIMEOUT_SECONDS, Gateway
 from parley_gateway.messages import HANDLERS
-from parley_gateway.metrics import FRAMES, REFUSALS
+from parley_gateway.metrics import REFUSALS, frames
 from parley_gateway.session import AWAITING_HELLO, CLOSING, WRITE_BUFFER_HIGH, Session
 from parley_protocol import bodies, framing
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -74,7 +74,7 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
                 if not await on_frame(gateway, session, msg.data):
                     break
             elif msg.type == WSMsgType.TEXT:
-                FRAMES.labels("in", "text").inc()
+                frames("in", "text").inc()
                 err = ParleyError(
                     ErrorCode.ERROR_CODE_BAD_FRAME,
                     "text frames are not part of the protocol; send binary parley.v1.Envelope",
@@ -83,7 +83,7 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
                 break
             elif msg.type == WSMsgType.ERROR:
                 # aiohttp has already closed the connection (e.g. 1009 for a huge message).
-                FRAMES.labels("in", "invalid").inc()
+                frames("in", "invalid").inc()
                 break
     except Exception:
         log.exception("session_failed", connection=session.connection_id)
@@ -100,7 +100,7 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         envelope = framing.decode(data)
     except ParleyError as exc:
         if exc.code != ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE:
-            FRAMES.labels("in", "invalid").inc()
+            frames("in", "invalid").inc()
             close = (
                 framing.CLOSE_TOO_LARGE
                 if exc.code == ErrorCode.ERROR_CODE_FRAME_TOO_LARGE
@@ -111,7 +111,7 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         # Decodable; only its body is unknown. Parse it again to answer with its seq.
         envelope = client_pb2.Envelope.FromString(data)
     body = framing.body_name(envelope)
-    FRAMES.labels("in", body or "unknown").inc()
+    frames("in", body or "unknown").inc()
     seq = envelope.seq
     s = gateway.settings
     if not session.admit(gateway.clock.monotonic(), s.session_frame_burst, s.session_frame_rate):
