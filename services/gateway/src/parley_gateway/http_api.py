@@ -9,6 +9,8 @@ the problem; it never reaches auth.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -60,8 +62,24 @@ async def read_message(request: web.Request, message_type: type[M]) -> M:
     return message
 
 
+class ReleasedResponse(web.Response):
+    """A response that lets go of its body and headers once it is sent.
+
+    aiohttp's loop over a keep-alive connection holds the last response until the next
+    request on that connection is answered. A client's WebSocket upgrade usually follows
+    its registration or token request on the same connection and lasts its whole session,
+    so every connected client would otherwise keep that response (about a kilobyte).
+    """
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        self.body = None
+        self.headers.clear()
+
+
 def message_response(message: Message) -> web.Response:
-    return web.json_response(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    body = json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    return ReleasedResponse(text=body, content_type="application/json")
 
 
 @web.middleware
@@ -72,30 +90,37 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     so registration is one trace from the client through auth.
     """
     if request.path == "/v1/connect":
-        return await _problems(request, handler)
+        # Awaited right here: the upgrade's handler lasts the whole session, and every
+        # coroutine between it and aiohttp is held that long (a few hundred bytes each).
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return _problem(request, exc)
     resource = request.match_info.route.resource
     name = f"{request.method} {resource.canonical if resource is not None else 'unmatched'}"
     with tracing.server_span("parley.gateway", name, request.headers) as span:
-        response = await _problems(request, handler)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = _problem(request, exc)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
 
-async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ParleyError as err:
-        return problem_response(err)
-    except web.HTTPException as exc:
+def _problem(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem response for what a handler raised (an HTTP status below 400, e.g. a
+    redirect, is raised again: it is not a problem)."""
+    if isinstance(exc, ParleyError):
+        return problem_response(exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise  # redirects and the like are not problems
+            raise exc
         response = problem_response(_http_error(request, exc), exc.status)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
-        log.exception("http_handler_failed", path=request.path[:200])
-        return problem_response(ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error"))
+    log.exception("http_handler_failed", path=request.path[:200])  # called while handling it
+    return problem_response(ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error"))
 
 
 # Codes for the statuses aiohttp itself answers with; other 4xx are INVALID_ARGUMENT.
@@ -135,7 +160,7 @@ class HttpApi:
         app.router.add_post("/v1/register", self.register)
         app.router.add_post("/v1/token", self.token)
         app.router.add_get("/v1/jwks", self.jwks)
-        app.router.add_get("/v1/connect", self.connect)
+        app.router.add_get("/v1/connect", functools.partial(handle_connect, self.gateway))
         app.router.add_get(OPENAPI_PATH, handle_openapi)
         settings = self.gateway.settings
         RestApi(self.bus, self.gateway.clock, settings.rest_max_skew_seconds).add_routes(app)
@@ -162,6 +187,3 @@ class HttpApi:
             content_type="application/json",
             headers={"Cache-Control": "public, max-age=60"},
         )
-
-    async def connect(self, request: web.Request) -> web.StreamResponse:
-        return await handle_connect(self.gateway, request)
