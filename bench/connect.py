@@ -14,6 +14,11 @@ The idle share is taken over `--hold` seconds, by default two rounds of presence
 (every entry is rewritten once per round: a third of the entries' TTL, 40 s at the
 defaults), so it holds refreshes and heartbeats in their steady proportion.
 
+With `--storm` a second gateway runs beside the first (every client knows both, connects
+to the first); after the hold the first is killed (SIGKILL) and the script waits until
+the second holds every session again: how long that took, how many sessions resumed, how
+many clients gave up, and the second gateway's CPU per reconnect.
+
 Every connection goes to 127.0.0.1. One process here may hold at most `ulimit -Hn` file
 descriptors (20,000 on this machine), so the default N leaves the gateway room for its own.
 """
@@ -35,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from measure import cpu_seconds, percentile, rss_kib
 from simulated import signaling_client
 
@@ -44,6 +50,8 @@ from parley_devstack.stack import DevStack, StackSettings
 from parley_gateway.settings import GatewaySettings
 
 GATEWAY_FD_RESERVE = 100  # listening sockets, NATS, health port, epoll, logs ...
+STORM_TIMEOUT_SECONDS = 120.0
+SETTLE_SECONDS = 10.0
 
 
 def default_hold() -> float:
@@ -72,7 +80,7 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
     failures: list[str] = []
 
     async def one(n: int) -> None:
-        client = signaling_client(config, f"bench-{index}-{n}", [config["host"]])
+        client = signaling_client(config, f"bench-{index}-{n}", config["hosts"])
         client.set_support_messaging(True)
         async with sem:
             started = time.perf_counter()
@@ -97,6 +105,11 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
     )
     # Hold until told to stop (the parent measures the gateway meanwhile).
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    # After a storm a client whose session is back may still be applying its Listen (not
+    # "started" yet): give them a moment; one that gave up never is.
+    settle_until = time.perf_counter() + SETTLE_SECONDS
+    while time.perf_counter() < settle_until and not all(c.is_started for c in clients):  # noqa: ASYNC110 (no event says a client is started again)
+        await asyncio.sleep(0.2)
     still = sum(1 for c in clients if c.is_started)
     await asyncio.gather(*(c.terminate() for c in clients), return_exceptions=True)
     conn.send({"still_connected": still})
@@ -105,34 +118,98 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict[str, Any]:
+def gateway_def(name: str) -> ServiceDef:
+    return ServiceDef(
+        name=name,
+        module="parley_gateway",
+        health_port=0,
+        public_port=0,
+        public_port_env="PARLEY_GATEWAY_PORT",
+        env={"PARLEY_LOG_LEVEL": "WARNING", "PARLEY_GATEWAY_ID": name},
+        restart=False,
+    )
+
+
+async def gateway_metrics(stack: DevStack, name: str) -> dict[str, float]:
+    """Signed-in sessions, Welcomes sent, and resumes by outcome ("resume:<outcome>"), from
+    a gateway's /metrics."""
+    url = f"http://127.0.0.1:{stack.ports[name].health}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    found = {"sessions": 0.0, "welcomes": 0.0}
+    for line in text.splitlines():
+        if line.startswith("parley_gateway_sessions{"):
+            found["sessions"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith('parley_gateway_frames_total{direction="out",type="welcome"}'):
+            found["welcomes"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('parley_gateway_resumes_total{outcome="'):
+            outcome = line.split('"')[1]
+            found[f"resume:{outcome}"] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+async def storm(stack: DevStack, timeout: float) -> dict[str, Any]:
+    """Kill gateway-a; wait until gateway-b has welcomed as many sessions as gateway-a held
+    (the clients of gateway-a reconnect there). Polls gateway-b's /metrics four times a
+    second (its CPU includes answering them)."""
+    survivor = stack.supervisor.status("gateway-b").pid
+    assert survivor is not None
+    moving = int((await gateway_metrics(stack, "gateway-a"))["sessions"])
+    before = await gateway_metrics(stack, "gateway-b")
+    cpu_before = cpu_seconds(survivor)
+    began = time.perf_counter()
+    stack.supervisor.kill("gateway-a")
+    reached: dict[int, float] = {}
+    back = 0
+    while time.perf_counter() - began < timeout:
+        back = int((await gateway_metrics(stack, "gateway-b"))["welcomes"] - before["welcomes"])
+        for share in (50, 90, 99, 100):
+            if share not in reached and back >= moving * share / 100:
+                reached[share] = time.perf_counter() - began
+        if back >= moving:
+            break
+        await asyncio.sleep(0.25)
+    cpu = cpu_seconds(survivor) - cpu_before
+    metrics = await gateway_metrics(stack, "gateway-b")
+    return {
+        "sessions_on_killed_gateway": moving,
+        "sessions_back": back,
+        "seconds_to_share_back": {f"{k}%": round(v, 2) for k, v in reached.items()},
+        "resumes": {
+            k.removeprefix("resume:"): int(v - before.get(k, 0))
+            for k, v in metrics.items()
+            if k.startswith("resume:") and v > before.get(k, 0)
+        },
+        "survivor_cpu_seconds": round(cpu, 2),
+        "survivor_cpu_ms_per_reconnect": round(cpu * 1000 / max(back, 1), 3),
+    }
+
+
+async def run(
+    clients: int, workers: int, hold: float, concurrency: int, with_storm: bool
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     os.chmod(home, 0o755)
+    names = ["gateway-a", "gateway-b"] if with_storm else ["gateway"]
     services = [
         ServiceDef(
             name="auth", module="parley_auth", health_port=0, database=True, master_key=True
         ),
-        ServiceDef(
-            name="gateway",
-            module="parley_gateway",
-            health_port=0,
-            public_port=0,
-            public_port_env="PARLEY_GATEWAY_PORT",
-            env={"PARLEY_LOG_LEVEL": "WARNING"},
-        ),
+        *(gateway_def(name) for name in names),
     ]
     settings = StackSettings(home=home, master_key=base64.b64encode(os.urandom(32)).decode())
     log = open(home / "stack.log", "w")  # noqa: ASYNC230 (once, before anything runs)
     stack = DevStack(settings, services=services, out=log)
     try:
         await stack.start()
-        gateway_pid = stack.supervisor.status("gateway").pid
+        gateway_pid = stack.supervisor.status(names[0]).pid
         assert gateway_pid is not None
-        host = f"127.0.0.1:{stack.ports['gateway'].public}"
+        hosts = [f"127.0.0.1:{stack.ports[name].public}" for name in names]
+        host = hosts[0]
         config = {
             "app_key": stack.sandbox_app["application_key"],
             "app_secret": stack.sandbox_app["application_secret"],
-            "host": host,
+            "hosts": hosts,
             "state": str(home / "clients"),
             "concurrency": max(1, concurrency // workers),
         }
@@ -170,6 +247,7 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
         idle_cpu = cpu_seconds(gateway_pid) - idle_from
         loaded = rss_kib(gateway_pid)
         per_conn = (loaded - baseline) / connected if connected else float("nan")
+        stormed = await storm(stack, STORM_TIMEOUT_SECONDS) if with_storm else None
         for p in pipes:
             p.send("stop")
         finals = await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in pipes))
@@ -197,6 +275,8 @@ async def run(clients: int, workers: int, hold: float, concurrency: int) -> dict
             "gateway_rss_kib": {"before": baseline, "with_clients": loaded},
             "gateway_kib_per_idle_connection": round(per_conn, 2),
         }
+        if stormed is not None:
+            figures["storm"] = {**stormed, "gave_up": connected - still}
         return figures
     finally:
         await stack.stop()
@@ -215,8 +295,11 @@ def main() -> None:
         help="seconds to hold idle (default: two rounds of presence refresh)",
     )
     parser.add_argument("--concurrency", type=int, default=400, help="starts in flight")
+    parser.add_argument(
+        "--storm", action="store_true", help="then kill the gateway under the idle clients"
+    )
     args = parser.parse_args()
-    figures = asyncio.run(run(args.clients, args.workers, args.hold, args.concurrency))
+    figures = asyncio.run(run(args.clients, args.workers, args.hold, args.concurrency, args.storm))
     print(f"registrations+connections per second: {figures['connections_per_second']}")
     print(f"start latency p50/p90/p99 ms: {figures['start_latency_ms']}")
     print(
@@ -228,6 +311,15 @@ def main() -> None:
         f"refresh): {figures['gateway_idle_cpu_percent']} % of a core"
     )
     print(f"gateway RSS per idle connection: {figures['gateway_kib_per_idle_connection']} KiB")
+    if "storm" in figures:
+        st = figures["storm"]
+        print(
+            f"storm: {st['sessions_back']} of the {st['sessions_on_killed_gateway']} sessions of the "
+            "killed gateway welcomed by the other "
+            f"gateway (seconds to each share: {st['seconds_to_share_back']}), resumes {st['resumes']}, "
+            f"{st['gave_up']} clients gave up; its CPU "
+            f"{st['survivor_cpu_ms_per_reconnect']} ms per reconnect"
+        )
     print(json.dumps(figures))
     sys.exit(0 if figures["failed"] == 0 else 1)
 

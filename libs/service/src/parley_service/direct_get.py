@@ -1,17 +1,21 @@
 """Batched direct gets from a stream (NATS 2.11+): many messages in one request, no consumer.
 
 Used by the presence reader (the latest entry of many keys at once) and by the gateway's
-resume window (the events of a user after a sequence).
+resume window (the events of a user after a sequence). The replies of every direct get on
+a connection come to one wildcard inbox subscribed once (each get names `<inbox>.<n>`), so
+a get costs no SUB and UNSUB and no subscription task of its own: a gateway taking back
+the sessions of a replica that went away makes one per resume.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
+import weakref
 from dataclasses import dataclass
 
-import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import DEFAULT_PREFIX
 
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -34,23 +38,78 @@ class Stored:
         return int(value) if value.isdigit() else 0
 
 
+class _Replies:
+    """The reply inbox of one connection's direct gets: replies go to their get's queue."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._next = 0
+        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._started: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe once; concurrent first gets share the subscribe."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._subscribe())
+        try:
+            await asyncio.shield(self._started)
+        except BaseException:
+            if self._started.done():
+                self._started = None  # failed: the next get tries again
+            raise
+
+    async def _subscribe(self) -> None:
+        prefix = self._nc.new_inbox() + "."
+        await self._nc.subscribe(prefix + "*", cb=self._on_reply)
+        self._prefix = prefix
+
+    def open(self) -> tuple[str, asyncio.Queue[Msg]]:
+        """A reply subject and the queue its messages land in, until `close`."""
+        self._next += 1
+        token = str(self._next)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._waiting[token] = queue
+        return self._prefix + token, queue
+
+    def close(self, reply: str) -> None:
+        self._waiting.pop(reply[len(self._prefix) :], None)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        queue = self._waiting.get(msg.subject[len(self._prefix) :])
+        if queue is not None:  # else the get is over (it timed out): dropped
+            queue.put_nowait(msg)
+
+
+_replies: weakref.WeakKeyDictionary[NATS, _Replies] = weakref.WeakKeyDictionary()
+
+
 async def direct_get(
     nc: NATS, stream: str, request: dict[str, object], what: str, timeout: float = 2.0
 ) -> tuple[list[Stored], int]:
     """The messages of one batched direct get (`request`: e.g. {"multi_last": [...]} or
     {"seq": n, "next_by_subj": s, "batch": k}), and how many more match after them.
 
-    Raises ParleyError UNAVAILABLE (`what` answered an error status) or TIMEOUT.
+    Raises ParleyError UNAVAILABLE (`what` answered an error status) or TIMEOUT (no message
+    within `timeout` of the request or of the previous message).
     """
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+    replies = _replies.get(nc)
+    if replies is None:
+        replies = _replies[nc] = _Replies(nc)
+    await replies.start()
+    reply, queue = replies.open()
     found: list[Stored] = []
     try:
         await nc.publish(
-            f"{DEFAULT_PREFIX}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox
+            f"{DEFAULT_PREFIX}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=reply
         )
         while True:
-            msg = await sub.next_msg(timeout=timeout)
+            try:
+                msg = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError as exc:
+                raise ParleyError(
+                    ErrorCode.ERROR_CODE_TIMEOUT, f"{what} did not answer in time"
+                ) from exc
             headers = dict(msg.headers or {})
             status = headers.get("Status")
             if status == "404":  # nothing (more) matched
@@ -64,8 +123,5 @@ async def direct_get(
                     f"{what} answered {status} {headers.get('Description', '')}".rstrip(),
                 )
             found.append(Stored(headers, msg.data))
-    except nats.errors.TimeoutError as exc:
-        raise ParleyError(ErrorCode.ERROR_CODE_TIMEOUT, f"{what} did not answer in time") from exc
     finally:
-        with contextlib.suppress(nats.errors.Error):
-            await sub.unsubscribe()
+        replies.close(reply)

@@ -8,6 +8,7 @@ on the events it delivers, so the far side's client continues it too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
@@ -81,7 +82,12 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + OTLP_TRACES_PATH
 
 
+@functools.cache
 def tracer(name: str) -> trace.Tracer:
+    """The tracer named `name`, got once: the SDK's get_tracer adds a warnings filter on
+    every call (which also empties the warnings caches) before it looks up its tracer, and
+    server spans are made per request. Until a provider is set this is OpenTelemetry's
+    proxy tracer, which follows the provider once there is one."""
     return trace.get_tracer(name)
 
 
@@ -134,7 +140,7 @@ def consumer_span(
 def _continuing(
     tracer_name: str, name: str, carrier: Mapping[str, str] | None, kind: trace.SpanKind
 ) -> Iterator[trace.Span]:
-    with trace.get_tracer(tracer_name).start_as_current_span(
+    with tracer(tracer_name).start_as_current_span(
         name, context=extract(carrier), kind=kind
     ) as span:
         yield span

@@ -244,16 +244,26 @@ class Gateway:
         """Close sessions that sent no Hello in time, went silent, or whose token expired."""
         s = self.settings
         mono, wall_ms = self.clock.monotonic(), now_ms(self.clock)
-        for session in list(self.sessions.values()):
+        hello_timeout, heartbeat_timeout = s.hello_timeout_seconds, s.heartbeat_timeout_seconds
+        # One cheap pass over every session picks those that may be due: silent too long,
+        # or a token expired (a session waiting for its Hello has none yet, so it is always
+        # picked). Only those few are checked.
+        silent_since = mono - heartbeat_timeout
+        due = [
+            session
+            for session in self.sessions.values()
+            if session.last_heard <= silent_since or session.token_expires_at_ms <= wall_ms
+        ]
+        for session in due:
             if session.state == AWAITING_HELLO:
-                if mono - session.opened_at >= s.hello_timeout_seconds:
+                if mono - session.opened_at >= hello_timeout:
                     err = ParleyError(
                         ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
-                        f"no Hello within {s.hello_timeout_seconds:g} s of connecting",
+                        f"no Hello within {hello_timeout:g} s of connecting",
                     )
                     self.close_soon(session, err, framing.CLOSE_TIMEOUT)
             elif session.state == ACTIVE:
-                if mono - session.last_heard >= s.heartbeat_timeout_seconds:
+                if session.last_heard <= silent_since:
                     err = ParleyError(
                         ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
                         f"nothing heard for {s.heartbeat_timeout_seconds:g} s; ping every "

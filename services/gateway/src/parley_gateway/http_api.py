@@ -9,6 +9,8 @@ the problem; it never reaches auth.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,14 +20,12 @@ from google.protobuf.message import Message
 
 from parley.v1 import auth_pb2
 from parley_gateway.gateway import Gateway
-from parley_gateway.metrics import ERRORS
 from parley_gateway.openapi import OPENAPI_PATH, handle_openapi
+from parley_gateway.problems import problem_for
 from parley_gateway.request_body import MAX_BODY_BYTES, invalid, json_object, read_body
 from parley_gateway.rest import RestApi
 from parley_gateway.ws import handle_connect
 from parley_protocol import subjects
-from parley_protocol.errors import ErrorCode, ParleyError
-from parley_protocol.http import PROBLEM_CONTENT_TYPE, problem_body
 from parley_service import tracing
 from parley_service.bus import Bus
 from parley_service.logs import get_logger
@@ -36,15 +36,6 @@ AUTH_TIMEOUT_SECONDS = 5.0
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def problem_response(err: ParleyError, status: int | None = None) -> web.Response:
-    """The problem response for `err`, with its code's status unless `status` is given."""
-    ERRORS.labels(err.code_name).inc()
-    body = problem_body(err)
-    if status is not None:
-        body["status"] = status
-    return web.json_response(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
 
 
 async def read_message(request: web.Request, message_type: type[M]) -> M:
@@ -60,69 +51,50 @@ async def read_message(request: web.Request, message_type: type[M]) -> M:
     return message
 
 
+class ReleasedResponse(web.Response):
+    """A response that lets go of its body and headers once it is sent.
+
+    aiohttp's loop over a keep-alive connection holds the last response until the next
+    request on that connection is answered. A client's WebSocket upgrade usually follows
+    its registration or token request on the same connection and lasts its whole session,
+    so every connected client would otherwise keep that response (about a kilobyte).
+    """
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        self.body = None
+        self.headers.clear()
+
+
 def message_response(message: Message) -> web.Response:
-    return web.json_response(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    body = json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    return ReleasedResponse(text=body, content_type="application/json")
 
 
 @web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+def problems(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """ParleyError -> its problem response; anything unexpected -> 500 INTERNAL.
 
     Each request but the WebSocket upgrade is a span continuing the caller's `traceparent`,
-    so registration is one trace from the client through auth.
+    so registration is one trace from the client through auth. The upgrade's handler is
+    handed to aiohttp as it is, and makes its own problem responses: it lasts the whole
+    session, and so would every coroutine between it and aiohttp (a few hundred bytes).
     """
     if request.path == "/v1/connect":
-        return await _problems(request, handler)
+        return handler(request)
+    return _traced(request, handler)
+
+
+async def _traced(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.match_info.route.resource
     name = f"{request.method} {resource.canonical if resource is not None else 'unmatched'}"
     with tracing.server_span("parley.gateway", name, request.headers) as span:
-        response = await _problems(request, handler)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = problem_for(request, exc)
         span.set_attribute("http.response.status_code", response.status)
         return response
-
-
-async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ParleyError as err:
-        return problem_response(err)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and the like are not problems
-        response = problem_response(_http_error(request, exc), exc.status)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except Exception:
-        log.exception("http_handler_failed", path=request.path[:200])
-        return problem_response(ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error"))
-
-
-# Codes for the statuses aiohttp itself answers with; other 4xx are INVALID_ARGUMENT.
-_HTTP_CODES: dict[int, int] = {
-    413: ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
-    429: ErrorCode.ERROR_CODE_RATE_LIMITED,
-    503: ErrorCode.ERROR_CODE_UNAVAILABLE,
-    504: ErrorCode.ERROR_CODE_TIMEOUT,
-}
-
-
-def _http_error(request: web.Request, exc: web.HTTPException) -> ParleyError:
-    """The Parley error for an HTTP error aiohttp raised (no route, wrong method, ...)."""
-    path = request.path[:200]
-    if exc.status == 404:
-        return ParleyError(ErrorCode.ERROR_CODE_NOT_FOUND, f"no endpoint at {path}")
-    if exc.status == 405:
-        allowed = exc.headers.get("Allow", "")
-        return ParleyError(
-            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-            f"method not allowed: {request.method[:20]} {path} takes {allowed or 'no method'}",
-        )
-    server_side = exc.status >= 500
-    default = (
-        ErrorCode.ERROR_CODE_INTERNAL if server_side else ErrorCode.ERROR_CODE_INVALID_ARGUMENT
-    )
-    return ParleyError(_HTTP_CODES.get(exc.status, default), exc.reason or f"HTTP {exc.status}")
 
 
 class HttpApi:
@@ -135,7 +107,7 @@ class HttpApi:
         app.router.add_post("/v1/register", self.register)
         app.router.add_post("/v1/token", self.token)
         app.router.add_get("/v1/jwks", self.jwks)
-        app.router.add_get("/v1/connect", self.connect)
+        app.router.add_get("/v1/connect", functools.partial(handle_connect, self.gateway))
         app.router.add_get(OPENAPI_PATH, handle_openapi)
         settings = self.gateway.settings
         RestApi(self.bus, self.gateway.clock, settings.rest_max_skew_seconds).add_routes(app)
@@ -162,6 +134,3 @@ class HttpApi:
             content_type="application/json",
             headers={"Cache-Control": "public, max-age=60"},
         )
-
-    async def connect(self, request: web.Request) -> web.StreamResponse:
-        return await handle_connect(self.gateway, request)

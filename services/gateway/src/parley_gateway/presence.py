@@ -23,10 +23,11 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from parley.v1 import presence_pb2
+from parley_gateway.acked import AckedPublisher
 from parley_protocol import subjects
 from parley_service.assets import MISSING_ERRORS, JetStreamAssets, KeyValueBucket, asset_missing
 from parley_service.logs import get_logger
-from parley_service.presence import PRESENCE_STREAM
+from parley_service.presence import PRESENCE_PREFIX, PRESENCE_STREAM
 
 log = get_logger("parley.gateway.presence")
 
@@ -75,6 +76,8 @@ class PresenceStore:
         self._stream = PRESENCE_STREAM
         self._kv: KeyValue | None = None
         self._assets: JetStreamAssets | None = None
+        # Puts, the writes made by the thousand, go through here (see acked.py).
+        self._puts = AckedPublisher(nc)
 
     @property
     def kv(self) -> KeyValue:
@@ -94,6 +97,7 @@ class PresenceStore:
             direct=True,
             description="Parley presence: one entry per device session",
         )
+        await self._puts.start()
         await assets.add(KeyValueBucket(config))
         kv = await self._js.key_value(self._bucket)
         info = await self._js.stream_info(self._stream)
@@ -138,7 +142,13 @@ class PresenceStore:
 
     async def put(self, device: Device) -> None:
         with self._watching("put"):
-            await self.kv.put(self.key(device), self.entry(device), validate_keys=False)
+            await (await self._put(device))
+
+    async def _put(self, device: Device) -> asyncio.Future[None]:
+        """Queue the device's entry on the connection (no await before that); the future
+        settles once the bucket stored it, as `KeyValue.put` would."""
+        _ = self.kv  # raises until open() has bound the bucket
+        return await self._puts.publish(PRESENCE_PREFIX + self.key(device), self.entry(device))
 
     async def delete(self, device: Device) -> None:
         """Remove the device's entry (it said Goodbye), unless another connection resumed its
@@ -205,34 +215,47 @@ class PresenceStore:
         try:
             yield
         except MISSING_ERRORS as exc:
-            if self._assets is not None and asset_missing(exc):
-                self._assets.lost(f"presence {operation}: {type(exc).__name__}")
+            self._check_lost(operation, exc)
             raise
+
+    def _check_lost(self, operation: str, exc: BaseException) -> None:
+        if self._assets is not None and asset_missing(exc):
+            self._assets.lost(f"presence {operation}: {type(exc).__name__}")
 
     async def refresh(self, devices: Iterable[D], current: Callable[[D], bool]) -> int:
         """Rewrite the entry (resetting its TTL) of each device still `current` when it is
-        written (the list may predate the end of some); returns how many writes failed."""
-        failed = 0
-        batch: list[D] = []
+        written (the list may predate the end of some); returns how many writes failed.
 
-        async def put_if_current(device: D) -> None:
+        At most REFRESH_CONCURRENCY writes wait for their acknowledgements at once."""
+        failed = 0
+        batch: list[asyncio.Future[None]] = []
+        for device in devices:
             # Checked with no await before the write is queued on the NATS connection: a
             # session ending after this check queues its delete behind our put.
-            if current(device):
-                await self.put(device)
-
-        async def flush() -> int:
-            puts = [put_if_current(d) for d in batch]
-            batch.clear()
-            results = await asyncio.gather(*puts, return_exceptions=True)
-            return sum(1 for r in results if isinstance(r, BaseException))
-
-        for device in devices:
-            batch.append(device)
+            if not current(device):
+                continue
+            try:
+                batch.append(await self._put(device))
+            except Exception as exc:
+                failed += 1
+                self._check_lost("put", exc)
             if len(batch) >= REFRESH_CONCURRENCY:
-                failed += await flush()
+                failed += await self._settled(batch)
         if batch:
-            failed += await flush()
+            failed += await self._settled(batch)
+        return failed
+
+    async def _settled(self, batch: list[asyncio.Future[None]]) -> int:
+        """Wait for every write of `batch` (each settles, at the latest by its timeout);
+        empties it and returns how many failed."""
+        await asyncio.wait(batch)
+        failed = 0
+        for write in batch:
+            exc = write.exception()
+            if exc is not None:
+                failed += 1
+                self._check_lost("put", exc)
+        batch.clear()
         return failed
 
 

@@ -14,7 +14,7 @@ import secrets
 from aiohttp import web
 
 from parley.v1 import client_pb2, options_pb2
-from parley_gateway.metrics import ABORTS, ERRORS, FRAMES
+from parley_gateway.metrics import ABORTS, ERRORS, frames
 from parley_protocol import framing
 from parley_protocol.bodies import has_capability
 from parley_protocol.errors import ParleyError
@@ -216,7 +216,7 @@ class Session:
             await self.ws.send_bytes(framing.encode(envelope))
         except (ConnectionError, RuntimeError):
             return False
-        FRAMES.labels("out", framing.body_name(envelope)).inc()
+        frames("out", framing.body_name(envelope)).inc()
         return True
 
     async def send_error(self, err: ParleyError, reply_to: int = 0) -> bool:

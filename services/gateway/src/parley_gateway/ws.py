@@ -14,7 +14,8 @@ from aiohttp import WSMsgType, web
 from parley.v1 import client_pb2
 from parley_gateway.gateway import WS_CLOSE_TIMEOUT_SECONDS, Gateway
 from parley_gateway.messages import HANDLERS
-from parley_gateway.metrics import FRAMES, REFUSALS
+from parley_gateway.metrics import REFUSALS, frames
+from parley_gateway.problems import problem_for
 from parley_gateway.session import AWAITING_HELLO, CLOSING, WRITE_BUFFER_HIGH, Session
 from parley_protocol import bodies, framing
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -31,67 +32,75 @@ MAX_REFUSED_FRAMES = 100
 
 
 async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamResponse:
-    if gateway.draining:
-        raise ParleyError(
-            ErrorCode.ERROR_CODE_UNAVAILABLE,
-            "this gateway is restarting; connect again (another replica will answer)",
-        )
-    if gateway.full:
-        REFUSALS.labels("max_connections").inc()
-        raise ParleyError(
-            ErrorCode.ERROR_CODE_UNAVAILABLE,
-            f"this gateway holds its limit of {gateway.settings.max_connections} connections; "
-            "connect again (another replica will answer)",
-        )
-    ws = web.WebSocketResponse(
-        max_msg_size=WS_MAX_MESSAGE_BYTES,
-        compress=False,  # a deflate context per connection would cost far more than the rest
-        autoping=True,
-        timeout=WS_CLOSE_TIMEOUT_SECONDS,
-    )
-    if not ws.can_prepare(request).ok:
-        raise ParleyError(
-            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-            "GET /v1/connect takes a WebSocket upgrade (binary frames of parley.v1.Envelope)",
-        )
-    await ws.prepare(request)
-    if gateway.draining:  # the drain began during the upgrade and will not close this one
-        await ws.close(
-            code=framing.CLOSE_SERVICE_RESTART, message=b"gateway is restarting; reconnect"
-        )
-        return ws
-    transport = request.transport
-    if transport is not None:
-        # Writes never wait for the client: Session.send drops one far below this mark.
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-    session = gateway.opened(ws, transport)
+    """The WebSocket session of one connection, from the upgrade to its end.
+
+    Awaited by aiohttp itself, with no middleware in between (see http_api.problems), so
+    what it raises becomes its problem response here.
+    """
     try:
-        async for msg in ws:
-            if session.state == CLOSING:
-                continue  # a close is under way (sweep or drain); the loop ends with it
-            session.last_heard = gateway.clock.monotonic()
-            if msg.type == WSMsgType.BINARY:
-                if not await on_frame(gateway, session, msg.data):
+        if gateway.draining:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_UNAVAILABLE,
+                "this gateway is restarting; connect again (another replica will answer)",
+            )
+        if gateway.full:
+            REFUSALS.labels("max_connections").inc()
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_UNAVAILABLE,
+                f"this gateway holds its limit of {gateway.settings.max_connections} connections; "
+                "connect again (another replica will answer)",
+            )
+        ws = web.WebSocketResponse(
+            max_msg_size=WS_MAX_MESSAGE_BYTES,
+            compress=False,  # a deflate context per connection would cost far more than the rest
+            autoping=True,
+            timeout=WS_CLOSE_TIMEOUT_SECONDS,
+        )
+        if not ws.can_prepare(request).ok:
+            raise ParleyError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                "GET /v1/connect takes a WebSocket upgrade (binary frames of parley.v1.Envelope)",
+            )
+        await ws.prepare(request)
+        if gateway.draining:  # the drain began during the upgrade and will not close this one
+            await ws.close(
+                code=framing.CLOSE_SERVICE_RESTART, message=b"gateway is restarting; reconnect"
+            )
+            return ws
+        transport = request.transport
+        if transport is not None:
+            # Writes never wait for the client: Session.send drops one far below this mark.
+            transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        session = gateway.opened(ws, transport)
+        try:
+            async for msg in ws:
+                if session.state == CLOSING:
+                    continue  # a close is under way (sweep or drain); the loop ends with it
+                session.last_heard = gateway.clock.monotonic()
+                if msg.type == WSMsgType.BINARY:
+                    if not await on_frame(gateway, session, msg.data):
+                        break
+                elif msg.type == WSMsgType.TEXT:
+                    frames("in", "text").inc()
+                    err = ParleyError(
+                        ErrorCode.ERROR_CODE_BAD_FRAME,
+                        "text frames are not part of the protocol; send binary parley.v1.Envelope",
+                    )
+                    await session.fail(err, 0, framing.CLOSE_BAD_FRAME)
                     break
-            elif msg.type == WSMsgType.TEXT:
-                FRAMES.labels("in", "text").inc()
-                err = ParleyError(
-                    ErrorCode.ERROR_CODE_BAD_FRAME,
-                    "text frames are not part of the protocol; send binary parley.v1.Envelope",
-                )
-                await session.fail(err, 0, framing.CLOSE_BAD_FRAME)
-                break
-            elif msg.type == WSMsgType.ERROR:
-                # aiohttp has already closed the connection (e.g. 1009 for a huge message).
-                FRAMES.labels("in", "invalid").inc()
-                break
-    except Exception:
-        log.exception("session_failed", connection=session.connection_id)
-        err = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error; reconnect")
-        await session.fail(err, 0, framing.CLOSE_TRY_AGAIN_LATER)
-    finally:
-        await gateway.closed(session)
-    return ws
+                elif msg.type == WSMsgType.ERROR:
+                    # aiohttp has already closed the connection (e.g. 1009 for a huge message).
+                    frames("in", "invalid").inc()
+                    break
+        except Exception:
+            log.exception("session_failed", connection=session.connection_id)
+            err = ParleyError(ErrorCode.ERROR_CODE_INTERNAL, "internal error; reconnect")
+            await session.fail(err, 0, framing.CLOSE_TRY_AGAIN_LATER)
+        finally:
+            await gateway.closed(session)
+        return ws
+    except Exception as exc:
+        return problem_for(request, exc)
 
 
 async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
@@ -100,7 +109,7 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         envelope = framing.decode(data)
     except ParleyError as exc:
         if exc.code != ErrorCode.ERROR_CODE_UNKNOWN_MESSAGE:
-            FRAMES.labels("in", "invalid").inc()
+            frames("in", "invalid").inc()
             close = (
                 framing.CLOSE_TOO_LARGE
                 if exc.code == ErrorCode.ERROR_CODE_FRAME_TOO_LARGE
@@ -111,7 +120,7 @@ async def on_frame(gateway: Gateway, session: Session, data: bytes) -> bool:
         # Decodable; only its body is unknown. Parse it again to answer with its seq.
         envelope = client_pb2.Envelope.FromString(data)
     body = framing.body_name(envelope)
-    FRAMES.labels("in", body or "unknown").inc()
+    frames("in", body or "unknown").inc()
     seq = envelope.seq
     s = gateway.settings
     if not session.admit(gateway.clock.monotonic(), s.session_frame_burst, s.session_frame_rate):
