@@ -119,9 +119,18 @@ async def test_too_many_events_during_sign_in_close_the_session_to_retry(
     await c.send(hello=client.Hello(access_token=token, application_key=app.key, user_id="flooded"))
 
     await asyncio.wait_for(reached.wait(), 5)
+    # Through the resume window, as services publish (each acknowledged once stored).
+    js = bus.jetstream()
+    overflows = _metric("parley_gateway_device_events_total", outcome="held_overflow")
     for i in range(MAX_HELD_FRAMES + 1):
-        await bus.publish(subjects.device_events(app.key, "flooded"), _event(f"ev{i}"))
-    await bus.flush()
+        await js.publish(subjects.device_events(app.key, "flooded"), _event(f"ev{i}"))
+    await eventually(
+        lambda: _async(
+            _metric("parley_gateway_device_events_total", outcome="held_overflow") > overflows
+        ),
+        what="the held events overflowed",
+        timeout=15.0,
+    )
     error = await c.expect_error(E.ERROR_CODE_UNAVAILABLE)
     assert "signing in" in error.reason
     await c.expect_close(framing.CLOSE_TRY_AGAIN_LATER)
