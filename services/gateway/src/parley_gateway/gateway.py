@@ -256,7 +256,9 @@ class Gateway:
         ]
         for session in due:
             if session.state == AWAITING_HELLO:
-                if mono - session.opened_at >= hello_timeout:
+                # A Hello that came and waits for its turn to sign in (sign_ins) is not
+                # missing: its client's own Welcome timeout bounds that wait.
+                if not session.user_id and mono - session.opened_at >= hello_timeout:
                     err = ParleyError(
                         ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
                         f"no Hello within {hello_timeout:g} s of connecting",
