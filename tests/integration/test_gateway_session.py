@@ -62,7 +62,7 @@ async def test_register_with_both_schemes_get_a_token_and_open_a_session(
     welcome = await c.hello(token, app.key, "alice")
     assert welcome.gateway_id == stack.gateway().gateway_id
     assert welcome.session_id in stack.gateway().sessions
-    assert welcome.heartbeat_interval_ms == 15_000
+    assert welcome.heartbeat_interval_ms == 30_000
     assert welcome.token_expires_at_ms == int(reply["token"]["expires_at_ms"])
     assert abs(welcome.server_time_ms - welcome.token_expires_at_ms + 900_000) < 5_000
     pong = await c.ping()

@@ -8,6 +8,7 @@ import asyncio
 
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
+from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import presence
 from tests.integration.gateway_stack import module_stack
 
@@ -33,3 +34,34 @@ async def test_hellos_beyond_the_sign_in_limit_wait_their_turn_and_all_sign_in(
         finally:
             for c in clients:
                 await c.close()
+
+
+async def test_a_hello_waiting_for_its_turn_is_not_timed_out_as_missing(
+    nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
+) -> None:
+    """A Hello that waits for a sign-in turn longer than the Hello timeout still gets its
+    Welcome: only a connection that sent no Hello at all is closed for it."""
+    async with module_stack(
+        nats_server.url,
+        postgres_server,
+        "test_gwsi",
+        max_sign_ins_in_flight=1,
+        hello_timeout_seconds=0.4,
+    ) as stack:
+        app = await stack.create_app()
+        gateway = stack.gateway()
+        silent = await stack.connect()
+        async with gateway.sign_ins:  # every turn taken: Hellos wait
+            waiting = asyncio.create_task(stack.signed_in(app, "waiting a.b*>"))
+            # Several sweeps past the Hello timeout: the silent connection is closed by one.
+            error = await silent.expect_error(ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT)
+            assert "no Hello within 0.4 s" in error.reason
+            await asyncio.sleep(0.8)
+            assert not waiting.done()
+        device = await waiting  # its turn came: signed in, not timed out
+        try:
+            assert device.welcome.session_id
+            await device.ping()
+        finally:
+            await device.close()
+            await silent.close()

@@ -12,7 +12,7 @@ def test_defaults_and_the_gateway_id_of_a_dotted_hostname() -> None:
     s = GatewaySettings(instance_id="node-1.example.com-42-abc")
     assert (s.gateway_host, s.gateway_port) == ("127.0.0.1", 8080)
     assert s.gateway_id == "node-1-example-com-42-abc"
-    assert s.heartbeat_interval_ms == 15_000 and s.heartbeat_timeout_seconds == 37.5
+    assert s.heartbeat_interval_ms == 30_000 and s.heartbeat_timeout_seconds == 75.0
     assert (s.hello_timeout_seconds, s.presence_ttl_seconds) == (10.0, 60.0)
     assert s.rest_max_skew_seconds == 600.0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
@@ -40,6 +41,9 @@ log = get_logger("parley.gateway")
 
 # How long a closing handshake may take before the socket is dropped.
 WS_CLOSE_TIMEOUT_SECONDS = 2.0
+# A full sweep (every session looked at for silence and expired tokens) at least this often.
+FULL_SWEEP_SECONDS = 5.0
+NO_EXPIRY = 2**63
 # Part of the drain time kept for the sessions' clean-up (routing, presence) after the closes.
 DRAIN_CLEANUP_SHARE = 0.25
 # Part of the drain time given to routed requests waiting for their services' replies.
@@ -75,6 +79,9 @@ class Gateway:
         peers.connections_count = lambda: len(self.sessions)
         self.gateway_id = settings.gateway_id
         self.sessions: dict[str, Session] = {}
+        # The earliest token expiry among the sessions (as of the last full sweep, and the
+        # tokens taken since): the sweep looks at every session once it has passed.
+        self._next_token_expiry_ms = NO_EXPIRY
         # Sign-ins running at once (PARLEY_MAX_SIGN_INS_IN_FLIGHT); the others wait here.
         self.sign_ins = asyncio.Semaphore(settings.max_sign_ins_in_flight)
         self.draining = False
@@ -226,37 +233,72 @@ class Gateway:
 
     # Loops ------------------------------------------------------------------------------
 
+    def token_taken(self, expires_at_ms: int) -> None:
+        """A session took a token (sign-in or refresh): the sweep after it expires looks at
+        every session, so no session outlives its token by more than a round."""
+        self._next_token_expiry_ms = min(self._next_token_expiry_ms, expires_at_ms)
+
     def _sweep_interval(self) -> float:
         s = self.settings
         return max(0.05, min(1.0, s.hello_timeout_seconds / 4, s.heartbeat_timeout_seconds / 4))
 
+    def _full_sweep_every(self, interval: float) -> int:
+        """Sweep rounds per full pass over every session: about a tenth of the heartbeat
+        timeout (7.5 s at the defaults), at most FULL_SWEEP_SECONDS; the rounds between only
+        look at the connections opened within the Hello timeout."""
+        seconds = min(FULL_SWEEP_SECONDS, self.settings.heartbeat_timeout_seconds / 10)
+        return max(1, int(seconds / interval))
+
     async def _sweep_loop(self) -> None:
         interval = self._sweep_interval()
+        full_every = self._full_sweep_every(interval)
+        rounds = 0
         while True:
             await asyncio.sleep(interval)
+            rounds += 1
+            full = rounds % full_every == 0 or now_ms(self.clock) >= self._next_token_expiry_ms
             try:
-                self.sweep()
+                self.sweep(full=full, margin=2 * interval)
                 await self.verifier.refresh_if_stale()
             except Exception:
                 log.exception("sweep_failed")
 
-    def sweep(self) -> None:
-        """Close sessions that sent no Hello in time, went silent, or whose token expired."""
+    def sweep(self, full: bool = True, margin: float = 0.0) -> None:
+        """Close sessions that sent no Hello in time, went silent, or whose token expired.
+
+        `full`: every session is looked at (one cheap pass picks those that may be due:
+        silent too long, or a token expired; a session waiting for its Hello has none yet,
+        so it is always picked). Otherwise only the connections opened within the Hello
+        timeout (and `margin`) are: the newest, at the end of `sessions`, which keeps its
+        connections in the order they opened. Idle sessions then cost nothing per round.
+        """
         s = self.settings
         mono, wall_ms = self.clock.monotonic(), now_ms(self.clock)
         hello_timeout, heartbeat_timeout = s.hello_timeout_seconds, s.heartbeat_timeout_seconds
-        # One cheap pass over every session picks those that may be due: silent too long,
-        # or a token expired (a session waiting for its Hello has none yet, so it is always
-        # picked). Only those few are checked.
         silent_since = mono - heartbeat_timeout
-        due = [
-            session
-            for session in self.sessions.values()
-            if session.last_heard <= silent_since or session.token_expires_at_ms <= wall_ms
-        ]
+        if full:
+            sessions = self.sessions.values()
+            due = [
+                session
+                for session in sessions
+                if session.last_heard <= silent_since or session.token_expires_at_ms <= wall_ms
+            ]
+            self._next_token_expiry_ms = min(
+                (x.token_expires_at_ms for x in sessions if x.token_expires_at_ms > wall_ms),
+                default=NO_EXPIRY,
+            )
+        else:
+            opened_since = mono - hello_timeout - margin
+            newest = itertools.takewhile(
+                lambda session: session.opened_at >= opened_since,
+                reversed(self.sessions.values()),
+            )
+            due = [session for session in newest if session.state == AWAITING_HELLO]
         for session in due:
             if session.state == AWAITING_HELLO:
-                if mono - session.opened_at >= hello_timeout:
+                # A Hello that came and waits for its turn to sign in (sign_ins) is not
+                # missing: its client's own Welcome timeout bounds that wait.
+                if not session.user_id and mono - session.opened_at >= hello_timeout:
                     err = ParleyError(
                         ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
                         f"no Hello within {hello_timeout:g} s of connecting",

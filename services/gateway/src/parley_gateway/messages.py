@@ -50,7 +50,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         return False
     if s.state == CLOSING:  # timed out or drained while the token was checked
         return False
-    _take_claims(s, claims)
+    _take_claims(gw, s, claims)
     s.connected_at_ms = now_ms(gw.clock)
     s.capabilities = bodies.capability_mask(msg.capabilities)
     previous = msg.resume_session_id
@@ -114,12 +114,13 @@ async def _sign_in(
     return decision
 
 
-def _take_claims(s: Session, claims: Claims) -> None:
+def _take_claims(gw: Gateway, s: Session, claims: Claims) -> None:
     # Many sessions share few application keys: keep one copy of each.
     s.application_key = sys.intern(claims.application_key)
     s.user_id = claims.user_id
     s.instance_id = claims.instance_id
     s.token_expires_at_ms = claims.expires_at_ms
+    gw.token_taken(claims.expires_at_ms)
 
 
 async def ping(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
@@ -139,7 +140,7 @@ async def refresh_token(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bo
         what = "application" if claims.application_key != s.application_key else "user"
         await s.fail(_not_yours(what), env.seq, framing.CLOSE_FORBIDDEN)
         return False
-    _take_claims(s, claims)
+    _take_claims(gw, s, claims)
     accepted = client_pb2.TokenAccepted(token_expires_at_ms=claims.expires_at_ms)
     await s.send(client_pb2.Envelope(reply_to=env.seq, token_accepted=accepted))
     return True

@@ -3,9 +3,11 @@ and applications through parley_service.app_label)."""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 CONNECTIONS = Gauge(
     "parley_gateway_connections",
@@ -17,18 +19,53 @@ SESSIONS = Gauge(
     "first PARLEY_METRICS_APP_LABELS applications seen, then other).",
     ["app"],
 )
-FRAMES = Counter(
-    "parley_gateway_frames_total",
-    "WebSocket frames, by direction (in, out) and message type.",
-    ["direction", "type"],
-)
 
 
-@functools.cache
-def frames(direction: str, body: str) -> Counter:
-    """The FRAMES counter of one direction and message type (`labels` costs a lock and a
-    tuple per call, twice per heartbeat; the label values are bounded)."""
-    return FRAMES.labels(direction, body)
+class _Count:
+    """One lock-free count (the gateway's loop is its only writer)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
+
+
+class FrameCounts(Collector):
+    """`parley_gateway_frames_total`, WebSocket frames by direction (in, out) and message
+    type: two per heartbeat, the commonest thing a gateway does. Counted in plain ints and
+    read at scrape time (a prometheus_client Counter takes a lock per increment)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], _Count] = {}
+
+    def child(self, direction: str, body: str) -> _Count:
+        key = (direction, body)
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = _Count()
+        return count
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "parley_gateway_frames",
+            "WebSocket frames, by direction (in, out) and message type.",
+            labels=["direction", "type"],
+        )
+        for (direction, body), count in list(self._counts.items()):
+            family.add_metric([direction, body], count.value)
+        yield family
+
+
+FRAMES = FrameCounts()
+REGISTRY.register(FRAMES)
+
+
+def frames(direction: str, body: str) -> _Count:
+    """The frame count of one direction and message type (the label values are bounded)."""
+    return FRAMES.child(direction, body)
 
 
 ERRORS = Counter(

@@ -15,8 +15,11 @@ class GatewaySettings(ServiceSettings):
     gateway_port: int = 8080
     # Names this gateway in presence and in connection subjects; "" means the instance id.
     gateway_id: str = ""
-    # Clients ping at this interval; a session silent for 2.5 intervals is closed.
-    heartbeat_interval_ms: int = 15_000
+    # Clients ping at this interval; a session silent for 2.5 intervals is closed. 30 s
+    # keeps a connection through the idle timeouts of common proxies and load balancers
+    # (60 s) while an idle connection costs the gateway one Ping every 30 s, its largest
+    # cost at rest (bench/connect.py).
+    heartbeat_interval_ms: int = 30_000
     # A connection must send its Hello within this many seconds.
     hello_timeout_seconds: float = 10.0
     # Presence entries expire this long after the last refresh (so a crashed gateway's go).
