@@ -227,6 +227,35 @@ async def test_three_participants_each_hear_the_other_two_and_not_themselves(
 
 
 @bounded(90)
+async def test_a_room_that_ended_opens_again_under_the_same_id(
+    stack: E2EStack, tmp_path: Path, backend: BackendClient
+) -> None:
+    """A conference id is used again (a daily stand-up): after its room ended with its last
+    participant, joining it opens a new room, and the two hear each other again."""
+    room = odd("stand-up")
+
+    async def room_over() -> bool:
+        try:
+            await backend.conference(room)
+        except ParleyError as exc:
+            return "NOT_FOUND" in str(exc.code)
+        return False
+
+    async with (
+        participant(stack, "dee", tmp_path, TONES[0]) as dee,
+        participant(stack, "eve", tmp_path, TONES[1], "gateway-b") as eve,
+    ):
+        for day in range(2):
+            calls = [(await join(p, room))[0] for p in (dee, eve)]
+            levels = await until_hears(calls[0], {TONES[1]})
+            assert hears(levels, {TONES[1]}), (day, levels)
+            for call in calls:
+                await call.hangup()
+                await call.wait_ended(5)
+            await eventually(room_over, 10, f"the room of day {day} over")
+
+
+@bounded(90)
 async def test_the_application_mutes_unmutes_and_removes_participants(
     stack: E2EStack, tmp_path: Path, backend: BackendClient
 ) -> None:

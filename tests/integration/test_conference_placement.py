@@ -80,6 +80,22 @@ async def test_a_gone_replicas_room_is_placed_anew_and_its_late_release_removes_
     assert await alive.owner(APP, "moving room") is None
 
 
+async def test_a_room_that_ended_is_placed_again_under_the_same_id(nc: NATS) -> None:
+    """A conference id is reused (a daily stand-up): once its room ended and its key was
+    released, the next join places it again, also when replicas race to do it."""
+    replicas = [await replica(nc, f"again{i}", ttl=60.0) for i in range(3)]
+    for i, r in enumerate(replicas):
+        await r.write_load(rooms=0, participants=i, draining=False)
+    room = "daily stand up.x*>"
+    for _ in range(3):
+        placed = await asyncio.gather(*(r.place(APP, room) for r in replicas for _ in range(2)))
+        assert {p.replica_id for p in placed} == {"again0"}, placed
+        holder = await replicas[1].owner(APP, room)
+        assert holder is not None and holder.replica_id == "again0"
+        await replicas[0].release(APP, room, holder.revision)  # the room ended
+        assert await replicas[1].owner(APP, room) is None
+
+
 async def test_a_load_entry_expires_when_its_replica_stops_writing(nc: NATS) -> None:
     quiet = await replica(nc, "quiet")
     await quiet.write_load(rooms=0, participants=0, draining=False)

@@ -197,8 +197,13 @@ class Placement:
         try:
             with self._watching("get"):
                 entry = await self._rooms.get(key, validate_keys=False)
-        except nats.js.errors.KeyNotFoundError:
-            return None
+        except nats.js.errors.KeyNotFoundError as exc:
+            # A room that ended (release left a purge marker as the key's last message)
+            # has no placement, but a new one is written over the marker's revision.
+            marker = getattr(exc, "entry", None)
+            if marker is None or not marker.revision:
+                return None
+            return Placed("", int(marker.revision)), int(marker.revision)
         placement = _decode(conference_pb2.RoomPlacement, entry.value)
         revision = int(entry.revision or 0)
         if placement is None or not placement.replica_id:
