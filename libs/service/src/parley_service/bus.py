@@ -34,6 +34,9 @@ Resp = TypeVar("Resp", bound=Message)
 
 log = get_logger("parley.bus")
 
+# How long stop_serving waits for NATS to confirm its subscriptions are drained.
+SUB_DRAIN_SECONDS = 2.0
+
 BUS_REQUESTS = Counter(
     "parley_bus_requests_total",
     "Bus requests served, by endpoint and outcome (ok or an error code name).",
@@ -139,13 +142,26 @@ class Bus:
             await self.nc.flush()
 
     async def stop_serving(self) -> None:
-        """Stop taking new requests (requests already taken still finish)."""
-        for sub in self._subs:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-        self._subs.clear()
+        """Stop taking new requests (requests already taken still finish).
+
+        Each subscription is drained, not just unsubscribed: the server may have sent
+        requests before it heard the unsubscribe, and an unsubscribed connection drops
+        them (their callers would wait out their timeouts; a sip replica that became full
+        lost dials that way). Draining answers them. When NATS cannot confirm within
+        SUB_DRAIN_SECONDS (it is away), the subscriptions are simply dropped.
+        """
+        subs, self._subs = self._subs, []
+        if not subs:
+            return
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(sub.drain() for sub in subs)),  # type: ignore[no-untyped-call]
+                SUB_DRAIN_SECONDS,
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("bus_drain_failed", service=self.service, error=repr(exc))
+            for sub in subs:
+                _drop(self.nc, sub)
 
     async def cancel_in_flight(self) -> None:
         """Stop at once: cancel the requests being served (their callers time out)."""
@@ -273,6 +289,14 @@ async def request(
         ErrorCode.ERROR_CODE_INTERNAL,
         f"{subject} answered with something that is not a {response_type.DESCRIPTOR.full_name}",
     )
+
+
+def _drop(nc: NATS, sub: Subscription) -> None:
+    """Forget a subscription whose drain did not finish (nats-py marks it closed but keeps
+    it, and would subscribe it again after a reconnect): stop its task, remove it from the
+    connection. nats-py internals, as in the gateway's SubjectMux (version pinned)."""
+    sub._stop_processing()
+    nc._remove_sub(sub._id)
 
 
 M = TypeVar("M", bound=Message)
