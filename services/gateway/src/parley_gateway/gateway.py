@@ -243,9 +243,9 @@ class Gateway:
         return max(0.05, min(1.0, s.hello_timeout_seconds / 4, s.heartbeat_timeout_seconds / 4))
 
     def _full_sweep_every(self, interval: float) -> int:
-        """Sweep rounds per full pass over every session: about a tenth of the heartbeat
-        timeout (7.5 s at the defaults), at most FULL_SWEEP_SECONDS; the rounds between only
-        look at the connections opened within the Hello timeout."""
+        """Sweep rounds per full pass over every session: a tenth of the heartbeat timeout,
+        at most FULL_SWEEP_SECONDS (5 s at the defaults); the rounds between only look at
+        the connections opened within the Hello timeout."""
         seconds = min(FULL_SWEEP_SECONDS, self.settings.heartbeat_timeout_seconds / 10)
         return max(1, int(seconds / interval))
 
