@@ -40,14 +40,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from measure import cpu_seconds, percentile, rss_kib
 from simulated import signaling_client
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.e2e
+
+import aiohttp
 
 from parley_client import ParleyClient
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
 from parley_gateway.settings import GatewaySettings
+from tests.e2e.stack import gateway_def
 
 GATEWAY_FD_RESERVE = 100  # listening sockets, NATS, health port, epoll, logs ...
 STORM_TIMEOUT_SECONDS = 120.0
@@ -118,18 +122,6 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-def gateway_def(name: str) -> ServiceDef:
-    return ServiceDef(
-        name=name,
-        module="parley_gateway",
-        health_port=0,
-        public_port=0,
-        public_port_env="PARLEY_GATEWAY_PORT",
-        env={"PARLEY_LOG_LEVEL": "WARNING", "PARLEY_GATEWAY_ID": name},
-        restart=False,
-    )
-
-
 async def gateway_metrics(stack: DevStack, name: str) -> dict[str, float]:
     """Signed-in sessions, Welcomes sent, and resumes by outcome ("resume:<outcome>"), from
     a gateway's /metrics."""
@@ -195,7 +187,7 @@ async def run(
         ServiceDef(
             name="auth", module="parley_auth", health_port=0, database=True, master_key=True
         ),
-        *(gateway_def(name) for name in names),
+        *(gateway_def(name, {"PARLEY_LOG_LEVEL": "WARNING"}) for name in names),
     ]
     settings = StackSettings(home=home, master_key=base64.b64encode(os.urandom(32)).decode())
     log = open(home / "stack.log", "w")  # noqa: ASYNC230 (once, before anything runs)

@@ -39,10 +39,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import nats
 from measure import cpu_seconds, percentile
 from simulated import settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.e2e
+
+import aiohttp
+import nats
 
 from parley.v1 import echo_pb2
 from parley_devstack.services import ServiceDef
@@ -51,20 +54,13 @@ from parley_loadtest.clients import simulated_client
 from parley_protocol import signatures
 from parley_protocol.pb import client as pb
 from parley_service.devices import DeviceEvents
+from tests.e2e.stack import gateway_def
 
 QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
 
 
 def gateway(name: str, window: bool) -> ServiceDef:
-    return ServiceDef(
-        name=name,
-        module="parley_gateway",
-        health_port=0,
-        public_port=0,
-        public_port_env="PARLEY_GATEWAY_PORT",
-        env={**QUIET, "PARLEY_GATEWAY_ID": name, "PARLEY_EVENT_WINDOW_SECONDS": _window(window)},
-        restart=False,
-    )
+    return gateway_def(name, {**QUIET, "PARLEY_EVENT_WINDOW_SECONDS": _window(window)})
 
 
 def _window(on: bool) -> str:

@@ -6,6 +6,7 @@ stack's handle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -16,12 +17,25 @@ from parley_devstack.postgres import EmbeddedPostgres
 from parley_loadtest.cli import make_report, write_reports
 from parley_loadtest.engine import run_scenario
 from parley_loadtest.validate import build
-from tests.e2e.stack import messaging_def, running_stack
+from tests.e2e.stack import E2EStack, messaging_def, running_stack
 from tests.support.wire import bounded
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = str(Path(sys.executable).parent / "parley-loadtest")
 QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
+
+
+def load_stack(
+    tmp_path: Path, nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
+) -> contextlib.AbstractAsyncContextManager[E2EStack]:
+    """The stack a load test runs against: auth, a gateway and the messaging service."""
+    return running_stack(
+        tmp_path / f"load_{tmp_path.name}",
+        nats_server.url,
+        postgres_server,
+        extra=[messaging_def()],
+        env=QUIET,
+    )
 
 
 async def command(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -42,13 +56,7 @@ async def command(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 async def test_the_smoke_scenario_delivers_everything_once(
     tmp_path: Path, nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
 ) -> None:
-    async with running_stack(
-        tmp_path / f"load_{tmp_path.name}",
-        nats_server.url,
-        postgres_server,
-        extra=[messaging_def()],
-        env=QUIET,
-    ) as stack:
+    async with load_stack(tmp_path, nats_server, postgres_server) as stack:
         status, out, err = await command(
             "run",
             "scenarios/smoke.yaml",
@@ -140,13 +148,7 @@ async def test_a_storm_brings_every_client_back_on_the_other_replica(
     tmp_path: Path, nats_server: EmbeddedNats, postgres_server: EmbeddedPostgres
 ) -> None:
     users = 250
-    async with running_stack(
-        tmp_path / f"load_{tmp_path.name}",
-        nats_server.url,
-        postgres_server,
-        extra=[messaging_def()],
-        env=QUIET,
-    ) as stack:
+    async with load_stack(tmp_path, nats_server, postgres_server) as stack:
         scenario = build(
             {
                 "name": "storm-small",

@@ -379,6 +379,21 @@ class Tally:
             ),
         }
 
+    def outcome(self) -> dict[str, Any]:
+        """What the run measured, as build_report takes it: figures, series, marks, storm
+        details and errors."""
+        return {
+            "figures": self.figures(),
+            "series": self.series(),
+            "marks": self.marks,
+            "storm": self.storm_details(),
+            "errors": {
+                "count": self.errors,
+                "by_kind": dict(self.error_kinds),
+                "samples": self.error_samples,
+            },
+        }
+
     def storm_details(self) -> dict[str, Any]:
         """What the storm was about, besides its figures: the replicas before and after."""
         if self.kill_at is None:
