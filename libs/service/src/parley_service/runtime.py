@@ -25,7 +25,7 @@ from parley_protocol.clock import Clock, SystemClock
 from parley_service import app_label, tracing
 from parley_service.assets import JetStreamAssets
 from parley_service.bus import Bus, InFlight
-from parley_service.db import apply_migrations, create_pool
+from parley_service.db import apply_migrations, create_pool, migrate
 from parley_service.health import SERVICE_INFO, HealthServer
 from parley_service.logs import configure_logging, get_logger, safe_url
 from parley_service.presence import check_server_version
@@ -232,9 +232,8 @@ async def _build(
     health.add_check(runtime.assets.ready)
     if settings.database_url:
         runtime.pool = await connect_database(settings)
-        if migrations is not None:
-            async with runtime.pool.acquire() as conn:
-                await apply_migrations(conn, migrations.schema, migrations.package)
+        if migrations is not None:  # on a connection of its own: it takes an advisory lock
+            await migrate(settings.database_url, migrations.schema, migrations.package)
 
         async def db_ready() -> str | None:
             try:
