@@ -238,7 +238,8 @@ async def main(args: argparse.Namespace) -> None:
                     now,
                 )
         nc = await nats.connect(nats_server.url)
-        for kind in found:
+        wanted = set(args.kinds.split(","))
+        for kind in [kind for kind in found if kind.name in wanted]:
             users = [f"{kind.name} user {i}.*>" for i in range(args.devices)]
             await phase(nc, kind, users[:20], None)  # warm-up: connections, tokens
             paced_n = min(len(users), int(args.rate * args.seconds))
@@ -306,4 +307,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--offered", type=float, default=1000.0)
     parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument(
+        "--kinds", default="fcm,apns,web_push", help="providers to measure, comma-separated"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -41,6 +41,7 @@ from parley_service.client_requests import Caller
 from parley_service.secrets_box import SecretBox
 from tests.support.metrics import sample_sum
 from tests.support.providers import FakeApns, FakeFcm, LocalTls, device_token
+from tests.support.providers.server import Request, Response
 from tests.support.wire import bounded, eventually
 
 MASTER_KEY = base64.b64encode(bytes(range(32, 64))).decode()
@@ -215,6 +216,50 @@ async def test_an_outage_is_retried_and_a_stopped_service_loses_no_job(
             "the push after the outage",
         )
     assert len(fcm.pushes_to("fcm-registration-token-0002")) == 1
+
+
+class SlowFcm(FakeFcm):
+    """FCM answering each push only after `hold` seconds."""
+
+    hold = 0.0
+
+    async def handle(self, request: Request) -> Response:
+        if request.path != "/token":
+            await asyncio.sleep(self.hold)
+        return await super().handle(request)
+
+
+@bounded(60)
+async def test_a_job_at_work_longer_than_its_ack_wait_is_not_given_out_again(
+    nats_server: EmbeddedNats,
+    database_url: str,
+    tls: LocalTls,
+    bus: NATS,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An ack wait of 1.5 s (the consumer is updated to it, and back at the next start).
+    monkeypatch.setattr("parley_push.jobs.ACK_WAIT_SECONDS", 1.5)
+    monkeypatch.setattr("parley_push.senders.ACK_WAIT_SECONDS", 1.5)
+    async with (
+        SlowFcm(tls) as fcm,
+        push_service(nats_server.url, database_url, tls) as runtime,
+    ):
+        await set_credentials(
+            runtime, "fcm", {"service_account": fcm.service_account(), "endpoint": fcm.url}
+        )
+        bob, token = "bob 5.x*>", "fcm-registration-token-0005"
+        await handlers_of(runtime).register_managed_push(
+            caller(bob),
+            push_pb2.RegisterManagedPush(provider=push_pb2.PUSH_PROVIDER_FCM, token=token),
+        )
+        fcm.hold = 4.0  # the provider takes more than twice the ack wait to answer
+        before = fcm.requests - fcm.token_requests
+        await notify(bus, call_notify(bob))
+        await eventually(lambda: _some(fcm.pushes_to(token)), 15, "the slow push")
+        await asyncio.sleep(2.0)  # a job given out again would have been sent again by now
+        assert len(fcm.pushes_to(token)) == 1
+        assert fcm.requests - fcm.token_requests - before == 1
+        assert _counted("fcm", "sent") >= 1
 
 
 @bounded(30)

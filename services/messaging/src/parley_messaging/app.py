@@ -9,7 +9,6 @@ from typing import TypeVar
 
 from parley_messaging import commits, store
 from parley_messaging.events import MessageEvents
-from parley_messaging.group_commit import GroupCommit
 from parley_messaging.handlers import (
     MessageWriter,
     MessagingHandlers,
@@ -17,11 +16,12 @@ from parley_messaging.handlers import (
     ToldWriter,
     declare_endpoints,
 )
-from parley_messaging.metrics import PURGED
+from parley_messaging.metrics import COMMIT_METRICS, PURGED
 from parley_messaging.online import OnlineUsers
 from parley_messaging.redeliver import Redeliverer
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
+from parley_service.batches import Batcher
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
 from parley_service.presence import GatewayLiveness, PresenceReader
@@ -49,9 +49,9 @@ def redeliverer_of(runtime: Runtime) -> Redeliverer:
     return runtime.component("redeliverer", Redeliverer)
 
 
-def writer_of(runtime: Runtime, kind: str) -> GroupCommit[object, object]:
+def writer_of(runtime: Runtime, kind: str) -> Batcher[object, object]:
     """The group-commit writer of `kind`: messages, acks, reads or told."""
-    writer: GroupCommit[object, object] = runtime.component(f"{kind}_writer", GroupCommit)
+    writer: Batcher[object, object] = runtime.component(f"{kind}_writer", Batcher)
     return writer
 
 
@@ -66,12 +66,12 @@ async def setup(runtime: Runtime) -> None:
     pool = runtime.db
     timeout = settings.message_commit_timeout_seconds
 
-    def writer(
-        kind: str, write: commits.Write[T, R], synchronous: bool = True
-    ) -> GroupCommit[T, R]:
-        group: GroupCommit[T, R] = GroupCommit(
+    def writer(kind: str, write: commits.Write[T, R], synchronous: bool = True) -> Batcher[T, R]:
+        group: Batcher[T, R] = Batcher(
+            "messaging",
             kind,
             commits.in_transaction(pool, write, timeout, kind, synchronous),
+            COMMIT_METRICS,
             settings.message_batch_max,
             settings.message_batch_window_seconds,
         )

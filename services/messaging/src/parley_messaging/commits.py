@@ -1,5 +1,5 @@
 """The batched writes: sends, acknowledgements and reads, a whole batch of requests in one
-transaction with synchronous commit (group_commit.py feeds them).
+transaction with synchronous commit (parley_service.batches feeds them).
 
 Each write takes the batch and gives one result per request, in order:
 
@@ -282,7 +282,7 @@ def in_transaction(
     kind: str,
     synchronous: bool = True,
 ) -> Callable[[Sequence[T]], Awaitable[Sequence[R]]]:
-    """A flush for GroupCommit: `write` the batch in one transaction with synchronous commit
+    """A flush for a Batcher: `write` the batch in one transaction with synchronous commit
     (unless `synchronous` is false: the told marks), within `timeout_seconds` (TimeoutError:
     UNAVAILABLE to the requests; the outcome of a commit cut off is unknown, and a retry is
     answered from what was stored). A deadlock or serialization failure against another

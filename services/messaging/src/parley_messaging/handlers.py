@@ -44,7 +44,6 @@ from parley_messaging.commits import (
     ToldMarks,
 )
 from parley_messaging.events import MessageEvents
-from parley_messaging.group_commit import GroupCommit
 from parley_messaging.metrics import (
     DELIVERED,
     FETCHED,
@@ -68,6 +67,7 @@ from parley_protocol.validation import (
 )
 from parley_service import db
 from parley_service.app_label import app_label
+from parley_service.batches import Batcher
 from parley_service.bus import Bus
 from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
@@ -77,9 +77,9 @@ log = get_logger("parley.messaging.handlers")
 # How long a send waits for the push service when recipients have no device online.
 NOTIFY_TIMEOUT_SECONDS = 2.0
 
-MessageWriter = GroupCommit[NewMessage, Stored | ParleyError]
-ReceiptWriter = GroupCommit[ReceiptRequest, ReceiptOutcome]
-ToldWriter = GroupCommit[ToldMarks, None]
+MessageWriter = Batcher[NewMessage, Stored | ParleyError]
+ReceiptWriter = Batcher[ReceiptRequest, ReceiptOutcome]
+ToldWriter = Batcher[ToldMarks, None]
 
 
 def declare_endpoints(bus: Bus, handlers: MessagingHandlers) -> None:

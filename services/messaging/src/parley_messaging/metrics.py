@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from parley_service.batches import BatchMetrics
+
 MESSAGES_ACCEPTED = Counter(
     "parley_messaging_messages_accepted_total",
     "Messages accepted (committed; a retried send is not counted again), by application.",
@@ -57,6 +59,7 @@ COMMIT_SECONDS = Histogram(
     ["kind"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+COMMIT_METRICS = BatchMetrics(COMMITS, COMMIT_BATCH_SIZE, COMMIT_SECONDS)
 EVENTS_FAILED = Counter(
     "parley_messaging_events_failed_total",
     "Device events the resume window did not take, by body (what they told stands; "

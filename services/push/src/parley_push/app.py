@@ -3,12 +3,17 @@ its consumer, the handlers of the routed push bodies and of Notify, and the job 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from parley_push import store
 from parley_push.credentials import Senders
-from parley_push.handlers import PushHandlers, declare_endpoints
+from parley_push.handlers import Lookups, PushHandlers, declare_endpoints
 from parley_push.jobs import JobQueue, consumer, stream
+from parley_push.metrics import LOOKUP_METRICS
 from parley_push.payloads import PayloadSigner, payload_key
 from parley_push.senders import JobSenders
 from parley_push.settings import PushSettings
+from parley_service.batches import Batcher
 from parley_service.logs import get_logger
 from parley_service.runtime import Migrations, Runtime
 from parley_service.secrets_box import SecretBox
@@ -17,6 +22,9 @@ log = get_logger("parley.push")
 
 SETTINGS = PushSettings
 MIGRATIONS = Migrations("push", "parley_push.migrations")
+# Notify requests whose device lookups go in one query at most (under load the requests
+# that come while a query runs make the next batch).
+LOOKUP_BATCH_MAX = 256
 
 
 def handlers_of(runtime: Runtime) -> PushHandlers:
@@ -35,8 +43,16 @@ async def setup(runtime: Runtime) -> None:
     await runtime.assets.add(stream(settings.jetstream_replicas, settings.push_job_max_age_seconds))
     await runtime.assets.add(consumer(settings.push_max_attempts))
     jobs = JobQueue(runtime.nc, runtime.assets)
+    db = runtime.db
+
+    async def lookup(batch: Sequence[store.Recipients]) -> list[list[store.DeviceRow]]:
+        return await store.devices_of(db, batch)
+
+    lookups: Lookups = Batcher("push", "devices", lookup, LOOKUP_METRICS, LOOKUP_BATCH_MAX)
+    lookups.start()
+    runtime.on_stop(lookups.stop)
     handlers = PushHandlers(
-        settings, runtime.db, PayloadSigner(payload_key(master_key)), jobs, runtime.clock
+        settings, db, lookups, PayloadSigner(payload_key(master_key)), jobs, runtime.clock
     )
     senders = Senders(
         runtime.db,

@@ -25,6 +25,7 @@ from parley_push.metrics import NOTIFIES, PAIRS, REGISTRATIONS, RELAYS
 from parley_push.payloads import PayloadSigner
 from parley_push.settings import PushSettings
 from parley_push.tokens import check_token, provider_name
+from parley_service.batches import Batcher
 from parley_service.bus import Bus
 from parley_service.client_requests import Caller
 from parley_service.logs import get_logger
@@ -32,6 +33,8 @@ from parley_service.logs import get_logger
 log = get_logger("parley.push.handlers")
 
 Db = store.Db
+# Concurrent Notify requests' device lookups, one query a batch (app.py makes it).
+Lookups = Batcher[store.Recipients, list[store.DeviceRow]]
 
 # Users one Notify may name (a message's recipients, a call's callee).
 MAX_NOTIFY_USERS = 100
@@ -51,11 +54,13 @@ class PushHandlers:
         self,
         settings: PushSettings,
         db: Db,
+        lookups: Lookups,
         signer: PayloadSigner,
         jobs: JobQueue,
         clock: Clock,
     ) -> None:
         self._db = db
+        self._lookups = lookups
         self._signer = signer
         self._jobs = jobs
         self._clock = clock
@@ -191,7 +196,9 @@ class PushHandlers:
         recipients = list(dict.fromkeys(validate_user_id(u) for u in request.recipient_ids))
         kind_name = "call" if kind == "call" else "message"
         collapse_id = request.call.call_id if kind == "call" else request.message.message_id
-        devices = await store.devices_of(self._db, request.application_key, recipients)
+        devices = await self._lookups.submit(
+            store.Recipients(request.application_key, tuple(recipients))
+        )
         payloads = {user: self._payload(request, user) for user in recipients}
         reply = push_pb2.NotifyReply()
         by_user = {user: reply.recipients.add(recipient_id=user) for user in recipients}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from parley_service.batches import BatchMetrics
+
 REGISTRATIONS = Counter(
     "parley_push_registrations_total",
     "Device registrations changed, by what (push_data, managed) and action (set, clear).",
@@ -47,4 +49,23 @@ RELAYS = Counter(
     "parley_push_relays_total",
     "Payloads relayed by devices, by outcome (call, message, or the error code).",
     ["outcome"],
+)
+LOOKUP_METRICS = BatchMetrics(
+    Counter(
+        "parley_push_lookups_total",
+        "Device lookups (one query for the Notify requests that came together), by outcome.",
+        ["kind", "outcome"],
+    ),
+    Histogram(
+        "parley_push_lookup_batch_size",
+        "Notify requests served by one device lookup.",
+        ["kind"],
+        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    ),
+    Histogram(
+        "parley_push_lookup_seconds",
+        "Time of one device lookup.",
+        ["kind"],
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    ),
 )

@@ -89,19 +89,40 @@ async def device(db: Db, app: str, user_id: str, instance_id: str) -> DeviceRow 
     return None if row is None else DeviceRow(*row)
 
 
-async def devices_of(db: Db, app: str, user_ids: Sequence[str]) -> list[DeviceRow]:
-    """The devices of these users that registered something, in a stable order."""
+@dataclass(frozen=True)
+class Recipients:
+    """The users of one notification, in its application."""
+
+    application_key: str
+    user_ids: tuple[str, ...]
+
+
+async def devices_of(db: Db, batch: Sequence[Recipients]) -> list[list[DeviceRow]]:
+    """For each notification of the batch, the devices of its users that registered
+    something (user by user in the notification's order, each user's by instance id): one
+    query for the whole batch."""
+    wanted: dict[tuple[str, str], None] = {}
+    for entry in batch:
+        for user in entry.user_ids:
+            wanted[(entry.application_key, user)] = None
     rows = await db.fetch(
         """
-        SELECT user_id, instance_id, push_data, provider, token FROM push.devices
-        WHERE application_key = $1 AND user_id = ANY($2::text[])
-          AND (push_data IS NOT NULL OR token IS NOT NULL)
-        ORDER BY user_id, instance_id
+        SELECT d.application_key, d.user_id, d.instance_id, d.push_data, d.provider, d.token
+        FROM unnest($1::text[], $2::text[]) AS w(application_key, user_id)
+        JOIN push.devices d ON d.application_key = w.application_key AND d.user_id = w.user_id
+        WHERE d.push_data IS NOT NULL OR d.token IS NOT NULL
+        ORDER BY d.application_key, d.user_id, d.instance_id
         """,
-        app,
-        list(user_ids),
+        [app for app, _ in wanted],
+        [user for _, user in wanted],
     )
-    return [DeviceRow(*row) for row in rows]
+    found: dict[tuple[str, str], list[DeviceRow]] = {}
+    for app, *device in rows:
+        found.setdefault((app, device[0]), []).append(DeviceRow(*device))
+    return [
+        [row for user in entry.user_ids for row in found.get((entry.application_key, user), ())]
+        for entry in batch
+    ]
 
 
 async def forget_token(

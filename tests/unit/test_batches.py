@@ -1,15 +1,31 @@
-"""GroupCommit with a fake flush: batching, a result per item, a failed batch, cancelled
+"""Batcher with a fake flush: batching, a result per item, a failed batch, cancelled
 requests, and stopping."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
+from prometheus_client import Counter, Histogram
 
-from parley_messaging.group_commit import GroupCommit
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.batches import Batcher, BatchMetrics
+
+METRICS = BatchMetrics(
+    Counter("test_batches_flushes_total", "Test batches.", ["kind", "outcome"], registry=None),
+    Histogram("test_batches_size", "Test batch sizes.", ["kind"], registry=None),
+    Histogram("test_batches_seconds", "Test flush times.", ["kind"], registry=None),
+)
+
+
+def batcher(
+    kind: str,
+    flush: Callable[[Sequence[int]], Awaitable[Sequence[int]]],
+    max_batch: int,
+    window: float = 0.0,
+) -> Batcher[int, int]:
+    return Batcher("test", kind, flush, METRICS, max_batch, window)
 
 
 class FakeFlush:
@@ -32,10 +48,8 @@ class FakeFlush:
         return [item * 10 for item in batch]
 
 
-async def _writer(
-    flush: FakeFlush, max_batch: int = 100, window: float = 0.0
-) -> GroupCommit[int, int]:
-    writer: GroupCommit[int, int] = GroupCommit("test", flush, max_batch, window)
+async def _writer(flush: FakeFlush, max_batch: int = 100, window: float = 0.0) -> Batcher[int, int]:
+    writer: Batcher[int, int] = batcher("test", flush, max_batch, window)
     writer.start()
     return writer
 
@@ -98,7 +112,7 @@ async def test_a_flush_giving_the_wrong_number_of_results_fails_the_batch() -> N
     async def short(batch: Sequence[int]) -> list[int]:
         return []
 
-    writer: GroupCommit[int, int] = GroupCommit("short", short, 10)
+    writer: Batcher[int, int] = batcher("short", short, 10)
     writer.start()
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         await writer.submit(1)
@@ -140,8 +154,8 @@ async def test_stop_answers_waiting_requests_unavailable_and_refuses_new_ones() 
 
 
 async def test_a_writer_not_started_refuses_and_max_batch_must_be_positive() -> None:
-    writer: GroupCommit[int, int] = GroupCommit("idle", FakeFlush(), 1)
+    writer: Batcher[int, int] = batcher("idle", FakeFlush(), 1)
     with pytest.raises(RuntimeError, match="not started"):
         await writer.submit(1)
     with pytest.raises(ValueError, match="max_batch"):
-        GroupCommit("bad", FakeFlush(), 0)
+        batcher("bad", FakeFlush(), 0)
