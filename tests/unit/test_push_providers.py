@@ -27,7 +27,8 @@ from parley_push.providers.base import (
     short_id,
 )
 from parley_push.providers.h2_client import H2Client
-from parley_push.providers.http import Answer, provider_client, tls_context
+from parley_push.providers.http import Answer, tls_context
+from parley_push.providers.http1_client import Http1Client
 
 CALL = Notification("call", "signed.call.payload", "call-1", 30)
 MESSAGE = Notification("message", "signed.message.payload", "msg-1", 0)
@@ -86,7 +87,7 @@ async def test_provider_clients_need_an_existing_ca_file_and_bound_their_waits(
 ) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         tls_context(tmp_path / "missing.pem")
-    for client in (provider_client(), H2Client()):
+    for client in (Http1Client(), H2Client()):
         try:
             assert (client.connect_timeout, client.total_timeout) == (5.0, 10.0)
         finally:

@@ -36,7 +36,8 @@ from parley_push.providers.base import (
     sent,
     unreachable,
 )
-from parley_push.providers.http import Answer, Unreachable, post, provider_client
+from parley_push.providers.http import Answer, Unreachable, post
+from parley_push.providers.http1_client import Http1Client
 
 FCM_ENDPOINT = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -215,7 +216,7 @@ class FcmSender:
         self.credentials = credentials
         self._key = _rsa_key(credentials.private_key_pem)
         self._clock = clock
-        self._client = provider_client(ca_file=ca_file, max_connections=max_connections)
+        self._client = Http1Client(ca_file, max_connections)
         self._url = f"{credentials.endpoint}/v1/projects/{credentials.project_id}/messages:send"
         self._token: _AccessToken | None = None
         self._exchange: asyncio.Task[_AccessToken] | None = None  # the one under way

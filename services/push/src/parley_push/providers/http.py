@@ -1,14 +1,15 @@
-"""The one place that makes a provider's HTTP client, and sends a request through it with a
-bound on the whole exchange and one new attempt when a reused connection was closed.
+"""What the providers' HTTP clients share: their answer, their TLS trust and timeouts, and
+`post`, which sends a request through one with a bound on the whole exchange and one new
+attempt when a reused connection was closed.
 
 Each sender keeps one long-lived client (its connections, HTTP/2 streams and TLS sessions
 are reused across sends). Trust is the system's CA store, or only the CA file given
 (`PARLEY_PUSH_CA_FILE`: local provider servers in tests and closed networks).
 
 APNs accepts only HTTP/2 (`h2_client.H2Client`, the h2 state machine on an asyncio TLS
-stream). FCM and Web Push take HTTP/1.1 too, and there aiohttp's keep-alive pool costs
-about half the CPU of pure-Python HTTP/2 per push (measured with bench/push.py), so they use
-it. Either way a sender gets an `Answer`.
+stream). FCM and Web Push take HTTP/1.1 too, which costs far less CPU per push than
+pure-Python HTTP/2 (measured with bench/push.py), so they use `http1_client.Http1Client`.
+Either way a sender gets an `Answer`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
-
 CONNECT_TIMEOUT_SECONDS = 5.0
 TOTAL_TIMEOUT_SECONDS = 10.0
-MAX_CONNECTIONS = 100
 
 
 class Unreachable(Exception):
@@ -65,57 +63,6 @@ class ProviderClient(Protocol):
     async def post(self, url: str, **kwargs: Any) -> Answer: ...
 
     async def aclose(self) -> None: ...
-
-
-class _Http1Client:
-    """aiohttp's keep-alive pool over HTTP/1.1: FCM and Web Push."""
-
-    connect_timeout = CONNECT_TIMEOUT_SECONDS
-    total_timeout = TOTAL_TIMEOUT_SECONDS
-
-    lost = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-    errors = (aiohttp.ClientError, OSError, ssl.SSLError, ValueError)
-
-    def __init__(self, ca_file: str | Path | None, max_connections: int) -> None:
-        self._ssl = tls_context(ca_file)
-        self._limit = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made on the event loop that uses it
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._limit, ssl=self._ssl, keepalive_timeout=60.0
-                ),
-                timeout=aiohttp.ClientTimeout(
-                    total=TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS
-                ),
-                trust_env=False,
-                auto_decompress=True,
-            )
-        return self._session
-
-    async def post(self, url: str, **kwargs: Any) -> Answer:
-        if "content" in kwargs:
-            kwargs["data"] = kwargs.pop("content")
-        async with self._open().post(url, allow_redirects=False, **kwargs) as response:
-            body = await response.read()
-            return Answer(
-                response.status, {k.lower(): v for k, v in response.headers.items()}, body
-            )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-def provider_client(
-    *, ca_file: str | Path | None = None, max_connections: int = MAX_CONNECTIONS
-) -> ProviderClient:
-    """A client for one HTTP/1.1 sender (FCM, Web Push): keep-alive, connect timeout 5 s,
-    the whole exchange at most 10 s (`post`), and a bounded connection pool. APNs, which
-    speaks only HTTP/2, has `h2_client.H2Client`."""
-    return _Http1Client(ca_file, max_connections)
 
 
 # A reused connection the provider closed meanwhile (HTTP/2 GOAWAY, an idle connection

@@ -36,7 +36,8 @@ from parley_push.providers.base import (
     short_id,
     unreachable,
 )
-from parley_push.providers.http import Answer, Unreachable, post, provider_client
+from parley_push.providers.http import Answer, Unreachable, post
+from parley_push.providers.http1_client import Http1Client
 
 RECORD_SIZE = 4096
 # One record: header (86 bytes) + plaintext + delimiter + tag within the 4096 bytes every
@@ -242,7 +243,7 @@ class WebPushSender:
         self._key = _vapid_key(credentials.private_key_pem)
         self._public = b64url_encode(_public_bytes(self._key.public_key()))
         self._clock = clock
-        self._client = provider_client(ca_file=ca_file, max_connections=max_connections)
+        self._client = Http1Client(ca_file, max_connections)
         self._vapid: dict[str, tuple[str, float]] = {}  # origin: (authorization, renew at)
 
     def _authorization(self, origin: str, renew: bool = False) -> str:
