@@ -23,6 +23,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import hpack
 
 from parley_push.providers.http import (
     CONNECT_TIMEOUT_SECONDS,
@@ -34,6 +35,15 @@ from parley_push.providers.http import (
 READ_BYTES = 65_536
 # Requests in flight on one connection when the server sets no lower limit.
 MAX_STREAMS = 500
+
+
+class _PlainEncoder(hpack.Encoder):
+    """HPACK without Huffman coding: a push's headers are a few hundred bytes, and coding
+    them (the provider token, never indexed, on every request) in pure Python cost more
+    CPU than the bytes it saves are worth."""
+
+    def encode(self, headers: Any, huffman: bool = False) -> bytes:
+        return super().encode(headers, huffman=False)
 
 
 class ConnectionLost(ConnectionError):
@@ -54,14 +64,22 @@ class _Connection:
         self.authority = host if port == 443 else f"{host}:{port}"
         self._context = context
         self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+            h2.config.H2Configuration(
+                client_side=True,
+                header_encoding="utf-8",
+                # The headers sent are made here, lower case and clean: h2 need not check
+                # and normalise each of them again.
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
         )
+        self._h2.encoder = _PlainEncoder()
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, _Stream] = {}
-        # Notified when a stream ends or the server's settings change: a request waiting
-        # for the server's MAX_CONCURRENT_STREAMS (APNs starts at 1) may go.
-        self._room = asyncio.Condition()
+        # Requests waiting for the server's MAX_CONCURRENT_STREAMS (APNs starts at 1): woken
+        # when a stream ends, the server's settings change or the connection closes.
+        self._waiting: list[asyncio.Future[None]] = []
         self.closed = False
 
     async def open(self) -> None:
@@ -89,15 +107,19 @@ class _Connection:
         limit = min(self._h2.remote_settings.max_concurrent_streams, MAX_STREAMS)
         return self.closed or self._h2.open_outbound_streams < limit
 
-    async def _wake(self) -> None:
-        async with self._room:
-            self._room.notify_all()
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if len(body) > min(self._h2.max_outbound_frame_size, 16_384):
             raise ValueError(f"a body of {len(body)} bytes is more than one HTTP/2 frame")
-        async with self._room:
-            await self._room.wait_for(self._has_room)
+        while not self._has_room():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
         if self.closed:
             raise ConnectionLost(f"the connection to {self.authority} is closed")
         if len(body) > self._h2.outbound_flow_control_window:
@@ -121,7 +143,8 @@ class _Connection:
             return await stream.done
         finally:
             self._streams.pop(stream_id, None)
-            await self._wake()
+            if self._waiting:
+                self._wake()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         reason = "the server closed the connection"
@@ -174,7 +197,7 @@ class _Connection:
                     ConnectionLost(f"the server reset the stream (error {event.error_code})")
                 )
         elif isinstance(event, h2.events.RemoteSettingsChanged):
-            asyncio.get_running_loop().create_task(self._wake())
+            self._wake()
         elif isinstance(event, h2.events.ConnectionTerminated):
             # Requests still unanswered are sent again on a new connection, at once: a
             # server closing may never answer the last streams it took (a push may then
@@ -186,7 +209,7 @@ class _Connection:
 
     def _close(self, reason: str) -> None:
         self.closed = True
-        asyncio.get_running_loop().create_task(self._wake())
+        self._wake()
         for stream in self._streams.values():
             if not stream.done.done():
                 stream.done.set_exception(ConnectionLost(reason))

@@ -9,6 +9,7 @@ made once per push service origin and reused for most of its 12 hours.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -48,7 +49,10 @@ VAPID_RENEW_BEFORE_SECONDS = 3600
 MAX_TOPIC = 32
 
 
+@functools.lru_cache(maxsize=10_000)
 def _p256_public(raw: bytes) -> ec.EllipticCurvePublicKey:
+    """A subscription's key (checked on the curve: the costly part, so kept for the next
+    push to the same browser)."""
     if len(raw) != 65 or raw[0] != 4:
         raise ValueError("not an uncompressed P-256 point (65 bytes)")
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
