@@ -19,6 +19,7 @@ import string
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +31,7 @@ from tests.support.providers.tls import LocalTls
 PROVIDER_TOKEN_LIFETIME = 3600
 _DEVICE_PATH = re.compile(r"/3/device/([^/]*)")
 _DEVICE_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
+_VERIFIED_MAX = 1000  # provider tokens remembered as verified (a provider makes one an hour)
 _PUSH_TYPES = {"alert", "background", "voip", "complication", "fileprovider", "mdm", "location"}
 
 
@@ -87,6 +89,8 @@ class FakeApns(FakeProvider):
         self.provider_tokens: set[str] = set()  # distinct provider tokens accepted
         self.expired_tokens: set[str] = set()
         self.http1_requests = 0
+        # Provider tokens whose signature checked out: token: (key ID, key, claims).
+        self._verified: dict[str, tuple[str, ec.EllipticCurvePublicKey, dict[str, Any]]] = {}
 
     def new_key(self) -> ApnsKey:
         """A fresh auth key of this fake's team, which it trusts."""
@@ -153,23 +157,8 @@ class FakeApns(FakeProvider):
         if scheme.lower() != "bearer" or not token:
             self.auth_failures += 1
             return _reason(403, "MissingProviderToken")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            self.auth_failures += 1
-            return _reason(403, "InvalidProviderToken")
-        public_key = self.keys.get(str(header.get("kid", "")))
-        if header.get("alg") != "ES256" or public_key is None:
-            self.auth_failures += 1
-            return _reason(403, "InvalidProviderToken")
-        try:
-            claims = jwt.decode(
-                token,
-                public_key,
-                algorithms=["ES256"],
-                options={"require": ["iss", "iat"], "verify_iat": True},
-            )
-        except jwt.PyJWTError:
+        claims = self._verified_claims(token)
+        if claims is None:
             self.auth_failures += 1
             return _reason(403, "InvalidProviderToken")
         if claims["iss"] != self.team_id:
@@ -180,6 +169,43 @@ class FakeApns(FakeProvider):
             return _reason(403, "ExpiredProviderToken")
         self.provider_tokens.add(token)
         return None
+
+    def _verified_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a provider token signed (ES256) by a key of the team, or None.
+
+        A token verified once is remembered with the key that verified it (a provider sends
+        the same token for up to an hour, and checking its signature would be most of the
+        cost of a push here): used again, it needs that key still trusted and its `exp`, if
+        it has one, still ahead, which is what verifying it again would check (its iat and
+        nbf were past already). Refusals are not remembered."""
+        known = self._verified.get(token)
+        if known is not None:
+            key_id, public_key, claims = known
+            if self.keys.get(key_id) is public_key and (
+                "exp" not in claims or claims["exp"] > time.time()
+            ):
+                return claims
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        key_id = str(header.get("kid", ""))
+        trusted = self.keys.get(key_id)
+        if header.get("alg") != "ES256" or trusted is None:
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                trusted,
+                algorithms=["ES256"],
+                options={"require": ["iss", "iat"], "verify_iat": True},
+            )
+        except jwt.PyJWTError:
+            return None
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (key_id, trusted, claims)
+        return claims
 
     def _check_headers(self, request: Request) -> Response | None:
         headers = request.headers
