@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import http_ece
 import jwt
@@ -29,6 +30,7 @@ _PUSH_PATH = re.compile(r"/push/([A-Za-z0-9_\-]+)")
 _VAPID = re.compile(r"vapid\s+(.*)", re.IGNORECASE | re.DOTALL)
 _TOPIC = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 _URGENCIES = {"very-low", "low", "normal", "high"}
+_VERIFIED_MAX = 1000  # VAPID tokens remembered as verified
 
 
 def b64url(data: bytes) -> str:
@@ -78,6 +80,11 @@ class FakeWebPush(FakeProvider):
     def __init__(self, tls: LocalTls, *, requests_per_connection: int = 1_000_000) -> None:
         super().__init__(tls, requests_per_connection=requests_per_connection)
         self.subscriptions: dict[str, BrowserSubscription] = {}
+        # VAPID tokens whose signature (by key k, for this audience) checked out, and their
+        # claims: (t, k, audience): claims. A sender uses one for hours; verifying it is
+        # most of the cost of a push here, so once is enough. Only the signature, audience
+        # and claims' presence are taken as read: `exp` and the rest are checked each time.
+        self._verified: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def subscribe(self, application_server_key: str) -> str:
         """A new subscription for pushes signed with `application_server_key` (the VAPID
@@ -171,19 +178,26 @@ class FakeWebPush(FakeProvider):
             return Response(401, b"VAPID needs t= and k=")
         if key.rstrip("=") != sub.application_server_key:
             return Response(403, b"the VAPID key is not the one the subscription was made for")
-        try:
-            public_key = ec.EllipticCurvePublicKey.from_encoded_point(
-                ec.SECP256R1(), unb64url(key.rstrip("="))
-            )
-            claims = jwt.decode(
-                token,
-                public_key,
-                algorithms=["ES256"],
-                audience=self.url,
-                options={"require": ["aud", "exp"]},
-            )
-        except (ValueError, jwt.PyJWTError) as exc:
-            return Response(403, f"bad VAPID token: {exc}".encode())
+        claims = self._verified.get((token, key, self.url))
+        if claims is not None and claims["exp"] <= time.time():
+            claims = None  # expired since: verifying it again says so
+        if claims is None:
+            try:
+                public_key = ec.EllipticCurvePublicKey.from_encoded_point(
+                    ec.SECP256R1(), unb64url(key.rstrip("="))
+                )
+                claims = jwt.decode(
+                    token,
+                    public_key,
+                    algorithms=["ES256"],
+                    audience=self.url,
+                    options={"require": ["aud", "exp"]},
+                )
+            except (ValueError, jwt.PyJWTError) as exc:
+                return Response(403, f"bad VAPID token: {exc}".encode())
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[(token, key, self.url)] = claims
         if claims["exp"] > time.time() + 24 * 3600:
             return Response(403, b"VAPID token expires more than 24 hours from now")
         subject = str(claims.get("sub", ""))
