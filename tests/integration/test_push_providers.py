@@ -23,6 +23,7 @@ from parley_push.providers import http as provider_http
 from parley_push.providers.apns import ApnsCredentials, ApnsSender
 from parley_push.providers.base import Notification, OutcomeKind
 from parley_push.providers.fcm import FcmCredentials, FcmSender
+from parley_push.providers.h2_client import H2Client
 from parley_push.providers.web_push import WebPushCredentials, WebPushSender
 from tests.support.providers import (
     ApnsKey,
@@ -409,6 +410,47 @@ async def test_apns_wrong_key_or_topic_fails(apns: FakeApns, tls: LocalTls) -> N
     assert apns.auth_failures == 1 and apns.pushes == []
 
 
+async def test_the_local_apns_checks_a_remembered_provider_token_again(
+    apns: FakeApns, tls: LocalTls
+) -> None:
+    """The fake verifies a token's signature once, yet a token it took before is still
+    refused once its key is no longer trusted, or once it is too old."""
+    key = apns.new_key()
+    iat = int(time.time()) - 3600 + 2  # too old in 2 s
+    token = jwt.encode(
+        {"iss": key.team_id, "iat": iat},
+        key.private_key_pem,
+        algorithm="ES256",
+        headers={"kid": key.key_id},
+    )
+    client = H2Client(tls.ca_file)
+
+    async def send() -> tuple[int, str]:
+        answer = await client.post(
+            f"{apns.url}/3/device/{device_token()}",
+            content=b'{"aps": {}}',
+            headers={
+                "authorization": f"bearer {token}",
+                "apns-push-type": "alert",
+                "apns-topic": apns.topic,
+            },
+        )
+        return answer.status_code, answer.json()["reason"] if answer.content else ""
+
+    try:
+        assert await send() == (200, "")
+        assert await send() == (200, "")
+        public_key = apns.keys.pop(key.key_id)
+        assert await send() == (403, "InvalidProviderToken")
+        apns.keys[key.key_id] = public_key
+        assert await send() == (200, "")
+        await asyncio.sleep(max(0.0, iat + 3600 + 0.1 - time.time()))
+        assert await send() == (403, "ExpiredProviderToken")
+    finally:
+        await client.aclose()
+    assert len(apns.pushes) == 3 and apns.auth_failures == 2
+
+
 # Web Push
 
 
@@ -532,6 +574,41 @@ async def test_web_push_with_another_vapid_key_fails(
     assert outcome.kind is OutcomeKind.FAILED and outcome.status == 403
     assert web_push.auth_failures == 2  # refused, VAPID made again, refused again
     assert web_push.pushes == []
+
+
+async def test_the_local_web_push_checks_a_remembered_vapid_token_again(
+    web_push: FakeWebPush, tls: LocalTls, vapid: VapidKeyPair
+) -> None:
+    """The fake verifies a VAPID token's signature once, yet refuses it once expired."""
+    token = web_push.subscribe(vapid.public_key)
+    endpoint = json.loads(token)["endpoint"]
+    exp = int(time.time()) + 2
+    vapid_jwt = jwt.encode(
+        {"aud": web_push.url, "exp": exp, "sub": "mailto:push@parley.example"},
+        vapid.private_key_pem,
+        algorithm="ES256",
+    )
+    headers = {
+        "authorization": f"vapid t={vapid_jwt}, k={vapid.public_key}",
+        "content-encoding": "aes128gcm",
+        "ttl": "60",
+    }
+    trusted = ssl.create_default_context(cafile=str(tls.ca_file))
+    async with aiohttp.ClientSession() as http:
+
+        async def send() -> tuple[int, str]:
+            async with http.post(
+                endpoint, data=b"not encrypted", headers=headers, ssl=trusted
+            ) as r:
+                return r.status, (await r.read()).decode()
+
+        first, again = await send(), await send()
+        await asyncio.sleep(max(0.0, exp + 0.1 - time.time()))
+        expired = await send()
+    # VAPID passed twice (then the body failed to decrypt); expired, it no longer does.
+    assert first[0] == again[0] == 400 and first[1].startswith("cannot decrypt")
+    assert expired == (403, "bad VAPID token: Signature has expired")
+    assert web_push.auth_failures == 1
 
 
 async def test_web_push_too_large_a_payload_fails_before_sending(
