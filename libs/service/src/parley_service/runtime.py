@@ -28,7 +28,6 @@ from parley_service.bus import Bus, InFlight
 from parley_service.db import apply_migrations, create_pool, migrate
 from parley_service.health import SERVICE_INFO, HealthServer
 from parley_service.logs import configure_logging, get_logger, safe_url
-from parley_service.nats_client import PacedNats
 from parley_service.presence import check_server_version
 from parley_service.settings import ServiceSettings, SettingsError
 
@@ -120,7 +119,7 @@ async def connect_nats(
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
 
-    nc = PacedNats(settings.nats_write_gap_ms / 1000)
+    nc = NATS()
     try:
         # With unlimited reconnects nats-py also retries the first connection, for ever:
         # the deadline is ours.

@@ -35,9 +35,6 @@ def _default_instance_id() -> str:
 class ServiceSettings:
     service_name: str = "parley"
     nats_url: str = "nats://127.0.0.1:4222"
-    # The least time between two writes to NATS: commands queued meanwhile go in one write
-    # (fewer system calls under load; an idle connection writes at once). 0: no gap.
-    nats_write_gap_ms: float = 1.0
     database_url: str = ""
     environment: str = "sandbox"
     health_host: str = "127.0.0.1"
@@ -91,10 +88,6 @@ class ServiceSettings:
             raise SettingsError(f"PARLEY_HEALTH_PORT must be 0..65535, not {self.health_port}")
         if self.db_pool_max < 1:
             raise SettingsError(f"PARLEY_DB_POOL_MAX must be at least 1, not {self.db_pool_max}")
-        if not 0 <= self.nats_write_gap_ms <= 100:  # also refuses NaN
-            raise SettingsError(
-                f"PARLEY_NATS_WRITE_GAP_MS must be 0 to 100, not {self.nats_write_gap_ms!r}"
-            )
         positive("PARLEY_DRAIN_TIMEOUT_SECONDS", self.drain_timeout_seconds)
         positive("PARLEY_STARTUP_TIMEOUT_SECONDS", self.startup_timeout_seconds)
         positive("PARLEY_ASSET_CHECK_SECONDS", self.asset_check_seconds)
