@@ -1,7 +1,8 @@
 """Managed pushes through the push service to local provider servers: throughput and
 enqueue -> provider latency, for each provider kind (FCM, APNs over HTTP/2, Web Push).
 
-Starts NATS and PostgreSQL (embedded, free ports, temp dir), the push service as a process,
+Starts NATS and PostgreSQL (embedded, free ports, temp dir), the push service as
+`--replicas` processes (1; more share the Notify requests and the jobs),
 and the local FCM, APNs and Web Push servers of the tests (HTTPS with a test CA, checking
 authentication and payloads as the providers do) in this process. For each provider: N
 devices of N users with a token of that provider, credentials set as parley-push-admin
@@ -14,9 +15,11 @@ a user with no device online), one user each:
 - saturated: `--burst` at once (at most 200 Notify requests in flight): pushes a second
              from the first Notify to the last arrival, and p50/p99.
 
-Prints the figures, the push service's CPU per push, then one JSON line.
+Prints the figures, the push service's CPU per push (its replicas together), then one JSON
+line.
 
     .venv/bin/python bench/push.py [--devices N] [--rate R] [--seconds S] [--burst B]
+                                   [--replicas N] [--kinds fcm,apns,web_push]
 """
 
 from __future__ import annotations
@@ -200,20 +203,29 @@ async def main(args: argparse.Namespace) -> None:
     database = await postgres.create_database("bench_push")
     tls = LocalTls.create(home)
     found = await kinds(tls, args.devices)
-    health = free_port()
     env = {
         **os.environ,
         "PARLEY_NATS_URL": nats_server.url,
         "PARLEY_DATABASE_URL": database,
         "PARLEY_AUTH_MASTER_KEY": master_key,
-        "PARLEY_HEALTH_PORT": str(health),
         "PARLEY_PUSH_CA_FILE": str(tls.ca_file),
         "PARLEY_LOG_LEVEL": "WARNING",
     }
-    service = await asyncio.create_subprocess_exec(sys.executable, "-m", "parley_push", env=env)
+    healths = [free_port() for _ in range(args.replicas)]
+    replicas = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "parley_push", env={**env, "PARLEY_HEALTH_PORT": str(health)}
+        )
+        for health in healths
+    ]
+
+    def service_cpu() -> float:
+        return sum(cpu_seconds(replica.pid) for replica in replicas)
+
     results: dict[str, Any] = {}
     try:
-        await wait_ready(health)
+        for health in healths:
+            await wait_ready(health)
         import asyncpg
 
         pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
@@ -247,7 +259,7 @@ async def main(args: argparse.Namespace) -> None:
             offered_n = min(len(users), int(args.offered * args.seconds))
             offered, offered_took = await phase(nc, kind, users[:offered_n], args.offered)
             burst_users = (users * (args.burst // len(users) + 1))[: args.burst]
-            cpu_before = cpu_seconds(service.pid)
+            cpu_before = service_cpu()
             others_before = others_cpu(nats_server, postgres)
             saturated: list[float] = []
             total_seconds = 0.0
@@ -258,7 +270,7 @@ async def main(args: argparse.Namespace) -> None:
                 saturated += lat
                 total_seconds += took
                 done += len(chunk)
-            cpu = cpu_seconds(service.pid) - cpu_before
+            cpu = service_cpu() - cpu_before
             others = {
                 name: value - others_before[name]
                 for name, value in others_cpu(nats_server, postgres).items()
@@ -288,16 +300,20 @@ async def main(args: argparse.Namespace) -> None:
         await nc.close()
         await pool.close()
     finally:
-        service.terminate()
-        try:
-            await asyncio.wait_for(service.wait(), 30)
-        except TimeoutError:
-            service.kill()
+        for replica in replicas:
+            replica.terminate()
+        for replica in replicas:
+            try:
+                await asyncio.wait_for(replica.wait(), 30)
+            except TimeoutError:
+                replica.kill()
         for kind in found:
             await kind.fake.stop()
         await postgres.stop()
         await nats_server.stop()
-    print(json.dumps({"bench": "push", "devices": args.devices, **results}))
+    print(
+        json.dumps({"bench": "push", "devices": args.devices, "replicas": args.replicas, **results})
+    )
 
 
 if __name__ == "__main__":
@@ -307,6 +323,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--offered", type=float, default=1000.0)
     parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument("--replicas", type=int, default=1, help="push service processes")
     parser.add_argument(
         "--kinds", default="fcm,apns,web_push", help="providers to measure, comma-separated"
     )

@@ -72,18 +72,23 @@ class JobQueue:
             return
         names = [provider_name(job.provider) for job in jobs]
         headers = tracing.inject({}) or None  # the sender continues the notification's trace
-        results = await asyncio.gather(
-            *(
-                self._js.publish(
-                    subjects.push_jobs(name),
-                    job.SerializeToString(),
-                    stream=subjects.PUSH_STREAM,
-                    headers=headers,
-                )
-                for name, job in zip(names, jobs, strict=True)
-            ),
-            return_exceptions=True,  # every publish is waited for, its error retrieved
-        )
+        publishes = [
+            self._js.publish(
+                subjects.push_jobs(name),
+                job.SerializeToString(),
+                stream=subjects.PUSH_STREAM,
+                headers=headers,
+            )
+            for name, job in zip(names, jobs, strict=True)
+        ]
+        results: list[object]
+        if len(publishes) == 1:  # the common case: no task to gather one publish
+            try:
+                results = [await publishes[0]]
+            except Exception as failed:
+                results = [failed]
+        else:  # every publish is waited for, its error retrieved
+            results = await asyncio.gather(*publishes, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             exc = failures[0]
