@@ -75,3 +75,24 @@ def test_a_span_of_a_local_parent_follows_it() -> None:
     local = SpanContext(LOW, 0x1, is_remote=False, trace_flags=TraceFlags(0))
     context = trace.set_span_in_context(NonRecordingSpan(local))
     assert _decision(1.0, LOW, context) == Decision.DROP
+
+
+def test_without_an_exporter_no_span_is_made_and_the_callers_trace_flows_unsampled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_making_spans", False)
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    caller = {"traceparent": f"00-{trace_id}-{span_id}-01"}
+    with tracing.server_span("parley.test", "parley.test.subject", caller) as span:
+        assert not span.is_recording()
+        # What this request calls carries the caller's trace, not sampled (nothing records).
+        assert tracing.current_traceparent() == f"00-{trace_id}-{span_id}-00"
+        with tracing.child_span("parley.test", "batch test") as step:
+            assert step is trace.INVALID_SPAN
+            assert tracing.current_traceparent() == f"00-{trace_id}-{span_id}-00"
+    assert tracing.current_traceparent() == ""  # the caller's context is gone again
+    with tracing.consumer_span("parley.test", "jobs", {}) as span:
+        assert span is trace.INVALID_SPAN and tracing.current_traceparent() == ""
+    unsampled = {"traceparent": f"00-{trace_id}-{span_id}-00"}
+    with tracing.server_span("parley.test", "s", unsampled):
+        assert tracing.current_traceparent() == unsampled["traceparent"]

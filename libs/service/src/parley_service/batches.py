@@ -77,7 +77,7 @@ class Batcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._tracer = tracing.tracer(f"parley.{service}")
+        self._tracer_name = f"parley.{service}"
         self._span_name = f"batch {kind}"
         # Batches flushed and items served (for tests and logs).
         self.batches = 0
@@ -111,7 +111,7 @@ class Batcher(Generic[T, R]):
         self._queue.append(waiting)
         self._wakeup.set()
         # The request's wait for its batch, in the request's trace.
-        with self._tracer.start_as_current_span(self._span_name):
+        with tracing.child_span(self._tracer_name, self._span_name):
             return await waiting.future
 
     async def _run(self) -> None:

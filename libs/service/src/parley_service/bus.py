@@ -19,7 +19,6 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from parley.v1 import common_pb2, routing_pb2
@@ -114,7 +113,7 @@ class Bus:
         self._endpoints: list[Endpoint[Any, Any]] = []
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tracer = tracing.tracer(f"parley.{service}")
+        self._tracer_name = f"parley.{service}"
 
     def endpoint(
         self,
@@ -209,11 +208,8 @@ class Bus:
 
     async def _handle(self, ep: Endpoint[Req, Resp], msg: Msg) -> None:
         started = time.perf_counter()
-        ctx = tracing.extract(msg.headers)
         outcome = "ok"
-        with self._tracer.start_as_current_span(
-            ep.subject, context=ctx, kind=trace.SpanKind.SERVER
-        ) as span:
+        with tracing.server_span(self._tracer_name, ep.subject, msg.headers) as span:
             try:
                 request = parse(
                     ep.request_type,

@@ -30,6 +30,14 @@ _propagator = TraceContextTextMapPropagator()
 # The OTLP/HTTP path of traces under a collector's endpoint.
 OTLP_TRACES_PATH = "/v1/traces"
 
+# Whether spans are made: False once configure_tracing found nothing to export them to.
+# (True until then: a provider set up otherwise, as tests do, gets every span.)
+_making_spans = True
+
+
+def making_spans() -> bool:
+    return _making_spans
+
 
 def configure_tracing(
     service: str,
@@ -42,11 +50,13 @@ def configure_tracing(
     """Install a tracer provider for this process: `exporter="console"` prints spans,
     `otlp_endpoint` (a collector's base URL) exports them over OTLP/HTTP in batches.
 
-    With nothing to export spans to, none is recorded (recording them costs a busy service
-    a tenth of its CPU for nothing); trace context still flows: each span carries its
-    caller's trace id on to what it calls. Call `shutdown()` on the provider at exit: it
-    sends the spans still batched."""
+    With nothing to export spans to, no span is made at all (making even unrecorded ones
+    cost a busy service a tenth of its CPU for nothing); trace context still flows: a
+    request's work runs in its caller's context, so what it calls carries the caller's
+    trace on. Call `shutdown()` on the provider at exit: it sends the spans still batched."""
+    global _making_spans
     exporting = exporter == "console" or extra is not None or bool(otlp_endpoint)
+    _making_spans = exporting
     provider = TracerProvider(
         resource=Resource.create({"service.name": service, "service.instance.id": instance_id}),
         sampler=sampler(sample_ratio) if exporting else ALWAYS_OFF,
@@ -140,7 +150,45 @@ def consumer_span(
 def _continuing(
     tracer_name: str, name: str, carrier: Mapping[str, str] | None, kind: trace.SpanKind
 ) -> Iterator[trace.Span]:
+    if not _making_spans:  # no span: the caller's context, so its trace flows on
+        if not carrier or "traceparent" not in carrier:
+            yield trace.INVALID_SPAN
+            return
+        token = otel_context.attach(_unsampled(extract(carrier)))
+        try:
+            yield trace.INVALID_SPAN
+        finally:
+            otel_context.detach(token)
+        return
     with tracer(tracer_name).start_as_current_span(
         name, context=extract(carrier), kind=kind
     ) as span:
         yield span
+
+
+def _unsampled(context: otel_context.Context) -> otel_context.Context:
+    """The caller's trace, marked not sampled as a span of this service would be (nothing
+    here records it, so the gateway need not put it on the frames it delivers)."""
+    caller = trace.get_current_span(context).get_span_context()
+    if not caller.is_valid or not caller.trace_flags.sampled:
+        return context
+    return trace.set_span_in_context(
+        trace.NonRecordingSpan(
+            trace.SpanContext(
+                caller.trace_id,
+                caller.span_id,
+                is_remote=True,
+                trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+                trace_state=caller.trace_state,
+            )
+        ),
+        context,
+    )
+
+
+def child_span(tracer_name: str, name: str) -> AbstractContextManager[trace.Span]:
+    """A span of the current one (a step of the work, e.g. a wait for a batch); when no
+    span is made, nothing."""
+    if not _making_spans:
+        return nullcontext(trace.INVALID_SPAN)
+    return tracer(tracer_name).start_as_current_span(name)
