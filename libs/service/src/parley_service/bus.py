@@ -138,7 +138,7 @@ class Bus:
         for ep in self._endpoints:
             self._subs.append(await self.nc.subscribe(ep.subject, queue=ep.queue, cb=self._cb(ep)))
         if self._subs:
-            await self.nc.flush()
+            await flush_queued(self.nc)
 
     async def stop_serving(self) -> None:
         """Stop taking new requests (requests already taken still finish).
@@ -285,6 +285,18 @@ async def request(
         ErrorCode.ERROR_CODE_INTERNAL,
         f"{subject} answered with something that is not a {response_type.DESCRIPTOR.full_name}",
     )
+
+
+async def flush_queued(nc: NATS, timeout: int = 10) -> None:
+    """`nc.flush()`, answered only once the commands queued before it reached the server.
+
+    nats-py writes flush's PING straight to the socket, ahead of the commands still queued
+    for its flusher task (a SUB just made): the server could answer before it had the SUB,
+    and a request sent at once from another connection found no responder (seen in a test
+    under load). The flusher was woken when they were queued, so one turn of the event
+    loop first lets it write them."""
+    await asyncio.sleep(0)
+    await nc.flush(timeout)
 
 
 def _drop(nc: NATS, sub: Subscription) -> None:

@@ -45,6 +45,7 @@ from nats.aio.subscription import Subscription
 from nats.protocol import command as prot_command
 
 from parley_gateway.metrics import DROPPED, NATS_LIGHT_MODE
+from parley_service.bus import flush_queued
 from parley_service.logs import get_logger
 
 log = get_logger("parley.gateway.nats")
@@ -245,7 +246,7 @@ class SubjectMux:
             async with asyncio.timeout(timeout):
                 await self.add(subject)
                 await self.nc.publish(subject, b"probe")
-                await self.nc.flush()
+                await flush_queued(self.nc)
                 await probe
         except TimeoutError:
             return f"the probe did not arrive within {timeout:g} s"
@@ -319,7 +320,7 @@ class SubjectMux:
         while self._next_flush is not None:
             round_, self._next_flush = self._next_flush, None
             try:
-                await self.nc.flush()
+                await flush_queued(self.nc)
             except Exception as exc:
                 round_.set_exception(exc)
             else:
