@@ -128,10 +128,14 @@ class Placement:
         assert self._loads is not None
         found: dict[str, conference_pb2.ReplicaLoad] = {}
         with self._watching("loads"):
-            try:
-                keys = await self._loads.keys()
-            except nats.js.errors.NoKeysError:
-                return found
+            # The bucket's subjects from the stream's state, in one request: the KV's
+            # keys() (a watcher) was seen to miss a replica written just before under
+            # load, and a replica missing from here is taken for gone (its rooms taken
+            # over, a new room placed elsewhere).
+            info = await self._js.stream_info(
+                f"KV_{subjects.CONFERENCE_REPLICAS_BUCKET}", subjects_filter=REPLICAS_PREFIX + ">"
+            )
+            keys = [subject.removeprefix(REPLICAS_PREFIX) for subject in info.state.subjects or {}]
             for key in keys:
                 try:
                     entry = await self._loads.get(key)
