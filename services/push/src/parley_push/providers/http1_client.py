@@ -12,7 +12,6 @@ answer came fails with `ConnectionLost` (the caller sends again once, on a new o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections import deque
@@ -283,5 +282,4 @@ class Http1Client:
             connection.close()
         self._open.clear()
         self._idle.clear()
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(0)  # let the transports close
+        await asyncio.sleep(0)  # let the transports close
