@@ -5,12 +5,15 @@ Starts NATS, PostgreSQL, auth, one gateway and the messaging service (the DevSta
 `make run`, free ports, temp dir), then N reference clients in signaling-only mode over
 worker processes. Every message carries its send time; its latency is send() -> the
 recipient's on_incoming_message, and it counts as delivered when the recipient got it.
-Three phases: paced (20 messages a second), offered (2,000 a second), saturated (every client
-sends as fast as its delivered receipts come back, with at most `--outstanding` messages not
-delivered yet: a closed loop, so the rate it reaches is what the stack sustains). Prints
-p50/p90/p99 and the rate delivered while each phase ran, then one JSON line.
+Three phases, in this order: paced (20 messages a second); saturated (every client sends as
+fast as its delivered receipts come back, with at most `--outstanding` messages not delivered
+yet: a closed loop, so the rate it reaches is what the stack sustains); offered (2,000 a
+second, open loop: beyond what the stack sustains, a backlog grows). Saturated runs before
+offered so that no backlog is left in it. Prints p50/p90/p99 and the rate delivered while
+each phase ran, then one JSON line.
 
     .venv/bin/python bench/messaging.py [--clients N] [--workers W] [--seconds S]
+        [--phases paced,saturated,offered]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from parley_loadtest.clients import simulated_client
 QUIET = {"PARLEY_LOG_LEVEL": "WARNING"}
 # How long a phase's backlog may take to drain before the next phase starts.
 DRAIN_SECONDS = 60.0
+PHASES = ("paced", "saturated", "offered")
 
 
 def worker(
@@ -112,15 +116,19 @@ async def _worker(
         text = f"{phase}:{time.time()}"
         return client.message_client.send(WritableMessage([to], text)).message_id
 
-    async def paced(phase: str, rate: float, seconds: float) -> int:
-        """This worker's share of `rate`, from random senders."""
+    async def paced(phase: str, rate: float, seconds: float, start: float) -> int:
+        """This worker's share of `rate`, from random senders. The workers interleave on one
+        schedule from the wall-clock `start` (worker i sends the i-th message of every
+        round of `workers`): were each worker to pace alone, their sends would come in
+        bursts of `workers` at once."""
         interval = config["workers"] / rate
-        began = time.perf_counter()
+        began = start + index / rate
         sent = 0
-        while time.perf_counter() - began < seconds:
+        await asyncio.sleep(max(0.0, began - time.time()))
+        while time.time() - start < seconds:
             send(rng.choice(clients), phase)
             sent += 1
-            await asyncio.sleep(max(0.0, began + sent * interval - time.perf_counter()))
+            await asyncio.sleep(max(0.0, began + sent * interval - time.time()))
         return sent
 
     async def flood(client: ParleyClient, phase: str, until: float) -> int:
@@ -139,6 +147,7 @@ async def _worker(
     total_sent = 0
     while (order := conn.recv()) != "stop":
         phase, rate, seconds = order["phase"], order["rate"], order["seconds"]
+        await asyncio.sleep(max(0.0, order.get("start", 0.0) - time.time()))  # all at once
         started_at = time.time()
         cpu_at = time.process_time()
         if phase == "warmup":  # each client to the next: every recipient is known after
@@ -147,7 +156,7 @@ async def _worker(
                 send(client, phase, everyone[(everyone.index(user) + 1) % len(everyone)])
             sent = len(clients)
         elif rate:
-            sent = await paced(phase, rate, seconds)
+            sent = await paced(phase, rate, seconds, order["start"])
         else:
             until = time.perf_counter() + seconds
             sent = sum(await asyncio.gather(*(flood(c, phase, until) for c in clients)))
@@ -170,7 +179,9 @@ async def _worker(
     await asyncio.gather(*(c.terminate() for c in clients), return_exceptions=True)
 
 
-async def run(clients: int, workers: int, seconds: float, outstanding: int) -> dict[str, Any]:
+async def run(
+    clients: int, workers: int, seconds: float, outstanding: int, chosen: list[str]
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     os.chmod(home, 0o755)
 
@@ -189,9 +200,13 @@ async def run(clients: int, workers: int, seconds: float, outstanding: int) -> d
     stack = DevStack(settings, services=services, out=log)
     warmup = {"phase": "warmup", "rate": 0.0, "seconds": 0.0, "drain": 1.0}
     phases = [
-        {"phase": "paced", "rate": 20.0, "seconds": seconds, "drain": 1.0},
-        {"phase": "offered", "rate": 2000.0, "seconds": seconds, "drain": 1.0},
-        {"phase": "saturated", "rate": 0.0, "seconds": seconds, "drain": 1.0},
+        phase
+        for phase in (
+            {"phase": "paced", "rate": 20.0, "seconds": seconds, "drain": 1.0},
+            {"phase": "saturated", "rate": 0.0, "seconds": seconds, "drain": 1.0},
+            {"phase": "offered", "rate": 2000.0, "seconds": seconds, "drain": 1.0},
+        )
+        if phase["phase"] in chosen
     ]
     try:
         await stack.start()
@@ -233,7 +248,7 @@ async def run(clients: int, workers: int, seconds: float, outstanding: int) -> d
         await ask_all(warmup)  # the service has looked every user up once
         for phase in phases:
             cpu_before = {n: measure_cpu(n, pid) for n, pid in pids.items() if pid}
-            answers = await ask_all(phase)
+            answers = await ask_all({**phase, "start": time.time() + 0.2})
             sent = sum(r["sent"] for r in answers)
             cpu = {n: measure_cpu(n, pid) - cpu_before[n] for n, pid in pids.items() if pid}
             cpu["clients"] = sum(r["cpu_seconds"] for r in answers)
@@ -297,9 +312,17 @@ def main() -> None:
     parser.add_argument(
         "--outstanding", type=int, default=2, help="undelivered messages per sender, saturated"
     )
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help="which phases to run, comma-separated"
+    )
     args = parser.parse_args()
-    figures = asyncio.run(run(args.clients, args.workers, args.seconds, args.outstanding))
-    for phase in ("paced", "offered", "saturated"):
+    chosen = args.phases.split(",")
+    if unknown := set(chosen) - set(PHASES):
+        parser.error(f"unknown phases {sorted(unknown)}; the phases are {', '.join(PHASES)}")
+    figures = asyncio.run(run(args.clients, args.workers, args.seconds, args.outstanding, chosen))
+    for phase in PHASES:
+        if phase not in figures:
+            continue
         f = figures[phase]
         print(
             f"{phase}: delivered {f['delivered']}/{f['sent']} ({f['delivered_per_second']}/s), "
