@@ -124,7 +124,7 @@ async def _store_untold(
     replica died in between)."""
     message_id = str(uuid.uuid4())
     sent_at_ms = int(time.time() * 1000)
-    flush = commits.in_transaction(runtime.db, commits.write_messages, 5.0, "messages")
+    flush = commits.flush_by(runtime.db, commits.write_messages, 5.0, "messages", transaction=False)
     [stored] = await flush(
         [
             commits.NewMessage(
@@ -499,8 +499,8 @@ async def test_the_sweeper_tells_receipts_that_were_recorded_but_never_told(
             app.key, bob, instance, (uuid.UUID(message_id),), at_ms, at_ms - 86_400_000
         )
 
-    acks = commits.in_transaction(messaging.db, commits.write_acks, 5.0, "acks")
-    reads = commits.in_transaction(messaging.db, commits.write_reads, 5.0, "reads")
+    acks = commits.flush_by(messaging.db, commits.write_acks, 5.0, "acks", transaction=True)
+    reads = commits.flush_by(messaging.db, commits.write_reads, 5.0, "reads", transaction=True)
     [outcome] = await acks([request(acked.message_id)])
     assert len(outcome.delivered) == 1
     [outcome] = await reads([request(read.message_id)])

@@ -22,7 +22,7 @@ from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.pb import auth
 from parley_service import runtime as rt
 from parley_service.bus import request
-from parley_service.db import apply_migrations, load_migrations
+from parley_service.db import apply_migrations, create_pool, load_migrations
 from parley_service.settings import ServiceSettings, SettingsError
 
 MIGRATIONS = "tests.integration.fixtures.sample_migrations"
@@ -57,6 +57,27 @@ async def test_concurrent_migrators_apply_each_migration_once(database_url: str)
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_pooled_sessions_commit_synchronously_whatever_the_databases_default(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        name = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        plain = await asyncpg.connect(database_url)
+        assert await plain.fetchval("SHOW synchronous_commit") == "off"
+        await plain.close()
+        pool = await create_pool(database_url, max_size=2)
+        try:
+            async with pool.acquire() as pooled:
+                assert await pooled.fetchval("SHOW synchronous_commit") == "on"
+        finally:
+            await pool.close()
+    finally:
+        await conn.execute(f'ALTER DATABASE "{name}" RESET synchronous_commit')
+        await conn.close()
 
 
 def _settings(nats_url: str, database_url: str = "", **extra: object) -> ServiceSettings:

@@ -107,8 +107,21 @@ async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
     (migrations and listeners use connections of their own)."""
 
 
+# Session settings of every pooled connection, sent when it connects (no round trip later).
+# Synchronous commit on: a COMMIT (or a statement outside a transaction) returns only once
+# the WAL is on disk, whatever the server's, the database's or the role's default, so what a
+# service acknowledges survives a crash of PostgreSQL.
+SESSION_SETTINGS = {"synchronous_commit": "on"}
+
+
 async def create_pool(dsn: str, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, reset=_nothing_to_reset)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        reset=_nothing_to_reset,
+        server_settings=SESSION_SETTINGS,
+    )
     assert pool is not None
     return pool
 

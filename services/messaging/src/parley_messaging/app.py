@@ -66,11 +66,11 @@ async def setup(runtime: Runtime) -> None:
     pool = runtime.db
     timeout = settings.message_commit_timeout_seconds
 
-    def writer(kind: str, write: commits.Write[T, R], synchronous: bool = True) -> Batcher[T, R]:
+    def writer(kind: str, write: commits.Write[T, R], transaction: bool) -> Batcher[T, R]:
         group: Batcher[T, R] = Batcher(
             "messaging",
             kind,
-            commits.in_transaction(pool, write, timeout, kind, synchronous),
+            commits.flush_by(pool, write, timeout, kind, transaction=transaction),
             COMMIT_METRICS,
             settings.message_batch_max,
             settings.message_batch_window_seconds,
@@ -79,11 +79,11 @@ async def setup(runtime: Runtime) -> None:
         runtime.on_stop(group.stop)
         return group
 
-    messages: MessageWriter = writer("messages", commits.write_messages)
-    acks: ReceiptWriter = writer("acks", commits.write_acks)
-    reads: ReceiptWriter = writer("reads", commits.write_reads)
-    # A told mark lost in a crash only makes the sweeper tell it again.
-    told: ToldWriter = writer("told", commits.write_told, synchronous=False)
+    # One statement each: messages with their recipients; told marks that stand alone.
+    messages: MessageWriter = writer("messages", commits.write_messages, transaction=False)
+    acks: ReceiptWriter = writer("acks", commits.write_acks, transaction=True)
+    reads: ReceiptWriter = writer("reads", commits.write_reads, transaction=True)
+    told: ToldWriter = writer("told", commits.write_told, transaction=False)
 
     liveness = GatewayLiveness(runtime.nc, runtime.clock)
     await liveness.start()

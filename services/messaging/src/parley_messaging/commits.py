@@ -1,16 +1,17 @@
 """The batched writes: sends, acknowledgements and reads, a whole batch of requests in one
-transaction with synchronous commit (parley_service.batches feeds them).
+commit, on disk before it returns (parley_service.batches feeds them).
 
 Each write takes the batch and gives one result per request, in order:
 
-- `write_messages`: inserts the new messages and their recipients; a message id already
-  stored in the application (a retried send, or the same id twice in the batch) is not
-  written again, and its result says who sent it and when it was accepted.
+- `write_messages`: inserts the new messages and their recipients (one statement, its own
+  commit); a message id already stored in the application (a retried send, or the same id
+  twice in the batch) is not written again, and its result says who sent it and when it
+  was accepted.
 - `write_acks`: records per (message, device instance) that the device has the message; the
   first acknowledgement of a recipient makes the message delivered to that recipient.
 - `write_reads`: marks messages read by their recipient (a read message is delivered too).
-- `write_told`: marks messages and receipts told (their events were taken); this one may
-  commit without waiting for the disk: a mark lost only makes the sweeper tell it again.
+- `write_told`: marks messages and receipts told (their events were taken); each statement
+  commits by itself: a mark lost only makes the sweeper tell it again.
 
 Acknowledgements and reads count only messages addressed to the request's user within the
 retention time; other ids are left out. Each delivered or read mark is given to exactly
@@ -86,25 +87,13 @@ async def write_messages(conn: Db, batch: Sequence[NewMessage]) -> list[Stored |
                 application_key=message.application_key,
                 message_id=message.message_id,
                 sender_id=message.sender_id,
+                recipient_ids=message.recipient_ids,
                 text=message.text,
                 headers=message.headers,
                 sent_at=to_datetime(message.sent_at_ms),
             )
         )
     inserted = await store.insert_messages(conn, rows)
-    if inserted:
-        seqs: list[int] = []
-        recipients: list[str] = []
-        positions: list[int] = []
-        apps: list[str] = []
-        for key, seq in inserted.items():
-            message = batch[first[key]]
-            for position, recipient in enumerate(message.recipient_ids):
-                seqs.append(seq)
-                recipients.append(recipient)
-                positions.append(position)
-                apps.append(message.application_key)
-        await store.insert_recipients(conn, seqs, recipients, positions, apps)
     existing = [key for key in first if key not in inserted]
     heads = await store.find_messages(conn, existing) if existing else {}
 
@@ -275,28 +264,29 @@ async def write_told(conn: Db, batch: Sequence[ToldMarks]) -> list[None]:
 # -- transactions ---------------------------------------------------------------------------
 
 
-def in_transaction(
+def flush_by(
     pool: asyncpg.Pool,
     write: Write[T, R],
     timeout_seconds: float,
     kind: str,
-    synchronous: bool = True,
+    *,
+    transaction: bool,
 ) -> Callable[[Sequence[T]], Awaitable[Sequence[R]]]:
-    """A flush for a Batcher: `write` the batch in one transaction with synchronous commit
-    (unless `synchronous` is false: the told marks), within `timeout_seconds` (TimeoutError:
+    """A flush for a Batcher: `write` the batch within `timeout_seconds` (TimeoutError:
     UNAVAILABLE to the requests; the outcome of a commit cut off is unknown, and a retry is
-    answered from what was stored). A deadlock or serialization failure against another
-    replica runs the batch again."""
+    answered from what was stored). With `transaction`, all its statements commit together;
+    without, each statement commits by itself (for writes of one statement, or of
+    statements that stand alone), which spares the round trips of BEGIN and COMMIT. Either
+    way a commit returns once it is on disk (the pool's sessions commit synchronously). A
+    deadlock or serialization failure against another replica runs the batch again."""
 
     async def flush(batch: Sequence[T]) -> Sequence[R]:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                async with asyncio.timeout(timeout_seconds):
-                    async with pool.acquire() as conn, conn.transaction():
-                        if synchronous:
-                            await store.require_synchronous_commit(conn)
-                        else:
-                            await store.allow_asynchronous_commit(conn)
+                async with asyncio.timeout(timeout_seconds), pool.acquire() as conn:
+                    if not transaction:
+                        return await write(conn, batch)
+                    async with conn.transaction():
                         return await write(conn, batch)
             except asyncpg.TransactionRollbackError as exc:
                 if attempt == ATTEMPTS:

@@ -24,6 +24,7 @@ class NewMessageRow:
     application_key: str
     message_id: uuid.UUID
     sender_id: str
+    recipient_ids: Sequence[str]
     text: str
     headers: dict[str, str]
     sent_at: datetime
@@ -107,65 +108,57 @@ class Marked:
     at: datetime
 
 
-# -- transactions ---------------------------------------------------------------------------
-
-
-async def require_synchronous_commit(db: Db) -> None:
-    """Inside a transaction: its COMMIT returns only once the WAL is flushed to disk,
-    whatever the server's or the role's default (what is acknowledged survives a crash)."""
-    await db.execute("SET LOCAL synchronous_commit TO on")
-
-
-async def allow_asynchronous_commit(db: Db) -> None:
-    """Inside a transaction: its COMMIT returns before the WAL is flushed (a crash may lose
-    it: only for writes whose loss is harmless)."""
-    await db.execute("SET LOCAL synchronous_commit TO off")
-
-
 # -- sends --------------------------------------------------------------------------------
 
 
 async def insert_messages(db: Db, rows: Sequence[NewMessageRow]) -> dict[MessageKey, int]:
     """Insert the messages whose (application, message id) is new, in the given order (their
-    sequence follows it); return the sequence of each one inserted. Existing ids are left
-    alone (a retried send): look them up with `find_messages`."""
+    sequence follows it), with a recipient row for each of their recipients; return the
+    sequence of each one inserted. Existing ids are left alone (a retried send): look them
+    up with `find_messages`. One statement: run alone, it commits by itself, messages and
+    recipients together."""
+    ords: list[int] = []
+    recipients: list[str] = []
+    positions: list[int] = []
+    for ord_, row in enumerate(rows, start=1):
+        for position, recipient in enumerate(row.recipient_ids):
+            ords.append(ord_)
+            recipients.append(recipient)
+            positions.append(position)
     records = await db.fetch(
-        "INSERT INTO messaging.messages"
-        " (application_key, message_id, sender_id, text, headers, sent_at)"
-        " SELECT application_key, message_id, sender_id, text, headers, sent_at"
-        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[],"
-        "  $6::timestamptz[])"
-        "  WITH ORDINALITY AS n(application_key, message_id, sender_id, text, headers, sent_at,"
-        "  ord)"
-        " ORDER BY ord"
-        " ON CONFLICT (application_key, message_id) DO NOTHING"
-        " RETURNING application_key, message_id, seq",
+        "WITH given AS ("
+        "  SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[],"
+        "   $6::timestamptz[])"
+        "   WITH ORDINALITY AS n(application_key, message_id, sender_id, text, headers, sent_at,"
+        "   ord)"
+        " ), inserted AS ("
+        "  INSERT INTO messaging.messages"
+        "   (application_key, message_id, sender_id, text, headers, sent_at)"
+        "  SELECT application_key, message_id, sender_id, text, headers, sent_at"
+        "  FROM given ORDER BY ord"
+        "  ON CONFLICT (application_key, message_id) DO NOTHING"
+        "  RETURNING application_key, message_id, seq"
+        " ), listed AS ("
+        "  INSERT INTO messaging.recipients"
+        "   (message_seq, recipient_id, position, application_key)"
+        "  SELECT i.seq, r.recipient_id, r.position, i.application_key"
+        "  FROM unnest($7::bigint[], $8::text[], $9::smallint[]) AS r(ord, recipient_id, position)"
+        "  JOIN given g ON g.ord = r.ord"
+        "  JOIN inserted i"
+        "   ON i.application_key = g.application_key AND i.message_id = g.message_id"
+        " )"
+        " SELECT application_key, message_id, seq FROM inserted",
         [r.application_key for r in rows],
         [r.message_id for r in rows],
         [r.sender_id for r in rows],
         [r.text for r in rows],
         [json.dumps(r.headers, separators=(",", ":")) for r in rows],
         [r.sent_at for r in rows],
+        ords,
+        recipients,
+        positions,
     )
     return {MessageKey(r["application_key"], r["message_id"]): r["seq"] for r in records}
-
-
-async def insert_recipients(
-    db: Db,
-    seqs: Sequence[int],
-    recipient_ids: Sequence[str],
-    positions: Sequence[int],
-    application_keys: Sequence[str],
-) -> None:
-    """One row per (message, recipient) of new messages."""
-    await db.execute(
-        "INSERT INTO messaging.recipients (message_seq, recipient_id, position, application_key)"
-        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::text[])",
-        seqs,
-        recipient_ids,
-        positions,
-        application_keys,
-    )
 
 
 async def find_messages(db: Db, keys: Sequence[MessageKey]) -> dict[MessageKey, MessageHead]:
