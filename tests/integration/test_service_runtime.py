@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import asyncpg
@@ -149,12 +150,15 @@ async def test_bus_endpoint_replies_errors_and_carries_trace_context(
         await rt.stop(runtime)
 
 
-async def test_requests_beyond_the_most_a_replica_serves_are_shed_at_once(
-    nats_server: object,
-) -> None:
-    """Two requests under way (the limit): a third is answered UNAVAILABLE at once, not
-    queued; once one finishes, requests are served again."""
-    url = nats_server.url  # type: ignore[attr-defined]
+Ask = Callable[[str, str], Awaitable[auth.AppLookupResponse]]
+
+
+@contextlib.asynccontextmanager
+async def _held_requests(
+    url: str, limit: int, subjects: dict[str, bool]
+) -> AsyncIterator[tuple[Ask, asyncio.Event]]:
+    """A runtime serving at most `limit` requests at once, whose endpoints (subject ->
+    sheds_first) hold every request until the event is set; yields `ask(subject, key)`."""
     release = asyncio.Event()
 
     async def slow(req: auth.AppLookupRequest) -> auth.AppLookupResponse:
@@ -162,31 +166,65 @@ async def test_requests_beyond_the_most_a_replica_serves_are_shed_at_once(
         return auth.AppLookupResponse(application_key=req.application_key)
 
     async def setup(runtime: rt.Runtime) -> None:
-        runtime.bus.endpoint("test.slow", auth.AppLookupRequest, slow, queue="sample")
+        for subject, sheds_first in subjects.items():
+            runtime.bus.endpoint(
+                subject, auth.AppLookupRequest, slow, "sample", sheds_first=sheds_first
+            )
 
-    runtime = await rt.start(_settings(url, max_concurrent_requests=2), setup)
+    runtime = await rt.start(_settings(url, max_concurrent_requests=limit), setup)
     nc = await nats.connect(url)
 
-    def ask(key: str) -> Any:
+    def ask(subject: str, key: str) -> Awaitable[auth.AppLookupResponse]:
         return request(
-            nc, "test.slow", auth.AppLookupRequest(application_key=key), auth.AppLookupResponse
+            nc, subject, auth.AppLookupRequest(application_key=key), auth.AppLookupResponse
         )
 
     try:
-        held = [asyncio.ensure_future(ask(f"k{i}")) for i in range(2)]
+        yield ask, release
+    finally:
+        await nc.close()
+        await rt.stop(runtime)
+
+
+async def test_requests_beyond_the_most_a_replica_serves_are_shed_at_once(
+    nats_server: object,
+) -> None:
+    """Two requests under way (the limit): a third is answered UNAVAILABLE at once, not
+    queued; once one finishes, requests are served again."""
+    url = nats_server.url  # type: ignore[attr-defined]
+    async with _held_requests(url, 2, {"test.slow": False}) as (ask, release):
+        held = [asyncio.ensure_future(ask("test.slow", f"k{i}")) for i in range(2)]
         await asyncio.sleep(0.2)
         began = time.monotonic()
         with pytest.raises(ParleyError) as info:
-            await ask("third")
+            await ask("test.slow", "third")
         assert info.value.code == ErrorCode.ERROR_CODE_UNAVAILABLE
         assert "busy" in info.value.reason
         assert time.monotonic() - began < 1.0
         release.set()
         assert [r.application_key for r in await asyncio.gather(*held)] == ["k0", "k1"]
-        assert (await ask("again")).application_key == "again"
-    finally:
-        await nc.close()
-        await rt.stop(runtime)
+        assert (await ask("test.slow", "again")).application_key == "again"
+
+
+async def test_requests_that_start_new_work_are_shed_first(nats_server: object) -> None:
+    """Limit 4: new work is shed from 3 under way on, while a request that finishes
+    accepted work still gets the fourth place."""
+    url = nats_server.url  # type: ignore[attr-defined]
+    subjects = {"test.new": True, "test.finish": False}
+    async with _held_requests(url, 4, subjects) as (ask, release):
+        held = [asyncio.ensure_future(ask("test.new", f"n{i}")) for i in range(3)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(ParleyError) as info:
+            await ask("test.new", "one new too many")
+        assert info.value.code == ErrorCode.ERROR_CODE_UNAVAILABLE
+        assert "busy (3 requests under way)" in info.value.reason
+        held.append(asyncio.ensure_future(ask("test.finish", "f0")))
+        await asyncio.sleep(0.2)
+        with pytest.raises(ParleyError) as info:
+            await ask("test.finish", "past the limit")
+        assert "busy (4 requests under way)" in info.value.reason
+        release.set()
+        assert [r.application_key for r in await asyncio.gather(*held)] == ["n0", "n1", "n2", "f0"]
 
 
 async def test_health_ready_metrics_and_drain_waits_for_work_in_flight(

@@ -27,6 +27,7 @@ from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
 from parley_service import db, tracing
 from parley_service.client_requests import ClientHandler, client_request_handler
 from parley_service.logs import get_logger
+from parley_service.replies import ReplyInbox, no_responders
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -35,6 +36,9 @@ log = get_logger("parley.bus")
 
 # How long stop_serving waits for NATS to confirm its subscriptions are drained.
 SUB_DRAIN_SECONDS = 2.0
+# Of a replica's most concurrent requests, the share that requests starting new work may
+# take (the rest is kept for requests that finish accepted work).
+SHEDS_FIRST_SHARE = 0.75
 
 BUS_REQUESTS = Counter(
     "parley_bus_requests_total",
@@ -65,6 +69,9 @@ class Endpoint(Generic[Req, Resp]):
     request_type: type[Req]
     handler: Callable[[Req], Awaitable[Resp]]
     queue: str
+    # Its requests start new work (a message to store, a call to set up): under overload
+    # they are shed first (see Bus).
+    sheds_first: bool = False
 
 
 class InFlight:
@@ -105,11 +112,18 @@ class Bus:
         max_concurrent: int | None = None,
     ) -> None:
         """`max_concurrent`: requests served at once; more are shed (answered UNAVAILABLE
-        at once); None: no limit."""
+        at once); None: no limit. Requests of endpoints declared `sheds_first` (they start
+        new work) are shed from SHEDS_FIRST_SHARE of that on: the rest is kept for requests
+        that finish work already accepted (acknowledgements, fetches), so that under
+        overload what was accepted still completes instead of being retried and told
+        again."""
         self.nc = nc
         self.service = service
         self.in_flight = in_flight or InFlight()
         self.max_concurrent = max_concurrent
+        self.max_new_work = (
+            None if max_concurrent is None else max(1, int(max_concurrent * SHEDS_FIRST_SHARE))
+        )
         self._endpoints: list[Endpoint[Any, Any]] = []
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -121,16 +135,23 @@ class Bus:
         request_type: type[Req],
         handler: Callable[[Req], Awaitable[Resp]],
         queue: str,
+        *,
+        sheds_first: bool = False,
     ) -> None:
-        """Declare a request/reply endpoint; served once `serve()` is called."""
-        self._endpoints.append(Endpoint(subject, request_type, handler, queue))
+        """Declare a request/reply endpoint; served once `serve()` is called.
+        `sheds_first`: its requests start new work, and are shed first under overload."""
+        self._endpoints.append(Endpoint(subject, request_type, handler, queue, sheds_first))
 
-    def client_endpoint(self, request_type: type[Req], handler: ClientHandler[Req]) -> None:
+    def client_endpoint(
+        self, request_type: type[Req], handler: ClientHandler[Req], *, sheds_first: bool = False
+    ) -> None:
         """Declare the handler of a routed client body: `handler(caller, body)` returns the
         REPLY body. Subject and queue group come from the body's `(route)` in the protos."""
         route = bodies.route_of(request_type)
         wrapped = client_request_handler(route, request_type, handler)
-        self.endpoint(route.subject, routing_pb2.ClientRequest, wrapped, route.queue)
+        self.endpoint(
+            route.subject, routing_pb2.ClientRequest, wrapped, route.queue, sheds_first=sheds_first
+        )
 
     async def serve(self) -> None:
         """Subscribe every endpoint; on return the server has them (a round trip after the
@@ -172,8 +193,10 @@ class Bus:
     def _cb(self, ep: Endpoint[Req, Resp]) -> Callable[[Msg], Awaitable[None]]:
         # Each request runs in its own task: requests are served concurrently, and
         # unsubscribing (which cancels the subscription's task) never cancels one mid-way.
+        limit = self.max_new_work if ep.sheds_first else self.max_concurrent
+
         async def on_request(msg: Msg) -> None:
-            if self.max_concurrent is not None and len(self._tasks) >= self.max_concurrent:
+            if limit is not None and len(self._tasks) >= limit:
                 await self._shed(ep, msg)
                 return
             self.in_flight.__enter__()
@@ -190,7 +213,7 @@ class Bus:
             return
         busy = ParleyError(
             ErrorCode.ERROR_CODE_UNAVAILABLE,
-            f"the {self.service} service is busy ({self.max_concurrent} requests under way); "
+            f"the {self.service} service is busy ({len(self._tasks)} requests under way); "
             "retry shortly",
         )
         try:
@@ -254,15 +277,20 @@ class Bus:
 async def request(
     nc: NATS, subject: str, message: Message, response_type: type[Resp], timeout: float = 5.0
 ) -> Resp:
-    headers = tracing.inject({})
+    """Send a request and return the typed reply, or raise the typed error it carried
+    (Unreachable when no one listens or the bus is away, TIMEOUT when no reply came). Its
+    reply comes to the connection's `ReplyInbox`."""
+    headers = tracing.inject({}) or None
     try:
-        reply = await nc.request(
-            subject, message.SerializeToString(), timeout=timeout, headers=headers
-        )
-    except nats.errors.NoRespondersError as exc:
+        inbox = await ReplyInbox.of(nc)
+        reply_to, answer = inbox.one(timeout, _answered(subject))
+    except nats.errors.Error as exc:  # the inbox could not be subscribed
         raise Unreachable(
-            ErrorCode.ERROR_CODE_UNAVAILABLE, f"no service answers {subject}"
+            ErrorCode.ERROR_CODE_UNAVAILABLE, f"bus unavailable: {type(exc).__name__}"
         ) from exc
+    try:
+        await nc.publish(subject, message.SerializeToString(), reply=reply_to, headers=headers)
+        reply = await answer
     except nats.errors.TimeoutError as exc:
         raise ParleyError(
             ErrorCode.ERROR_CODE_TIMEOUT, f"{subject} did not answer within {timeout:g} s"
@@ -271,6 +299,8 @@ async def request(
         raise Unreachable(
             ErrorCode.ERROR_CODE_UNAVAILABLE, f"bus unavailable: {type(exc).__name__}"
         ) from exc
+    finally:
+        inbox.forget(reply_to)  # a no-op once answered
     if reply.headers and ERROR_HEADER in reply.headers:
         err = parse(
             common_pb2.Error,
@@ -285,6 +315,17 @@ async def request(
         ErrorCode.ERROR_CODE_INTERNAL,
         f"{subject} answered with something that is not a {response_type.DESCRIPTOR.full_name}",
     )
+
+
+def _answered(subject: str) -> Callable[[Msg], Msg]:
+    """The reply of a request to `subject`, unless the server says no one listens there."""
+
+    def read(msg: Msg) -> Msg:
+        if no_responders(msg):
+            raise Unreachable(ErrorCode.ERROR_CODE_UNAVAILABLE, f"no service answers {subject}")
+        return msg
+
+    return read
 
 
 async def flush_queued(nc: NATS, timeout: int = 10) -> None:

@@ -22,6 +22,7 @@ from parley.v1 import routing_pb2
 from parley_protocol import bodies, framing, subjects
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import tracing
+from parley_service.acked import AckedPublisher
 
 # How long a publish waits for the window's acknowledgement.
 WINDOW_ACK_SECONDS = 2.0
@@ -31,7 +32,7 @@ class DeviceEvents:
     def __init__(self, nc: NATS, window: bool = True) -> None:
         """`window`: the deployment keeps a resume window (settings.event_window_seconds)."""
         self._nc = nc
-        self._js = nc.jetstream(timeout=WINDOW_ACK_SECONDS) if window else None
+        self._window = AckedPublisher(nc, WINDOW_ACK_SECONDS) if window else None
 
     async def to_user(
         self, application_key: str, user_id: str, event: Message, except_session_id: str = ""
@@ -65,11 +66,12 @@ class DeviceEvents:
             envelope=envelope, except_session_id=except_session_id
         ).SerializeToString()
         headers = tracing.inject({}) or None
-        if self._js is None:
+        if self._window is None:
             await self._nc.publish(subject, data, headers=headers)
             return
         try:
-            await self._js.publish(subject, data, headers=headers)
+            await self._window.start()
+            await self._window.stored(subject, data, headers)
         except NatsError as exc:
             raise ParleyError(
                 ErrorCode.ERROR_CODE_UNAVAILABLE,

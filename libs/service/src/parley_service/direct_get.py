@@ -2,23 +2,22 @@
 
 Used by the presence reader (the latest entry of many keys at once) and by the gateway's
 resume window (the events of a user after a sequence). The replies of every direct get on
-a connection come to one wildcard inbox subscribed once (each get names `<inbox>.<n>`), so
-a get costs no SUB and UNSUB and no subscription task of its own: a gateway taking back
-the sessions of a replica that went away makes one per resume.
+a connection come to its `ReplyInbox`, so a get costs no SUB and UNSUB and no subscription
+task of its own: a gateway taking back the sessions of a replica that went away makes one
+per resume.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import weakref
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js.api import DEFAULT_PREFIX
 
 from parley_protocol.errors import ErrorCode, ParleyError
+from parley_service.replies import ReplyInbox
 
 
 @dataclass(frozen=True)
@@ -38,52 +37,6 @@ class Stored:
         return int(value) if value.isdigit() else 0
 
 
-class _Replies:
-    """The reply inbox of one connection's direct gets: replies go to their get's queue."""
-
-    def __init__(self, nc: NATS) -> None:
-        self._nc = nc
-        self._prefix = ""
-        self._next = 0
-        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
-        self._started: asyncio.Future[None] | None = None
-
-    async def start(self) -> None:
-        """Subscribe once; concurrent first gets share the subscribe."""
-        if self._started is None:
-            self._started = asyncio.ensure_future(self._subscribe())
-        try:
-            await asyncio.shield(self._started)
-        except BaseException:
-            if self._started.done():
-                self._started = None  # failed: the next get tries again
-            raise
-
-    async def _subscribe(self) -> None:
-        prefix = self._nc.new_inbox() + "."
-        await self._nc.subscribe(prefix + "*", cb=self._on_reply)
-        self._prefix = prefix
-
-    def open(self) -> tuple[str, asyncio.Queue[Msg]]:
-        """A reply subject and the queue its messages land in, until `close`."""
-        self._next += 1
-        token = str(self._next)
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._waiting[token] = queue
-        return self._prefix + token, queue
-
-    def close(self, reply: str) -> None:
-        self._waiting.pop(reply[len(self._prefix) :], None)
-
-    async def _on_reply(self, msg: Msg) -> None:
-        queue = self._waiting.get(msg.subject[len(self._prefix) :])
-        if queue is not None:  # else the get is over (it timed out): dropped
-            queue.put_nowait(msg)
-
-
-_replies: weakref.WeakKeyDictionary[NATS, _Replies] = weakref.WeakKeyDictionary()
-
-
 async def direct_get(
     nc: NATS, stream: str, request: dict[str, object], what: str, timeout: float = 2.0
 ) -> tuple[list[Stored], int]:
@@ -93,11 +46,8 @@ async def direct_get(
     Raises ParleyError UNAVAILABLE (`what` answered an error status) or TIMEOUT (no message
     within `timeout` of the request or of the previous message).
     """
-    replies = _replies.get(nc)
-    if replies is None:
-        replies = _replies[nc] = _Replies(nc)
-    await replies.start()
-    reply, queue = replies.open()
+    replies = await ReplyInbox.of(nc)
+    reply, queue = replies.many()
     found: list[Stored] = []
     try:
         await nc.publish(
@@ -124,4 +74,4 @@ async def direct_get(
                 )
             found.append(Stored(headers, msg.data))
     finally:
-        replies.close(reply)
+        replies.forget(reply)

@@ -64,6 +64,8 @@ class ServiceSettings:
     # Bus requests a replica serves at once; one more is answered UNAVAILABLE at once (its
     # client retries later, with backoff) rather than queued behind work its caller may
     # give up on: under overload a replica keeps its throughput instead of collapsing.
+    # Requests that start new work (endpoints declared sheds_first) are shed from three
+    # quarters of it on, so requests that finish accepted work still get through.
     max_concurrent_requests: int = 1000
     # Applications named in the `app` label of metrics (the first ones seen; later ones are
     # "other"); 0: one value, "all" (see parley_service.app_label).

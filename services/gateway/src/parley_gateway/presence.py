@@ -23,8 +23,8 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from parley.v1 import presence_pb2
-from parley_gateway.acked import AckedPublisher
 from parley_protocol import subjects
+from parley_service.acked import AckedPublisher
 from parley_service.assets import MISSING_ERRORS, JetStreamAssets, KeyValueBucket, asset_missing
 from parley_service.logs import get_logger
 from parley_service.presence import PRESENCE_PREFIX, PRESENCE_STREAM

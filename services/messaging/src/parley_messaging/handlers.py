@@ -83,7 +83,9 @@ ToldWriter = Batcher[ToldMarks, None]
 
 
 def declare_endpoints(bus: Bus, handlers: MessagingHandlers) -> None:
-    bus.client_endpoint(messaging_pb2.SendMessage, handlers.send_message)
+    # A send is new work, shed first under overload: the acknowledgements that make the
+    # messages already stored delivered keep getting through.
+    bus.client_endpoint(messaging_pb2.SendMessage, handlers.send_message, sheds_first=True)
     bus.client_endpoint(messaging_pb2.AckMessages, handlers.ack_messages)
     bus.client_endpoint(messaging_pb2.FetchMessages, handlers.fetch_messages)
     bus.client_endpoint(messaging_pb2.MarkRead, handlers.mark_read)
