@@ -110,24 +110,23 @@ class MessageEvents:
         self, application_key: str, targets: Sequence[tuple[str, Message, str]]
     ) -> list[bool]:
         """Send each event to its user's devices (but the session named beside it), all at
-        once; which were taken."""
-        if not targets:
-            return []
-        results = await asyncio.gather(
-            *(
-                self._devices.to_user(application_key, user, event, except_session)
-                for user, event, except_session in targets
-            ),
-            return_exceptions=True,
+        once; which were taken. One target is sent without a task of its own."""
+        if len(targets) == 1:
+            return [await self._send_one(application_key, *targets[0])]
+        return list(
+            await asyncio.gather(*(self._send_one(application_key, *target) for target in targets))
         )
-        taken: list[bool] = []
-        for (user, event, _), result in zip(targets, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, _SEND_ERRORS):
-                    raise result
-                self._failed(event, user, result)
-            taken.append(not isinstance(result, BaseException))
-        return taken
+
+    async def _send_one(
+        self, application_key: str, user: str, event: Message, except_session: str
+    ) -> bool:
+        """Whether the event was taken (a failure to send is logged and counted)."""
+        try:
+            await self._devices.to_user(application_key, user, event, except_session)
+        except _SEND_ERRORS as exc:
+            self._failed(event, user, exc)
+            return False
+        return True
 
     @staticmethod
     def _failed(event: Message, user_id: str, exc: BaseException) -> None:

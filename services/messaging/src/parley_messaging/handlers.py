@@ -53,7 +53,7 @@ from parley_messaging.metrics import (
     MESSAGES_REFUSED,
     READ,
 )
-from parley_messaging.online import OnlineUsers
+from parley_messaging.online import OnlineUsers, offline_among
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
 from parley_protocol import subjects
@@ -192,10 +192,7 @@ class MessagingHandlers:
                 sender=caller.user_id,
                 recipients=len(recipients),
             )
-            _, offline = await asyncio.gather(
-                self._tell(app, stored.seq, message, caller.session_id),
-                self._offline(app, recipients),
-            )
+            offline = await self._tell(app, stored.seq, message, recipients, caller.session_id)
         elif not stored.told:
             # A retry of a message whose events were not all taken: tell what was stored.
             log.info("message_send_repeated", app=app, message=given.message_id, told=False)
@@ -203,10 +200,8 @@ class MessagingHandlers:
             if found is not None:
                 recipients = found.message.recipient_ids
                 message = records.message_of(found.message)
-            _, offline = await asyncio.gather(
-                self._tell(app, stored.seq, message if found else None, caller.session_id),
-                self._offline(app, recipients),
-            )
+            told = message if found else None
+            offline = await self._tell(app, stored.seq, told, recipients, caller.session_id)
         else:
             # A retry: the same reply, nothing stored or told twice.
             log.info("message_send_repeated", app=app, message=given.message_id, told=True)
@@ -264,31 +259,40 @@ class MessagingHandlers:
         application_key: str,
         seq: int,
         message: messaging_pb2.Message | None,
+        recipients: Sequence[str],
         sending_session: str,
-    ) -> None:
+    ) -> list[str]:
         """Tell the message's recipients, and the sender's other devices (the sending
-        session has its reply); once all took it, mark it told."""
+        session has its reply); once all took it, mark it told. Presence is asked once, for
+        the recipients and the sender, while the recipients are told. Returns the
+        recipients with no device online for messaging (all of them when presence cannot
+        say: the app may push to them)."""
+        users = [*recipients, message.sender_id] if message is not None else list(recipients)
+        asked = self._online.ask(application_key, users)
+        try:
+            incoming = (
+                await self._events.incoming(application_key, message, message.recipient_ids)
+                if message is not None
+                else []
+            )
+        except BaseException:
+            asked.cancel()
+            raise
+        online = await self._online.answer(asked)
+        offline = offline_among(online, recipients)
         if message is None:
-            return
-        incoming, sent = await asyncio.gather(
-            self._events.incoming(application_key, message, message.recipient_ids),
-            self._tell_sender(application_key, message, sending_session),
+            return offline
+        # MessageSent to the sender's other devices online, if it has any; when presence
+        # cannot say, published all the same.
+        others = online is None or bool(
+            online.get(message.sender_id, frozenset()) - {sending_session}
+        )
+        sent = (
+            await self._events.sent(application_key, message, sending_session) if others else True
         )
         if all(incoming) and sent:
             await self._mark([Told(commits.MESSAGE, seq)])
-
-    async def _tell_sender(
-        self, application_key: str, message: messaging_pb2.Message, sending_session: str
-    ) -> bool:
-        """MessageSent to the sender's other devices online, if it has any (presence is
-        asked with the recipients'); when presence cannot say, published all the same."""
-        try:
-            online = await self._online.sessions(application_key, [message.sender_id])
-        except ParleyError:
-            online = {message.sender_id: frozenset({""})}
-        if not online[message.sender_id] - {sending_session}:
-            return True  # no other device to tell: nothing to publish
-        return await self._events.sent(application_key, message, sending_session)
+        return offline
 
     async def _mark(self, marks: Sequence[Told]) -> None:
         """Record that these events were taken. A failure is only logged: the sweeper tells

@@ -26,6 +26,14 @@ class _Asked:
     future: asyncio.Future[dict[str, frozenset[str]]]
 
 
+def offline_among(online: dict[str, frozenset[str]] | None, user_ids: Sequence[str]) -> list[str]:
+    """Of `user_ids`, those with no session online (all of them when presence could not
+    say: None)."""
+    if online is None:
+        return list(user_ids)
+    return [user for user in user_ids if not online.get(user)]
+
+
 class OnlineUsers:
     def __init__(self, presence: PresenceReader) -> None:
         self._presence = presence
@@ -54,18 +62,31 @@ class OnlineUsers:
         message nobody hears of."""
         if not user_ids:
             return []
+        return offline_among(await self.answer(self.ask(application_key, user_ids)), user_ids)
+
+    @staticmethod
+    async def answer(
+        asked: asyncio.Future[dict[str, frozenset[str]]],
+    ) -> dict[str, frozenset[str]] | None:
+        """What `ask` answered; None (logged) when presence cannot say."""
         try:
-            online = await self.sessions(application_key, user_ids)
+            return await asked
         except ParleyError as exc:
-            log.warning("presence_unavailable", app=application_key, error=str(exc))
-            return list(user_ids)
-        return [user for user in user_ids if not online[user]]
+            log.warning("presence_unavailable", error=str(exc))
+            return None
 
     async def sessions(
         self, application_key: str, user_ids: Sequence[str]
     ) -> dict[str, frozenset[str]]:
         """For each user, the sessions of its devices online that announced messaging.
         ParleyError when presence cannot say."""
+        return await self.ask(application_key, user_ids)
+
+    def ask(
+        self, application_key: str, user_ids: Sequence[str]
+    ) -> asyncio.Future[dict[str, frozenset[str]]]:
+        """What `sessions` answers, as a future: the caller may do other work while the
+        query runs."""
         if self._task is None:
             raise RuntimeError("OnlineUsers was not started")
         future: asyncio.Future[dict[str, frozenset[str]]] = (
@@ -73,7 +94,7 @@ class OnlineUsers:
         )
         self._asked.append(_Asked(application_key, tuple(user_ids), future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:
