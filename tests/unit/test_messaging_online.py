@@ -66,7 +66,7 @@ async def test_sessions_name_each_users_messaging_devices() -> None:
     online = OnlineUsers(presence)  # type: ignore[arg-type]
     online.start()
     try:
-        found = await online.sessions("app", ["bob", "carol", "dave"])
+        found = await online.ask("app", ["bob", "carol", "dave"])
         assert found == {"bob": frozenset({"s1"}), "carol": frozenset(), "dave": frozenset()}
     finally:
         await online.stop()
@@ -81,7 +81,7 @@ async def test_a_bug_answering_fails_the_waiting_sends_instead_of_hanging() -> N
     online.start()
     try:
         with pytest.raises(ParleyError):
-            await asyncio.wait_for(online.sessions("app", ["bob"]), 2)
+            await asyncio.wait_for(online.ask("app", ["bob"]), 2)
         assert await asyncio.wait_for(online.offline("app", ["bob"]), 2) == ["bob"]
     finally:
         await online.stop()

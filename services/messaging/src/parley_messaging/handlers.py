@@ -278,7 +278,7 @@ class MessagingHandlers:
         except BaseException:
             asked.cancel()
             raise
-        online = await self._online.answer(asked)
+        online = await self._online.answer(application_key, asked)
         offline = offline_among(online, recipients)
         if message is None:
             return offline

@@ -62,31 +62,26 @@ class OnlineUsers:
         message nobody hears of."""
         if not user_ids:
             return []
-        return offline_among(await self.answer(self.ask(application_key, user_ids)), user_ids)
+        asked = self.ask(application_key, user_ids)
+        return offline_among(await self.answer(application_key, asked), user_ids)
 
     @staticmethod
     async def answer(
-        asked: asyncio.Future[dict[str, frozenset[str]]],
+        application_key: str, asked: asyncio.Future[dict[str, frozenset[str]]]
     ) -> dict[str, frozenset[str]] | None:
         """What `ask` answered; None (logged) when presence cannot say."""
         try:
             return await asked
         except ParleyError as exc:
-            log.warning("presence_unavailable", error=str(exc))
+            log.warning("presence_unavailable", app=application_key, error=str(exc))
             return None
-
-    async def sessions(
-        self, application_key: str, user_ids: Sequence[str]
-    ) -> dict[str, frozenset[str]]:
-        """For each user, the sessions of its devices online that announced messaging.
-        ParleyError when presence cannot say."""
-        return await self.ask(application_key, user_ids)
 
     def ask(
         self, application_key: str, user_ids: Sequence[str]
     ) -> asyncio.Future[dict[str, frozenset[str]]]:
-        """What `sessions` answers, as a future: the caller may do other work while the
-        query runs."""
+        """For each user, the sessions of its devices online that announced messaging, as a
+        future (ParleyError when presence cannot say): the caller may do other work while
+        the query runs."""
         if self._task is None:
             raise RuntimeError("OnlineUsers was not started")
         future: asyncio.Future[dict[str, frozenset[str]]] = (
