@@ -51,6 +51,7 @@ from parley_client import ParleyClient
 from parley_devstack.services import ServiceDef
 from parley_devstack.stack import DevStack, StackSettings
 from parley_gateway.settings import GatewaySettings
+from parley_protocol import heap
 from tests.e2e.stack import gateway_def
 
 GATEWAY_FD_RESERVE = 100  # listening sockets, NATS, health port, epoll, logs ...
@@ -98,6 +99,7 @@ async def _worker(index: int, count: int, config: dict[str, Any], conn: Any) -> 
 
     began = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(count)))
+    heap.settle()  # the clients stay connected until the end
     conn.send(
         {
             "connected": len(clients),

@@ -20,6 +20,7 @@ from parley_loadtest.clients import ClientSettings, simulated_client
 from parley_loadtest.markers import Marker
 from parley_loadtest.plan import WorkerPlan, seq_of
 from parley_loadtest.scenario import Scenario
+from parley_protocol import heap
 
 if TYPE_CHECKING:
     from parley_client import Call, ParleyClient
@@ -163,6 +164,7 @@ class Worker:
         flusher = asyncio.create_task(self._flusher())
         try:
             await self._ramp_up()
+            heap.settle()  # the clients started stay until the end
             self._flush()
             self.conn.send((ev.RAMPED,))
             order = await self._orders.get()

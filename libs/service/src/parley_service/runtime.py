@@ -21,6 +21,7 @@ import asyncpg
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from parley_protocol import heap
 from parley_protocol.clock import Clock, SystemClock
 from parley_service import app_label, tracing
 from parley_service.assets import JetStreamAssets
@@ -307,6 +308,7 @@ async def run(
     app_label.configure(settings.metrics_app_labels)
     try:
         runtime = await start(settings, setup, migrations, clock)
+        heap.settle()  # what start-up built stays for the process's life
         stop_signal = await _wait_for_signal()
         await stop(runtime, drain=stop_signal == signal.SIGTERM)
     finally:
