@@ -55,7 +55,12 @@ async def echo(nats_server: EmbeddedNats) -> AsyncIterator[EchoHandlers]:
 
 
 async def _hello(
-    c: RawClient, stack: Stack, app: App, user_id: str, **capabilities: bool
+    c: RawClient,
+    stack: Stack,
+    app: App,
+    user_id: str,
+    listening: bool = False,
+    **capabilities: bool,
 ) -> client.Welcome:
     token = await stack.token(app, user_id)
     await c.send(
@@ -65,6 +70,7 @@ async def _hello(
             user_id=user_id,
             capabilities=client.Capabilities(**capabilities),
             client_version="tests",
+            listening=listening,
         )
     )
     reply = await c.recv()
@@ -260,6 +266,28 @@ async def test_device_events_reach_every_device_of_a_user_but_one_or_a_single_se
             await c.close()
 
 
+async def test_a_hello_that_listens_needs_no_listen(stack: Stack, app: App, bus: NATS) -> None:
+    liveness = GatewayLiveness(bus, SystemClock())
+    await liveness.start()
+    reader = PresenceReader(bus, liveness)
+    user = "lis ten.*>"
+    c = await stack.connect(1)
+    try:
+        welcome = await _hello(c, stack, app, user, listening=True, messaging=True)
+        assert welcome.listening  # taken with the sign-in's presence write
+
+        async def listening() -> bool:
+            return await reader.listening_devices(app.key, [user]) == {user: 1}
+
+        await eventually(listening, what="the device listening without a Listen")
+        reply = await c.request(listen=client.Listen(listening=False))  # Listen still works
+        assert reply.listen_accepted.listening is False
+        assert await reader.listening_devices(app.key, [user]) == {user: 0}
+    finally:
+        await c.close()
+        await liveness.stop()
+
+
 async def test_any_service_reads_device_records_of_live_gateways(
     stack: Stack, app: App, bus: NATS
 ) -> None:
@@ -295,6 +323,7 @@ async def test_any_service_reads_device_records_of_live_gateways(
         )
         assert not ra.listening and ra.user_id == user and ra.instance_id
         assert await reader.listening_devices(app.key, [user]) == {user: 1}
+        assert not wa.listening and not wb.listening
         # Another application's reader sees none of them.
         assert (await reader.devices("00000000-0000-0000-0000-000000000000", [user]))[user] == []
         with pytest.raises(ParleyError) as info:

@@ -255,6 +255,9 @@ class FakeGateway:
         self.hello_close_code: int | None = None
         self.before_welcome: list[client.Envelope] = []  # sent between Hello and its answer
         self.answer_pings = True
+        # Takes the Hello's listening (as the gateway does); False: a gateway predating it,
+        # whose Welcome never confirms it.
+        self.takes_hello_listening = True
         self.presence_delay = 0.0
         self.echo_error: ParleyError | None = None  # the answer to every EchoRequest
         self._echoes: set[asyncio.Task[None]] = set()
@@ -411,6 +414,9 @@ class FakeGateway:
             await ws.close(code=self.hello_close_code or framing.close_code_for(err.code))
             return
         outcome, reason = await self._resume(session, hello)
+        listening = hello.listening and self.takes_hello_listening
+        if listening:
+            self.backend.listening.setdefault(hello.user_id, set()).add(session.session_id)
         await self._send(
             session,
             client.Envelope(
@@ -423,6 +429,7 @@ class FakeGateway:
                     token_expires_at_ms=expires,
                     resume=outcome,
                     resume_reason=reason,
+                    listening=listening,
                 ),
             ),
         )

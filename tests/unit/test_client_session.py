@@ -98,7 +98,9 @@ async def test_listening_and_presence(tmp_path: Path) -> None:
         }
         await alice.stop_listening_on_active_connection()
         assert (await bob.presence("alice"))["alice"].online is False
-        assert h.gateways[0].sessions[0].bodies().count("listen") == 2
+        # Listening from the start rode on the Hello; only stopping took a Listen.
+        assert h.gateways[0].sessions[0].hello.listening
+        assert h.gateways[0].sessions[0].bodies().count("listen") == 1
 
 
 async def test_presence_checks_user_ids_before_sending(tmp_path: Path) -> None:
@@ -150,12 +152,33 @@ async def test_reconnects_to_the_next_host_and_listens_again(tmp_path: Path) -> 
         assert client.gateway_id == "gw-2"
         assert client.session_id != first_session
         [session] = h.gateways[1].sessions
-        assert session.bodies()[:2] == ["hello", "listen"]
-        assert session.hello is not None and session.hello.access_token in h.backend.tokens
+        # The Hello says the device listens and the Welcome confirms it: no Listen follows.
+        assert session.hello is not None and session.hello.listening
+        assert "listen" not in session.bodies()
+        assert session.hello.access_token in h.backend.tokens
         assert h.backend.listening["alice"] == {session.session_id}
         assert recorder.logged("reconnecting") and recorder.logged("reconnected")
         assert recorder.started == 1 and not recorder.failed
         assert len(h.backend.register_requests) == 1
+
+
+async def test_a_gateway_that_does_not_confirm_the_hellos_listening_gets_a_listen(
+    tmp_path: Path,
+) -> None:
+    async with harness(tmp_path, gateways=2) as h:
+        h.gateways[1].takes_hello_listening = False  # an older gateway
+        client, _ = h.client()
+        await client.start()
+        await client.start_listening_on_active_connection()
+        assert "listen" in h.gateways[0].sessions[0].bodies()  # asked for after the Hello
+
+        await h.gateways[0].stop()
+        await wait_until(lambda: not client.is_started)
+        await client.wait_connected(5)
+        [session] = h.gateways[1].sessions
+        assert session.hello is not None and session.hello.listening
+        assert session.bodies()[:2] == ["hello", "listen"]
+        assert h.backend.listening["alice"] == {session.session_id}
 
 
 async def test_expired_token_is_renewed_on_reconnect(tmp_path: Path) -> None:

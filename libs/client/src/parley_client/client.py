@@ -654,10 +654,11 @@ class _Events:
             access_token,
             resume_session_id=resume_session_id,
             resume_from_event=resume_from_event,
+            listening=client._listening.wanted is True,
         )
 
-    async def restore(self, connection: Connection) -> None:
-        await self._client._listening.apply(connection)
+    async def restore(self, connection: Connection, welcome: pb.Welcome) -> None:
+        await self._client._listening.apply(connection, held=welcome.listening)
 
     def connected(self, welcome: pb.Welcome, resumed: bool) -> None:
         client = self._client

@@ -26,9 +26,11 @@ def hello_message(
     *,
     resume_session_id: str = "",
     resume_from_event: int = 0,
+    listening: bool = False,
 ) -> pb.Hello:
     """The Hello for one connection; `resume_session_id` is the session it asks to resume
-    (or replaces), after event `resume_from_event`."""
+    (or replaces), after event `resume_from_event`; `listening`, whether the device listens
+    from the start (no Listen needed after the Welcome)."""
     return pb.Hello(
         access_token=access_token,
         application_key=config.application_key or "",
@@ -42,4 +44,5 @@ def hello_message(
         client_version=client_version(),
         resume_session_id=resume_session_id,
         resume_from_event=resume_from_event,
+        listening=listening,
     )

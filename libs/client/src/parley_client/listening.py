@@ -54,10 +54,15 @@ class Listening:
         waiter.set_exception(error)
         return waiter
 
-    async def apply(self, connection: Requester) -> None:
+    async def apply(self, connection: Requester, held: bool | None = None) -> None:
         """Send Listen until the gateway holds what the app last asked for (on every new
-        connection, before it counts as up)."""
+        connection, before it counts as up). `held`, on a new connection, is what its Welcome
+        says the gateway took from the Hello: when that is what the app asks for, no Listen
+        is sent."""
         applied: bool | None = None
+        if held is not None and held is self._wanted:
+            applied = held
+            settle(self._take_waiters(), None)
         while self._wanted is not None and (applied is not self._wanted or self._waiters):
             wanted = self._wanted
             waiters = self._take_waiters()

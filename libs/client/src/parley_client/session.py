@@ -71,8 +71,9 @@ class SessionEvents(Protocol):
 
     async def session_down(self, reason: ParleyError) -> None: ...
 
-    async def restore(self, connection: Connection) -> None:
-        """Re-apply what the app asked for on a new connection, before it counts as up."""
+    async def restore(self, connection: Connection, welcome: pb.Welcome) -> None:
+        """Re-apply what the app asked for on a new connection (what its Hello carried and
+        its Welcome confirms needs nothing more), before it counts as up."""
 
     def connected(self, welcome: pb.Welcome, resumed: bool) -> None:
         """A connection is up (before its frames are dispatched); `resumed`: it goes on with
@@ -264,7 +265,7 @@ class Session:
             f"connected to {endpoint} (gateway {welcome.gateway_id}, session "
             f"{welcome.session_id}, heartbeat {interval:g} s)",
         )
-        await self._events.restore(connection)
+        await self._events.restore(connection, welcome)
         self._up = not connection.is_closed
         self._events.connected(welcome, resumed)
 

@@ -53,6 +53,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     _take_claims(gw, s, claims)
     s.connected_at_ms = now_ms(gw.clock)
     s.capabilities = bodies.capability_mask(msg.capabilities)
+    s.listening = msg.listening  # written with the sign-in's presence entry
     previous = msg.resume_session_id
     resuming = bool(previous) and gw.window.enabled and valid_session_id(previous)
     if resuming:
@@ -76,6 +77,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         token_expires_at_ms=s.token_expires_at_ms,
         resume=decision.outcome if decision is not None else Outcome.RESUME_OUTCOME_UNSPECIFIED,
         resume_reason=decision.reason if decision is not None else "",
+        listening=s.listening,
     )
     await s.send(client_pb2.Envelope(reply_to=env.seq, welcome=welcome))
     if decision is not None and decision.resumed and not await s.replay(decision.missed):

@@ -153,7 +153,7 @@ class Envelope(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., reply_to: _Optional[int] = ..., traceparent: _Optional[str] = ..., event: _Optional[int] = ..., ack: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., refresh_token: _Optional[_Union[RefreshToken, _Mapping]] = ..., presence_query: _Optional[_Union[_presence_pb2.PresenceQuery, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., listen: _Optional[_Union[Listen, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., presence_result: _Optional[_Union[_presence_pb2.PresenceResult, _Mapping]] = ..., token_accepted: _Optional[_Union[TokenAccepted, _Mapping]] = ..., listen_accepted: _Optional[_Union[ListenAccepted, _Mapping]] = ..., echo_request: _Optional[_Union[_echo_pb2.EchoRequest, _Mapping]] = ..., echo_reply: _Optional[_Union[_echo_pb2.EchoReply, _Mapping]] = ..., echo_event: _Optional[_Union[_echo_pb2.EchoEvent, _Mapping]] = ..., start_call: _Optional[_Union[_calls_pb2.StartCall, _Mapping]] = ..., ring_call: _Optional[_Union[_calls_pb2.RingCall, _Mapping]] = ..., answer_call: _Optional[_Union[_calls_pb2.AnswerCall, _Mapping]] = ..., hangup_call: _Optional[_Union[_calls_pb2.HangupCall, _Mapping]] = ..., send_call_signal: _Optional[_Union[_calls_pb2.SendCallSignal, _Mapping]] = ..., get_ice_servers: _Optional[_Union[_calls_pb2.GetIceServers, _Mapping]] = ..., claim_call: _Optional[_Union[_calls_pb2.ClaimCall, _Mapping]] = ..., start_call_reply: _Optional[_Union[_calls_pb2.StartCallReply, _Mapping]] = ..., call_ack: _Optional[_Union[_calls_pb2.CallAck, _Mapping]] = ..., ice_servers: _Optional[_Union[_calls_pb2.IceServers, _Mapping]] = ..., claim_call_reply: _Optional[_Union[_calls_pb2.ClaimCallReply, _Mapping]] = ..., call_incoming: _Optional[_Union[_calls_pb2.CallIncoming, _Mapping]] = ..., call_progressing: _Optional[_Union[_calls_pb2.CallProgressing, _Mapping]] = ..., call_answered: _Optional[_Union[_calls_pb2.CallAnswered, _Mapping]] = ..., call_ended: _Optional[_Union[_calls_pb2.CallEnded, _Mapping]] = ..., call_signal_received: _Optional[_Union[_calls_pb2.CallSignalReceived, _Mapping]] = ..., send_message: _Optional[_Union[_messaging_pb2.SendMessage, _Mapping]] = ..., ack_messages: _Optional[_Union[_messaging_pb2.AckMessages, _Mapping]] = ..., fetch_messages: _Optional[_Union[_messaging_pb2.FetchMessages, _Mapping]] = ..., mark_read: _Optional[_Union[_messaging_pb2.MarkRead, _Mapping]] = ..., send_typing: _Optional[_Union[_messaging_pb2.SendTyping, _Mapping]] = ..., message_accepted: _Optional[_Union[_messaging_pb2.MessageAccepted, _Mapping]] = ..., message_batch: _Optional[_Union[_messaging_pb2.MessageBatch, _Mapping]] = ..., messages_acked: _Optional[_Union[_messaging_pb2.MessagesAcked, _Mapping]] = ..., message_incoming: _Optional[_Union[_messaging_pb2.MessageIncoming, _Mapping]] = ..., message_sent: _Optional[_Union[_messaging_pb2.MessageSent, _Mapping]] = ..., message_delivered: _Optional[_Union[_messaging_pb2.MessageDelivered, _Mapping]] = ..., message_read: _Optional[_Union[_messaging_pb2.MessageRead, _Mapping]] = ..., typing_changed: _Optional[_Union[_messaging_pb2.TypingChanged, _Mapping]] = ..., register_push_data: _Optional[_Union[_push_pb2.RegisterPushData, _Mapping]] = ..., unregister_push_data: _Optional[_Union[_push_pb2.UnregisterPushData, _Mapping]] = ..., register_managed_push: _Optional[_Union[_push_pb2.RegisterManagedPush, _Mapping]] = ..., unregister_managed_push: _Optional[_Union[_push_pb2.UnregisterManagedPush, _Mapping]] = ..., relay_push_payload: _Optional[_Union[_push_pb2.RelayPushPayload, _Mapping]] = ..., push_registered: _Optional[_Union[_push_pb2.PushRegistered, _Mapping]] = ..., push_payload_relayed: _Optional[_Union[_push_pb2.PushPayloadRelayed, _Mapping]] = ..., upload_call_report: _Optional[_Union[_stats_pb2.UploadCallReport, _Mapping]] = ..., call_report_accepted: _Optional[_Union[_stats_pb2.CallReportAccepted, _Mapping]] = ..., conference_changed: _Optional[_Union[_conference_pb2.ConferenceChanged, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id", "resume_from_event")
+    __slots__ = ("access_token", "application_key", "user_id", "capabilities", "client_version", "resume_session_id", "resume_from_event", "listening")
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_KEY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class Hello(_message.Message):
     CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUME_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_FROM_EVENT_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
     access_token: str
     application_key: str
     user_id: str
@@ -168,7 +169,8 @@ class Hello(_message.Message):
     client_version: str
     resume_session_id: str
     resume_from_event: int
-    def __init__(self, access_token: _Optional[str] = ..., application_key: _Optional[str] = ..., user_id: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., client_version: _Optional[str] = ..., resume_session_id: _Optional[str] = ..., resume_from_event: _Optional[int] = ...) -> None: ...
+    listening: bool
+    def __init__(self, access_token: _Optional[str] = ..., application_key: _Optional[str] = ..., user_id: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., client_version: _Optional[str] = ..., resume_session_id: _Optional[str] = ..., resume_from_event: _Optional[int] = ..., listening: _Optional[bool] = ...) -> None: ...
 
 class Capabilities(_message.Message):
     __slots__ = ("calling", "messaging", "active_connection", "managed_push")
@@ -183,7 +185,7 @@ class Capabilities(_message.Message):
     def __init__(self, calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., active_connection: _Optional[bool] = ..., managed_push: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("session_id", "gateway_id", "heartbeat_interval_ms", "server_time_ms", "token_expires_at_ms", "resume", "resume_reason")
+    __slots__ = ("session_id", "gateway_id", "heartbeat_interval_ms", "server_time_ms", "token_expires_at_ms", "resume", "resume_reason", "listening")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +193,7 @@ class Welcome(_message.Message):
     TOKEN_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
     RESUME_REASON_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     gateway_id: str
     heartbeat_interval_ms: int
@@ -198,7 +201,8 @@ class Welcome(_message.Message):
     token_expires_at_ms: int
     resume: ResumeOutcome
     resume_reason: str
-    def __init__(self, session_id: _Optional[str] = ..., gateway_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., server_time_ms: _Optional[int] = ..., token_expires_at_ms: _Optional[int] = ..., resume: _Optional[_Union[ResumeOutcome, str]] = ..., resume_reason: _Optional[str] = ...) -> None: ...
+    listening: bool
+    def __init__(self, session_id: _Optional[str] = ..., gateway_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., server_time_ms: _Optional[int] = ..., token_expires_at_ms: _Optional[int] = ..., resume: _Optional[_Union[ResumeOutcome, str]] = ..., resume_reason: _Optional[str] = ..., listening: _Optional[bool] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("client_time_ms",)
