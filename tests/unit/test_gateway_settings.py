@@ -15,6 +15,7 @@ def test_defaults_and_the_gateway_id_of_a_dotted_hostname() -> None:
     assert s.heartbeat_interval_ms == 30_000 and s.heartbeat_timeout_seconds == 75.0
     assert (s.hello_timeout_seconds, s.presence_ttl_seconds) == (10.0, 60.0)
     assert s.rest_max_skew_seconds == 600.0
+    assert s.listen_backlog == 4096
 
 
 def test_environment_overrides() -> None:
@@ -24,10 +25,11 @@ def test_environment_overrides() -> None:
             "PARLEY_GATEWAY_ID": "gw-7",
             "PARLEY_HEARTBEAT_INTERVAL_MS": "500",
             "PARLEY_REST_MAX_SKEW_SECONDS": "30",
+            "PARLEY_LISTEN_BACKLOG": "65535",
         }
     )
     assert (s.gateway_port, s.gateway_id, s.heartbeat_timeout_seconds) == (0, "gw-7", 1.25)
-    assert s.rest_max_skew_seconds == 30.0
+    assert (s.rest_max_skew_seconds, s.listen_backlog) == (30.0, 65535)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,7 @@ def test_environment_overrides() -> None:
         ({"PARLEY_GATEWAY_PORT": "eighty"}, "PARLEY_GATEWAY_PORT"),
         ({"PARLEY_REST_MAX_SKEW_SECONDS": "0"}, "PARLEY_REST_MAX_SKEW_SECONDS"),
         ({"PARLEY_REST_MAX_SKEW_SECONDS": "nan"}, "PARLEY_REST_MAX_SKEW_SECONDS"),
+        ({"PARLEY_LISTEN_BACKLOG": "0"}, "PARLEY_LISTEN_BACKLOG"),
     ],
 )
 def test_bad_values_name_their_variable(env: dict[str, str], variable: str) -> None:

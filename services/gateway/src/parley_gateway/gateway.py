@@ -123,7 +123,12 @@ class Gateway:
         await self.peers.start()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.gateway_host, self.settings.gateway_port)
+        site = web.TCPSite(
+            self._runner,
+            self.settings.gateway_host,
+            self.settings.gateway_port,
+            backlog=self.settings.listen_backlog,
+        )
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self._loops = [

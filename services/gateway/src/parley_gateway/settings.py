@@ -13,6 +13,11 @@ class GatewaySettings(ServiceSettings):
     # The public HTTP/WebSocket listener; port 0 picks a free port (logged, and on Gateway.port).
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    # Connections the kernel holds for the listener until the gateway accepts them (the
+    # kernel caps it at net.core.somaxconn). aiohttp's 128 overflowed when a replica's
+    # clients all came back at once: the kernel dropped their handshakes, and each client
+    # waited for its SYN to be sent again (1 s, 3 s, 7 s, 15 s, 31 s later).
+    listen_backlog: int = 4096
     # Names this gateway in presence and in connection subjects; "" means the instance id.
     gateway_id: str = ""
     # Clients ping at this interval; a session silent for 2.5 intervals is closed. 30 s
@@ -69,6 +74,7 @@ class GatewaySettings(ServiceSettings):
             ("PARLEY_JWKS_REFETCH_SECONDS", self.jwks_refetch_seconds),
             ("PARLEY_JWKS_MAX_AGE_SECONDS", self.jwks_max_age_seconds),
             ("PARLEY_MAX_CONNECTIONS", self.max_connections),
+            ("PARLEY_LISTEN_BACKLOG", self.listen_backlog),
             ("PARLEY_SESSION_FRAME_BURST", self.session_frame_burst),
             ("PARLEY_SESSION_FRAME_RATE", self.session_frame_rate),
             ("PARLEY_MAX_REQUESTS_IN_FLIGHT", self.max_requests_in_flight),
