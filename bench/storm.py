@@ -14,8 +14,9 @@ Where the time goes, from the kill until the engine saw every client back: CPU s
 gateway-b (in all, and per reconnect), auth (token renewals, registrations: its counters
 say which), the messaging service, NATS, PostgreSQL (with its backends), the load tester's
 workers and the whole machine; gateway-b's counters over the same window (frames in by type,
-resumes, routed requests); and presence writes: the sequence of the presence bucket's stream
-(every put, update and delete is one message), plus any gateway metric naming presence.
+resumes, token checks, routed requests); and presence writes: the sequence of the presence
+bucket's stream (every put, update and delete is one message), plus any gateway metric naming
+presence.
 Prints the figures, then one JSON line.
 
     .venv/bin/python bench/storm.py [--clients N] [--workers W] [--ramp-up R] [--report DIR]
@@ -428,6 +429,11 @@ def figures_of(
             for k, v in survivor.items()
             if k.startswith("parley_gateway_resumes_total")
         },
+        "gateway_b_token_checks": {
+            k.partition("how=")[2].rstrip("}"): v
+            for k, v in survivor.items()
+            if k.startswith("parley_gateway_token_checks_total")
+        },
         "auth_tokens_issued": metric(auth, "parley_auth_tokens_issued_total"),
         "auth_registrations": metric(auth, "parley_auth_registrations_total"),
         "presence_writes": writes,
@@ -478,7 +484,9 @@ def show(figures: dict[str, Any]) -> None:
             f"{w['gateway_b_connections']['before']:g} -> {w['gateway_b_connections']['after']:g}"
             f" ({KILLED} had {w['gateway_a_connections_at_kill']:g}); hellos "
             f"{w['gateway_b_hellos']:g}, token refreshes {w['gateway_b_token_refreshes']:g}, "
-            f"resumes {w['gateway_b_resumes']}, errors sent {w['gateway_b_errors']}"
+            f"resumes {w['gateway_b_resumes']}, token checks {w['gateway_b_token_checks']} "
+            f"(known: the session's own token, no signature check), errors sent "
+            f"{w['gateway_b_errors']}"
         )
         print(
             f"  auth: {w['auth_tokens_issued']:g} tokens issued, {w['auth_registrations']:g} "

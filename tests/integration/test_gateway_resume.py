@@ -15,7 +15,9 @@ from nats.aio.client import Client as NATS
 from parley.v1 import echo_pb2
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
+from parley_gateway.metrics import TOKEN_CHECKS
 from parley_protocol import framing
+from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client
 from parley_service.devices import DeviceEvents
 from tests.integration.gateway_stack import App, RawClient, Stack, module_stack
@@ -145,6 +147,51 @@ async def test_a_resume_after_a_clean_disconnect_keeps_the_session(
     assert stack.gateway(1).assets.restorations == restorations
     assert stack.gateway(1).assets.missing == []
     await third.close()
+
+
+def _token_checks() -> dict[str, float]:
+    return {how: TOKEN_CHECKS.labels(how)._value.get() for how in ("signature", "known")}
+
+
+async def test_a_resume_presenting_the_sessions_own_token_skips_only_the_signature_check(
+    stack: Stack, app: App
+) -> None:
+    """The record of a session holds the digest of the token verified for it: a resume on
+    another replica with that very token is not checked for its signature again; the same
+    token with one character changed is checked, and refused."""
+    user = "kim .*>"
+    token = await stack.token(app, user)
+    before = _token_checks()
+    first = await stack.connect(0)
+    welcome = await _hello(first, stack, app, user, token)
+    assert _token_checks()["signature"] == before["signature"] + 1
+    await first.close()  # dropped: the record stays for the resume window
+    await asyncio.sleep(0.2)
+
+    # One character of the signature changed: another digest, so the signature is checked.
+    head, _, signature = token.rpartition(".")
+    forged = f"{head}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    thief = await stack.connect(1)
+    await thief.send(
+        hello=client.Hello(
+            access_token=forged,
+            application_key=app.key,
+            user_id=user,
+            client_version="tests",
+            resume_session_id=welcome.session_id,
+        )
+    )
+    error = await thief.expect_error(ErrorCode.ERROR_CODE_UNAUTHENTICATED)
+    assert "signature" in error.reason
+    assert _token_checks() == {"signature": before["signature"] + 2, "known": before["known"]}
+
+    second = await stack.connect(1)
+    resumed = await _hello(second, stack, app, user, token, welcome.session_id, 0)
+    assert resumed.resume == R.RESUME_OUTCOME_RESUMED
+    assert resumed.session_id == welcome.session_id
+    assert _token_checks() == {"signature": before["signature"] + 2, "known": before["known"] + 1}
+    await second.close()
+    await thief.close()
 
 
 async def test_a_forged_or_foreign_session_is_refused_and_leaks_nothing(

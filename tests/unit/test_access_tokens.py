@@ -145,6 +145,27 @@ def test_expiry_is_checked_against_the_given_time_to_the_millisecond() -> None:
     assert err.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED and "expired" in err.reason
 
 
+def test_a_verified_digest_spares_only_that_tokens_signature_check() -> None:
+    """A token whose digest the caller already verified is not checked for its signature
+    (a forged signature shows it: its own digest passes), but every other rule holds; a
+    digest of another token spares nothing."""
+    token = sign(claims(), KID, KEY)
+    digest = access_tokens.digest(token)
+    assert len(digest) == access_tokens.DIGEST_BYTES == 16
+    assert digest == access_tokens.digest(token) != access_tokens.digest(token + "x")
+    forged = sign(claims(), KID, Ed25519PrivateKey.generate())  # right kid, wrong key
+    assert verify(forged, KEYS.get, NOW * 1000, verified_digest=access_tokens.digest(forged))
+    err = refused(forged, verified_digest=digest)  # the digest of another token
+    assert "signature" in err.reason
+    # Expiry, environment and the key still being trusted are checked all the same.
+    err = refused(token, now_ms=(NOW + 900) * 1000, verified_digest=digest)
+    assert err.code == ErrorCode.ERROR_CODE_TOKEN_EXPIRED
+    err = refused(token, environment="production", verified_digest=digest)
+    assert err.code == ErrorCode.ERROR_CODE_WRONG_ENVIRONMENT
+    with pytest.raises(ParleyError, match="unknown key"):
+        verify(token, {}.get, NOW * 1000, verified_digest=digest)
+
+
 def test_the_environment_is_checked_only_when_given() -> None:
     token = sign(claims(env="production"), KID, KEY)
     assert verify(token, KEYS.get, NOW * 1000).environment == "production"

@@ -71,7 +71,7 @@ async def setup(runtime: Runtime) -> None:
         Forwarder(runtime.bus, settings.gateway_id, settings.max_requests_in_flight),
         PresenceReader(runtime.nc, peers.liveness),
         runtime.assets,
-        Resumer(runtime.nc, settings.gateway_id, presence, window),
+        Resumer(runtime.nc, settings.gateway_id, window),
     )
 
     async def on_keys_changed(msg: object) -> None:

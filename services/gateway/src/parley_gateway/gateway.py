@@ -301,9 +301,10 @@ class Gateway:
             due = [session for session in newest if session.state == AWAITING_HELLO]
         for session in due:
             if session.state == AWAITING_HELLO:
-                # A Hello that came and waits for its turn to sign in (sign_ins) is not
-                # missing: its client's own Welcome timeout bounds that wait.
-                if not session.user_id and mono - session.opened_at >= hello_timeout:
+                # A Hello that came (its seq taken) and waits for its turn to sign in
+                # (sign_ins) is not missing: its client's own Welcome timeout bounds that
+                # wait.
+                if not session.in_seq and mono - session.opened_at >= hello_timeout:
                     err = ParleyError(
                         ErrorCode.ERROR_CODE_HEARTBEAT_TIMEOUT,
                         f"no Hello within {hello_timeout:g} s of connecting",

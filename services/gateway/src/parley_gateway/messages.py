@@ -19,6 +19,7 @@ from parley_protocol import bodies, framing
 from parley_protocol.clock import now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_protocol.validation import validate_application_key, validate_user_id
+from parley_service import access_tokens
 from parley_service.logs import get_logger
 from parley_service.presence import MAX_QUERY_USERS
 
@@ -40,32 +41,39 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     try:
         validate_application_key(msg.application_key)
         validate_user_id(msg.user_id)
-        claims = await gw.verifier.verify(msg.access_token)
-        if claims.application_key != msg.application_key:
-            raise _not_yours("application")
-        if claims.user_id != msg.user_id:
-            raise _not_yours("user")
     except ParleyError as err:
         await s.fail(err, env.seq, framing.close_code_for(err.code))
         return False
-    if s.state == CLOSING:  # timed out or drained while the token was checked
-        return False
-    _take_claims(gw, s, claims)
-    s.connected_at_ms = now_ms(gw.clock)
-    s.capabilities = bodies.capability_mask(msg.capabilities)
-    s.listening = msg.listening  # written with the sign-in's presence entry
     previous = msg.resume_session_id
     resuming = bool(previous) and gw.window.enabled and valid_session_id(previous)
-    if resuming:
-        # Tentatively: events for the old session are held for this one while deciding.
-        s.session_id = previous
+    refused: ParleyError | None = None
+    decision: Decision | None = None
     try:
         async with gw.sign_ins:
-            decision = await _sign_in(gw, s, msg, previous, resuming)
+            if s.state == CLOSING:  # timed out or drained while it waited its turn
+                return False
+            # The record of the session it resumes (the Hello's word for whose, checked
+            # against the token below) holds the digest of the token verified for it.
+            record = (
+                await gw.presence.record(msg.application_key, msg.user_id, previous)
+                if resuming
+                else None
+            )
+            try:
+                claims = await _claims(gw, msg, record)
+            except ParleyError as err:
+                refused = err
+            else:
+                if s.state != CLOSING:
+                    _take_claims(gw, s, claims, msg.access_token)
+                    decision = await _sign_in(gw, s, msg, previous, resuming, record)
     except Exception as exc:
         log.warning("sign_in_failed", error=str(exc))
         unavailable = ParleyError(ErrorCode.ERROR_CODE_UNAVAILABLE, "cannot sign in now; reconnect")
         await s.fail(unavailable, env.seq, framing.CLOSE_TRY_AGAIN_LATER)
+        return False
+    if refused is not None:
+        await s.fail(refused, env.seq, framing.close_code_for(refused.code))
         return False
     if s.state == CLOSING:  # timed out, drained or overflowed while signing in
         return False
@@ -87,16 +95,42 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
     return True
 
 
+async def _claims(
+    gw: Gateway, msg: client_pb2.Hello, record: presence_pb2.PresenceEntry | None
+) -> Claims:
+    """The Hello's verified claims, for its application and user; a resume presenting the
+    token verified for that session is not checked for its signature again."""
+    claims = await gw.verifier.verify(
+        msg.access_token, record.token_digest if record is not None else b""
+    )
+    if claims.application_key != msg.application_key:
+        raise _not_yours("application")
+    if claims.user_id != msg.user_id:
+        raise _not_yours("user")
+    return claims
+
+
 async def _sign_in(
-    gw: Gateway, s: Session, msg: client_pb2.Hello, previous: str, resuming: bool
+    gw: Gateway,
+    s: Session,
+    msg: client_pb2.Hello,
+    previous: str,
+    resuming: bool,
+    record: presence_pb2.PresenceEntry | None,
 ) -> Decision | None:
-    """Route the user, decide the resume (if asked), write presence, and retire the old
-    session's connection or entry: the NATS round trips of a sign-in. Nothing is done for
-    a connection that closed while it waited its turn."""
-    if s.state == CLOSING:
-        return None
+    """Route the user, decide the resume (if asked; `record` is its session's, read for the
+    Hello), write presence, and retire the old session's connection or entry: the NATS
+    round trips of a sign-in."""
+    s.connected_at_ms = now_ms(gw.clock)
+    s.capabilities = bodies.capability_mask(msg.capabilities)
+    s.listening = msg.listening  # written with the sign-in's presence entry
+    if resuming:
+        # Tentatively: events for the old session are held for this one while deciding.
+        s.session_id = previous
     await gw.route(s)
-    decision = await gw.resumer.decide(s, previous, msg.resume_from_event) if previous else None
+    decision = (
+        await gw.resumer.decide(s, previous, msg.resume_from_event, record) if previous else None
+    )
     if decision is not None and decision.resumed:
         s.last_event = msg.resume_from_event  # the client has everything up to its ack
     elif resuming:
@@ -116,12 +150,13 @@ async def _sign_in(
     return decision
 
 
-def _take_claims(gw: Gateway, s: Session, claims: Claims) -> None:
+def _take_claims(gw: Gateway, s: Session, claims: Claims, token: str) -> None:
     # Many sessions share few application keys: keep one copy of each.
     s.application_key = sys.intern(claims.application_key)
     s.user_id = claims.user_id
     s.instance_id = claims.instance_id
     s.token_expires_at_ms = claims.expires_at_ms
+    s.token_digest = access_tokens.digest(token)
     gw.token_taken(claims.expires_at_ms)
 
 
@@ -142,7 +177,7 @@ async def refresh_token(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bo
         what = "application" if claims.application_key != s.application_key else "user"
         await s.fail(_not_yours(what), env.seq, framing.CLOSE_FORBIDDEN)
         return False
-    _take_claims(gw, s, claims)
+    _take_claims(gw, s, claims, env.refresh_token.access_token)
     accepted = client_pb2.TokenAccepted(token_expires_at_ms=claims.expires_at_ms)
     await s.send(client_pb2.Envelope(reply_to=env.seq, token_accepted=accepted))
     return True

@@ -121,6 +121,13 @@ RESUMES = Counter(
     "overflowed, disabled).",
     ["outcome"],
 )
+TOKEN_CHECKS = Counter(
+    "parley_gateway_token_checks_total",
+    "Access tokens of Hellos and refreshes checked, by how: 'signature' (in full, Ed25519 "
+    "signature included) or 'known' (a resume presenting the token a gateway verified for "
+    "that session: every rule but the signature).",
+    ["how"],
+)
 EVENTS_REPLAYED = Counter(
     "parley_gateway_events_replayed_total",
     "Device events replayed to resumed sessions from the resume window.",

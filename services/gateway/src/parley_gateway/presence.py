@@ -49,6 +49,8 @@ class Device(Protocol):
     @property
     def instance_id(self) -> str: ...
     @property
+    def token_digest(self) -> bytes: ...
+    @property
     def connected_at_ms(self) -> int: ...
     @property
     def calling(self) -> bool: ...
@@ -136,6 +138,7 @@ class PresenceStore:
             listening=device.listening and not disconnected_at_ms,
             user_id=device.user_id,
             disconnected_at_ms=disconnected_at_ms,
+            token_digest=device.token_digest,
         )
         data: bytes = entry.SerializeToString()
         return data

@@ -18,7 +18,6 @@ from nats.aio.client import Client as NATS
 
 from parley.v1 import client_pb2, presence_pb2
 from parley_gateway.metrics import EVENTS_REPLAYED, RESUMES
-from parley_gateway.presence import PresenceStore
 from parley_gateway.session import Session
 from parley_gateway.window import EventWindow
 from parley_protocol import subjects
@@ -53,18 +52,22 @@ def valid_session_id(session_id: str) -> bool:
 
 
 class Resumer:
-    def __init__(
-        self, nc: NATS, gateway_id: str, presence: PresenceStore, window: EventWindow
-    ) -> None:
+    def __init__(self, nc: NATS, gateway_id: str, window: EventWindow) -> None:
         self._nc = nc
         self._gateway_id = gateway_id
-        self._presence = presence
         self.window = window
 
-    async def decide(self, session: Session, previous: str, after: int) -> Decision:
+    async def decide(
+        self,
+        session: Session,
+        previous: str,
+        after: int,
+        record: presence_pb2.PresenceEntry | None,
+    ) -> Decision:
         """Whether `session` (signed in as its verified user, routed, holding its live
-        events) may go on as `previous`, and what it missed after event `after`."""
-        decision = await self._decide(session, previous, after)
+        events) may go on as `previous`, and what it missed after event `after`; `record`
+        is the entry of `previous` under that user (read for the Hello), or None."""
+        decision = await self._decide(session, previous, after, record)
         RESUMES.labels(
             client_pb2.ResumeOutcome.Name(decision.outcome).removeprefix("RESUME_OUTCOME_").lower()
         ).inc()
@@ -74,12 +77,17 @@ class Resumer:
             log.info("resume_refused", outcome=decision.outcome, reason=decision.reason)
         return decision
 
-    async def _decide(self, session: Session, previous: str, after: int) -> Decision:
+    async def _decide(
+        self,
+        session: Session,
+        previous: str,
+        after: int,
+        record: presence_pb2.PresenceEntry | None,
+    ) -> Decision:
         if not self.window.enabled:
             return Decision(Outcome.RESUME_OUTCOME_DISABLED, "this deployment keeps no window")
         if not valid_session_id(previous):
             return Decision(Outcome.RESUME_OUTCOME_EXPIRED, "not a session id")
-        record = await self._presence.record(session.application_key, session.user_id, previous)
         if record is None:
             return Decision(
                 Outcome.RESUME_OUTCOME_EXPIRED,

@@ -67,6 +67,7 @@ class Session:
         "signed_in",
         "state",
         "taken_over",
+        "token_digest",
         "token_expires_at_ms",
         "tokens",
         "tokens_at",
@@ -97,6 +98,7 @@ class Session:
         self.instance_id = ""
         self.connected_at_ms = 0
         self.token_expires_at_ms = 0
+        self.token_digest = b""  # of the access token last verified (access_tokens.digest)
         # What the Hello announced, as a bit mask (parley_protocol.bodies.capability_mask).
         self.capabilities = 0
         self.listening = False

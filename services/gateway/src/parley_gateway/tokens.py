@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from parley_gateway.metrics import TOKEN_CHECKS
 from parley_protocol.clock import Clock, now_ms
 from parley_protocol.errors import ErrorCode, ParleyError
 from parley_service import access_tokens
@@ -145,11 +146,21 @@ class TokenVerifier:
             access_tokens.FIELD,
         )
 
-    async def verify(self, token: str) -> Claims:
+    async def verify(self, token: str, verified_digest: bytes = b"") -> Claims:
         """The token's claims, or UNAUTHENTICATED / TOKEN_EXPIRED / WRONG_ENVIRONMENT.
 
         UNAVAILABLE when its key cannot be known now (auth unreachable, or a key newer
-        than the last fetch).
+        than the last fetch). `verified_digest`: the digest of a token a gateway already
+        verified (a resumed session's record); when it is this token's, the signature is
+        not checked again (the other rules are).
         """
+        known = bool(verified_digest) and verified_digest == access_tokens.digest(token)
+        TOKEN_CHECKS.labels("known" if known else "signature").inc()
         await self._load_key(access_tokens.key_id(token))
-        return access_tokens.verify(token, self._keys.get, now_ms(self._clock), self._environment)
+        return access_tokens.verify(
+            token,
+            self._keys.get,
+            now_ms(self._clock),
+            self._environment,
+            verified_digest=verified_digest,
+        )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18parley/v1/presence.proto\x12\tparley.v1\"!\n\rPresenceQuery\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"8\n\x0ePresenceResult\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.parley.v1.UserPresence\"@\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x03 \x01(\r\"\x91\x02\n\rPresenceEntry\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x04 \x01(\x03\x12\x0f\n\x07\x63\x61lling\x18\x05 \x01(\x08\x12\x11\n\tmessaging\x18\x06 \x01(\x08\x12\x11\n\tlistening\x18\x07 \x01(\x08\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x19\n\x11\x61\x63tive_connection\x18\t \x01(\x08\x12\x14\n\x0cmanaged_push\x18\n \x01(\x08\x12\x12\n\nsession_id\x18\x0b \x01(\t\x12\x1a\n\x12\x64isconnected_at_ms\x18\x0c \x01(\x03\"z\n\x0fSessionTakeover\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\ngateway_id\x18\x04 \x01(\t\x12\x15\n\rconnection_id\x18\x05 \x01(\t\"_\n\x10GatewayHeartbeat\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x02 \x01(\r\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x13\n\x0binterval_ms\x18\x04 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18parley/v1/presence.proto\x12\tparley.v1\"!\n\rPresenceQuery\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"8\n\x0ePresenceResult\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.parley.v1.UserPresence\"@\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x03 \x01(\r\"\xa7\x02\n\rPresenceEntry\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x04 \x01(\x03\x12\x0f\n\x07\x63\x61lling\x18\x05 \x01(\x08\x12\x11\n\tmessaging\x18\x06 \x01(\x08\x12\x11\n\tlistening\x18\x07 \x01(\x08\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x19\n\x11\x61\x63tive_connection\x18\t \x01(\x08\x12\x14\n\x0cmanaged_push\x18\n \x01(\x08\x12\x12\n\nsession_id\x18\x0b \x01(\t\x12\x1a\n\x12\x64isconnected_at_ms\x18\x0c \x01(\x03\x12\x14\n\x0ctoken_digest\x18\r \x01(\x0c\"z\n\x0fSessionTakeover\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplication_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\ngateway_id\x18\x04 \x01(\t\x12\x15\n\rconnection_id\x18\x05 \x01(\t\"_\n\x10GatewayHeartbeat\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x02 \x01(\r\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x13\n\x0binterval_ms\x18\x04 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERPRESENCE']._serialized_start=132
   _globals['_USERPRESENCE']._serialized_end=196
   _globals['_PRESENCEENTRY']._serialized_start=199
-  _globals['_PRESENCEENTRY']._serialized_end=472
-  _globals['_SESSIONTAKEOVER']._serialized_start=474
-  _globals['_SESSIONTAKEOVER']._serialized_end=596
-  _globals['_GATEWAYHEARTBEAT']._serialized_start=598
-  _globals['_GATEWAYHEARTBEAT']._serialized_end=693
+  _globals['_PRESENCEENTRY']._serialized_end=494
+  _globals['_SESSIONTAKEOVER']._serialized_start=496
+  _globals['_SESSIONTAKEOVER']._serialized_end=618
+  _globals['_GATEWAYHEARTBEAT']._serialized_start=620
+  _globals['_GATEWAYHEARTBEAT']._serialized_end=715
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class UserPresence(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., online: _Optional[bool] = ..., devices: _Optional[int] = ...) -> None: ...
 
 class PresenceEntry(_message.Message):
-    __slots__ = ("gateway_id", "connection_id", "instance_id", "connected_at_ms", "calling", "messaging", "listening", "user_id", "active_connection", "managed_push", "session_id", "disconnected_at_ms")
+    __slots__ = ("gateway_id", "connection_id", "instance_id", "connected_at_ms", "calling", "messaging", "listening", "user_id", "active_connection", "managed_push", "session_id", "disconnected_at_ms", "token_digest")
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class PresenceEntry(_message.Message):
     MANAGED_PUSH_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DISCONNECTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_DIGEST_FIELD_NUMBER: _ClassVar[int]
     gateway_id: str
     connection_id: str
     instance_id: str
@@ -54,7 +55,8 @@ class PresenceEntry(_message.Message):
     managed_push: bool
     session_id: str
     disconnected_at_ms: int
-    def __init__(self, gateway_id: _Optional[str] = ..., connection_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., connected_at_ms: _Optional[int] = ..., calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., listening: _Optional[bool] = ..., user_id: _Optional[str] = ..., active_connection: _Optional[bool] = ..., managed_push: _Optional[bool] = ..., session_id: _Optional[str] = ..., disconnected_at_ms: _Optional[int] = ...) -> None: ...
+    token_digest: bytes
+    def __init__(self, gateway_id: _Optional[str] = ..., connection_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., connected_at_ms: _Optional[int] = ..., calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., listening: _Optional[bool] = ..., user_id: _Optional[str] = ..., active_connection: _Optional[bool] = ..., managed_push: _Optional[bool] = ..., session_id: _Optional[str] = ..., disconnected_at_ms: _Optional[int] = ..., token_digest: _Optional[bytes] = ...) -> None: ...
 
 class SessionTakeover(_message.Message):
     __slots__ = ("session_id", "application_key", "user_id", "gateway_id", "connection_id")
