@@ -259,6 +259,7 @@ class FakeGateway:
         # whose Welcome never confirms it.
         self.takes_hello_listening = True
         self.presence_delay = 0.0
+        self.welcome_delay = 0.0  # seconds between the Hello and its Welcome (a busy gateway)
         self.echo_error: ParleyError | None = None  # the answer to every EchoRequest
         self._echoes: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -414,6 +415,7 @@ class FakeGateway:
             await ws.close(code=self.hello_close_code or framing.close_code_for(err.code))
             return
         outcome, reason = await self._resume(session, hello)
+        await asyncio.sleep(self.welcome_delay)
         listening = hello.listening and self.takes_hello_listening
         if listening:
             self.backend.listening.setdefault(hello.user_id, set()).add(session.session_id)

@@ -117,3 +117,31 @@ async def test_heartbeat_override_is_capped_by_the_welcome(tmp_path: Path) -> No
         session = h.gateways[0].sessions[0]
         await wait_until(lambda: session.bodies().count("ping") >= 2, timeout=2)
         assert recorder.logged("heartbeat 0.1 s")
+
+
+async def test_a_busy_gateway_may_take_longer_than_the_request_timeout_to_welcome(
+    tmp_path: Path,
+) -> None:
+    """A gateway that took the WebSocket but queues the sign-in (a reconnect storm) gets up
+    to three request timeouts for its Welcome: the client waits on the one connection
+    instead of starting over at the back of the queue."""
+    async with harness(tmp_path) as h:
+        gateway = h.gateways[0]
+        gateway.welcome_delay = 0.8
+        client, recorder = h.client(h.builder().request_timeout(0.5))
+        await client.start()
+        assert client.is_started and recorder.started == 1
+        assert len(gateway.sessions) == 1  # one connection, one Hello
+
+
+async def test_a_gateway_slower_than_three_request_timeouts_to_welcome_times_out(
+    tmp_path: Path,
+) -> None:
+    async with harness(tmp_path) as h:
+        gateway = h.gateways[0]
+        gateway.welcome_delay = 2.0
+        client, _ = h.client(h.builder().request_timeout(0.3))
+        with pytest.raises(ParleyError) as caught:
+            await client.start()
+        assert caught.value.code == "TIMEOUT"
+        assert "sent no Welcome within 0.9 s" in caught.value.message

@@ -31,6 +31,11 @@ from parley_protocol.pb import client as pb
 MIN_PONG_TIMEOUT = 1.0
 # How long a closing handshake may take before the socket is dropped.
 CLOSE_TIMEOUT = 2.0
+# The Welcome may take this many request timeouts. A gateway that took the WebSocket is
+# alive, and its sign-ins may be queued behind a reconnect storm's (it runs a bounded number
+# at once): a client that gave up after one timeout went to the back of the queue again,
+# and the gateway had often done the work (1,191 Hellos sent twice in a storm of 10,000).
+WELCOME_TIMEOUTS = 3
 
 
 def _frame_error(envelope: pb.Envelope) -> ParleyError:
@@ -89,7 +94,8 @@ class Connection:
         dispatch: Callable[[pb.Envelope], None],
         ack: Callable[[], int] | None = None,
     ) -> tuple[Connection, pb.Welcome]:
-        """Connect, send Hello and wait for Welcome; ParleyError if any step fails. The frames
+        """Connect, send Hello and wait for Welcome; ParleyError if any step fails. The
+        WebSocket may take `timeout`, the Welcome `WELCOME_TIMEOUTS` times it. The frames
         sent after the Hello carry `ack()` (the Hello asks its own resume, if any)."""
         url = endpoint.connect_url
         try:
@@ -125,7 +131,7 @@ class Connection:
         connection = cls(ws, endpoint, clock, log, dispatch, ack)
         try:
             hello_seq, _ = await connection._send("hello", hello, carry_ack=False)
-            welcome, held = await connection._await_welcome(hello_seq, timeout)
+            welcome, held = await connection._await_welcome(hello_seq, timeout * WELCOME_TIMEOUTS)
         except BaseException:
             await connection._drop()
             raise
