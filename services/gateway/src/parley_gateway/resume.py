@@ -67,7 +67,24 @@ class Resumer:
         """Whether `session` (signed in as its verified user, routed, holding its live
         events) may go on as `previous`, and what it missed after event `after`; `record`
         is the entry of `previous` under that user (read for the Hello), or None."""
-        decision = await self._decide(session, previous, after, record)
+        checked = self._check(session, previous, record)
+        if isinstance(checked, Decision):
+            decision = checked
+        else:
+            holder = None if checked.disconnected_at_ms else checked
+            missed = await self.window.missed(
+                session.application_key, session.user_id, previous, after
+            )
+            decision = (
+                Decision(
+                    Outcome.RESUME_OUTCOME_OVERFLOWED,
+                    f"{self.window.max_events} or more events were missed; the window keeps "
+                    f"{self.window.max_events} per device",
+                    holder=holder,
+                )
+                if missed.overflowed
+                else Decision(Outcome.RESUME_OUTCOME_RESUMED, missed=missed.events, holder=holder)
+            )
         RESUMES.labels(
             client_pb2.ResumeOutcome.Name(decision.outcome).removeprefix("RESUME_OUTCOME_").lower()
         ).inc()
@@ -77,13 +94,10 @@ class Resumer:
             log.info("resume_refused", outcome=decision.outcome, reason=decision.reason)
         return decision
 
-    async def _decide(
-        self,
-        session: Session,
-        previous: str,
-        after: int,
-        record: presence_pb2.PresenceEntry | None,
-    ) -> Decision:
+    def _check(
+        self, session: Session, previous: str, record: presence_pb2.PresenceEntry | None
+    ) -> Decision | presence_pb2.PresenceEntry:
+        """The refusal of a resume that cannot be, or the record of the session it takes."""
         if not self.window.enabled:
             return Decision(Outcome.RESUME_OUTCOME_DISABLED, "this deployment keeps no window")
         if not valid_session_id(previous):
@@ -97,16 +111,7 @@ class Resumer:
         if record.instance_id != session.instance_id:
             log.warning("resume_of_another_device", app=session.application_key)
             return Decision(Outcome.RESUME_OUTCOME_REFUSED, "the session is another device's")
-        holder = None if record.disconnected_at_ms else record
-        missed = await self.window.missed(session.application_key, session.user_id, previous, after)
-        if missed.overflowed:
-            return Decision(
-                Outcome.RESUME_OUTCOME_OVERFLOWED,
-                f"{self.window.max_events} or more events were missed; the window keeps "
-                f"{self.window.max_events} per device",
-                holder=holder,
-            )
-        return Decision(Outcome.RESUME_OUTCOME_RESUMED, missed=missed.events, holder=holder)
+        return record
 
     async def take_over(self, session: Session, holder: presence_pb2.PresenceEntry) -> None:
         """Have the gateway that still holds the device's old connection close it."""
