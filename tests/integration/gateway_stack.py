@@ -101,14 +101,21 @@ class Stack:
         token: str = reply["token"]["token"]
         return token
 
-    async def connect(self, index: int = 0) -> RawClient:
-        ws = await self.http.ws_connect(self.url(index) + "/v1/connect", autoping=True)
+    async def connect(self, index: int = 0, autoping: bool = True) -> RawClient:
+        """`autoping`: the client answers the gateway's Pings as it reads (False: it reads
+        them and never answers)."""
+        ws = await self.http.ws_connect(self.url(index) + "/v1/connect", autoping=autoping)
         return RawClient(ws)
 
     async def signed_in(
-        self, app: App, user_id: str, index: int = 0, listening: bool = False
+        self,
+        app: App,
+        user_id: str,
+        index: int = 0,
+        listening: bool = False,
+        autoping: bool = True,
     ) -> RawClient:
-        c = await self.connect(index)
+        c = await self.connect(index, autoping)
         await c.hello(await self.token(app, user_id), app.key, user_id)
         if listening:
             await c.request(listen=client.Listen(listening=True))

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from parley_devstack.nats import EmbeddedNats
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_gateway.http_api import MAX_BODY_BYTES
+from parley_gateway.metrics import frames
 from parley_protocol import framing, signatures
 from parley_protocol.errors import ErrorCode
 from parley_protocol.pb import client
@@ -292,23 +293,34 @@ async def test_no_hello_in_time_closes_with_timeout(stack: Stack) -> None:
     await c.expect_close(framing.CLOSE_TIMEOUT)
 
 
-async def test_a_silent_session_is_closed_after_two_and_a_half_heartbeats(
+async def test_the_gateway_pings_idle_sessions_and_closes_one_that_answers_none(
     stack: Stack, app: App
 ) -> None:
-    await stack.add_gateway(heartbeat_interval_ms=200)
+    """A session the gateway has heard nothing from for an interval gets a WebSocket Ping.
+    One that answers (aiohttp's Pong, as it reads) stays however long it sends nothing of
+    its own; one that reads the Pings and never answers is closed after 2.5 intervals."""
+    await stack.add_gateway(heartbeat_interval_ms=400)
     index = len(stack.gateways) - 1
     try:
-        quiet = await stack.signed_in(app, "quiet", index=index)
-        chatty = await stack.signed_in(app, "chatty", index=index)
-        for _ in range(6):  # 0.6 s: past the 0.5 s limit, but chatty pings every 0.1 s
-            await chatty.ping()
-            await asyncio.sleep(0.1)
-        await quiet.expect_error(E.ERROR_CODE_HEARTBEAT_TIMEOUT)
-        await quiet.expect_close(framing.CLOSE_TIMEOUT)
-        await chatty.ping()
-        await chatty.close()
+        deaf = await stack.signed_in(app, "deaf", index=index, autoping=False)
+        idle = await stack.signed_in(app, "idle", index=index)
+        assert idle.welcome.gateway_pings
+        sent = _frames("out", "websocket_ping")
+        with pytest.raises(TimeoutError):  # 6 intervals: only Pings come, answered unseen
+            async with asyncio.timeout(2.4):
+                await idle.ws.receive()
+        assert _frames("out", "websocket_ping") - sent >= 4  # both sessions were pinged
+        await deaf.expect_error(E.ERROR_CODE_HEARTBEAT_TIMEOUT)
+        await deaf.expect_close(framing.CLOSE_TIMEOUT)
+        assert deaf.pings_unanswered >= 1
+        assert (await idle.ping()).client_time_ms == 123  # still signed in
+        await idle.close()
     finally:
         await rt.stop(stack.gateways.pop(index), drain=False)
+
+
+def _frames(direction: str, kind: str) -> int:
+    return frames(direction, kind).value
 
 
 # Tokens ---------------------------------------------------------------------------------

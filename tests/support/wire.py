@@ -79,6 +79,7 @@ class RawClient:
         self.ws = ws
         self.seq = 0
         self.welcome = client.Welcome()
+        self.pings_unanswered = 0
         self._owned = owned
 
     @classmethod
@@ -103,6 +104,9 @@ class RawClient:
 
     async def recv(self, timeout: float = 5.0) -> client.Envelope:
         msg = await self.ws.receive(timeout)
+        while msg.type == aiohttp.WSMsgType.PING:  # only seen with autoping off: not answered
+            self.pings_unanswered += 1
+            msg = await self.ws.receive(timeout)
         assert msg.type == aiohttp.WSMsgType.BINARY, f"expected a frame, got {msg}"
         return client.Envelope.FromString(msg.data)
 

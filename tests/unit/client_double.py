@@ -224,6 +224,7 @@ class FakeSession:
     seq_problems: list[str] = field(default_factory=list)
     server_seq: int = 0
     hello_at: float = 0.0  # time.monotonic() when its Hello arrived
+    pongs: int = 0  # WebSocket Pongs the client sent
     window: FakeWindow | None = None
     transport: asyncio.BaseTransport | None = None
 
@@ -242,10 +243,20 @@ class FakeSession:
 class FakeGateway:
     """One gateway replica on 127.0.0.1 (a port the kernel picks)."""
 
-    def __init__(self, backend: FakeBackend, gateway_id: str, heartbeat_ms: int = 20_000) -> None:
+    def __init__(
+        self,
+        backend: FakeBackend,
+        gateway_id: str,
+        heartbeat_ms: int = 20_000,
+        pings_idle: bool = False,
+    ) -> None:
         self.backend = backend
         self.gateway_id = gateway_id
         self.heartbeat_ms = heartbeat_ms
+        # Pings (WebSocket) each connection every heartbeat interval while it answers pings,
+        # and says so in Welcome.gateway_pings, as the gateway does; False: a gateway
+        # predating it, which only answers the client's Ping frames.
+        self.pings_idle = pings_idle
         self.sessions: list[FakeSession] = []
         self.http_requests: list[str] = []
         self.presence_error: ParleyError | None = None
@@ -261,7 +272,7 @@ class FakeGateway:
         self.presence_delay = 0.0
         self.welcome_delay = 0.0  # seconds between the Hello and its Welcome (a busy gateway)
         self.echo_error: ParleyError | None = None  # the answer to every EchoRequest
-        self._echoes: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
         app = web.Application()
@@ -286,7 +297,7 @@ class FakeGateway:
 
     async def stop(self) -> None:
         """Close every socket (going away) and stop listening."""
-        for task in list(self._echoes):
+        for task in list(self._tasks):
             task.cancel()
         for session in list(self.sessions):
             if not session.ws.closed:
@@ -362,7 +373,7 @@ class FakeGateway:
         await session.send(envelope)
 
     async def _connect(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=framing.MAX_FRAME_BYTES)
+        ws = web.WebSocketResponse(max_msg_size=framing.MAX_FRAME_BYTES, autoping=False)
         await ws.prepare(request)
         session = FakeSession(str(uuid.uuid4()), ws, transport=request.transport)
         self.sessions.append(session)
@@ -432,13 +443,22 @@ class FakeGateway:
                     resume=outcome,
                     resume_reason=reason,
                     listening=listening,
+                    gateway_pings=self.pings_idle,
                 ),
             ),
         )
+        if self.pings_idle:
+            pinger = asyncio.create_task(self._ping(ws))
+            self._tasks.add(pinger)
+            pinger.add_done_callback(self._tasks.discard)
         if session.window is not None:
             await self._replay(session, hello.resume_from_event, outcome)
         last_seq = hello_env.seq
         async for message in ws:
+            if message.type == WSMsgType.PONG:
+                session.pongs += 1
+            elif message.type == WSMsgType.PING:
+                await ws.pong(message.data)
             if message.type != WSMsgType.BINARY:
                 continue
             envelope = framing.decode(message.data)
@@ -449,6 +469,13 @@ class FakeGateway:
                 session.seq_problems.append(f"seq {envelope.seq} after {last_seq}")
             last_seq = envelope.seq
             await self._handle(session, envelope)
+
+    async def _ping(self, ws: web.WebSocketResponse) -> None:
+        while not ws.closed:
+            await asyncio.sleep(self.heartbeat_ms / 1000)
+            if self.answer_pings:  # else: gone quiet
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.ping()
 
     async def _handle(self, session: FakeSession, envelope: client.Envelope) -> None:
         body = framing.body_name(envelope)
@@ -598,8 +625,8 @@ class FakeGateway:
                         await self._send(other, client.Envelope(echo_event=event))
 
         task = asyncio.create_task(answer())
-        self._echoes.add(task)
-        task.add_done_callback(self._echoes.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _serve_call_request(self, session: FakeSession, envelope: client.Envelope) -> None:
         """Forward to the calls service in a task of its own, as the gateway does (after the
@@ -632,8 +659,8 @@ class FakeGateway:
                     await self._send(session, reply)
 
         task = asyncio.create_task(serve())
-        self._echoes.add(task)
-        task.add_done_callback(self._echoes.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def push_echo_event(self, text: str, from_connection_id: str = "") -> None:
         """Send an EchoEvent to every live session, as the echo service's events arrive."""

@@ -66,6 +66,42 @@ async def test_silent_gateway_is_left_for_another(tmp_path: Path) -> None:
         assert recorder.logged("stopped answering heartbeats")
 
 
+async def test_an_idle_client_of_a_gateway_that_pings_answers_and_sends_no_ping(
+    tmp_path: Path,
+) -> None:
+    """Welcome.gateway_pings: the gateway's WebSocket Pings, answered by the client's Pongs,
+    keep an idle connection known alive both ways; the client sends no Ping frame."""
+    async with harness(tmp_path, heartbeat_ms=100, pings_idle=True) as h:
+        client, recorder = h.client()
+        await client.start()
+        session = h.gateways[0].sessions[0]
+        await wait_until(lambda: session.pongs >= 8, timeout=5)  # eight intervals and more
+        assert "ping" not in session.bodies()
+        assert client.is_started and len(h.gateways[0].sessions) == 1
+        assert not recorder.logged("stopped answering heartbeats")
+
+
+async def test_a_pinging_gateway_gone_quiet_is_asked_and_then_left_for_another(
+    tmp_path: Path,
+) -> None:
+    """Heard nothing for 1.5 intervals from a gateway that pings: the client sends a Ping
+    of its own, and leaves the gateway when no Pong comes within half an interval."""
+    async with harness(tmp_path, gateways=2, heartbeat_ms=200, pings_idle=True) as h:
+        client, recorder = h.client()
+        await client.start()
+        assert client.gateway_id == "gw-1"
+        session = h.gateways[0].sessions[0]
+        h.gateways[0].answer_pings = False  # neither pings nor answers any more
+        quiet_at = asyncio.get_running_loop().time()
+        await wait_until(lambda: "ping" in session.bodies(), timeout=5)
+        asked_after = asyncio.get_running_loop().time() - quiet_at
+        await wait_until(lambda: not client.is_started, timeout=5)
+        await client.wait_connected(5)
+        assert client.gateway_id == "gw-2"
+        assert recorder.logged("stopped answering heartbeats")
+        assert asked_after >= 0.1  # not at once: the gateway's last Ping was heard
+
+
 async def test_token_is_refreshed_before_it_expires(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         h.backend.token_ttl_ms = 1_000

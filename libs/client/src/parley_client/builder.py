@@ -115,7 +115,9 @@ class ParleyClientBuilder(Generic[C]):
         return self
 
     def heartbeat_interval(self, seconds: float) -> Self:
-        """Ping this often instead of what the gateway asks for in Welcome."""
+        """Check the connection on this interval instead of the gateway's (Welcome), when
+        shorter: with a gateway that pings idle clients, a Ping is sent after 1.5 intervals
+        of hearing nothing; with one that does not, one every interval."""
         value = _seconds("heartbeat_interval", seconds)
         self._config = replace(self._config, heartbeat_interval=value)
         return self

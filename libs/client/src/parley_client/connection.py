@@ -29,6 +29,11 @@ from parley_protocol.pb import client as pb
 
 # A Pong may take this long at least, however short the heartbeat interval.
 MIN_PONG_TIMEOUT = 1.0
+# From a gateway that pings idle clients (Welcome.gateway_pings) the client asks with a Ping
+# of its own only after hearing nothing for this many intervals (the gateway's Ping comes
+# after one, plus a sweep round), and waits half an interval for its Pong: a gateway gone
+# silent is noticed within two intervals, as when the client pings every interval.
+QUIET_INTERVALS = 1.5
 # How long a closing handshake may take before the socket is dropped.
 CLOSE_TIMEOUT = 2.0
 # The Welcome may take this many request timeouts. A gateway that took the WebSocket is
@@ -80,6 +85,7 @@ class Connection:
         self._peer_close_code: int | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._heard_at = asyncio.get_running_loop().time()  # the last frame of any kind
 
     @classmethod
     async def open(
@@ -103,7 +109,7 @@ class Connection:
                 ws = await http.ws_connect(
                     url,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-                    autoping=True,
+                    autoping=False,  # the reader answers Pings: hearing one is a heartbeat
                     max_msg_size=framing.MAX_FRAME_BYTES,
                 )
         except TimeoutError as exc:
@@ -182,9 +188,12 @@ class Connection:
         if not self.is_closed:
             self._acks.advanced()
 
-    def start_heartbeat(self, interval: float) -> None:
+    def start_heartbeat(self, interval: float, gateway_pings: bool = False) -> None:
+        """Keep the connection known alive both ways: with `gateway_pings` (the Welcome's)
+        by answering the gateway's Pings and asking only when it has gone quiet; without,
+        by a Ping every `interval`."""
         if self._heartbeat is None:
-            self._heartbeat = asyncio.create_task(self._beat(interval))
+            self._heartbeat = asyncio.create_task(self._beat(interval, gateway_pings))
 
     async def close(self, goodbye: str | None = None) -> None:
         """Close on purpose; with `goodbye`, say Goodbye first and let the gateway close."""
@@ -294,6 +303,8 @@ class Connection:
             async with asyncio.timeout(timeout):
                 while True:
                     message = await self._ws.receive()
+                    if await self._heard(message):
+                        continue
                     if message.type == aiohttp.WSMsgType.BINARY:
                         envelope = self._decode_before_welcome(message.data)
                         if envelope is None:
@@ -341,6 +352,8 @@ class Connection:
         failure: ParleyError | None = None
         try:
             async for message in self._ws:
+                if await self._heard(message):
+                    continue
                 if message.type == aiohttp.WSMsgType.BINARY:
                     self._on_frame(message.data)
                 elif message.type == aiohttp.WSMsgType.ERROR:
@@ -356,6 +369,15 @@ class Connection:
             failure = ParleyError.network(f"connection to {self.endpoint} failed: {exc!r}")
         finally:
             await self._finish(failure)
+
+    async def _heard(self, message: aiohttp.WSMessage) -> bool:
+        """Note that the gateway was heard; True for a Ping (answered here) or a Pong."""
+        self._heard_at = asyncio.get_running_loop().time()
+        if message.type == aiohttp.WSMsgType.PING:
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+                await self._ws.pong(message.data)
+            return True
+        return message.type == aiohttp.WSMsgType.PONG
 
     def _on_frame(self, data: bytes) -> None:
         try:
@@ -381,10 +403,19 @@ class Connection:
             self._last_error = _frame_error(envelope)
         self._dispatch(envelope)
 
-    async def _beat(self, interval: float) -> None:
-        pong_timeout = max(interval, MIN_PONG_TIMEOUT)
+    async def _beat(self, interval: float, gateway_pings: bool) -> None:
+        loop = asyncio.get_running_loop()
+        pong_timeout = max(interval / 2 if gateway_pings else interval, MIN_PONG_TIMEOUT)
+        asked_at = 0.0
         while not self.is_closed:
-            await asyncio.sleep(interval)
+            if gateway_pings:
+                quiet = max(self._heard_at, asked_at) + interval * QUIET_INTERVALS - loop.time()
+                if quiet > 0:
+                    await asyncio.sleep(quiet)
+                    continue
+                asked_at = loop.time()
+            else:
+                await asyncio.sleep(interval)
             try:
                 await self.request(
                     "ping", pb.Ping(client_time_ms=now_ms(self._clock)), pong_timeout

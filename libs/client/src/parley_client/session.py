@@ -258,7 +258,7 @@ class Session:
         self._auth.learn_server_time(welcome.server_time_ms)
         self._auth.confirm_expiry(welcome.token_expires_at_ms)
         interval = self._heartbeat_interval(welcome)
-        connection.start_heartbeat(interval)
+        connection.start_heartbeat(interval, welcome.gateway_pings)
         self._tasks["refresh"] = asyncio.create_task(self._refresh(connection))
         self._log.info(
             "session",

@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 
 from parley.v1 import presence_pb2
 from parley_gateway.forward import Forwarder
-from parley_gateway.metrics import CONNECTIONS, DELIVERIES, SESSIONS
+from parley_gateway.metrics import CONNECTIONS, DELIVERIES, SESSIONS, frames
 from parley_gateway.peers import Peers
 from parley_gateway.presence import PresenceStore
 from parley_gateway.resume import Resumer
@@ -43,6 +43,8 @@ log = get_logger("parley.gateway")
 WS_CLOSE_TIMEOUT_SECONDS = 2.0
 # A full sweep (every session looked at for silence and expired tokens) at least this often.
 FULL_SWEEP_SECONDS = 5.0
+# Pings the sweep writes before it lets the loop's other work in.
+PING_BATCH = 512
 NO_EXPIRY = 2**63
 # Part of the drain time kept for the sessions' clean-up (routing, presence) after the closes.
 DRAIN_CLEANUP_SHARE = 0.25
@@ -263,31 +265,37 @@ class Gateway:
             rounds += 1
             full = rounds % full_every == 0 or now_ms(self.clock) >= self._next_token_expiry_ms
             try:
-                self.sweep(full=full, margin=2 * interval)
+                await self.ping_idle(self.sweep(full=full, margin=2 * interval))
                 await self.verifier.refresh_if_stale()
             except Exception:
                 log.exception("sweep_failed")
 
-    def sweep(self, full: bool = True, margin: float = 0.0) -> None:
-        """Close sessions that sent no Hello in time, went silent, or whose token expired.
+    def sweep(self, full: bool = True, margin: float = 0.0) -> list[Session]:
+        """Close sessions that sent no Hello in time, went silent, or whose token expired;
+        the signed-in sessions heard from no more recently than a heartbeat interval ago,
+        which the caller pings (`ping_idle`).
 
         `full`: every session is looked at (one cheap pass picks those that may be due:
         silent too long, or a token expired; a session waiting for its Hello has none yet,
         so it is always picked). Otherwise only the connections opened within the Hello
         timeout (and `margin`) are: the newest, at the end of `sessions`, which keeps its
-        connections in the order they opened. Idle sessions then cost nothing per round.
+        connections in the order they opened. Idle sessions then cost nothing per round but
+        their Ping, once a heartbeat interval, all of a round's in one go.
         """
         s = self.settings
         mono, wall_ms = self.clock.monotonic(), now_ms(self.clock)
         hello_timeout, heartbeat_timeout = s.hello_timeout_seconds, s.heartbeat_timeout_seconds
         silent_since = mono - heartbeat_timeout
+        idle_since = mono - s.heartbeat_interval_ms / 1000
+        idle: list[Session] = []
         if full:
             sessions = self.sessions.values()
-            due = [
-                session
-                for session in sessions
-                if session.last_heard <= silent_since or session.token_expires_at_ms <= wall_ms
-            ]
+            due = []
+            for session in sessions:
+                if session.last_heard <= silent_since or session.token_expires_at_ms <= wall_ms:
+                    due.append(session)
+                elif session.last_heard <= idle_since and session.state == ACTIVE:
+                    idle.append(session)
             self._next_token_expiry_ms = min(
                 (x.token_expires_at_ms for x in sessions if x.token_expires_at_ms > wall_ms),
                 default=NO_EXPIRY,
@@ -325,6 +333,17 @@ class Gateway:
                         "access_token",
                     )
                     self.close_soon(session, err, framing.CLOSE_UNAUTHENTICATED)
+        return idle
+
+    async def ping_idle(self, sessions: list[Session]) -> None:
+        """Ping each of `sessions` (a write each, none waits): the Pongs come back
+        together, so one wakeup of the loop reads many, where a Ping from each client
+        would wake it once per Ping and cost a reply."""
+        for done, session in enumerate(sessions, 1):
+            await session.ping()
+            if done % PING_BATCH == 0:
+                await asyncio.sleep(0)  # let the rest of the loop's work in between
+        frames("out", "websocket_ping").inc(len(sessions))
 
     async def _rewrite_presence(self) -> None:
         """The bucket was made again (NATS restarted): every session here is in it at once."""

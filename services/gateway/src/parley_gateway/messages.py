@@ -86,6 +86,7 @@ async def hello(gw: Gateway, s: Session, env: client_pb2.Envelope) -> bool:
         resume=decision.outcome if decision is not None else Outcome.RESUME_OUTCOME_UNSPECIFIED,
         resume_reason=decision.reason if decision is not None else "",
         listening=s.listening,
+        gateway_pings=True,  # Gateway.ping_idle
     )
     await s.send(client_pb2.Envelope(reply_to=env.seq, welcome=welcome))
     if decision is not None and decision.resumed and not await s.replay(decision.missed):

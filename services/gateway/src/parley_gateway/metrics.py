@@ -29,13 +29,14 @@ class _Count:
     def __init__(self) -> None:
         self.value = 0
 
-    def inc(self) -> None:
-        self.value += 1
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
 
 
 class FrameCounts(Collector):
     """`parley_gateway_frames_total`, WebSocket frames by direction (in, out) and message
-    type: two per heartbeat, the commonest thing a gateway does. Counted in plain ints and
+    type (`websocket_ping` and `websocket_pong` for the control frames of heartbeats: two
+    per idle session and interval, the commonest thing a gateway does). Counted in plain ints and
     read at scrape time (a prometheus_client Counter takes a lock per increment)."""
 
     def __init__(self) -> None:

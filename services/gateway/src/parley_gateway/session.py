@@ -9,6 +9,7 @@ client: one that stops reading is dropped once SEND_BUFFER_CAP of output waits f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 from aiohttp import web
@@ -220,6 +221,22 @@ class Session:
             return False
         frames("out", framing.body_name(envelope)).inc()
         return True
+
+    async def ping(self) -> None:
+        """A WebSocket Ping, which the client answers with a Pong (it then counts as heard)."""
+        await self._control(ping=True)
+
+    async def pong(self, data: bytes) -> None:
+        """Answer the client's WebSocket Ping (a client may send them; ours need not)."""
+        await self._control(ping=False, data=data)
+
+    async def _control(self, ping: bool, data: bytes = b"") -> None:
+        """Never waits: skipped for a connection that is gone or not reading (the next send
+        drops one not reading; the sweep, one silent)."""
+        if self.ws.closed or self.buffered() > SEND_BUFFER_CAP:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await (self.ws.ping(data) if ping else self.ws.pong(data))
 
     async def send_error(self, err: ParleyError, reply_to: int = 0) -> bool:
         ERRORS.labels(err.code_name).inc()

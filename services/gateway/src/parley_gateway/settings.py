@@ -20,10 +20,11 @@ class GatewaySettings(ServiceSettings):
     listen_backlog: int = 4096
     # Names this gateway in presence and in connection subjects; "" means the instance id.
     gateway_id: str = ""
-    # Clients ping at this interval; a session silent for 2.5 intervals is closed. 30 s
-    # keeps a connection through the idle timeouts of common proxies and load balancers
-    # (60 s) while an idle connection costs the gateway one Ping every 30 s, its largest
-    # cost at rest (bench/connect.py).
+    # The gateway pings a session it heard nothing from for this long (a WebSocket Ping,
+    # those of a sweep round written together), and its client's Pong answers; a session
+    # silent for 2.5 intervals is closed. 30 s keeps a connection through the idle timeouts
+    # of common proxies and load balancers (60 s); its Ping and Pong are the largest cost
+    # of an idle connection (bench/connect.py).
     heartbeat_interval_ms: int = 30_000
     # A connection must send its Hello within this many seconds.
     hello_timeout_seconds: float = 10.0

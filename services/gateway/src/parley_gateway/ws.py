@@ -27,6 +27,8 @@ log = get_logger("parley.gateway.ws")
 # aiohttp itself refuses (close 1009) messages above this; between MAX_FRAME_BYTES and it,
 # the client gets our FRAME_TOO_LARGE error frame first.
 WS_MAX_MESSAGE_BYTES = framing.MAX_FRAME_BYTES * 4
+PONGS_IN = frames("in", "websocket_pong")
+PINGS_IN = frames("in", "websocket_ping")
 # Frames refused for rate after which a session that does not slow down is closed.
 MAX_REFUSED_FRAMES = 100
 
@@ -53,7 +55,9 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
         ws = web.WebSocketResponse(
             max_msg_size=WS_MAX_MESSAGE_BYTES,
             compress=False,  # a deflate context per connection would cost far more than the rest
-            autoping=True,
+            # Pings and Pongs reach the loop below: a Pong answering the sweep's Ping is
+            # what an idle client sends (Gateway.ping_idle).
+            autoping=False,
             timeout=WS_CLOSE_TIMEOUT_SECONDS,
         )
         if not ws.can_prepare(request).ok:
@@ -80,6 +84,11 @@ async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamRe
                 if msg.type == WSMsgType.BINARY:
                     if not await on_frame(gateway, session, msg.data):
                         break
+                elif msg.type == WSMsgType.PONG:
+                    PONGS_IN.inc()  # heard (last_heard above): an idle client is there
+                elif msg.type == WSMsgType.PING:
+                    PINGS_IN.inc()
+                    await session.pong(msg.data)
                 elif msg.type == WSMsgType.TEXT:
                     frames("in", "text").inc()
                     err = ParleyError(

@@ -185,7 +185,7 @@ class Capabilities(_message.Message):
     def __init__(self, calling: _Optional[bool] = ..., messaging: _Optional[bool] = ..., active_connection: _Optional[bool] = ..., managed_push: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("session_id", "gateway_id", "heartbeat_interval_ms", "server_time_ms", "token_expires_at_ms", "resume", "resume_reason", "listening")
+    __slots__ = ("session_id", "gateway_id", "heartbeat_interval_ms", "server_time_ms", "token_expires_at_ms", "resume", "resume_reason", "listening", "gateway_pings")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,7 @@ class Welcome(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     RESUME_REASON_FIELD_NUMBER: _ClassVar[int]
     LISTENING_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_PINGS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     gateway_id: str
     heartbeat_interval_ms: int
@@ -202,7 +203,8 @@ class Welcome(_message.Message):
     resume: ResumeOutcome
     resume_reason: str
     listening: bool
-    def __init__(self, session_id: _Optional[str] = ..., gateway_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., server_time_ms: _Optional[int] = ..., token_expires_at_ms: _Optional[int] = ..., resume: _Optional[_Union[ResumeOutcome, str]] = ..., resume_reason: _Optional[str] = ..., listening: _Optional[bool] = ...) -> None: ...
+    gateway_pings: bool
+    def __init__(self, session_id: _Optional[str] = ..., gateway_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., server_time_ms: _Optional[int] = ..., token_expires_at_ms: _Optional[int] = ..., resume: _Optional[_Union[ResumeOutcome, str]] = ..., resume_reason: _Optional[str] = ..., listening: _Optional[bool] = ..., gateway_pings: _Optional[bool] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("client_time_ms",)
