@@ -31,8 +31,14 @@ from parley_service.presence import PRESENCE_PREFIX, PRESENCE_STREAM
 
 log = get_logger("parley.gateway.presence")
 
-# Writes in flight at once when refreshing every entry of this gateway.
-REFRESH_CONCURRENCY = 128
+# A refresh round has one write in this many acknowledged. JetStream stores the writes of
+# one connection to the bucket in the order they were sent, so that acknowledgement says
+# the writes before it since the last one were stored too; when it fails, the round counts
+# all of them failed. The acknowledgements (a future, a timer and a reply to read each)
+# were most of a refresh's cost, and the refresh a fifth of an idle gateway's.
+REFRESH_ACK_EVERY = 16
+# Acknowledged writes of a refresh round waiting at once (each vouching for its group).
+REFRESH_ACKS_IN_FLIGHT = 8
 
 
 class Device(Protocol):
@@ -227,38 +233,54 @@ class PresenceStore:
 
     async def refresh(self, devices: Iterable[D], current: Callable[[D], bool]) -> int:
         """Rewrite the entry (resetting its TTL) of each device still `current` when it is
-        written (the list may predate the end of some); returns how many writes failed.
+        written (the list may predate the end of some); returns how many writes failed (or
+        were not acknowledged: see REFRESH_ACK_EVERY).
 
-        At most REFRESH_CONCURRENCY writes wait for their acknowledgements at once."""
+        At most REFRESH_ACKS_IN_FLIGHT acknowledged writes are waited for at once."""
         failed = 0
-        batch: list[asyncio.Future[None]] = []
+        acks: list[tuple[asyncio.Future[None], int]] = []  # an acknowledgement, its group
+        group = 0  # writes sent since the last acknowledged one
+        last: D | None = None  # the last of them
         for device in devices:
             # Checked with no await before the write is queued on the NATS connection: a
             # session ending after this check queues its delete behind our put.
             if not current(device):
                 continue
+            group += 1
             try:
-                batch.append(await self._put(device))
+                if group < REFRESH_ACK_EVERY:
+                    await self.nc.publish(PRESENCE_PREFIX + self.key(device), self.entry(device))
+                    last = device
+                    continue
+                acks.append((await self._put(device), group))
             except Exception as exc:
-                failed += 1
+                failed += group
                 self._check_lost("put", exc)
-            if len(batch) >= REFRESH_CONCURRENCY:
-                failed += await self._settled(batch)
-        if batch:
-            failed += await self._settled(batch)
+            group, last = 0, None
+            if len(acks) >= REFRESH_ACKS_IN_FLIGHT:
+                failed += await self._settled(acks)
+        if last is not None and current(last):
+            # The round's last group: its last entry written once more, acknowledged.
+            try:
+                acks.append((await self._put(last), group))
+            except Exception as exc:
+                failed += group
+                self._check_lost("put", exc)
+        if acks:
+            failed += await self._settled(acks)
         return failed
 
-    async def _settled(self, batch: list[asyncio.Future[None]]) -> int:
-        """Wait for every write of `batch` (each settles, at the latest by its timeout);
-        empties it and returns how many failed."""
-        await asyncio.wait(batch)
+    async def _settled(self, acks: list[tuple[asyncio.Future[None], int]]) -> int:
+        """Wait for every acknowledgement of `acks` (each settles, at the latest by its
+        timeout); empties it and returns how many writes they vouched for failed."""
+        await asyncio.wait([ack for ack, _ in acks])
         failed = 0
-        for write in batch:
-            exc = write.exception()
+        for ack, group in acks:
+            exc = ack.exception()
             if exc is not None:
-                failed += 1
+                failed += group
                 self._check_lost("put", exc)
-        batch.clear()
+        acks.clear()
         return failed
 
 
