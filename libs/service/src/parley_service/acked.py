@@ -2,8 +2,8 @@
 
 nats-py's `js.publish` makes each message a request: a reply token from the OS's random
 source, a `wait_for`, then the acknowledgement decoded from JSON into a PubAck. The
-presence writer publishes two entries per sign-in and every entry again each refresh
-round (500 a second at 20,000 sessions), and device events go out with every message; none
+presence writer publishes two entries per sign-in (and one in 16 of a refresh round's
+acknowledged), and device events go out with every message; none
 needs anything of the acknowledgement but "stored" or why not. Here each publish waits on
 the connection's `ReplyInbox`: a publish costs a future and a timer; the errors are those
 `js.publish` raises.
