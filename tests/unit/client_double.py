@@ -259,6 +259,7 @@ class FakeGateway:
         self.pings_idle = pings_idle
         self.sessions: list[FakeSession] = []
         self.http_requests: list[str] = []
+        self.connect_headers: list[dict[str, str]] = []  # of each WebSocket upgrade
         self.presence_error: ParleyError | None = None
         self.hello_error: ParleyError | None = None
         # Close code after `hello_error` (default: the contract's close_code_for), or, alone,
@@ -373,6 +374,7 @@ class FakeGateway:
         await session.send(envelope)
 
     async def _connect(self, request: web.Request) -> web.WebSocketResponse:
+        self.connect_headers.append(dict(request.headers))
         ws = web.WebSocketResponse(max_msg_size=framing.MAX_FRAME_BYTES, autoping=False)
         await ws.prepare(request)
         session = FakeSession(str(uuid.uuid4()), ws, transport=request.transport)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from parley_client import ErrorType, ParleyError
+from parley_client.hello import client_version
 from parley_protocol import framing
 from parley_protocol.errors import ErrorCode
 from parley_protocol.errors import ParleyError as ProtocolError
@@ -145,3 +146,14 @@ async def test_a_gateway_slower_than_three_request_timeouts_to_welcome_times_out
             await client.start()
         assert caught.value.code == "TIMEOUT"
         assert "sent no Welcome within 0.9 s" in caught.value.message
+
+
+async def test_the_upgrade_names_the_sdk_and_sends_no_accept_headers(tmp_path: Path) -> None:
+    """Each header of the WebSocket upgrade stays in the gateway's memory for the session:
+    the client sends its SDK's name and none of aiohttp's Accept headers."""
+    async with harness(tmp_path) as h:
+        client, _ = h.client()
+        await client.start()
+        (headers,) = h.gateways[0].connect_headers
+        assert headers["User-Agent"] == client_version()
+        assert "Accept" not in headers and "Accept-Encoding" not in headers

@@ -20,7 +20,7 @@ from parley_client.connection import Connection
 from parley_client.dispatcher import FeatureDispatcher
 from parley_client.errors import ErrorType, ParleyError, terminated
 from parley_client.features import Connected, Feature, FeatureLink
-from parley_client.hello import hello_message
+from parley_client.hello import client_version, hello_message
 from parley_client.listeners import ListenerSet
 from parley_client.listening import Listening
 from parley_client.logs import ClientLog
@@ -557,7 +557,13 @@ class ParleyClient:
 
     def _new_session(self, endpoints: tuple[Endpoint, ...]) -> Session:
         config = self._config
-        self._http = aiohttp.ClientSession()
+        self._http = aiohttp.ClientSession(
+            # The SDK instead of aiohttp's name, for the operators' proxies and logs; none of
+            # aiohttp's Accept headers: the answers are small JSON and WebSocket frames, and
+            # every header of the upgrade stays in the gateway's memory for the session.
+            headers={"User-Agent": client_version()},
+            skip_auto_headers=("Accept", "Accept-Encoding"),
+        )
         authenticator = Authenticator.for_config(
             config,
             endpoints,
