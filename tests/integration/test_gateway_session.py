@@ -107,7 +107,13 @@ async def test_bad_register_bodies_get_a_specific_problem(
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("POST", "/v1/jwks", "GET"), ("GET", "/v1/register", "POST"), ("PUT", "/v1/token", "POST")],
+    [
+        ("POST", "/v1/jwks", "GET"),
+        ("GET", "/v1/register", "POST"),
+        ("PUT", "/v1/token", "POST"),
+        ("POST", "/v1/connect", "GET"),
+        ("POST", "/v1/conferences/id/standup", "DELETE"),
+    ],
 )
 async def test_a_wrong_method_is_a_405_problem(
     stack: Stack, method: str, path: str, allowed: str

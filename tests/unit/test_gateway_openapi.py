@@ -26,12 +26,13 @@ def document() -> dict[str, Any]:
 
 def served_routes() -> set[tuple[str, str]]:
     """(method, path template) of every route the gateway's HTTP application serves; HEAD
-    routes aiohttp adds beside GET ones are left out."""
+    routes aiohttp adds beside GET ones, and the catch-all that answers 404 and 405, are
+    left out."""
     gateway = SimpleNamespace(settings=GatewaySettings(), clock=FakeClock())
     app = HttpApi(gateway, bus=None).application()  # type: ignore[arg-type]
     routes = set()
     for route in app.router.routes():
-        if route.method == "HEAD":
+        if route.method in ("HEAD", "*"):
             continue
         assert route.resource is not None
         routes.add((route.method.lower(), route.resource.canonical))

@@ -71,30 +71,35 @@ def message_response(message: Message) -> web.Response:
     return ReleasedResponse(text=body, content_type="application/json")
 
 
-@web.middleware
-def problems(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    """ParleyError -> its problem response; anything unexpected -> 500 INTERNAL.
+def traced(handler: Handler) -> Handler:
+    """`handler` as a span continuing the caller's `traceparent` (so registration is one
+    trace from the client through auth), what it raises answered as a problem response:
+    ParleyError -> its problem, anything unexpected -> 500 INTERNAL."""
 
-    Each request but the WebSocket upgrade is a span continuing the caller's `traceparent`,
-    so registration is one trace from the client through auth. The upgrade's handler is
-    handed to aiohttp as it is, and makes its own problem responses: it lasts the whole
-    session, and so would every coroutine between it and aiohttp (a few hundred bytes).
-    """
-    if request.path == "/v1/connect":
-        return handler(request)
-    return _traced(request, handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        name = f"{request.method} {resource.canonical if resource is not None else 'unmatched'}"
+        with tracing.server_span("parley.gateway", name, request.headers) as span:
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = problem_for(request, exc)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    return run
 
 
-async def _traced(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resource = request.match_info.route.resource
-    name = f"{request.method} {resource.canonical if resource is not None else 'unmatched'}"
-    with tracing.server_span("parley.gateway", name, request.headers) as span:
-        try:
-            response = await handler(request)
-        except Exception as exc:
-            response = problem_for(request, exc)
-        span.set_attribute("http.response.status_code", response.status)
-        return response
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """What no route takes: 405 naming the methods its path takes, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 class HttpApi:
@@ -103,14 +108,26 @@ class HttpApi:
         self.bus = bus
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[problems])
-        app.router.add_post("/v1/register", self.register)
-        app.router.add_post("/v1/token", self.token)
-        app.router.add_get("/v1/jwks", self.jwks)
-        app.router.add_get("/v1/connect", functools.partial(handle_connect, self.gateway))
-        app.router.add_get(OPENAPI_PATH, handle_openapi)
-        settings = self.gateway.settings
-        RestApi(self.bus, self.gateway.clock, settings.rest_max_skew_seconds).add_routes(app)
+        """Every route but the WebSocket upgrade `traced`; no middleware. With one, aiohttp
+        runs each request through a coroutine of its own as well, which for the upgrade
+        lasts the whole session (about 300 bytes of every idle connection); the upgrade's
+        handler makes its own problem responses."""
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        router = app.router
+        router.add_get("/v1/connect", functools.partial(handle_connect, self.gateway))
+        rest = RestApi(self.bus, self.gateway.clock, self.gateway.settings.rest_max_skew_seconds)
+        routes = [
+            web.post("/v1/register", self.register),
+            web.post("/v1/token", self.token),
+            web.get("/v1/jwks", self.jwks),
+            web.get(OPENAPI_PATH, handle_openapi),
+            *rest.routes(),
+        ]
+        for route in routes:
+            web.RouteDef(route.method, route.path, traced(route.handler), route.kwargs).register(
+                router
+            )
+        router.add_route("*", "/{path:.*}", traced(unmatched))  # last: the others first
         return app
 
     async def register(self, request: web.Request) -> web.Response:

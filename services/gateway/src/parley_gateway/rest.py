@@ -7,7 +7,7 @@ and secret. Every route first verifies the request's signature (`signed_requests
 the verified application key is the only application a request acts on. Each route then
 sends one message to the service it concerns (conference.proto to the conference service,
 stats.proto to the stats service) and maps its answer to JSON, or its error to a problem
-response (the `problems` middleware). The document at /v1/openapi.json describes these
+response (`http_api.traced`). The document at /v1/openapi.json describes these
 routes.
 
 Conference ids are free text of up to 64 characters (spaces, dots, `*`, `>` included), so
@@ -178,14 +178,15 @@ class RestApi:
         self._clock = clock
         self._verifier = RequestVerifier(bus, clock, max_skew_seconds)
 
-    def add_routes(self, app: web.Application) -> None:
-        router = app.router
-        router.add_get(CONFERENCE_PATH, self._signed(self.conference), allow_head=False)
-        router.add_delete(CONFERENCE_PATH, self._signed(self.kick_all))
-        router.add_patch(PARTICIPANT_PATH, self._signed(self.command))
-        router.add_delete(PARTICIPANT_PATH, self._signed(self.kick))
-        router.add_post(CALLOUTS_PATH, self._signed(self.callout))
-        router.add_get(STATS_CALLS_PATH, self._signed(self.call_stats), allow_head=False)
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get(CONFERENCE_PATH, self._signed(self.conference), allow_head=False),
+            web.delete(CONFERENCE_PATH, self._signed(self.kick_all)),
+            web.patch(PARTICIPANT_PATH, self._signed(self.command)),
+            web.delete(PARTICIPANT_PATH, self._signed(self.kick)),
+            web.post(CALLOUTS_PATH, self._signed(self.callout)),
+            web.get(STATS_CALLS_PATH, self._signed(self.call_stats), allow_head=False),
+        ]
 
     def _signed(self, handler: SignedHandler) -> Handler:
         """`handler` behind the signature check, counted by route and status."""

@@ -36,7 +36,7 @@ MAX_REFUSED_FRAMES = 100
 async def handle_connect(gateway: Gateway, request: web.Request) -> web.StreamResponse:
     """The WebSocket session of one connection, from the upgrade to its end.
 
-    Awaited by aiohttp itself, with no middleware in between (see http_api.problems), so
+    Awaited by aiohttp itself, with nothing in between (see HttpApi.application), so
     what it raises becomes its problem response here.
     """
     try:
