@@ -32,9 +32,14 @@ _NETWORK_CODES = frozenset(
 )
 
 
+# ErrorCode.values() makes a new list at each call (a reconnect storm makes thousands of
+# errors a second in one process).
+_CODE_VALUES = frozenset(ErrorCode.values())
+
+
 def _code_value(code: str | int) -> int:
     if isinstance(code, int):
-        if code not in ErrorCode.values():
+        if code not in _CODE_VALUES:
             raise ValueError(f"{code} is not a parley.v1.ErrorCode value")
         return code
     try:
