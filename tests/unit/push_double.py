@@ -225,8 +225,8 @@ class PushGateway(FakeGateway):
             await super()._handle(session, envelope)
             return
         task = asyncio.create_task(self._forward(session, envelope))
-        self._echoes.add(task)
-        task.add_done_callback(self._echoes.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _forward(self, session: FakeSession, envelope: client.Envelope) -> None:
         assert session.hello is not None
