@@ -34,6 +34,8 @@ MIN_PONG_TIMEOUT = 1.0
 # after one, plus a sweep round), and waits half an interval for its Pong: a gateway gone
 # silent is noticed within two intervals, as when the client pings every interval.
 QUIET_INTERVALS = 1.5
+# WebSocket control frames the reader handles itself (autoping is off).
+CONTROL_FRAMES = frozenset((aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG))
 # How long a closing handshake may take before the socket is dropped.
 CLOSE_TIMEOUT = 2.0
 # The Welcome may take this many request timeouts. A gateway that took the WebSocket is
@@ -299,11 +301,14 @@ class Connection:
         self, hello_seq: int, timeout: float, held: list[pb.Envelope]
     ) -> pb.Envelope:
         """Read until the frame with reply_to == `hello_seq`; others are appended to `held`."""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     message = await self._ws.receive()
-                    if await self._heard(message):
+                    self._heard_at = loop.time()
+                    if message.type in CONTROL_FRAMES:
+                        await self._answer_control(message)
                         continue
                     if message.type == aiohttp.WSMsgType.BINARY:
                         envelope = self._decode_before_welcome(message.data)
@@ -351,8 +356,11 @@ class Connection:
     async def _read(self) -> None:
         failure: ParleyError | None = None
         try:
+            loop = asyncio.get_running_loop()
             async for message in self._ws:
-                if await self._heard(message):
+                self._heard_at = loop.time()
+                if message.type in CONTROL_FRAMES:
+                    await self._answer_control(message)
                     continue
                 if message.type == aiohttp.WSMsgType.BINARY:
                     self._on_frame(message.data)
@@ -370,14 +378,11 @@ class Connection:
         finally:
             await self._finish(failure)
 
-    async def _heard(self, message: aiohttp.WSMessage) -> bool:
-        """Note that the gateway was heard; True for a Ping (answered here) or a Pong."""
-        self._heard_at = asyncio.get_running_loop().time()
+    async def _answer_control(self, message: aiohttp.WSMessage) -> None:
+        """A Ping is answered with a Pong; a Pong needs nothing (it was heard)."""
         if message.type == aiohttp.WSMsgType.PING:
             with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
                 await self._ws.pong(message.data)
-            return True
-        return message.type == aiohttp.WSMsgType.PONG
 
     def _on_frame(self, data: bytes) -> None:
         try:

@@ -339,11 +339,12 @@ class Gateway:
         """Ping each of `sessions` (a write each, none waits): the Pongs come back
         together, so one wakeup of the loop reads many, where a Ping from each client
         would wake it once per Ping and cost a reply."""
+        sent = frames("out", "websocket_ping")
         for done, session in enumerate(sessions, 1):
-            await session.ping()
+            if await session.ping():
+                sent.inc()
             if done % PING_BATCH == 0:
                 await asyncio.sleep(0)  # let the rest of the loop's work in between
-        frames("out", "websocket_ping").inc(len(sessions))
 
     async def _rewrite_presence(self) -> None:
         """The bucket was made again (NATS restarted): every session here is in it at once."""

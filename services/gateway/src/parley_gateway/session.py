@@ -9,7 +9,6 @@ client: one that stops reading is dropped once SEND_BUFFER_CAP of output waits f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 
 from aiohttp import web
@@ -222,21 +221,25 @@ class Session:
         frames("out", framing.body_name(envelope)).inc()
         return True
 
-    async def ping(self) -> None:
-        """A WebSocket Ping, which the client answers with a Pong (it then counts as heard)."""
-        await self._control(ping=True)
+    async def ping(self) -> bool:
+        """A WebSocket Ping, which the client answers with a Pong (it then counts as heard);
+        False when it was not written."""
+        return await self._control(ping=True)
 
     async def pong(self, data: bytes) -> None:
         """Answer the client's WebSocket Ping (a client may send them; ours need not)."""
         await self._control(ping=False, data=data)
 
-    async def _control(self, ping: bool, data: bytes = b"") -> None:
+    async def _control(self, ping: bool, data: bytes = b"") -> bool:
         """Never waits: skipped for a connection that is gone or not reading (the next send
-        drops one not reading; the sweep, one silent)."""
+        drops one not reading; the sweep, one silent). False when not written."""
         if self.ws.closed or self.buffered() > SEND_BUFFER_CAP:
-            return
-        with contextlib.suppress(ConnectionError, RuntimeError):
+            return False
+        try:
             await (self.ws.ping(data) if ping else self.ws.pong(data))
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
 
     async def send_error(self, err: ParleyError, reply_to: int = 0) -> bool:
         ERRORS.labels(err.code_name).inc()
