@@ -202,6 +202,49 @@ async def test_no_decoder_thread_is_left_and_rtcp_still_flows(room: Room) -> Non
         assert reports[0].packetsLost == 0
 
 
+async def test_rtp_goes_by_the_wire_both_ways_and_each_side_still_reports(room: Room) -> None:
+    before = {name: (leg.outgoing.sent, leg.outgoing.received) for name, leg in room.legs.items()}
+    await asyncio.sleep(1.6)  # aiortc reports every 0.5-1.5 s
+    for name, leg in room.legs.items():
+        wire = leg.outgoing
+        assert wire.attached, name
+        sent, received = wire.sent - before[name][0], wire.received - before[name][1]
+        # 50 packets a second each way, all by the wire: aiortc's own path (the inbox's
+        # count beyond the wire's) took at most the few that came before it was attached.
+        assert sent > 60 and received > 60, (name, sent, received)
+        assert leg.inbox.received - wire.received < 10, name
+        assert wire.rejected == 0 and wire.unsent == 0, name
+    for client in room.clients:
+        # The client's receiver has the leg's sender reports (the wire keeps their counts:
+        # aiortc's own would say 0). The last came 0.5 to 1.5 s after the one before.
+        stats = (await client.pc.getReceivers()[0].getStats()).values()
+        outbound = [s for s in stats if s.type == "remote-outbound-rtp"]
+        assert outbound and outbound[0].packetsSent >= 20, client.name
+        assert outbound[0].bytesSent > 20 * 40, client.name  # a tone's Opus packets
+        inbound = [s for s in stats if s.type == "inbound-rtp"]
+        assert inbound[0].packetsLost == 0, client.name
+
+
+async def test_a_datagram_that_fails_srtp_is_counted_and_dropped(room: Room) -> None:
+    leg = room.legs["p500"]
+    pair = leg.pc.getTransceivers()[0].sender.transport.transport._connection._nominated[1]
+    address = (pair.local_candidate.host, pair.local_candidate.port)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        for n in range(5):  # RTP-looking (version 2, Opus's type), not encrypted with the keys
+            transport.sendto(bytes([0x80, 0x6F, 0, n]) + bytes(60), address)
+        await asyncio.sleep(0.3)
+    finally:
+        transport.close()
+    assert leg.outgoing.rejected == 5
+    # The leg goes on as before.
+    heard = await room.clients[1].listen(1.0)
+    assert_hears(heard, {300, 700}, {500}, "p500")
+
+
 async def test_a_leg_that_offers_is_heard_and_hears() -> None:
     """The callout way round: the leg offers, the client answers."""
     mixer = Mixer()

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from parley_conference.media import LOST, Inbox
+from parley_conference.inbox import LOST, Inbox
 from parley_conference.mixer import (
     ATTACK_SAMPLES,
     HANGOVER_FRAMES,

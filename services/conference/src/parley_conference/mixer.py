@@ -4,7 +4,7 @@ One asyncio task ticks for every room of the replica on a monotonic schedule (ti
 at start + k x 20 ms; a tick that cannot keep up is skipped and its frames count late).
 Each tick, in each room:
 
-1. Each unmuted participant's next packet is taken from its inbox (media.Inbox, a small
+1. Each unmuted participant's next packet is taken from its inbox (inbox.Inbox, a small
    jitter buffer) and decoded; a packet late or lost is concealed by the decoder. Not
    decoded at all: a packet known to be quiet while the participant is not speaking, and
    while every place in the mix (step 3) is held, the packets of those without one.
@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from parley_conference.media import LOST, Inbox
+from parley_conference.inbox import LOST, Inbox
 from parley_conference.mixer_metrics import MixerStats
 from parley_conference.opus import FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusError, silent_packet
 from parley_service.logs import get_logger

@@ -25,7 +25,7 @@ class MixerStats:
     # Frames handed over after the next tick was due, and the frames of skipped ticks.
     late_frames: int = 0
     decoded: int = 0  # packets decoded
-    quiet_skipped: int = 0  # packets taken as silent without decoding (see media.Received)
+    quiet_skipped: int = 0  # packets taken as silent without decoding (see inbox.Received)
     unmixed_skipped: int = 0  # packets not decoded: every place in the mix was held
     concealed: int = 0  # frames concealed (a participant's packet late or lost)
     encoded: int = 0  # packets encoded: a room's shared mix, a speaker's own
