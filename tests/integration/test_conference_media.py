@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import struct
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from av import AudioFrame
 
 from parley_client.sources import PatternSource, ToneSource
 from parley_conference.media import MediaLeg, decoder_thread_running
+from parley_conference.metrics import RTP_REJECTED
 from parley_conference.mixer import Mixer
 from parley_legs.webrtc import use_host_addresses
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -227,6 +229,7 @@ async def test_rtp_goes_by_the_wire_both_ways_and_each_side_still_reports(room: 
 
 async def test_a_datagram_that_fails_srtp_is_counted_and_dropped(room: Room) -> None:
     leg = room.legs["p500"]
+    rejected_before = RTP_REJECTED.labels("srtp")._value.get()
     pair = leg.pc.getTransceivers()[0].sender.transport.transport._connection._nominated[1]
     address = (pair.local_candidate.host, pair.local_candidate.port)
     loop = asyncio.get_running_loop()
@@ -240,9 +243,42 @@ async def test_a_datagram_that_fails_srtp_is_counted_and_dropped(room: Room) -> 
     finally:
         transport.close()
     assert leg.outgoing.rejected == 5
+    assert RTP_REJECTED.labels("srtp")._value.get() - rejected_before == 5
     # The leg goes on as before.
     heard = await room.clients[1].listen(1.0)
     assert_hears(heard, {300, 700}, {500}, "p500")
+
+
+async def test_authentic_packets_the_wire_cannot_use_are_counted_by_reason(room: Room) -> None:
+    """Encrypted with the right keys (the client's own SRTP session), so only the header
+    decides: another payload type, and padding longer than the packet."""
+    client, leg = room.clients[0], room.legs["p300"]
+    dtls = client.pc.getSenders()[0].transport
+    counts = {r: RTP_REJECTED.labels(r)._value.get() for r in ("payload_type", "malformed")}
+    ssrc = 0x5EED
+    pcmu = struct.pack("!BBHII", 0x80, 0, 1, 0, ssrc) + bytes(160)
+    # Padding (P set) said to be 255 bytes long, in a packet of 16.
+    overpadded = struct.pack("!BBHII", 0xA0, 111, 2, 960, ssrc) + bytes(3) + b"\xff"
+    for packet in (pcmu, overpadded):
+        await dtls._send_rtp(packet)
+    await asyncio.sleep(0.3)
+    assert RTP_REJECTED.labels("payload_type")._value.get() - counts["payload_type"] == 1
+    assert RTP_REJECTED.labels("malformed")._value.get() - counts["malformed"] == 1
+    assert leg.outgoing.rejected == 2
+    assert_hears(await room.clients[1].listen(1.0), {300, 700}, {500}, "p500")
+
+
+async def test_a_closed_leg_gives_its_socket_back_and_sends_nothing(room: Room) -> None:
+    leg = room.legs["p700"]
+    room.mixer.leave(ROOM, "p700")
+    pair = leg.pc.getTransceivers()[0].sender.transport.transport._connection._nominated[1]
+    assert "datagram_received" in vars(pair.protocol)  # the wire's hook
+    await leg.close()
+    assert not leg.outgoing.attached
+    assert "datagram_received" not in vars(pair.protocol)
+    unsent = leg.outgoing.unsent
+    leg.outgoing.push(b"\xf8\xff\xfe")  # a late push: counted, not sent, no error
+    assert leg.outgoing.unsent == unsent + 1
 
 
 async def test_a_leg_that_offers_is_heard_and_hears() -> None:

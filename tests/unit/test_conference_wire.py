@@ -64,3 +64,14 @@ def test_ntp_time_counts_from_1900() -> None:
 
     seconds = ntp_now() >> 32
     assert abs(seconds - NTP_OFFSET - time.time()) < 2
+
+
+def test_an_element_running_past_its_block_is_not_read() -> None:
+    # One-byte form: element 2 says 4 bytes of data, the block holds 2.
+    data = bytes(12) + struct.pack("!HH", 0xBEDE, 1) + bytes([0x23, 10, 11, 12])
+    assert audio_level(0xBEDE, data, 16, 19, wanted=2) is None
+    # The block's last element cut short, at the very end of the packet.
+    assert audio_level(0xBEDE, data[:17], 16, 17, wanted=2) is None
+    # Two-byte form: element 9 says 5 bytes, 1 is there.
+    data = bytes(12) + struct.pack("!HH", 0x1000, 1) + bytes([9, 5, 30, 0])
+    assert audio_level(0x1000, data, 16, 19, wanted=9) is None

@@ -24,3 +24,9 @@ JOINS_REFUSED = Counter(
     "Joins refused, by reason (full, draining, elsewhere).",
     ["reason"],
 )
+RTP_REJECTED = Counter(
+    "parley_conference_rtp_rejected_total",
+    "RTP datagrams on a participant's socket that were dropped, by reason (srtp: failed its "
+    "authentication or replay check; malformed; payload_type: not the negotiated Opus).",
+    ["reason"],
+)

@@ -46,6 +46,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from parley_conference.inbox import Inbox, is_quiet
+from parley_conference.metrics import RTP_REJECTED
 from parley_conference.opus import FRAME_SAMPLES, SAMPLE_RATE
 
 AUDIO_LEVEL_URI: Final = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -62,6 +63,9 @@ _SENDER_EXTENSIONS: Final = "_RTCRtpSender__rtp_header_extensions_map"
 _RECEIVER_STREAMS: Final = "_RTCRtpReceiver__remote_streams"
 _HEAD: Final = struct.Struct("!HI")  # sequence number and timestamp, at offset 2
 _EXTENSION: Final = struct.Struct("!HH")  # profile and length in words
+_FAILED_SRTP: Final = RTP_REJECTED.labels("srtp")
+_MALFORMED: Final = RTP_REJECTED.labels("malformed")
+_FOREIGN: Final = RTP_REJECTED.labels("payload_type")
 
 
 class WireError(RuntimeError):
@@ -94,8 +98,8 @@ def audio_level(profile: int, data: bytes, start: int, end: int, wanted: int) ->
                 position += 1
                 continue
             element, length = first >> 4, (first & 0x0F) + 1
-            if element == 15:
-                return None
+            if element == 15 or position + length >= end:
+                return None  # the end, or an element running past the block
             if element == wanted:
                 return data[position + 1] & 0x7F
             position += 1 + length
@@ -105,6 +109,8 @@ def audio_level(profile: int, data: bytes, start: int, end: int, wanted: int) ->
             if element == 0:
                 position += 1
                 continue
+            if position + 2 + length > end:
+                return None  # an element running past the block
             if element == wanted and length:
                 return data[position + 2] & 0x7F
             position += 2 + length
@@ -257,6 +263,7 @@ class Wire:
                 plain = unprotect(data)
             except pylibsrtp.Error:
                 self.rejected += 1
+                _FAILED_SRTP.inc()
                 return
             first = plain[0]
             position = 12 + 4 * (first & 0x0F)
@@ -268,8 +275,15 @@ class Wire:
                 position = block + 4 * words
                 if level_id and position <= end:
                     level = audio_level(profile, plain, block, position, level_id)
-            if plain[1] & 0x7F != payload_type or position > end:
+            elif first & 0x10:
+                position = end + 1  # an extension said to be there and not there
+            if position > end or len(plain) < 12:
                 self.rejected += 1
+                _MALFORMED.inc()
+                return
+            if plain[1] & 0x7F != payload_type:
+                self.rejected += 1
+                _FOREIGN.inc()
                 return
             sequence, timestamp = head(plain, 2)
             ssrc = int.from_bytes(plain[8:12], "big")
