@@ -72,6 +72,8 @@ async def stack(
         **trunk_env(trunk_port),
         "PARLEY_SIP_CALLER_ID": "+15550001111",
         "PARLEY_SIP_MAX_CALLS": str(CAPACITY),
+        # The carriers and phones of the tests are on loopback; nothing else may be called.
+        "PARLEY_SIP_ALLOWED_DOMAINS": "127.0.0.1, *.parley.test",
     }
     async with running_stack(
         tmp_path_factory.mktemp("sip"),
@@ -242,6 +244,28 @@ async def test_sip_errors_end_the_call_with_the_status_in_an_error_of_type_sip(
         assert details.end_cause is cause
         assert error is not None and error.type is ErrorType.SIP and error.code == "SIP"
         assert error.sip_status == status and error.message.startswith(str(status))
+
+
+@bounded(30)
+async def test_a_sip_address_at_a_host_the_deployment_does_not_allow_is_refused_before_dialling(
+    stack: E2EStack, tmp_path: Path
+) -> None:
+    async with party(stack, "alice", tmp_path / "a") as alice:
+        for address in ("bob@192.0.2.10", "bob@sip.elsewhere.example:5060", "bob@parley.test"):
+            call = alice.calls.call_sip(address)
+            details = await call.wait_ended(10)
+            error = details.error
+            print(f"\n{address}: {details.end_cause}, {error!r}")
+            assert details.end_cause is CallEndCause.FAILURE and error is not None, address
+            assert error.code == "PERMISSION_DENIED", address
+            host = address.partition("@")[2].partition(":")[0]
+            assert error.message == f"this deployment does not call SIP addresses at {host}"
+        # Hosts under an allowed wildcard get as far as the SIP stack: nothing answers there
+        # (no name service here), so the call fails, but not for being refused.
+        call = alice.calls.call_sip("bob@sip.parley.test")
+        details = await call.wait_ended(40)
+        print(f"bob@sip.parley.test: {details.end_cause}, {details.error!r}")
+        assert details.error is not None and details.error.code != "PERMISSION_DENIED"
 
 
 async def ledger(stack: E2EStack) -> dict[str, Any]:

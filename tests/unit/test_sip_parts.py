@@ -12,6 +12,7 @@ from parley_protocol.errors import ErrorCode
 from parley_service.settings import SettingsError
 from parley_sip.bridge import DECLINED, sip_error
 from parley_sip.dial import calling_number
+from parley_sip.domains import AllowedDomains, host_of
 from parley_sip.engine import SipEnd
 from parley_sip.prompt import prompt_frames
 from parley_sip.settings import SipSettings
@@ -40,6 +41,11 @@ def test_the_trunk_uri_carries_the_number_host_port_and_transport() -> None:
         ({"sip_trunk_host": "bad host"}, "is not a host"),
         ({"sip_max_calls": 0}, "PARLEY_SIP_MAX_CALLS must be at least 1"),
         ({"sip_drain_seconds": 0}, "PARLEY_SIP_DRAIN_SECONDS"),
+        (
+            {"sip_allowed_domains": "sip.example.com, *.bad_domain"},
+            "PARLEY_SIP_ALLOWED_DOMAINS: '\\*.bad_domain' is not a host name",
+        ),
+        ({"sip_allowed_domains": "a b"}, "PARLEY_SIP_ALLOWED_DOMAINS: 'a b'"),
     ],
 )
 def test_bad_settings_name_the_variable(values: dict[str, object], says: str) -> None:
@@ -97,3 +103,34 @@ def test_sip_statuses_become_sip_errors_and_declines_are_told_apart() -> None:
         404,
     )
     assert {486, 603} <= DECLINED and 404 not in DECLINED and 503 not in DECLINED
+
+
+@pytest.mark.parametrize(
+    ("identity", "host"),
+    [
+        ("bob@SIP.Example.com", "sip.example.com"),
+        ("bob@sip.example.com:5080", "sip.example.com"),
+        ("bob@192.0.2.10:5060", "192.0.2.10"),
+        ("bob@[::1]:5070", "::1"),
+        ("bob@[2001:DB8:0:0::1]", "2001:db8::1"),
+    ],
+)
+def test_the_host_of_a_sip_identity_is_lowercased_without_port_or_brackets(
+    identity: str, host: str
+) -> None:
+    assert host_of(identity) == host
+
+
+def test_allowed_domains_take_names_wildcards_and_addresses() -> None:
+    domains = AllowedDomains.parse(" sip.example.com, *.carrier.example ,192.0.2.10,[::1] ")
+    assert not domains.any_host
+    for host in ("sip.example.com", "a.carrier.example", "b.a.carrier.example", "192.0.2.10"):
+        assert domains.allows(host), host
+    assert domains.allows(host_of("bob@[::1]:5070"))
+    for host in ("example.com", "carrier.example", "evilcarrier.example", "192.0.2.11", "other"):
+        assert not domains.allows(host), host
+    assert (
+        AllowedDomains.parse("").allows("anything.example") and AllowedDomains.parse(" , ").any_host
+    )
+    with pytest.raises(ValueError, match="'\\*' is not"):
+        AllowedDomains.parse("*")

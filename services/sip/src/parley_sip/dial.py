@@ -4,7 +4,9 @@ parley.call.dial.sip), places each as a leg on this replica, and keeps them unti
 - The test number: answered here, with the prompt (no trunk, no credit).
 - Another phone number: credit is reserved first (INSUFFICIENT_CREDIT refuses the call
   before anything is dialled), then the trunk is called with the number.
-- A SIP address: called directly, with the caller's x- headers on the INVITE.
+- A SIP address: called directly, with the caller's x- headers on the INVITE, when its
+  host is one the deployment allows (PARLEY_SIP_ALLOWED_DOMAINS; PERMISSION_DENIED
+  otherwise, before anything is sent).
 - A call from the trunk (`on_invite`) to a number mapped to a user rings that user.
 
 A retried DialRequest of a call this replica holds gets the same answer. A replica listens
@@ -33,6 +35,7 @@ from parley_service.bus import Bus
 from parley_service.logs import get_logger
 from parley_sip.bridge import SipBridge
 from parley_sip.credits import Credits
+from parley_sip.domains import host_of
 from parley_sip.engine import Credentials, IncomingInvite, SipEngine
 from parley_sip.inbound import InboundBridge
 from parley_sip.metrics import DIALS_REFUSED
@@ -82,6 +85,7 @@ class Dialler:
         self._bus = bus
         # Calls this replica holds at once: the setting, within what the SIP stack allows.
         self.capacity = min(settings.sip_max_calls, engine.max_calls)
+        self._domains = settings.allowed_domains
         self.held: LegHolder[AudioLeg] = LegHolder(self.listen)
         self.draining = False
         # The dial endpoint, served while there is room.
@@ -177,6 +181,14 @@ class Dialler:
             )
         if record.kind == SIP:
             identity = validate_sip_identity(record.destination, "sip_uri")
+            host = host_of(identity)
+            if not self._domains.allows(host):
+                raise _refused(
+                    "domain",
+                    ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                    f"this deployment does not call SIP addresses at {host[:64]}",
+                    "sip_uri",
+                )
             return SipBridge(
                 self._nc,
                 self._reporter,

@@ -26,7 +26,7 @@ SIP_RESPONSES = Counter(
 )
 DIALS_REFUSED = Counter(
     "parley_sip_dials_refused_total",
-    "Dial requests refused before dialling, by reason (insufficient_credit, no_trunk, full, "
-    "draining, invalid).",
+    "Dial requests refused before dialling, by reason (insufficient_credit, no_rate, no_trunk, "
+    "domain, full, draining, invalid).",
     ["reason"],
 )

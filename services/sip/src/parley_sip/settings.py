@@ -8,6 +8,7 @@ import re
 
 from parley_legs.webrtc import host_addresses
 from parley_service.settings import ServiceSettings, SettingsError, positive
+from parley_sip.domains import AllowedDomains
 
 TRANSPORTS = ("udp", "tcp")
 TEST_NUMBER = "+46000000000"
@@ -38,6 +39,9 @@ class SipSettings(ServiceSettings):
     # Caller ID on calls to phones: a fixed number in E.164 ("" leaves the caller's user id
     # out, and the trunk's default applies).
     sip_caller_id: str = ""
+    # The hosts app users may call SIP addresses at (see domains.py): host names,
+    # *.domain wildcards and IP addresses, comma-separated; empty: any host.
+    sip_allowed_domains: str = ""
     # The number that needs no trunk and no credit: it answers, plays the prompt, hangs up.
     sip_test_number: str = TEST_NUMBER
     # Calls one replica holds at once; one more is refused UNAVAILABLE (another replica may
@@ -73,12 +77,20 @@ class SipSettings(ServiceSettings):
             raise SettingsError(
                 f"PARLEY_SIP_MAX_CALLS must be at least 1, not {self.sip_max_calls}"
             )
+        try:
+            AllowedDomains.parse(self.sip_allowed_domains)
+        except ValueError as exc:
+            raise SettingsError(f"PARLEY_SIP_ALLOWED_DOMAINS: {exc}") from None
         positive("PARLEY_SIP_DRAIN_SECONDS", self.sip_drain_seconds)
         positive("PARLEY_SIP_CREDIT_TOUCH_SECONDS", self.sip_credit_touch_seconds)
 
     @property
     def ice_host_addresses(self) -> tuple[str, ...] | None:
         return host_addresses(self.sip_ice_host_addresses)
+
+    @property
+    def allowed_domains(self) -> AllowedDomains:
+        return AllowedDomains.parse(self.sip_allowed_domains)
 
     @property
     def has_trunk(self) -> bool:
