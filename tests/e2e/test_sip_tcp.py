@@ -4,6 +4,7 @@ sip services as processes, real NATS and PostgreSQL, real WebRTC)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,6 +37,8 @@ async def stack(
         **trunk_env(trunk_port),
         "PARLEY_SIP_TRANSPORT": "tcp",
         "PARLEY_SIP_TRUNK_TRANSPORT": "tcp",
+        "PARLEY_SIP_CALLER_ID": "+15550001111",
+        "PARLEY_SIP_CALLER_ID_RULES": "+44=+442079460999",
     }
     async with running_stack(
         tmp_path_factory.mktemp("sip-tcp"),
@@ -47,8 +50,9 @@ async def stack(
         yield running
 
 
-async def talk_and_hang_up(call: Call, carrier: Sipp) -> None:
-    """The call is set up, the client hears its own tone echoed by sipp, and hangs up."""
+async def talk_and_hang_up(call: Call, carrier: Sipp) -> str:
+    """The call is set up, the client hears its own tone echoed by sipp, and hangs up; the
+    SIP messages sipp saw."""
     await call.wait_established(15)
     await received_audio(call, 0.5)
     heard = await received_audio(call, 1.0)
@@ -60,20 +64,37 @@ async def talk_and_hang_up(call: Call, carrier: Sipp) -> None:
     assert details.end_cause is CallEndCause.HUNG_UP and details.error is None
     result = await carrier.wait(10)
     assert result.ok, result.errors  # sipp got its BYE, on TCP
+    return result.messages
+
+
+def caller_id(messages: str) -> str:
+    """The user part of the From header of the INVITE sipp received."""
+    invite = messages[messages.index("INVITE sip:") :]
+    found = re.search(r"^(?:From|f):[^\n]*<sips?:([^@>]+)@", invite, re.MULTILINE | re.IGNORECASE)
+    assert found, invite[:600]
+    return found.group(1)
 
 
 @bounded(60)
-async def test_a_phone_call_goes_through_a_trunk_on_tcp(
+async def test_phone_calls_go_through_a_trunk_on_tcp_with_the_caller_id_of_their_rule(
     stack: E2EStack, tmp_path: Path, trunk_port: int
 ) -> None:
     await stack.admin("rates-set", "+1415", "0.60")
+    await stack.admin("rates-set", "+44", "0.60")
     await stack.admin("credits-topup", stack.app_key, "5.00")
     alice = await calling_party(stack, "alice smith.x*>", tmp_path / "a", ["gateway-a"], tone=440)
     try:
-        async with Sipp(
-            "uas_answer", tmp_path / "sipp", port=trunk_port, transport="tcp"
-        ) as carrier:
-            await talk_and_hang_up(alice.calls.call_phone_number("+14155550101"), carrier)
+        # No rule for +1: the default caller ID; the rule for +44 names another.
+        for number, presented in (
+            ("+14155550101", "+15550001111"),
+            ("+442079460000", "+442079460999"),
+        ):
+            async with Sipp(
+                "uas_answer", tmp_path / "sipp", port=trunk_port, transport="tcp"
+            ) as carrier:
+                messages = await talk_and_hang_up(alice.calls.call_phone_number(number), carrier)
+            print(f"{number}: caller ID {caller_id(messages)}")
+            assert caller_id(messages) == presented
     finally:
         await alice.client.terminate()
 

@@ -551,6 +551,9 @@ def test_only_production_has_a_trunk_sandbox_calls_only_the_test_number(env: str
     variables = container_env(pod_spec(manifests(env), "sip")["containers"][0])
     if env == "production":
         assert data["PARLEY_SIP_TRUNK_HOST"] == "trunk.example.net"
+        assert data["PARLEY_SIP_CALLER_ID"] == "+14155550100"
+        assert data["PARLEY_SIP_CALLER_ID_RULES"] == "+44=+442079460000"
+        SipSettings.from_env(data)  # the service takes them
         for name, key in (
             ("PARLEY_SIP_TRUNK_USERNAME", "username"),
             ("PARLEY_SIP_TRUNK_PASSWORD", "password"),

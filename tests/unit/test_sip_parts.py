@@ -46,6 +46,9 @@ def test_the_trunk_uri_carries_the_number_host_port_and_transport() -> None:
             "PARLEY_SIP_ALLOWED_DOMAINS: '\\*.bad_domain' is not a host name",
         ),
         ({"sip_allowed_domains": "a b"}, "PARLEY_SIP_ALLOWED_DOMAINS: 'a b'"),
+        ({"sip_caller_id": "4155550100"}, "PARLEY_SIP_CALLER_ID '4155550100' is not an E.164"),
+        ({"sip_caller_id_rules": "+44=+442079460000,44=+1"}, "RULES: '44=\\+1' is not \\+prefix"),
+        ({"sip_caller_id_rules": "+44=+442079460000, +44=+442079460001"}, "\\+44 has two rules"),
     ],
 )
 def test_bad_settings_name_the_variable(values: dict[str, object], says: str) -> None:
@@ -134,3 +137,15 @@ def test_allowed_domains_take_names_wildcards_and_addresses() -> None:
     )
     with pytest.raises(ValueError, match="'\\*' is not"):
         AllowedDomains.parse("*")
+
+
+def test_caller_id_rules_pick_the_longest_matching_prefix_then_the_default() -> None:
+    settings = SipSettings(
+        sip_caller_id="+15550001111",
+        sip_caller_id_rules=" +44=+442079460000, +4420=+442070000001 ,+46=+46850000000",
+    )
+    assert settings.caller_id_for("+442079461234") == "+442070000001"
+    assert settings.caller_id_for("+441614960000") == "+442079460000"
+    assert settings.caller_id_for("+46701234567") == "+46850000000"
+    assert settings.caller_id_for("+14155550101") == "+15550001111"
+    assert SipSettings().caller_id_for("+14155550101") is None  # the trunk's default

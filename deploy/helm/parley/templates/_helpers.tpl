@@ -143,6 +143,7 @@ commonEnv, under the service's own env. Arguments: root, name, svc. */}}
 {{- $_ := set $derived "PARLEY_SIP_TRUNK_REALM" $v.trunk.realm }}
 {{- end }}
 {{- if $v.trunk.callerId }}{{ $_ := set $derived "PARLEY_SIP_CALLER_ID" $v.trunk.callerId }}{{ end }}
+{{- if $v.trunk.callerIdRules }}{{ $_ := set $derived "PARLEY_SIP_CALLER_ID_RULES" $v.trunk.callerIdRules }}{{ end }}
 {{- end }}
 {{- $env := merge (deepCopy (.svc.env | default dict)) (deepCopy ($v.commonEnv | default dict)) $derived -}}
 {{- range $key := keys $env | sortAlpha }}

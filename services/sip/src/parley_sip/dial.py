@@ -173,7 +173,7 @@ class Dialler:
                 self._engine,
                 settings.trunk_uri(number),
                 headers,
-                settings.sip_caller_id or None,
+                settings.caller_id_for(number),
                 credentials,
                 self._credits,
                 reservation,

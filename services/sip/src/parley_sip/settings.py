@@ -7,12 +7,44 @@ import dataclasses
 import re
 
 from parley_legs.webrtc import host_addresses
+from parley_protocol.errors import ParleyError
+from parley_protocol.validation import validate_phone_number
 from parley_service.settings import ServiceSettings, SettingsError, positive
 from parley_sip.domains import AllowedDomains
 
 TRANSPORTS = ("udp", "tcp")
 TEST_NUMBER = "+46000000000"
 _HOST = re.compile(r"[A-Za-z0-9.\-:\[\]]+")
+
+
+_PREFIX = re.compile(r"\+[0-9]{1,15}")
+
+
+def _is_e164(number: str) -> bool:
+    try:
+        validate_phone_number(number)
+    except ParleyError:
+        return False
+    return True
+
+
+def caller_id_rules(text: str) -> list[tuple[str, str]]:
+    """PARLEY_SIP_CALLER_ID_RULES as (prefix, caller ID) pairs, the longest prefix first;
+    SettingsError naming the rule that is not `+prefix=+E.164 number`."""
+    rules: dict[str, str] = {}
+    for rule in (r.strip() for r in text.split(",")):
+        if not rule:
+            continue
+        prefix, _, caller_id = (part.strip() for part in rule.partition("="))
+        if not _PREFIX.fullmatch(prefix) or not _is_e164(caller_id):
+            raise SettingsError(
+                f"PARLEY_SIP_CALLER_ID_RULES: {rule[:64]!r} is not +prefix=+number "
+                "(a called number's prefix, then the E.164 number calls to it present)"
+            )
+        if prefix in rules:
+            raise SettingsError(f"PARLEY_SIP_CALLER_ID_RULES: {prefix} has two rules")
+        rules[prefix] = caller_id
+    return sorted(rules.items(), key=lambda rule: -len(rule[0]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +68,11 @@ class SipSettings(ServiceSettings):
     sip_trunk_username: str = ""
     sip_trunk_password: str = dataclasses.field(default="", repr=False)
     sip_trunk_realm: str = "*"
-    # Caller ID on calls to phones: a fixed number in E.164 ("" leaves the caller's user id
-    # out, and the trunk's default applies).
+    # Caller ID on calls to phones: a number in E.164 ("": the trunk's default applies) ...
     sip_caller_id: str = ""
+    # ... unless a rule names one for the called number's prefix (the longest that matches
+    # wins), e.g. "+44=+442079460000, +1=+14155550100" to present a local number.
+    sip_caller_id_rules: str = ""
     # The hosts app users may call SIP addresses at (see domains.py): host names,
     # *.domain wildcards and IP addresses, comma-separated; empty: any host.
     sip_allowed_domains: str = ""
@@ -77,6 +111,11 @@ class SipSettings(ServiceSettings):
             raise SettingsError(
                 f"PARLEY_SIP_MAX_CALLS must be at least 1, not {self.sip_max_calls}"
             )
+        if self.sip_caller_id and not _is_e164(self.sip_caller_id):
+            raise SettingsError(
+                f"PARLEY_SIP_CALLER_ID {self.sip_caller_id[:32]!r} is not an E.164 number"
+            )
+        caller_id_rules(self.sip_caller_id_rules)
         try:
             AllowedDomains.parse(self.sip_allowed_domains)
         except ValueError as exc:
@@ -87,6 +126,13 @@ class SipSettings(ServiceSettings):
     @property
     def ice_host_addresses(self) -> tuple[str, ...] | None:
         return host_addresses(self.sip_ice_host_addresses)
+
+    def caller_id_for(self, number: str) -> str | None:
+        """The caller ID a call to `number` presents (None: the trunk's default)."""
+        for prefix, caller_id in caller_id_rules(self.sip_caller_id_rules):
+            if number.startswith(prefix):
+                return caller_id
+        return self.sip_caller_id or None
 
     @property
     def allowed_domains(self) -> AllowedDomains:
