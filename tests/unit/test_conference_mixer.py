@@ -105,6 +105,7 @@ class FakeLeg:
         self.connected = asyncio.Event()
         self.connected.set()
         self.sent: list[bytes] = []
+        self.own: list[bytes] = []  # what it sent, in order
         self.outgoing = self
         self._seq = 0
 
@@ -113,6 +114,7 @@ class FakeLeg:
 
     def send(self, payload: bytes) -> None:
         """What the participant sends (as its next RTP packet)."""
+        self.own.append(payload)
         self.inbox.push(self._seq & 0xFFFF, payload, len(payload) <= 3)
         self._seq += 1
 
@@ -191,6 +193,52 @@ def test_a_lone_speaker_hears_silence_and_muted_ones_are_not_decoded() -> None:
     assert strength(heard(legs["b"].sent), 300) > 20  # b still hears a
     assert mixer.stats.decoded <= ticks  # only a's packets
     assert mixer.speaking("r") == ["a"]
+
+
+def test_whoever_hears_one_speaker_alone_gets_its_packets_as_they_came() -> None:
+    mixer = Mixer()
+    legs = {name: FakeLeg() for name in ("a", "b", "x")}
+    for name, leg in legs.items():
+        mixer.join("r", name, leg)
+    ticks = 60
+    # a speaks throughout, b from tick 30 on: then a and b each hear the other alone.
+    b = tone(500, 0.25, ticks)
+    b[:30] = np.nan
+    run(mixer, legs, {"a": tone(300, 0.25, ticks), "b": b, "x": None}, ticks)
+    a_packets, b_packets = set(legs["a"].own), set(legs["b"].own)
+    # While a spoke alone (past the inbox's start), b and x got a's own packets, unmixed.
+    for name in ("b", "x"):
+        assert set(legs[name].sent[5:28]) <= a_packets, name
+    # Once both spoke, each got the other's own packets; x a mix of both, encoded.
+    assert set(legs["a"].sent[40:]) <= b_packets and set(legs["b"].sent[40:]) <= a_packets
+    assert not set(legs["x"].sent[40:]) & (a_packets | b_packets)
+    samples = heard(legs["x"].sent[40:])
+    assert min(strength(samples, 300), strength(samples, 500)) > 20
+    assert strength(heard(legs["a"].sent[30:]), 500) > 20
+    stats = mixer.stats
+    # Encodes only for x's mix of two: none while one spoke.
+    assert stats.encoded == stats.shared_encoded <= ticks - 30
+    assert stats.forwarded >= (28 - 2) + 2 * (ticks - 32)
+
+
+def test_a_lone_speakers_concealed_frame_is_encoded_not_forwarded() -> None:
+    mixer = Mixer()
+    legs = {name: FakeLeg() for name in ("a", "x")}
+    for name, leg in legs.items():
+        mixer.join("r", name, leg)
+    encoder = OpusEncoder()
+    frames = tone(300, 0.25, 20)
+    for tick in range(20):
+        if tick not in (12, 13):  # two lost: the inbox runs dry and the decoder conceals
+            packet = encoder.encode(np.ascontiguousarray(frames[tick], dtype=np.int16))
+            legs["a"].own.append(packet)
+            legs["a"].inbox.push(tick, packet, False)
+        mixer.mix_once()
+    assert mixer.stats.concealed >= 1
+    assert mixer.stats.encoded == mixer.stats.concealed  # the concealed frame only
+    # All x heard was a's own packets, but the concealed frame (and silence at the start).
+    own = set(legs["a"].own) | {silent_packet()}
+    assert sum(p not in own for p in legs["x"].sent) == mixer.stats.concealed
 
 
 def test_at_most_three_speakers_are_mixed_and_they_keep_the_floor() -> None:

@@ -15,14 +15,17 @@ Each tick, in each room:
    is their sum. A mixed speaker hears total - itself, encoded with its own encoder;
    everyone else (the listeners, the muted, those not yet sending, speakers left out)
    hears `total` itself, encoded once for the room and the same bytes sent to each (their
-   RTP sequence numbers and timestamps stay their own: aiortc's sender adds them). With
-   no one to hear, the cached silent packet is sent.
+   RTP sequence numbers and timestamps stay their own: the wire adds them). With no one
+   to hear, the cached silent packet is sent. Whoever hears one speaker alone (the
+   listeners while one speaks, each of two speakers) is sent that speaker's packet as it
+   came, with no encode: the usual meeting, one voice at a time, then costs no encode.
 4. Each mix goes through a Limiter on its way to int16: never past full scale, never
    clipped flat, quiet mixes untouched.
 
 So a room costs a decode per unmuted participant sending sound (at most MAX_SPEAKERS while
 they all hold their places), one encode per mixed speaker and one for the room: at most
-four encodes a tick however many listen or talk.
+four encodes a tick however many listen or talk, and none while at most one speaks (one
+while two do).
 """
 
 from __future__ import annotations
@@ -173,6 +176,9 @@ class _Participant:
     encoder: OpusEncoder | None = None  # its own mix's, made when it is first mixed
     muted: bool = False
     mixed: bool = False  # in this tick's mix (a speaker with a place in it)
+    # This tick's packet as it came, when its frame was decoded from it (not concealed):
+    # what those who hear this speaker alone are sent as it is.
+    packet: bytes | None = None
 
 
 @dataclass(eq=False)
@@ -343,8 +349,9 @@ class Mixer:
             for _, frame in speakers[1:]:
                 total += frame
         own_frames = {member.name: frame for member, frame in speakers}
-        # The listeners' mix, encoded when the first of them is served.
-        shared: bytes | None = silent if total is None else None
+        # The listeners' mix, encoded when the first of them is served; with one speaker,
+        # its packet as it came (see _alone).
+        shared: bytes | None = silent if total is None else self._alone(speakers, None)
         sent = 0
         for member in room.participants.values():
             leg = member.leg
@@ -359,11 +366,15 @@ class Mixer:
             elif len(speakers) == 1:
                 payload = silent  # the only speaker: no one else to hear
             else:
-                assert total is not None
-                if member.encoder is None:
-                    member.encoder = OpusEncoder()
-                mix = total - own_frames[member.name]
-                payload = self._encode(member.encoder, member.limiter, mix)
+                forwarded = self._alone(speakers, member)
+                if forwarded is not None:
+                    payload = forwarded
+                else:
+                    assert total is not None
+                    if member.encoder is None:
+                        member.encoder = OpusEncoder()
+                    mix = total - own_frames[member.name]
+                    payload = self._encode(member.encoder, member.limiter, mix)
             if payload is silent:
                 stats.silent_sent += 1
             leg.outgoing.push(payload)
@@ -371,8 +382,23 @@ class Mixer:
         stats.frames_sent += sent
         return sent
 
+    def _alone(
+        self, speakers: list[tuple[_Participant, Mix]], hearing: _Participant | None
+    ) -> bytes | None:
+        """When whoever `hearing` is (None: a listener) hears one speaker alone, that
+        speaker's packet as it came, to send on with no encode (None: it must be mixed).
+        A lone voice needs no mixing: its packet carries what the mix would, and it is
+        under full scale already (the limiter would leave it be). A frame the decoder
+        concealed has no packet: it is encoded as a mix is."""
+        others = [member for member, _ in speakers if member is not hearing]
+        if len(others) != 1 or others[0].packet is None:
+            return None
+        self.stats.forwarded += 1
+        return others[0].packet
+
     def _take(self, member: _Participant) -> Pcm | None:
         """The participant's frame of this tick (None: nothing to hear from it)."""
+        member.packet = None
         inbox = member.leg.inbox
         if member.muted:
             if len(inbox):
@@ -393,7 +419,9 @@ class Mixer:
                 member.voice.update(False)
                 return None
             self.stats.decoded += 1
-            return member.decoder.decode(packet.payload)
+            pcm = member.decoder.decode(packet.payload)
+            member.packet = packet.payload
+            return pcm
         except OpusError:
             return None  # a packet that is not Opus: taken as silence
 

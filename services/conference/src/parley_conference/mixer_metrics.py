@@ -31,6 +31,7 @@ class MixerStats:
     encoded: int = 0  # packets encoded: a room's shared mix, a speaker's own
     shared_encoded: int = 0  # ... of which a room's mix for all its non-speakers
     silent_sent: int = 0  # frames sent as the cached silent packet (nothing to hear)
+    forwarded: int = 0  # a lone speaker's packet sent on as it came, with no encode
     limited: int = 0  # mixes the limiter had to turn down
     errors: int = 0  # rooms whose step failed (logged)
     busy_seconds: float = 0.0  # time spent mixing
@@ -57,6 +58,7 @@ _HELP = {
     "encoded": "Packets encoded (a room's mix for its listeners, a speaker's own mix).",
     "shared_encoded": "Packets encoded once for all of a room's listeners who are not speaking.",
     "silent_sent": "Frames sent as the cached silent packet.",
+    "forwarded": "Mixes sent as a lone speaker's own packet, with no encode.",
     "limited": "Mixes the limiter turned down.",
     "errors": "Room steps that failed.",
     "busy_seconds": "Seconds spent mixing.",
