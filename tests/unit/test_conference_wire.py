@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import struct
 
+import pylibsrtp
+import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from parley_conference.inbox import is_quiet
-from parley_conference.wire import NTP_OFFSET, audio_level, ntp_now
+from parley_conference.wire import NTP_OFFSET, audio_level, ntp_now, srtp_call
 
 
 def extensions(mid_id: int, level_id: int) -> HeaderExtensionsMap:
@@ -75,3 +77,32 @@ def test_an_element_running_past_its_block_is_not_read() -> None:
     # Two-byte form: element 9 says 5 bytes, 1 is there.
     data = bytes(12) + struct.pack("!HH", 0x1000, 1) + bytes([9, 5, 30, 0])
     assert audio_level(0x1000, data, 16, 19, wanted=9) is None
+
+
+def srtp_pair() -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+    key = bytes(range(30))
+    out = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    into = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    return pylibsrtp.Session(out), pylibsrtp.Session(into)
+
+
+def test_the_direct_srtp_calls_do_what_the_sessions_own_methods_do() -> None:
+    packet = RtpPacket(payload_type=111, sequence_number=1, timestamp=960, ssrc=7)
+    packet.payload = bytes(range(80))
+    plain = packet.serialize(extensions(1, 2))
+    # Two senders with the same key give the same bytes for the same packet.
+    (theirs, _), (ours, receiver) = srtp_pair(), srtp_pair()
+    protect = srtp_call(ours, "srtp_protect", pylibsrtp.SRTP_MAX_TRAILER_LEN)
+    sealed = protect(plain)
+    assert sealed == theirs.protect(plain) and sealed != plain
+    unprotect = srtp_call(receiver, "srtp_unprotect", 0)
+    assert unprotect(sealed) == plain
+    # A replay and a forgery are refused as the library refuses them.
+    with pytest.raises(pylibsrtp.Error, match="replay"):
+        unprotect(sealed)
+    forged = bytearray(protect(plain[:2] + b"\x00\x02" + plain[4:]))
+    forged[-1] ^= 1
+    with pytest.raises(pylibsrtp.Error, match="auth"):
+        unprotect(bytes(forged))
+    with pytest.raises(pylibsrtp.Error, match="too long"):
+        protect(bytes(1500))
