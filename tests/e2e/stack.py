@@ -214,6 +214,18 @@ async def start_stack(
     return E2EStack(devstack, log)
 
 
+@contextlib.asynccontextmanager
+async def running_party(
+    stack: E2EStack, user: str, state: Path, gateways: list[str], **options: Any
+) -> AsyncIterator[Party]:
+    """calling_party (`options` are its keyword arguments), terminated when the block ends."""
+    party = await calling_party(stack, user, state, gateways, **options)
+    try:
+        yield party
+    finally:
+        await party.client.terminate()
+
+
 async def calling_party(
     stack: E2EStack,
     user: str,

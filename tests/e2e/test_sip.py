@@ -30,7 +30,7 @@ from tests.support.sip.phone_process import PhoneProcess
 from tests.support.sip.sipp import Sipp, free_udp_port
 from tests.support.wire import bounded, eventually
 
-from .stack import E2EStack, calling_party, running_stack, sip_def, trunk_env
+from .stack import E2EStack, running_party, running_stack, sip_def, trunk_env
 
 TEST_NUMBER = "+46000000000"
 MAX_CALL_SECONDS = 8
@@ -98,11 +98,8 @@ async def party(
     """A calling user with a fresh odd ID made from `name` (or `name` itself when it holds
     a space already), terminated afterwards."""
     user_id = name if " " in name else user(name)
-    calling = await calling_party(stack, user_id, state, ["gateway-a"], tone=tone)
-    try:
+    async with running_party(stack, user_id, state, ["gateway-a"], tone=tone) as calling:
         yield calling
-    finally:
-        await calling.client.terminate()
 
 
 async def heard_until_ended(call: Call, limit: float) -> np.ndarray[Any, np.dtype[np.float64]]:

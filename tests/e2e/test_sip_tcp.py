@@ -18,7 +18,7 @@ from tests.support.media import dominant_hz, received_audio, rms
 from tests.support.sip.sipp import Sipp, free_udp_port
 from tests.support.wire import bounded
 
-from .stack import E2EStack, calling_party, running_stack, sip_def, trunk_env
+from .stack import E2EStack, running_party, running_stack, sip_def, trunk_env
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,9 @@ async def test_phone_calls_go_through_a_trunk_on_tcp_with_the_caller_id_of_their
     await stack.admin("rates-set", "+1415", "0.60")
     await stack.admin("rates-set", "+44", "0.60")
     await stack.admin("credits-topup", stack.app_key, "5.00")
-    alice = await calling_party(stack, "alice smith.x*>", tmp_path / "a", ["gateway-a"], tone=440)
-    try:
+    async with running_party(
+        stack, "alice smith.x*>", tmp_path / "a", ["gateway-a"], tone=440
+    ) as alice:
         # No rule for +1: the default caller ID; the rule for +44 names another.
         for number, presented in (
             ("+14155550101", "+15550001111"),
@@ -95,17 +96,14 @@ async def test_phone_calls_go_through_a_trunk_on_tcp_with_the_caller_id_of_their
                 messages = await talk_and_hang_up(alice.calls.call_phone_number(number), carrier)
             print(f"{number}: caller ID {caller_id(messages)}")
             assert caller_id(messages) == presented
-    finally:
-        await alice.client.terminate()
 
 
 @bounded(60)
 async def test_a_sip_address_is_called_on_tcp_when_the_user_agent_uses_tcp(
     stack: E2EStack, tmp_path: Path
 ) -> None:
-    alice = await calling_party(stack, "alice jones.y*>", tmp_path / "a", ["gateway-a"], tone=440)
-    try:
-        async with Sipp("uas_answer", tmp_path / "sipp", transport="tcp") as carrier:
-            await talk_and_hang_up(alice.calls.call_sip(f"bob@{carrier.address}"), carrier)
-    finally:
-        await alice.client.terminate()
+    async with (
+        running_party(stack, "alice jones.y*>", tmp_path / "a", ["gateway-a"], tone=440) as alice,
+        Sipp("uas_answer", tmp_path / "sipp", transport="tcp") as carrier,
+    ):
+        await talk_and_hang_up(alice.calls.call_sip(f"bob@{carrier.address}"), carrier)

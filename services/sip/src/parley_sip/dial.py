@@ -85,7 +85,6 @@ class Dialler:
         self._bus = bus
         # Calls this replica holds at once: the setting, within what the SIP stack allows.
         self.capacity = min(settings.sip_max_calls, engine.max_calls)
-        self._domains = settings.allowed_domains
         self.held: LegHolder[AudioLeg] = LegHolder(self.listen)
         self.draining = False
         # The dial endpoint, served while there is room.
@@ -182,7 +181,7 @@ class Dialler:
         if record.kind == SIP:
             identity = validate_sip_identity(record.destination, "sip_uri")
             host = host_of(identity)
-            if not self._domains.allows(host):
+            if not settings.allowed_domains.allows(host):
                 raise _refused(
                     "domain",
                     ErrorCode.ERROR_CODE_PERMISSION_DENIED,

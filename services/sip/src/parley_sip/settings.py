@@ -4,6 +4,7 @@ test number, and the WebRTC side."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 from parley_legs.webrtc import host_addresses
@@ -115,11 +116,8 @@ class SipSettings(ServiceSettings):
             raise SettingsError(
                 f"PARLEY_SIP_CALLER_ID {self.sip_caller_id[:32]!r} is not an E.164 number"
             )
-        caller_id_rules(self.sip_caller_id_rules)
-        try:
-            AllowedDomains.parse(self.sip_allowed_domains)
-        except ValueError as exc:
-            raise SettingsError(f"PARLEY_SIP_ALLOWED_DOMAINS: {exc}") from None
+        # Parsed once here (a bad value stops the start), kept for every dial.
+        _ = self.caller_ids, self.allowed_domains
         positive("PARLEY_SIP_DRAIN_SECONDS", self.sip_drain_seconds)
         positive("PARLEY_SIP_CREDIT_TOUCH_SECONDS", self.sip_credit_touch_seconds)
 
@@ -129,14 +127,22 @@ class SipSettings(ServiceSettings):
 
     def caller_id_for(self, number: str) -> str | None:
         """The caller ID a call to `number` presents (None: the trunk's default)."""
-        for prefix, caller_id in caller_id_rules(self.sip_caller_id_rules):
+        for prefix, caller_id in self.caller_ids:
             if number.startswith(prefix):
                 return caller_id
         return self.sip_caller_id or None
 
-    @property
+    @functools.cached_property
+    def caller_ids(self) -> list[tuple[str, str]]:
+        """PARLEY_SIP_CALLER_ID_RULES, parsed (see caller_id_rules)."""
+        return caller_id_rules(self.sip_caller_id_rules)
+
+    @functools.cached_property
     def allowed_domains(self) -> AllowedDomains:
-        return AllowedDomains.parse(self.sip_allowed_domains)
+        try:
+            return AllowedDomains.parse(self.sip_allowed_domains)
+        except ValueError as exc:
+            raise SettingsError(f"PARLEY_SIP_ALLOWED_DOMAINS: {exc}") from None
 
     @property
     def has_trunk(self) -> bool:
