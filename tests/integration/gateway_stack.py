@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 
 from parley_auth import accounts
-from parley_auth.app import MIGRATIONS as AUTH_MIGRATIONS
 from parley_auth.app import setup as auth_setup
+from parley_auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from parley_auth.settings import AuthSettings
 from parley_devstack.postgres import EmbeddedPostgres
 from parley_gateway.app import gateway_of

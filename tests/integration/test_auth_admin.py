@@ -15,7 +15,8 @@ import nats
 import pytest
 
 from parley_auth import admin
-from parley_auth.app import MIGRATIONS, setup
+from parley_auth.app import setup
+from parley_auth.migrations import MIGRATIONS
 from parley_protocol import subjects
 from parley_protocol.clock import SystemClock
 from parley_protocol.errors import ErrorCode, ParleyError
@@ -139,6 +140,12 @@ async def test_admin_cli_end_to_end(nats_server: Any, database_url: str) -> None
                                 "--environment", "production", env=env)  # fmt: skip
     assert code == 2 and "no account has the id" in stderr
 
+    both = await cli_json("create-app", "--new-account", "Beta Ltd", "--name", "Beta chat",
+                          "--environment", "production", env=env)  # fmt: skip
+    assert both["account_id"] != account_id and both["environment"] == "production"
+    listed = await cli_json("list-apps", "--account", both["account_id"], env=env)
+    assert [a["application_key"] for a in listed["applications"]] == [both["application_key"]]
+
 
 async def test_admin_cli_process_exits_2_with_a_message_on_bad_arguments() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
@@ -169,6 +176,12 @@ def test_admin_cli_argument_errors(
          "'nope' is not an account id"),
         (["create-app", "--account", account, "--name", "x", "--environment", "prod"],
          "invalid choice: 'prod'"),
+        (["create-app", "--name", "x", "--environment", "sandbox"],
+         "one of the arguments --account --new-account is required"),
+        (["create-app", "--account", account, "--new-account", "A", "--name", "x",
+          "--environment", "sandbox"], "not allowed with argument"),
+        (["create-app", "--new-account", " ", "--name", "x", "--environment", "sandbox"],
+         "--new-account: account name is empty"),
         (["list-apps", "--account", "123"], "'123' is not an account id"),
         (["rotate-secret", "--app", "NOT-A-KEY"], "--app: application key 'NOT-A-KEY'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -14,9 +14,10 @@ import pytest_asyncio
 
 from parley.v1 import credits_pb2
 from parley_auth import admin, credit_admin, credits
-from parley_auth.app import MIGRATIONS, setup
+from parley_auth.app import setup
 from parley_auth.credit_handlers import sweep_expired
 from parley_auth.keys import to_datetime
+from parley_auth.migrations import MIGRATIONS
 from parley_protocol import subjects
 from parley_protocol.clock import FakeClock
 from parley_protocol.errors import ErrorCode, ParleyError

@@ -20,8 +20,9 @@ import pytest_asyncio
 from nats.aio.client import Client as NATS
 
 from parley_auth import accounts, store
-from parley_auth.app import MIGRATIONS, setup
+from parley_auth.app import setup
 from parley_auth.keys import rotate_signing_key, to_datetime
+from parley_auth.migrations import MIGRATIONS
 from parley_auth.secrets_box import application_secret_context, signing_key_context
 from parley_auth.settings import AuthSettings
 from parley_protocol import signatures, subjects

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from parley.v1 import echo_pb2
+from parley_service.db import Migrations
 from parley_service.devices import DeviceEvents
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 from parley_service.settings import ServiceSettings
 from tests.support.echo.handlers import EchoHandlers
 

@@ -63,7 +63,7 @@ GATEWAY = "gateway"
 """The service whose public port is the client endpoint."""
 
 ADMIN_MODULE = "parley_auth.admin"
-"""``python -m ADMIN_MODULE migrate | create-account | create-app`` (see stack.py)."""
+"""``python -m ADMIN_MODULE list-apps | create-app`` (see stack.py)."""
 
 
 class ServiceTableError(ValueError):

@@ -5,8 +5,9 @@
    ``PARLEY_NATS_URL`` / ``PARLEY_DATABASE_URL`` point at external ones.
 3. ``.parley/master.key`` (0600) holds the master key that encrypts secrets at rest, unless
    ``PARLEY_AUTH_MASTER_KEY`` is set.
-4. ``python -m parley_auth.admin migrate``, then once: ``create-account`` and ``create-app``
-   for the sandbox, whose JSON is kept in ``.parley/sandbox-app.json`` (0600).
+4. ``python -m parley_auth.admin`` (each command applies the auth schema's migrations):
+   once, ``create-app --new-account sandbox`` for the sandbox, whose JSON is kept in
+   ``.parley/sandbox-app.json`` (0600); on later starts ``list-apps`` checks it is there.
 5. Every service found by :mod:`parley_devstack.services` (each ``services/<name>/`` whose
    pyproject.toml has a ``[tool.parley.service]`` table) runs under the :class:`Supervisor`;
    once all answer ``/readyz`` a banner shows how to connect.
@@ -253,7 +254,7 @@ class DevStack:
         }
 
     async def _prepare_auth(self) -> None:
-        await self._admin("migrate")
+        # One admin process either way: each starts in a second or two.
         if self.sandbox_app_path.exists():
             recorded = json.loads(self.sandbox_app_path.read_text())
             listed = await self._admin("list-apps", "--json") or {}
@@ -264,23 +265,20 @@ class DevStack:
                 return
             # Another database than the one it was made in (PARLEY_DATABASE_URL changed).
             self.say("the recorded sandbox application is not in this database; making a new one")
-        account = await self._admin("create-account", "--name", "sandbox", "--json")
-        account_id = account.get("account_id") if account else None
-        if not account_id:
-            raise StackError(f"create-account printed no account_id: {account!r}")
         app = await self._admin(
             "create-app",
-            "--account",
-            str(account_id),
+            "--new-account",
+            "sandbox",
             "--name",
             "Sandbox app",
             "--environment",
             ENVIRONMENT,
             "--json",
         )
-        if not app or not app.get("application_key") or not app.get("application_secret"):
-            raise StackError("create-app printed no application_key/application_secret")
-        app.setdefault("account_id", account_id)
+        if not app or not all(
+            app.get(k) for k in ("application_key", "application_secret", "account_id")
+        ):
+            raise StackError("create-app printed no application_key/application_secret/account_id")
         _write_private(self.sandbox_app_path, json.dumps(app, indent=2) + "\n")
         self.sandbox_app = app
         self.say(f"created the sandbox account and application ({self.sandbox_app_path})")

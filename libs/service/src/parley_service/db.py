@@ -21,6 +21,14 @@ log = get_logger("parley.db")
 _MIGRATION_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
+@dataclass(frozen=True)
+class Migrations:
+    """A service's schema and the package holding its `NNNN_name.sql` files."""
+
+    schema: str
+    package: str
+
+
 # What a query raises while PostgreSQL is down or restarting (not a bug of the caller's).
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset

@@ -26,7 +26,7 @@ from parley_protocol.clock import Clock, SystemClock
 from parley_service import app_label, tracing
 from parley_service.assets import JetStreamAssets
 from parley_service.bus import Bus, InFlight
-from parley_service.db import apply_migrations, create_pool, migrate
+from parley_service.db import Migrations, apply_migrations, create_pool, migrate
 from parley_service.health import SERVICE_INFO, HealthServer
 from parley_service.logs import configure_logging, get_logger, safe_url
 from parley_service.presence import check_server_version
@@ -35,12 +35,6 @@ from parley_service.settings import ServiceSettings, SettingsError
 log = get_logger("parley.runtime")
 
 Hook = Callable[[], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Migrations:
-    schema: str
-    package: str
 
 
 C = TypeVar("C")

@@ -24,8 +24,8 @@ from typing import Any, NoReturn
 import asyncpg
 
 from parley_auth import accounts, credit_admin, credits, numbers, store
-from parley_auth.app import MIGRATIONS
 from parley_auth.keys import rotate_signing_key
+from parley_auth.migrations import MIGRATIONS
 from parley_protocol.clock import SystemClock
 from parley_protocol.errors import ParleyError
 from parley_protocol.validation import (
@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-account", parents=[common], help="create an account")
     p.add_argument("--name", required=True)
     p = sub.add_parser("create-app", parents=[common], help="create an application")
-    p.add_argument("--account", required=True, help="account id (a UUID)")
+    owner = p.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--account", help="account id (a UUID)")
+    owner.add_argument(
+        "--new-account", metavar="NAME", help="create an account of this name for the application"
+    )
     p.add_argument("--name", required=True)
     p.add_argument("--environment", required=True, choices=accounts.ENVIRONMENTS)
     p = sub.add_parser(
@@ -221,6 +225,11 @@ def _prepare(args: argparse.Namespace) -> _Request:
             args.name = accounts.check_name(args.name, what)
         except accounts.AdminError as exc:
             raise UsageError(f"--name: {exc}") from exc
+    if command == "create-app" and args.new_account is not None:
+        try:
+            args.new_account = accounts.check_name(args.new_account, "account")
+        except accounts.AdminError as exc:
+            raise UsageError(f"--new-account: {exc}") from exc
     if command in ("create-app", "list-apps") and args.account is not None:
         args.account = _account_id(args.account)
     if command == "rotate-secret":
@@ -322,10 +331,15 @@ async def _create_account(args: argparse.Namespace, db: Any, box: SecretBox | No
 
 
 async def _create_app(args: argparse.Namespace, db: Any, box: SecretBox | None) -> Output:
+    clock = SystemClock()
     try:
-        created = await accounts.create_application(
-            db, _require_box(box), args.account, args.name, args.environment, SystemClock()
-        )
+        async with db.acquire() as conn, conn.transaction():
+            account_id = args.account
+            if args.new_account is not None:
+                account_id = (await accounts.create_account(conn, args.new_account, clock)).id
+            created = await accounts.create_application(
+                conn, _require_box(box), account_id, args.name, args.environment, clock
+            )
     except accounts.AdminError as exc:
         raise UsageError(str(exc)) from exc
     app = created.application

@@ -18,11 +18,10 @@ from parley_auth.settings import AuthSettings
 from parley_protocol import subjects
 from parley_service import tasks
 from parley_service.logs import get_logger
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 from parley_service.secrets_box import SecretBox
 
 SETTINGS = AuthSettings  # the settings type; build it with AuthSettings.from_env()
-MIGRATIONS = Migrations("auth", "parley_auth.migrations")
 
 log = get_logger("parley.auth")
 

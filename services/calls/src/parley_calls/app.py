@@ -8,10 +8,11 @@ from parley_calls.handlers import CallHandlers, declare_endpoints
 from parley_calls.settings import CallsSettings
 from parley_calls.store import CallStore
 from parley_calls.sweeper import Sweeper
+from parley_service.db import Migrations
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
 from parley_service.presence import GatewayLiveness, PresenceReader
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 
 log = get_logger("parley.calls")
 

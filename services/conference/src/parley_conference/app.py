@@ -14,9 +14,10 @@ from parley_conference.service import ConferenceService
 from parley_conference.settings import ConferenceSettings
 from parley_legs.reports import LegReporter
 from parley_legs.webrtc import use_host_addresses
+from parley_service.db import Migrations
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 
 log = get_logger("parley.conference")
 

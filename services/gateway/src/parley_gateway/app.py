@@ -14,9 +14,10 @@ from parley_gateway.settings import GatewaySettings
 from parley_gateway.tokens import TokenVerifier
 from parley_gateway.window import EventWindow
 from parley_protocol import subjects
+from parley_service.db import Migrations
 from parley_service.logs import get_logger
 from parley_service.presence import PresenceReader
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 
 log = get_logger("parley.gateway")
 

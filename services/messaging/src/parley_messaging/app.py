@@ -22,11 +22,12 @@ from parley_messaging.redeliver import Redeliverer
 from parley_messaging.registered import RegisteredUsers
 from parley_messaging.settings import MessagingSettings
 from parley_service.batches import Batcher
+from parley_service.db import Migrations
 from parley_service.devices import DeviceEvents
 from parley_service.logs import get_logger
 from parley_service.presence import GatewayLiveness, PresenceReader
 from parley_service.retention import Purger
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 
 log = get_logger("parley.messaging")
 

@@ -14,8 +14,9 @@ from parley_push.payloads import PayloadSigner, payload_key
 from parley_push.senders import JobSenders
 from parley_push.settings import PushSettings
 from parley_service.batches import Batcher
+from parley_service.db import Migrations
 from parley_service.logs import get_logger
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 from parley_service.secrets_box import SecretBox
 
 log = get_logger("parley.push")

@@ -7,8 +7,9 @@ from __future__ import annotations
 from parley_legs.reports import LegReporter
 from parley_legs.webrtc import use_host_addresses
 from parley_service.bus import Bus
+from parley_service.db import Migrations
 from parley_service.logs import get_logger
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 from parley_sip.credits import Credits
 from parley_sip.dial import Dialler
 from parley_sip.engine import EngineConfig, SipEngine

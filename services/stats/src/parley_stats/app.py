@@ -3,9 +3,10 @@ handlers of uploads and aggregate queries, and the writers that store reports.""
 
 from __future__ import annotations
 
+from parley_service.db import Migrations
 from parley_service.logs import get_logger
 from parley_service.retention import Purger
-from parley_service.runtime import Migrations, Runtime
+from parley_service.runtime import Runtime
 from parley_stats import store
 from parley_stats.handlers import StatsHandlers, declare_endpoints
 from parley_stats.ingest import ReportWriters
