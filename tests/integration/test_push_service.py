@@ -229,6 +229,48 @@ class SlowFcm(FakeFcm):
         return await super().handle(request)
 
 
+class CountingFcm(SlowFcm):
+    """SlowFcm that keeps the most pushes it had under way at once."""
+
+    under_way = 0
+    most = 0
+
+    async def handle(self, request: Request) -> Response:
+        if request.path == "/token":
+            return await super().handle(request)
+        self.under_way += 1
+        self.most = max(self.most, self.under_way)
+        try:
+            return await super().handle(request)
+        finally:
+            self.under_way -= 1
+
+
+@bounded(60)
+async def test_no_more_pushes_are_under_way_than_the_concurrency_allows(
+    nats_server: EmbeddedNats, database_url: str, tls: LocalTls, bus: NATS
+) -> None:
+    async with (
+        CountingFcm(tls) as fcm,
+        push_service(nats_server.url, database_url, tls, push_concurrency=3) as runtime,
+    ):
+        await set_credentials(
+            runtime, "fcm", {"service_account": fcm.service_account(), "endpoint": fcm.url}
+        )
+        users = [(f"carol {i}.x*>", f"fcm-registration-token-01{i:02d}") for i in range(8)]
+        for user, token in users:
+            await handlers_of(runtime).register_managed_push(
+                caller(user),
+                push_pb2.RegisterManagedPush(provider=push_pb2.PUSH_PROVIDER_FCM, token=token),
+            )
+        fcm.hold = 0.5
+        for user, _ in users:
+            await notify(bus, call_notify(user))
+        for _, token in users:
+            await eventually(lambda t=token: _some(fcm.pushes_to(t)), 15, f"the push to {token}")
+        assert fcm.most == 3  # the three slots were all used, and never more
+
+
 @bounded(60)
 async def test_a_job_at_work_longer_than_its_ack_wait_is_not_given_out_again(
     nats_server: EmbeddedNats,

@@ -71,8 +71,11 @@ class JobSenders:
         self._db = db
         self._senders = senders
         self._clock = clock
-        self._slots = asyncio.Semaphore(settings.push_concurrency)
-        self._concurrency = settings.push_concurrency
+        # Free sender slots: a pull asks for all of them at once, and a job ending frees one.
+        # (A counter, not a semaphore taken slot by slot: at a few jobs a second each pull
+        # would take and give back hundreds of slots, most of the service's CPU.)
+        self._free = settings.push_concurrency
+        self._slot_freed = asyncio.Event()
         self._base = settings.push_retry_base_seconds
         self._max = settings.push_retry_max_seconds
         self._attempts = settings.push_max_attempts
@@ -134,17 +137,15 @@ class JobSenders:
                         durable=subjects.PUSH_CONSUMER, stream=subjects.PUSH_STREAM
                     )
                 sub = self._sub
-                await self._slots.acquire()  # at least one free slot before pulling
-                free = 1
-                while free < self._concurrency and not self._slots.locked():
-                    await self._slots.acquire()
-                    free += 1
+                while self._free == 0:  # at least one free slot before pulling
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                free, self._free = self._free, 0
                 msgs: list[Msg] = []
                 try:
                     msgs = await sub.fetch(batch=free, timeout=PULL_SECONDS)
                 finally:
-                    for _ in range(free - len(msgs)):
-                        self._slots.release()
+                    self._free += free - len(msgs)
                 for msg in msgs:
                     task = asyncio.create_task(self._one(msg))
                     self._jobs[task] = msg
@@ -176,7 +177,8 @@ class JobSenders:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self._base)
         finally:
-            self._slots.release()
+            self._free += 1
+            self._slot_freed.set()
 
     async def _send(self, msg: Msg) -> None:
         job = push_pb2.PushJob()
