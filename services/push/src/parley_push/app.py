@@ -67,7 +67,7 @@ async def setup(runtime: Runtime) -> None:
     )
     runtime.components.update(push=handlers, senders=senders, job_senders=job_senders)
     declare_endpoints(runtime.bus, handlers)
-    job_senders.start()
+    await job_senders.start()
     runtime.on_drain(job_senders.stop)  # take no new jobs; JetStream keeps them for others
     runtime.on_stop(job_senders.stop)
     runtime.on_stop(senders.close)

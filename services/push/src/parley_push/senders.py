@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
-import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 
 from parley.v1 import push_pb2
 from parley_protocol import subjects
@@ -33,19 +31,15 @@ from parley_push.credentials import Senders
 from parley_push.jobs import ACK_WAIT_SECONDS
 from parley_push.metrics import DELAY_SECONDS, JOBS, SEND_SECONDS
 from parley_push.providers.base import Notification, OutcomeKind
+from parley_push.pulls import JobPull
 from parley_push.settings import PushSettings
 from parley_push.tokens import provider_name
 from parley_service import tracing
 from parley_service.app_label import app_label
-from parley_service.assets import JetStreamAssets, asset_missing
+from parley_service.assets import JetStreamAssets
 from parley_service.logs import get_logger
 
 log = get_logger("parley.push.senders")
-
-# How long one pull waits for jobs before asking again.
-PULL_SECONDS = 1.0
-# How long to wait before pulling again after the stream or NATS failed.
-PULL_RETRY_SECONDS = 0.5
 
 
 def retry_delay(attempt: int, base: float, maximum: float, retry_after: float | None) -> float:
@@ -66,36 +60,30 @@ class JobSenders:
         clock: Clock,
     ) -> None:
         self._nc = nc
-        self._js: JetStreamContext = nc.jetstream()
         self._assets = assets
         self._db = db
         self._senders = senders
         self._clock = clock
-        # Free sender slots: a pull asks for all of them at once, and a job ending frees one.
-        # (A counter, not a semaphore taken slot by slot: at a few jobs a second each pull
-        # would take and give back hundreds of slots, most of the service's CPU.)
-        self._free = settings.push_concurrency
-        self._slot_freed = asyncio.Event()
+        self._pull = JobPull(
+            nc,
+            subjects.PUSH_STREAM,
+            subjects.PUSH_CONSUMER,
+            settings.push_concurrency,
+            self._start_job,
+            assets.lost,
+        )
         self._base = settings.push_retry_base_seconds
         self._max = settings.push_retry_max_seconds
         self._attempts = settings.push_max_attempts
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._sub: JetStreamContext.PullSubscription | None = None
         self._jobs: dict[asyncio.Task[None], Msg] = {}  # jobs at work: their message
         self._ticker: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="push-senders")
+    async def start(self) -> None:
+        await self._pull.start()
         self._ticker = asyncio.create_task(self._working(), name="push-senders-working")
 
     async def stop(self) -> None:
-        self._stopping = True  # a pull under way may swallow the cancellation
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, 2 * PULL_SECONDS + 1)
+        await self._pull.stop()
         if self._jobs:  # jobs in flight finish (or JetStream gives them out again)
             await asyncio.wait(list(self._jobs), timeout=5.0)
         if self._ticker is not None:
@@ -118,51 +106,10 @@ class JobSenders:
                     await self._jobs[task].in_progress()
             seen = current
 
-    async def _run(self) -> None:
-        self._sub = None
-        try:
-            await self._pull()
-        finally:
-            # A pull subscription left open keeps the connection's drain waiting.
-            if self._sub is not None:
-                with contextlib.suppress(Exception):
-                    await self._sub.unsubscribe()
-                self._sub = None
-
-    async def _pull(self) -> None:
-        while not self._stopping:
-            try:
-                if self._sub is None:
-                    self._sub = await self._js.pull_subscribe_bind(
-                        durable=subjects.PUSH_CONSUMER, stream=subjects.PUSH_STREAM
-                    )
-                sub = self._sub
-                while self._free == 0:  # at least one free slot before pulling
-                    self._slot_freed.clear()
-                    await self._slot_freed.wait()
-                free, self._free = self._free, 0
-                msgs: list[Msg] = []
-                try:
-                    msgs = await sub.fetch(batch=free, timeout=PULL_SECONDS)
-                finally:
-                    self._free += free - len(msgs)
-                for msg in msgs:
-                    task = asyncio.create_task(self._one(msg))
-                    self._jobs[task] = msg
-                    task.add_done_callback(self._done)
-            except asyncio.CancelledError:
-                raise
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue  # no job within the pull's time
-            except Exception as exc:
-                if asset_missing(exc):
-                    self._assets.lost(f"consumer {subjects.PUSH_STREAM}/{subjects.PUSH_CONSUMER}")
-                log.warning("pull_failed", error=repr(exc))
-                if self._sub is not None:
-                    with contextlib.suppress(Exception):
-                        await self._sub.unsubscribe()
-                self._sub = None
-                await asyncio.sleep(PULL_RETRY_SECONDS)
+    def _start_job(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._one(msg))
+        self._jobs[task] = msg
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._jobs.pop(task, None)
@@ -177,8 +124,7 @@ class JobSenders:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self._base)
         finally:
-            self._free += 1
-            self._slot_freed.set()
+            await self._pull.freed()
 
     async def _send(self, msg: Msg) -> None:
         job = push_pb2.PushJob()
