@@ -6,8 +6,9 @@ Starts NATS and PostgreSQL (embedded, free ports, temp dir), the push service as
 and the local FCM, APNs and Web Push servers of the tests (HTTPS with a test CA, checking
 authentication and payloads as the providers do) in this process. For each provider: N
 devices of N users with a token of that provider, credentials set as parley-push-admin
-would, then two phases of Notify requests (what the calls and messaging services send for
-a user with no device online), one user each:
+would, then, after a warm-up (200 Notify requests at once: the provider connections a
+busy replica keeps open, its tokens), three phases of Notify requests (what the calls and
+messaging services send for a user with no device online), one user each:
 
 - paced:     `--rate` a second for `--seconds`: p50/p99 Notify sent -> the provider got it;
 - offered:   `--offered` a second (the goal's 1,000) for `--seconds`: the rate the provider
@@ -253,7 +254,7 @@ async def main(args: argparse.Namespace) -> None:
         wanted = set(args.kinds.split(","))
         for kind in [kind for kind in found if kind.name in wanted]:
             users = [f"{kind.name} user {i}.*>" for i in range(args.devices)]
-            await phase(nc, kind, users[:20], None)  # warm-up: connections, tokens
+            await phase(nc, kind, users[:IN_FLIGHT], None)  # warm-up: connections, tokens
             paced_n = min(len(users), int(args.rate * args.seconds))
             paced, _ = await phase(nc, kind, users[:paced_n], args.rate)
             offered_n = min(len(users), int(args.offered * args.seconds))
