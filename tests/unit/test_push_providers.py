@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+import hpack
 import http_ece
 import jwt
 import pytest
@@ -26,7 +27,7 @@ from parley_push.providers.base import (
     retry_after_seconds,
     short_id,
 )
-from parley_push.providers.h2_client import H2Client
+from parley_push.providers.h2_client import ALWAYS_NEW, H2Client, _PlainEncoder
 from parley_push.providers.http import Answer, tls_context
 from parley_push.providers.http1_client import Http1Client
 
@@ -503,3 +504,28 @@ def test_web_push_answers_are_classified() -> None:
     busy = web_push.classify(response(429, "slow down", {"retry-after": "60"}))
     assert (busy.kind, busy.retry_after, busy.status) == (OutcomeKind.RETRY, 60.0, 429)
     assert web_push.urgency(CALL) == "high" and web_push.urgency(MESSAGE) == "normal"
+
+
+def test_h2_headers_that_change_with_each_push_are_never_indexed() -> None:
+    """The APNs client sends :path, content-length and the per-push APNs headers as literals
+    never indexed, so the HPACK table keeps what repeats and stops growing."""
+    encoder = _PlainEncoder(ALWAYS_NEW | apns.ALWAYS_NEW)
+    decoder = hpack.Decoder()
+    sizes = []
+    for i in range(50):
+        block = encoder.encode(
+            [
+                (":method", "POST"),
+                (":path", f"/3/device/{i:064x}"),
+                ("content-length", str(100 + i)),
+                ("apns-topic", "com.example.app"),
+                ("apns-expiration", str(1_700_000_000 + i)),
+                ("apns-collapse-id", f"call-{i}"),
+            ]
+        )
+        decoded = decoder.decode(block)
+        never = {h[0] for h in decoded if isinstance(h, hpack.NeverIndexedHeaderTuple)}
+        assert never == {":path", "content-length", "apns-expiration", "apns-collapse-id"}
+        assert dict(decoded)[":path"] == f"/3/device/{i:064x}"
+        sizes.append(len(encoder.header_table.dynamic_entries))
+    assert len(set(sizes)) == 1  # only the topic was added, by the first push

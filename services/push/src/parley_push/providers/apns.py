@@ -132,6 +132,10 @@ class ProviderTokens:
             self._token = ""
 
 
+# The request headers whose value changes from one push to the next.
+ALWAYS_NEW = frozenset({"apns-expiration", "apns-collapse-id"})
+
+
 def request_headers(
     credentials: ApnsCredentials, notification: Notification, bearer: str, now: float
 ) -> dict[str, str]:
@@ -192,7 +196,7 @@ class ApnsSender:
         self.credentials = credentials
         self.tokens = ProviderTokens(credentials, clock)
         self._clock = clock
-        self._client = H2Client(ca_file)  # one multiplexed connection
+        self._client = H2Client(ca_file, ALWAYS_NEW)  # one multiplexed connection
         self._base = f"{credentials.endpoint}/3/device/"
 
     async def send(self, token: str, notification: Notification) -> Outcome:

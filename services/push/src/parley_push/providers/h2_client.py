@@ -37,13 +37,31 @@ READ_BYTES = 65_536
 MAX_STREAMS = 500
 
 
+# Headers whose value changes from one request to the next: sent as literals never indexed,
+# since adding each to the HPACK table only evicts what repeats (the method, the authority,
+# the provider token, the topic) and makes every lookup in the table longer.
+ALWAYS_NEW = frozenset({":path", "content-length"})
+
+
 class _PlainEncoder(hpack.Encoder):
-    """HPACK without Huffman coding: a push's headers are a few hundred bytes, and coding
-    them (the provider token, never indexed, on every request) in pure Python cost more
-    CPU than the bytes it saves are worth."""
+    """HPACK without Huffman coding (a push's headers are a few hundred bytes, and coding
+    them in pure Python cost more CPU than the bytes it saves are worth), and with the
+    headers named in `unindexed` never indexed."""
+
+    def __init__(self, unindexed: frozenset[str]) -> None:
+        super().__init__()
+        self._unindexed = unindexed
 
     def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
+        return super().encode(
+            [
+                hpack.NeverIndexedHeaderTuple(name, value)
+                if name in self._unindexed
+                else (name, value)
+                for name, value in headers
+            ],
+            huffman=False,
+        )
 
 
 class ConnectionLost(ConnectionError):
@@ -59,7 +77,9 @@ class _Stream:
 
 
 class _Connection:
-    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, context: ssl.SSLContext, unindexed: frozenset[str]
+    ) -> None:
         self.host, self.port = host, port
         self.authority = host if port == 443 else f"{host}:{port}"
         self._context = context
@@ -73,7 +93,7 @@ class _Connection:
                 normalize_outbound_headers=False,
             )
         )
-        self._h2.encoder = _PlainEncoder()
+        self._h2.encoder = _PlainEncoder(unindexed)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, _Stream] = {}
@@ -243,7 +263,12 @@ class H2Client:
         ValueError,
     )
 
-    def __init__(self, ca_file: str | Path | None = None) -> None:
+    def __init__(
+        self, ca_file: str | Path | None = None, always_new: frozenset[str] = frozenset()
+    ) -> None:
+        """`always_new`: the names of headers whose value changes with each request (never
+        indexed, as :path and content-length are)."""
+        self._unindexed = ALWAYS_NEW | always_new
         self._context = tls_context(ca_file)
         self._context.set_alpn_protocols(["h2"])
         self._connections: dict[tuple[str, int], _Connection] = {}
@@ -257,7 +282,7 @@ class H2Client:
         async with self._opening.setdefault(key, asyncio.Lock()):
             connection = self._connections.get(key)
             if connection is None or connection.closed:
-                connection = _Connection(host, port, self._context)
+                connection = _Connection(host, port, self._context, self._unindexed)
                 await connection.open()
                 self._connections[key] = connection
             return connection
