@@ -451,6 +451,39 @@ async def test_the_local_apns_checks_a_remembered_provider_token_again(
     assert len(apns.pushes) == 3 and apns.auth_failures == 2
 
 
+async def test_h2_requests_beyond_the_connections_window_wait_for_it(
+    apns: FakeApns, tls: LocalTls
+) -> None:
+    """Sixty pushes of 3,000 bytes at once on an open connection: more than its 64 KiB
+    flow-control window. Those beyond it wait until the server reads the others; none fails."""
+    key = apns.new_key()
+    token = jwt.encode(
+        {"iss": key.team_id, "iat": int(time.time())},
+        key.private_key_pem,
+        algorithm="ES256",
+        headers={"kid": key.key_id},
+    )
+    client = H2Client(tls.ca_file)
+    body = json.dumps({"aps": {}, "pad": "x" * 2970}).encode()
+    assert 2990 <= len(body) <= 3000
+    headers = {
+        "authorization": f"bearer {token}",
+        "apns-push-type": "alert",
+        "apns-topic": apns.topic,
+    }
+
+    async def send() -> int:
+        url = f"{apns.url}/3/device/{device_token()}"
+        return (await client.post(url, content=body, headers=headers)).status_code
+
+    try:
+        assert await send() == 200  # the connection is open: the sixty go out at once
+        assert await asyncio.gather(*(send() for _ in range(60))) == [200] * 60
+    finally:
+        await client.aclose()
+    assert len(apns.pushes) == 61
+
+
 # Web Push
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,10 @@ class _Connection:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, _Stream] = {}
-        # Requests waiting for the server's MAX_CONCURRENT_STREAMS (APNs starts at 1): woken
-        # when a stream ends, the server's settings change or the connection closes.
-        self._waiting: list[asyncio.Future[None]] = []
+        # Requests waiting for the server's MAX_CONCURRENT_STREAMS (APNs starts at 1) or for
+        # room in the connection's flow-control window: woken when a stream ends, the server
+        # opens the window or changes its settings, or the connection closes.
+        self._waiting: deque[tuple[asyncio.Future[None], int]] = deque()  # (waiter, body size)
         self.closed = False
 
     async def open(self) -> None:
@@ -123,27 +125,46 @@ class _Connection:
         if data and self._writer is not None:
             self._writer.write(data)
 
-    def _has_room(self) -> bool:
+    def _stream_room(self) -> int:
         limit = min(self._h2.remote_settings.max_concurrent_streams, MAX_STREAMS)
-        return self.closed or self._h2.open_outbound_streams < limit
+        return limit - len(self._streams)  # h2's open_outbound_streams goes through them all
+
+    def _has_room(self, body: bytes) -> bool:
+        """A stream may open now, and its body fits the connection's window: a request beyond
+        either waits (many pushes at once spend the default 64 KiB window until the server
+        says it read them), rather than failing and being retried a second later."""
+        return self.closed or (
+            self._stream_room() > 0 and len(body) <= self._h2.outbound_flow_control_window
+        )
 
     def _wake(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for waiter in waiting:
+        """Wake the waiting requests that fit now, first come first: not all of them at each
+        window update (hundreds may wait, and most would only wait again)."""
+        if self.closed:
+            waiting, self._waiting = self._waiting, deque()
+            for waiter, _ in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        streams, window = self._stream_room(), self._h2.outbound_flow_control_window
+        while self._waiting and streams > 0:
+            waiter, size = self._waiting[0]
             if not waiter.done():
+                if size > window:
+                    break
                 waiter.set_result(None)
+                streams, window = streams - 1, window - size
+            self._waiting.popleft()
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if len(body) > min(self._h2.max_outbound_frame_size, 16_384):
             raise ValueError(f"a body of {len(body)} bytes is more than one HTTP/2 frame")
-        while not self._has_room():
+        while not self._has_room(body):
             waiter = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
+            self._waiting.append((waiter, len(body)))
             await waiter
         if self.closed:
             raise ConnectionLost(f"the connection to {self.authority} is closed")
-        if len(body) > self._h2.outbound_flow_control_window:
-            raise ConnectionLost("the connection's flow-control window is spent")
         stream_id = self._h2.get_next_available_stream_id()
         sent = [
             (":method", "POST"),
@@ -216,7 +237,7 @@ class _Connection:
                 stream.done.set_exception(
                     ConnectionLost(f"the server reset the stream (error {event.error_code})")
                 )
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
+        elif isinstance(event, h2.events.RemoteSettingsChanged | h2.events.WindowUpdated):
             self._wake()
         elif isinstance(event, h2.events.ConnectionTerminated):
             # Requests still unanswered are sent again on a new connection, at once: a
