@@ -59,8 +59,6 @@ class JobSenders:
         senders: Senders,
         clock: Clock,
     ) -> None:
-        self._nc = nc
-        self._assets = assets
         self._db = db
         self._senders = senders
         self._clock = clock
