@@ -26,7 +26,10 @@ from parley_protocol.errors import ErrorCode, ParleyError
 from parley_push.metrics import JOBS_ENQUEUED
 from parley_push.tokens import provider_name
 from parley_service import tracing
+from parley_service.acked import AckedPublisher
 from parley_service.assets import Consumer, JetStreamAssets, Stream, asset_missing
+
+EXPECTED_STREAM = "Nats-Expected-Stream"
 
 # How long a job a sender holds without a word stays its own before JetStream gives it to
 # another sender. A sender at work on a job says so every third of it (a provider request
@@ -63,32 +66,37 @@ def consumer(max_attempts: int) -> Consumer:
 
 class JobQueue:
     def __init__(self, nc: NATS, assets: JetStreamAssets) -> None:
-        self._js = nc.jetstream()
+        # Acknowledgements on the connection's reply inbox (a future and a timer a job),
+        # not nats-py's `js.publish` (a request, a `wait_for` and a PubAck decoded each).
+        self._publisher = AckedPublisher(nc)
         self._assets = assets
 
     async def publish(self, jobs: list[push_pb2.PushJob]) -> None:
         """Every job is in the stream when this returns; UNAVAILABLE otherwise (retry)."""
         if not jobs:
             return
+        await self._publisher.start()
         names = [provider_name(job.provider) for job in jobs]
-        headers = tracing.inject({}) or None  # the sender continues the notification's trace
-        publishes = [
-            self._js.publish(
-                subjects.push_jobs(name),
-                job.SerializeToString(),
-                stream=subjects.PUSH_STREAM,
-                headers=headers,
-            )
-            for name, job in zip(names, jobs, strict=True)
-        ]
-        results: list[object]
-        if len(publishes) == 1:  # the common case: no task to gather one publish
+        # The sender continues the notification's trace; a stream other than PUSH (a
+        # subject taken over by another stream) refuses the job.
+        headers = tracing.inject({EXPECTED_STREAM: subjects.PUSH_STREAM})
+        results: list[object] = []
+        for name, job in zip(names, jobs, strict=True):  # all queued before any is waited
             try:
-                results = [await publishes[0]]
+                results.append(
+                    await self._publisher.publish(
+                        subjects.push_jobs(name), job.SerializeToString(), headers
+                    )
+                )
             except Exception as failed:
-                results = [failed]
-        else:  # every publish is waited for, its error retrieved
-            results = await asyncio.gather(*publishes, return_exceptions=True)
+                results.append(failed)
+        for i, result in enumerate(results):
+            if isinstance(result, asyncio.Future):
+                try:
+                    await result
+                    results[i] = None
+                except Exception as failed:
+                    results[i] = failed
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             exc = failures[0]
