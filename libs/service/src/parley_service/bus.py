@@ -27,6 +27,7 @@ from parley_protocol.errors import ERROR_HEADER, ErrorCode, ParleyError
 from parley_service import db, tracing
 from parley_service.client_requests import ClientHandler, client_request_handler
 from parley_service.logs import get_logger
+from parley_service.metric_children import Children
 from parley_service.replies import ReplyInbox, no_responders
 
 Req = TypeVar("Req", bound=Message)
@@ -56,6 +57,7 @@ BUS_SECONDS = Histogram(
     ["service", "subject"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+_REQUESTS, _SECONDS = Children(BUS_REQUESTS), Children(BUS_SECONDS)  # (the hot path)
 
 
 class Unreachable(ParleyError):
@@ -263,8 +265,8 @@ class Bus:
                 span.set_attribute("parley.error", outcome)
                 payload = failure.to_proto().SerializeToString()
                 headers = {ERROR_HEADER: outcome}
-        BUS_REQUESTS.labels(self.service, ep.subject, outcome).inc()
-        BUS_SECONDS.labels(self.service, ep.subject).observe(time.perf_counter() - started)
+        _REQUESTS(self.service, ep.subject, outcome).inc()
+        _SECONDS(self.service, ep.subject).observe(time.perf_counter() - started)
         if msg.reply:
             try:
                 await self.nc.publish(msg.reply, payload, headers=headers)

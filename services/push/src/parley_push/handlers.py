@@ -21,7 +21,7 @@ from parley_protocol.errors import ErrorCode, ParleyError, code_name
 from parley_protocol.validation import validate_push_data, validate_user_id
 from parley_push import store
 from parley_push.jobs import JobQueue
-from parley_push.metrics import NOTIFIES, PAIRS, REGISTRATIONS, RELAYS
+from parley_push.metrics import NOTIFIES_BY, PAIRS_BY, REGISTRATIONS, RELAYS
 from parley_push.payloads import PayloadSigner
 from parley_push.settings import PushSettings
 from parley_push.tokens import check_token, provider_name
@@ -228,8 +228,8 @@ class PushHandlers:
             elif device.push_data is not None:
                 entry.push_pairs.add(push_data=device.push_data, push_payload=payload.encode())
         await self._jobs.publish(jobs)
-        NOTIFIES.labels(kind_name).inc()
-        PAIRS.labels(kind_name).inc(sum(len(r.push_pairs) for r in reply.recipients))
+        NOTIFIES_BY(kind_name).inc()
+        PAIRS_BY(kind_name).inc(sum(len(r.push_pairs) for r in reply.recipients))
         log.info(
             "notified",
             app=request.application_key,

@@ -23,7 +23,7 @@ from nats.js.api import (
 from parley.v1 import push_pb2
 from parley_protocol import subjects
 from parley_protocol.errors import ErrorCode, ParleyError
-from parley_push.metrics import JOBS_ENQUEUED
+from parley_push.metrics import JOBS_ENQUEUED_BY
 from parley_push.tokens import provider_name
 from parley_service import tracing
 from parley_service.acked import AckedPublisher
@@ -110,4 +110,4 @@ class JobQueue:
                 f"({type(exc).__name__}); retry",
             ) from exc
         for name in names:
-            JOBS_ENQUEUED.labels(name).inc()
+            JOBS_ENQUEUED_BY(name).inc()

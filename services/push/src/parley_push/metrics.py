@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from parley_service.batches import BatchMetrics
+from parley_service.metric_children import Children
 
 REGISTRATIONS = Counter(
     "parley_push_registrations_total",
@@ -69,3 +70,8 @@ LOOKUP_METRICS = BatchMetrics(
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
     ),
 )
+
+# The children the path of every push takes, each made once (see metric_children.py).
+NOTIFIES_BY, PAIRS_BY = Children(NOTIFIES), Children(PAIRS)
+JOBS_ENQUEUED_BY, JOBS_BY = Children(JOBS_ENQUEUED), Children(JOBS)
+SEND_SECONDS_BY, DELAY_SECONDS_BY = Children(SEND_SECONDS), Children(DELAY_SECONDS)

@@ -29,7 +29,7 @@ from parley_protocol.clock import Clock, now_ms
 from parley_push import store
 from parley_push.credentials import Senders
 from parley_push.jobs import ACK_WAIT_SECONDS
-from parley_push.metrics import DELAY_SECONDS, JOBS, SEND_SECONDS
+from parley_push.metrics import DELAY_SECONDS_BY, JOBS_BY, SEND_SECONDS_BY
 from parley_push.providers.base import Notification, OutcomeKind
 from parley_push.pulls import JobPull
 from parley_push.settings import PushSettings
@@ -136,12 +136,12 @@ class JobSenders:
         attempt = msg.metadata.num_delivered or 1
         app = app_label(job.application_key)
         if now_ms(self._clock) >= job.expires_at_ms:
-            JOBS.labels(provider, "expired", app).inc()
+            JOBS_BY(provider, "expired", app).inc()
             await msg.term()
             return
         sender = await self._senders.get(job.application_key, job.provider)
         if sender is None:
-            JOBS.labels(provider, "no_credentials", app).inc()
+            JOBS_BY(provider, "no_credentials", app).inc()
             log.warning("no_credentials", app=job.application_key, provider=provider)
             await msg.term()
             return
@@ -153,15 +153,15 @@ class JobSenders:
         )
         started = self._clock.monotonic()
         outcome = await sender.send(job.token, notification)
-        SEND_SECONDS.labels(provider).observe(self._clock.monotonic() - started)
+        SEND_SECONDS_BY(provider).observe(self._clock.monotonic() - started)
         if outcome.kind is OutcomeKind.SENT:
-            JOBS.labels(provider, "sent", app).inc()
-            DELAY_SECONDS.labels(provider).observe(
+            JOBS_BY(provider, "sent", app).inc()
+            DELAY_SECONDS_BY(provider).observe(
                 max(0.0, (now_ms(self._clock) - job.enqueued_at_ms) / 1000)
             )
             await msg.ack()
         elif outcome.kind is OutcomeKind.DEAD_TOKEN:
-            JOBS.labels(provider, "dead_token", app).inc()
+            JOBS_BY(provider, "dead_token", app).inc()
             forgotten = await store.forget_token(
                 self._db,
                 job.application_key,
@@ -181,7 +181,7 @@ class JobSenders:
             )
             await msg.ack()
         elif outcome.kind is OutcomeKind.RETRY and attempt < self._attempts:
-            JOBS.labels(provider, "retry", app).inc()
+            JOBS_BY(provider, "retry", app).inc()
             delay = retry_delay(attempt, self._base, self._max, outcome.retry_after)
             log.info(
                 "push_retry",
@@ -194,7 +194,7 @@ class JobSenders:
             await msg.nak(delay=delay)
         else:
             outcome_name = "gave_up" if outcome.kind is OutcomeKind.RETRY else "failed"
-            JOBS.labels(provider, outcome_name, app).inc()
+            JOBS_BY(provider, outcome_name, app).inc()
             log.warning(
                 "push_" + outcome_name,
                 app=job.application_key,
