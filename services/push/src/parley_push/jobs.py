@@ -80,24 +80,19 @@ class JobQueue:
         # The sender continues the notification's trace; a stream other than PUSH (a
         # subject taken over by another stream) refuses the job.
         headers = tracing.inject({EXPECTED_STREAM: subjects.PUSH_STREAM})
-        results: list[object] = []
+        acked: list[asyncio.Future[None]] = []
+        failures: list[BaseException] = []
         for name, job in zip(names, jobs, strict=True):  # all queued before any is waited
             try:
-                results.append(
+                acked.append(
                     await self._publisher.publish(
                         subjects.push_jobs(name), job.SerializeToString(), headers
                     )
                 )
             except Exception as failed:
-                results.append(failed)
-        for i, result in enumerate(results):
-            if isinstance(result, asyncio.Future):
-                try:
-                    await result
-                    results[i] = None
-                except Exception as failed:
-                    results[i] = failed
-        failures = [r for r in results if isinstance(r, BaseException)]
+                failures.append(failed)
+        results = await asyncio.gather(*acked, return_exceptions=True)
+        failures += [r for r in results if isinstance(r, BaseException)]
         if failures:
             exc = failures[0]
             if isinstance(exc, asyncio.CancelledError):

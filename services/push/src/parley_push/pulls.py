@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from parley_service.logs import get_logger
+from parley_service.replies import NO_RESPONDERS, STATUS_HEADER
 
 log = get_logger("parley.push.pulls")
 
@@ -39,7 +40,6 @@ RETRY_SECONDS = 0.5
 # With a few slots free, wait this long for more to free before asking for them.
 GATHER_SECONDS = 0.002
 
-_STATUS = "Status"
 _HEARTBEAT = "100"
 _EXPIRED = "408"
 
@@ -162,7 +162,7 @@ class JobPull:
     # -- what the server sends -------------------------------------------------------------
 
     async def _on_msg(self, msg: Msg) -> None:
-        status = msg.headers.get(_STATUS) if msg.headers else None
+        status = msg.headers.get(STATUS_HEADER) if msg.headers else None
         if status is None:  # a job
             if self._asked:
                 self._asked -= 1
@@ -180,5 +180,5 @@ class JobPull:
             return
         description = (msg.headers or {}).get("Description", "")
         self._end(f"{status} {description}".strip(), pause=True)
-        if status == "503" or "deleted" in description.lower():
+        if status == NO_RESPONDERS or "deleted" in description.lower():
             self._on_missing(f"consumer {self._name}: {status} {description}".strip())
